@@ -1,0 +1,296 @@
+// One batch of frontend messages (up to Sync, Flush or a Query) in flight on
+// one or more backends, and the merging of their answers into one answer for
+// the client. Each message has its own target backends. A message answered by
+// one backend is relayed live, byte for byte; a message sent to several is
+// compared unit by unit (CommandComplete tags, SQLSTATEs, transaction status)
+// and one backend's bytes go to the client only when all have answered that
+// unit. Everything here runs synchronously in the backends' data callbacks,
+// so a unit is never split or reordered.
+
+import { B, F } from '../protocol/codes.ts'
+import { errorFields } from '../protocol/decode.ts'
+import { isTerminator, ResponseTracker } from './tracker.ts'
+
+export interface PlannedMsg {
+  code: number
+  bytes: Buffer
+  targets: number[]
+  /** Injected by pgraid (lazy Parse): its answer is consumed, not relayed. */
+  swallow?: boolean
+  describeStatement?: boolean
+}
+
+export interface Unit {
+  type: number
+  body: Buffer | null
+  slices: Buffer[]
+}
+
+export interface ExchangeHost {
+  /** Writes bytes to the client. */
+  out(slice: Buffer): void
+  /** Called before a ReadyForQuery is relayed (deliver queued notifications). */
+  beforeReady(): void
+  /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
+  enterCopyIn(targets: number[], extended: boolean): void
+  names: string[]
+}
+
+interface LinkProgress {
+  queue: number[]
+  qpos: number
+  tracker: ResponseTracker | null
+  slices: Buffer[]
+  skipping: boolean
+}
+
+export interface Outcome {
+  /** Per message: units from each target (terminator types only are kept for decisions). */
+  diverged: string | null
+  /** Last ReadyForQuery status per backend index that answered a Sync/Query. */
+  status: Map<number, string>
+  /** Backends whose answer contained an ErrorResponse. */
+  errored: Set<number>
+  /** First error SQLSTATE seen on the primary answer, if any. */
+  errorCode: string | null
+  /** Per message index: the terminator types the primary answered (for registry bookkeeping). */
+  answers: Map<number, Map<number, number[]>>
+}
+
+export class Exchange {
+  private cursor = 0
+  /** Units consumed so far of the message at the cursor (multi-target). */
+  private consumed = 0
+  private links = new Map<number, LinkProgress>()
+  private responses: Map<number, Unit[]>[] = []
+  private finished: Set<number>[] = []
+  private resolveDone!: (o: Outcome) => void
+  readonly done: Promise<Outcome>
+  readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map() }
+
+  constructor(
+    readonly msgs: PlannedMsg[],
+    private readonly host: ExchangeHost,
+    initialSkipping: (idx: number) => boolean,
+  ) {
+    this.done = new Promise((r) => (this.resolveDone = r))
+    msgs.forEach((m, i) => {
+      this.responses.push(new Map())
+      this.finished.push(new Set())
+      for (const t of m.targets) {
+        let lp = this.links.get(t)
+        if (!lp) this.links.set(t, (lp = { queue: [], qpos: 0, tracker: null, slices: [], skipping: initialSkipping(t) }))
+        lp.queue.push(i)
+        this.responses[i].set(t, [])
+      }
+    })
+    for (const [idx, lp] of this.links) this.settle(idx, lp)
+    this.advance()
+  }
+
+  /** Bytes each backend must be sent, in order. */
+  payloads(): Map<number, Buffer[]> {
+    const out = new Map<number, Buffer[]>()
+    this.msgs.forEach((m) => {
+      for (const t of m.targets) {
+        let l = out.get(t)
+        if (!l) out.set(t, (l = []))
+        l.push(m.bytes)
+      }
+    })
+    return out
+  }
+
+  /** Backends that still owe answers (for cancel). */
+  pendingBackends(): number[] {
+    const out: number[] = []
+    for (const [idx, lp] of this.links) if (lp.qpos < lp.queue.length) out.push(idx)
+    return out
+  }
+
+  get complete(): boolean {
+    return this.isComplete
+  }
+  private isComplete = false
+
+  /** Raw bytes from backend `idx`. Returns false if they were not expected. */
+  data(idx: number, type: number, slice: Buffer): void {
+    if (type === B.NotificationResponse) return
+    const lp = this.links.get(idx)
+    if (!lp || lp.qpos >= lp.queue.length) return
+    const m = lp.queue[lp.qpos]
+    const msg = this.msgs[m]
+    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged) this.host.out(slice)
+    else lp.slices.push(slice)
+  }
+
+  /** A whole message from backend `idx` ended. */
+  end(idx: number, type: number, body: Buffer | null): void {
+    if (!isTerminator(type)) return
+    const lp = this.links.get(idx)
+    if (!lp || lp.qpos >= lp.queue.length) return
+    const m = lp.queue[lp.qpos]
+    const unit: Unit = { type, body, slices: lp.slices }
+    lp.slices = []
+    this.responses[m].get(idx)!.push(unit)
+    if (type === B.ErrorResponse) {
+      this.outcome.errored.add(idx)
+      if (this.msgs[m].code !== F.Query) lp.skipping = true
+    }
+    if (type === B.ReadyForQuery && body) {
+      this.outcome.status.set(idx, String.fromCharCode(body[0]))
+      lp.skipping = false
+    }
+    if (!lp.tracker) lp.tracker = new ResponseTracker(this.msgs[m].code, !!this.msgs[m].describeStatement)
+    if (lp.tracker.step(type)) {
+      this.finished[m].add(idx)
+      lp.qpos++
+      lp.tracker = null
+      this.settle(idx, lp)
+    }
+    this.advance()
+  }
+
+  /** Messages a skipping backend will ignore are answered with nothing. */
+  private settle(idx: number, lp: LinkProgress): void {
+    while (lp.qpos < lp.queue.length) {
+      const m = lp.queue[lp.qpos]
+      const code = this.msgs[m].code
+      if (lp.skipping && code !== F.Sync) {
+        this.finished[m].add(idx)
+        lp.qpos++
+        continue
+      }
+      if (code === F.Flush) {
+        this.finished[m].add(idx)
+        lp.qpos++
+        continue
+      }
+      break
+    }
+  }
+
+  private advance(): void {
+    while (this.cursor < this.msgs.length) {
+      const i = this.cursor
+      const msg = this.msgs[i]
+      const targets = msg.targets
+      if (targets.length === 0) {
+        this.next()
+        continue
+      }
+      if (targets.length === 1 && !this.outcome.diverged) {
+        const t = targets[0]
+        const units = this.responses[i].get(t)!
+        // Units buffered before the cursor got here go out now; the rest flow live.
+        while (this.consumed < units.length) this.emit(msg, units[this.consumed++], [t], i)
+        if (!this.finished[i].has(t)) {
+          const lp = this.links.get(t)!
+          if (lp.queue[lp.qpos] === i && lp.slices.length && !msg.swallow) {
+            for (const s of lp.slices) this.host.out(s)
+            lp.slices = []
+          }
+          return
+        }
+        this.next()
+        continue
+      }
+      // Several targets: wait until each has its next unit or has finished.
+      let ready = true
+      let have = 0
+      for (const t of targets) {
+        const units = this.responses[i].get(t)!
+        if (units.length > this.consumed) have++
+        else if (!this.finished[i].has(t)) ready = false
+      }
+      if (!ready) return
+      if (have === 0) {
+        this.next()
+        continue
+      }
+      const units = targets.map((t) => this.responses[i].get(t)![this.consumed])
+      this.consumed++
+      if (this.outcome.diverged) continue
+      if (have < targets.length) {
+        this.diverge(i, targets, units)
+        continue
+      }
+      const diff = compareUnits(units as Unit[])
+      if (diff) {
+        this.diverge(i, targets, units)
+        continue
+      }
+      this.emit(msg, units[0]!, targets, i)
+    }
+    this.maybeFinish()
+  }
+
+  private next(): void {
+    this.cursor++
+    this.consumed = 0
+  }
+
+  private emit(msg: PlannedMsg, unit: Unit, targets: number[], i: number): void {
+    let a = this.outcome.answers.get(i)
+    if (!a) this.outcome.answers.set(i, (a = new Map()))
+    for (const t of targets) {
+      let l = a.get(t)
+      if (!l) a.set(t, (l = []))
+      l.push(unit.type)
+    }
+    if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow)
+      this.outcome.errorCode = errorFields(unit.body).C ?? null
+    if (msg.swallow) return
+    if (unit.type === B.ReadyForQuery) this.host.beforeReady()
+    for (const s of unit.slices) this.host.out(s)
+    if (unit.type === B.CopyInResponse) this.host.enterCopyIn(targets, msg.code === F.Execute)
+  }
+
+  private diverge(i: number, targets: number[], units: (Unit | undefined)[]): void {
+    const describe = (u: Unit | undefined): string => {
+      if (!u) return 'nothing'
+      if (u.type === B.CommandComplete && u.body) return `"${u.body.toString('utf8', 0, u.body.length - 1)}"`
+      if (u.type === B.ErrorResponse && u.body) {
+        const f = errorFields(u.body)
+        return `error ${f.C}: ${f.M}`
+      }
+      if (u.type === B.ReadyForQuery && u.body) return `ready (transaction status ${String.fromCharCode(u.body[0])})`
+      return `message '${String.fromCharCode(u.type)}'`
+    }
+    this.outcome.diverged = targets.map((t, k) => `${this.host.names[t] ?? t} answered ${describe(units[k])}`).join('; ') + ` (message ${i + 1} of the batch)`
+  }
+
+  private maybeFinish(): void {
+    if (this.isComplete) return
+    if (this.outcome.diverged) {
+      for (const lp of this.links.values()) if (lp.qpos < lp.queue.length) return
+    } else if (this.cursor < this.msgs.length) return
+    this.isComplete = true
+    this.resolveDone(this.outcome)
+  }
+
+  /** Did backend `t` answer message `i` with a unit of `type`? */
+  answered(i: number, t: number, type: number): boolean {
+    return this.responses[i]?.get(t)?.some((u) => u.type === type) ?? false
+  }
+
+  /** Skipping state of each backend after the batch. */
+  skippingAfter(idx: number): boolean | undefined {
+    return this.links.get(idx)?.skipping
+  }
+}
+
+/** null when the units agree; else a short reason. */
+export function compareUnits(units: Unit[]): string | null {
+  const a = units[0]
+  for (let k = 1; k < units.length; k++) {
+    const b = units[k]
+    if (a.type !== b.type) return 'different messages'
+    if (a.type === B.CommandComplete || a.type === B.ReadyForQuery) {
+      if (!a.body || !b.body || !a.body.equals(b.body)) return 'different results'
+    } else if (a.type === B.ErrorResponse) {
+      if (!a.body || !b.body || errorFields(a.body).C !== errorFields(b.body).C) return 'different errors'
+    }
+  }
+  return null
+}

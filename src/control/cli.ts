@@ -1,0 +1,160 @@
+// The `pgraid` command line: start the proxy, check a config file, hash a password. Maps outcomes to
+// exit codes (0 ok, 1 runtime failure, 2 usage or config error) and keeps stdout for results only.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, LOG_LEVELS, loadConfig, type LogLevel } from './config.ts';
+import { createLogger } from './logger.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
+
+/** Runs the CLI and resolves with the process exit code; `start` resolves only after shutdown. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let exitCode = EXIT_OK;
+  const program = new Command('pgraid')
+    .description('Replicating PostgreSQL wire proxy: every write goes to all backends in one order; reads are balanced.')
+    .version(version, '-V, --version')
+    // Must precede .command(): subcommands copy it, so commander throws instead of exiting and we pick the code.
+    .exitOverride();
+
+  program
+    .command('start')
+    .description('start the proxy; prints "pgraid listening on host:port" once ready, logs JSON lines to stderr')
+    .requiredOption('-c, --config <file>', 'JSON config file')
+    .addOption(new Option('--log-level <level>', 'override log.level from the config file').choices(LOG_LEVELS))
+    .action(async (opts: { config: string; logLevel?: LogLevel }) => {
+      exitCode = await start(opts.config, opts.logLevel);
+    });
+
+  program
+    .command('check-config')
+    .description('validate a config file: prints "ok", or every problem (exit 2)')
+    .requiredOption('-c, --config <file>', 'JSON config file')
+    .action(async (opts: { config: string }) => {
+      const config = await loadConfigOrReport(opts.config);
+      if (config === undefined) exitCode = EXIT_USAGE;
+      else process.stdout.write('ok\n');
+    });
+
+  program
+    .command('hash-password')
+    .description('print a stored form of a password for the "users" section of the config')
+    .argument('<password>', 'the password; "-" reads it from stdin (keeps it out of shell history and ps)')
+    .addOption(
+      new Option('-m, --method <method>', 'hash for this auth method')
+        .choices(['scram-sha-256', 'md5'])
+        .default('scram-sha-256'),
+    )
+    .option('-u, --user <user>', 'user name (required for md5, whose hash is salted with it)')
+    .action(async (password: string, opts: { method: 'scram-sha-256' | 'md5'; user?: string }) => {
+      exitCode = await hashPassword(password === '-' ? await readStdinLine() : password, opts.method, opts.user);
+    });
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    // commander has already printed help, the version, or the usage error.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    process.stderr.write(`pgraid: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT_FAILURE;
+  }
+  return exitCode;
+}
+
+/** Entry point for bin/pgraid.js: runs main, then exits once stdout/stderr have drained. */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  const code = await main(argv);
+  // Exit explicitly: after `start` shuts down, a forgotten socket or timer must not keep a stopped proxy
+  // alive; waiting for the writes keeps piped output from being cut off.
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
+/** The validated config, or undefined after printing every problem to stderr. */
+async function loadConfigOrReport(path: string) {
+  try {
+    return await loadConfig(path);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return undefined;
+  }
+}
+
+async function start(configPath: string, levelOverride: LogLevel | undefined): Promise<number> {
+  const config = await loadConfigOrReport(configPath);
+  if (config === undefined) return EXIT_USAGE; // never start on a bad config
+  const logger = createLogger(levelOverride ?? config.log.level);
+
+  // Loaded lazily so check-config and hash-password do not pull in (or depend on) the whole server.
+  const { startPgraid } = await import('../server.ts');
+  let server: Awaited<ReturnType<typeof startPgraid>>;
+  try {
+    server = await startPgraid(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, 'failed to start');
+    process.stderr.write(`pgraid: failed to start: ${(err as Error)?.message ?? String(err)}\n`);
+    return EXIT_FAILURE;
+  }
+  process.stdout.write(`pgraid listening on ${server.host}:${server.port}\n`);
+  logger.info({ host: server.host, port: server.port, backends: config.backends.length }, 'listening');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // The operator gave up waiting for a graceful close: leave now, with the shell's code for the signal.
+        logger.warn({ signal }, 'second signal, exiting without waiting for close');
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      server.close().then(
+        () => {
+          logger.info('stopped');
+          resolve(EXIT_OK);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error while shutting down');
+          resolve(EXIT_FAILURE);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+async function hashPassword(password: string, method: 'scram-sha-256' | 'md5', user: string | undefined): Promise<number> {
+  if (password === '') {
+    process.stderr.write('pgraid: the password is empty\n');
+    return EXIT_USAGE;
+  }
+  if (method === 'md5') {
+    if (user === undefined || user === '') {
+      process.stderr.write('pgraid: --method md5 needs --user <name>: the md5 hash is salted with the user name\n');
+      return EXIT_USAGE;
+    }
+    const { md5PasswordHash } = await import('../auth/md5.ts');
+    process.stdout.write(`${md5PasswordHash(user, password)}\n`);
+  } else {
+    const { makeScramVerifier } = await import('../auth/scram.ts');
+    process.stdout.write(`${makeScramVerifier(password)}\n`);
+  }
+  return EXIT_OK;
+}
+
+/** The first line of stdin, without its line ending. */
+async function readStdinLine(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '');
+}

@@ -1,0 +1,304 @@
+// The pgraid config file: its schema (the single source of truth for keys, defaults and meanings),
+// validation with every problem reported at once, and loading from a JSON file.
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { isMd5Hash } from '../auth/md5.ts';
+import { parseScramVerifier } from '../auth/scram.ts';
+import { ConfigError, describeIssues, formatPath } from './config-issues.ts';
+import { objectKeysAt } from './config-keys.ts';
+
+export { ConfigError } from './config-issues.ts';
+
+/** pino's level names, most severe first; "silent" turns logging off. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+// Node's timers overflow above 2^31-1 ms and then fire after 1 ms, so a huge timeout would act like a tiny one.
+const MAX_TIMER_MS = 2_147_483_647;
+const MAX_MESSAGE_BYTES = 1_073_741_824; // PostgreSQL's own cap on a protocol message (1 GiB)
+
+// Each leaf carries one sentence saying what belongs there; the formatter adds what was found instead.
+function intIn(min: number, max: number, expectation: string) {
+  return z.int(expectation).min(min, expectation).max(max, expectation);
+}
+function nonEmpty(expectation: string) {
+  return z.string(expectation).min(1, expectation);
+}
+function timeoutMs(defaultMs: number, meaning: string) {
+  return intIn(0, MAX_TIMER_MS, `must be an integer number of milliseconds 0-${MAX_TIMER_MS} (0 = disabled)`)
+    .default(defaultMs)
+    .describe(meaning);
+}
+
+const listenSchema = z
+  .strictObject({
+    host: nonEmpty('must be a non-empty string: the address to listen on (IP address or hostname)')
+      .default('127.0.0.1')
+      .describe('Address clients connect to. Use "0.0.0.0" or "::" to accept remote clients.'),
+    port: intIn(0, 65535, 'must be an integer 0-65535 (0 = any free port)')
+      .default(6432)
+      .describe('TCP port clients connect to; 0 picks any free port (the chosen one is printed at start).'),
+  })
+  .prefault({})
+  .describe('Where pgraid accepts PostgreSQL client connections.');
+
+const backendSchema = z
+  .strictObject({
+    name: z
+      .string('must be a string of letters, digits, "_", "." or "-"')
+      .regex(/^[A-Za-z0-9_.-]+$/, 'must be non-empty and use only letters, digits, "_", "." or "-"')
+      .describe('Unique name of the backend, used in logs and metrics.'),
+    host: nonEmpty('must be a non-empty string: the PostgreSQL server address (IP address or hostname)').describe(
+      'PostgreSQL server address.',
+    ),
+    port: intIn(1, 65535, 'must be an integer 1-65535')
+      .default(5432)
+      .describe('PostgreSQL server port.'),
+    database: nonEmpty('must be a non-empty database name, or null for the database the client asked for')
+      .nullable()
+      .default(null)
+      .describe('Database to use on this backend; null means the database named by the connecting client.'),
+    user: nonEmpty('must be a non-empty string: the PostgreSQL role pgraid logs in as').describe(
+      'Role pgraid logs in to this backend as (client credentials are checked by pgraid, not forwarded).',
+    ),
+    password: nonEmpty('must be a non-empty string (omit the key for a backend that trusts pgraid)')
+      .optional()
+      .describe('Password for `user` on this backend; omit for backends that use trust authentication.'),
+    weight: z
+      .number('must be a number >= 0 (0 = never used for reads)')
+      .min(0, 'must be a number >= 0 (0 = never used for reads)')
+      .default(1)
+      .describe('Share of reads sent to this backend relative to the others; 0 = writes only, never reads.'),
+  })
+  .describe('One PostgreSQL server holding a full copy of the data.');
+
+const userSchema = z
+  .strictObject({
+    name: nonEmpty('must be a non-empty string: the user name clients log in with').describe(
+      'User name clients log in to pgraid with.',
+    ),
+    auth: z
+      .enum(AUTH_METHODS, `must be one of ${AUTH_METHODS.map((m) => `"${m}"`).join(', ')}`)
+      .default('scram-sha-256')
+      .describe('How the client proves its identity: "scram-sha-256", "md5" or "trust" (no password).'),
+    password: nonEmpty('must be a non-empty string: a plain password, a SCRAM-SHA-256$... verifier or an md5... hash')
+      .optional()
+      .describe(
+        'Plain password, or a verifier/hash from `pgraid hash-password`; required unless auth is "trust". ' +
+          'md5 auth needs a plain password or md5 hash; scram-sha-256 needs a plain password or SCRAM verifier.',
+      ),
+  })
+  .describe('A user clients may log in to pgraid as.');
+
+/** The config object before cross-field checks and computed defaults; walked by config-keys.ts and the docs test. */
+export const configObjectSchema = z
+  .strictObject(
+    {
+      listen: listenSchema,
+      backends: z
+        .array(backendSchema, 'must be a list of backend objects')
+        .min(1, 'must list at least one backend, e.g. [{ "name": "pg1", "host": "127.0.0.1", "user": "postgres" }]')
+        .describe('PostgreSQL servers that each receive every write; at least one. Names and host+port must be unique.'),
+      users: z
+        .array(userSchema, 'must be a list of user objects')
+        .min(1, 'must list at least one user, e.g. [{ "name": "app", "auth": "scram-sha-256", "password": "..." }]')
+        .describe('Users allowed to connect to pgraid; at least one. Names must be unique.'),
+      writeQuorum: z
+        .int('must be an integer from 1 to the number of backends')
+        .min(1, 'must be an integer from 1 to the number of backends')
+        .optional()
+        .describe(
+          'How many backends must confirm a write before the client is answered; default is a majority, floor(backends/2)+1.',
+        ),
+      timeouts: z
+        .strictObject({
+          connectMs: timeoutMs(10_000, 'Give up connecting/authenticating to a backend after this long.'),
+          stallMs: timeoutMs(60_000, 'A backend that has not answered a pending request for this long is failed.'),
+          clientIdleInTransactionMs: timeoutMs(
+            0,
+            'Disconnect a client idle inside an open transaction for this long (it holds locks on every backend).',
+          ),
+        })
+        .prefault({})
+        .describe('Timeouts in milliseconds; 0 disables a timeout.'),
+      limits: z
+        .strictObject({
+          maxMessageBytes: intIn(1024, MAX_MESSAGE_BYTES, `must be an integer 1024-${MAX_MESSAGE_BYTES}`)
+            .default(MAX_MESSAGE_BYTES)
+            .describe('Largest protocol message accepted from a client or backend; larger ones end the session.'),
+          maxClients: intIn(1, Number.MAX_SAFE_INTEGER, 'must be an integer >= 1')
+            .default(1000)
+            .describe('Most concurrent client connections; further clients are refused with an error.'),
+        })
+        .prefault({})
+        .describe('Resource limits.'),
+      log: z
+        .strictObject({
+          level: z
+            .enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}`)
+            .default('info')
+            .describe('Least severe log level written (JSON lines on stderr); "silent" disables logging.'),
+        })
+        .prefault({})
+        .describe('Logging.'),
+    },
+    'must be a JSON object with at least "backends" and "users" (see fixtures/pgraid.example.json)',
+  )
+  .describe('The pgraid configuration file (JSON).');
+
+/** How a configured user password is stored, which decides the auth methods it can serve. */
+export type StoredPasswordKind = 'plain' | 'md5' | 'scram-sha-256';
+
+const SCRAM_PREFIX = 'SCRAM-SHA-256$';
+
+/**
+ * Classifies a users[].password the way PostgreSQL classifies rolpassword, using the auth code's own
+ * parsers so that config validation and login agree on what counts as a verifier or hash.
+ */
+export function storedPasswordKind(password: string): StoredPasswordKind {
+  if (parseScramVerifier(password) !== null) return 'scram-sha-256';
+  if (isMd5Hash(password)) return 'md5';
+  return 'plain';
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const records = (v: unknown): Array<Record<string, unknown> | undefined> =>
+  Array.isArray(v) ? v.map((x) => (isRecord(x) ? x : undefined)) : [];
+
+// Cross-field rules, checked on the raw document rather than as a zod refinement: zod skips refinements
+// once a field fails certain checks (e.g. a non-integer for z.int()), and the first run of check-config
+// should list everything. Hence every access is defensive; wrong types are the field schemas' business.
+function crossCheckProblems(raw: unknown): string[] {
+  const problems: string[] = [];
+  if (!isRecord(raw)) return problems;
+  const problem = (path: PropertyKey[], message: string) => problems.push(`${formatPath(path)}: ${message}`);
+
+  const seenName = new Map<string, number>();
+  const seenAddr = new Map<string, number>();
+  records(raw.backends).forEach((b, i) => {
+    if (!b) return;
+    if (typeof b.name === 'string') {
+      const first = seenName.get(b.name);
+      if (first !== undefined)
+        problem(['backends', i, 'name'], `duplicate backend name "${b.name}" (also backends[${first}].name); give each backend its own name`);
+      else seenName.set(b.name, i);
+    }
+    if (typeof b.host === 'string') {
+      const addr = `${b.host.toLowerCase()}:${String(b.port ?? 5432)}`;
+      const first = seenAddr.get(addr);
+      if (first !== undefined)
+        problem(['backends', i], `same host and port as backends[${first}] (${addr}); each backend must be a different server`);
+      else seenAddr.set(addr, i);
+    }
+  });
+  // Reads go only to backends with weight > 0; if there are none, every read would fail.
+  const weights = records(raw.backends).map((b) => b?.weight ?? 1);
+  if (weights.length > 0 && weights.every((w) => w === 0)) {
+    problem(['backends'], 'every backend has weight 0, so no backend may serve reads; give at least one a weight > 0');
+  }
+
+  const seenUser = new Map<string, number>();
+  records(raw.users).forEach((u, i) => {
+    if (!u) return;
+    if (typeof u.name === 'string') {
+      const first = seenUser.get(u.name);
+      if (first !== undefined)
+        problem(['users', i, 'name'], `duplicate user name "${u.name}" (also users[${first}].name); list each user once`);
+      else seenUser.set(u.name, i);
+    }
+    checkUserPassword(u, (message) => problem(['users', i, 'password'], message));
+  });
+
+  const wq = raw.writeQuorum;
+  const n = Array.isArray(raw.backends) ? raw.backends.length : 0;
+  if (typeof wq === 'number' && Number.isInteger(wq) && wq >= 1 && n >= 1 && wq > n) {
+    problem(
+      ['writeQuorum'],
+      `must be an integer 1-${n} (at most the number of backends; omit it for a majority, ${Math.floor(n / 2) + 1}), got ${wq}`,
+    );
+  }
+  return problems;
+}
+
+function checkUserPassword(u: Record<string, unknown>, problem: (message: string) => void): void {
+  const auth = u.auth === undefined ? 'scram-sha-256' : u.auth;
+  if (auth !== 'md5' && auth !== 'scram-sha-256') return; // trust needs no password; a bad auth is reported by the enum
+  const user = typeof u.name === 'string' ? u.name : '<user>';
+  if (u.password === undefined) {
+    problem(`required for auth "${auth}"; put the plain password or the output of \`pgraid hash-password\` (or set auth to "trust")`);
+    return;
+  }
+  if (typeof u.password !== 'string') return; // wrong type is reported by the field schema
+  if (u.password.startsWith(SCRAM_PREFIX) && parseScramVerifier(u.password) === null) {
+    problem(
+      'looks like a SCRAM-SHA-256 verifier but is malformed; expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> ' +
+        'as printed by `pgraid hash-password`',
+    );
+    return;
+  }
+  const kind = storedPasswordKind(u.password);
+  if (auth === 'md5' && kind === 'scram-sha-256') {
+    problem(
+      `auth "md5" cannot use a SCRAM-SHA-256 verifier (md5 needs the plain password or an md5 hash); put the plain ` +
+        `password, or \`pgraid hash-password --method md5 --user ${user} <password>\`, or set auth to "scram-sha-256"`,
+    );
+  } else if (auth === 'scram-sha-256' && kind === 'md5') {
+    problem(
+      'auth "scram-sha-256" cannot use an md5 hash (SCRAM needs the plain password or a SCRAM-SHA-256$ verifier); put the ' +
+        'plain password, or `pgraid hash-password <password>`, or set auth to "md5"',
+    );
+  }
+}
+
+// Structure plus computed defaults; the cross-field rules live in parseConfig, the only way in.
+const configSchema = configObjectSchema.transform((c) => ({
+  ...c,
+  writeQuorum: c.writeQuorum ?? Math.floor(c.backends.length / 2) + 1,
+}));
+
+/** A validated configuration with every default filled in. */
+export type Config = z.output<typeof configSchema>;
+export type BackendConfig = Config['backends'][number];
+export type UserConfig = Config['users'][number];
+
+/** Validates an already-parsed config document; `source` (a file name) is named in errors. */
+export function parseConfig(raw: unknown, source: string): Config {
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  const problems = result.success
+    ? []
+    : describeIssues(result.error.issues, (path) => objectKeysAt(configObjectSchema, path));
+  problems.push(...crossCheckProblems(raw));
+  if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
+  return result.data;
+}
+
+/** Reads and validates a JSON config file; unreadable files and JSON syntax errors are ConfigErrors too. */
+export async function loadConfig(path: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(path, [`(file): cannot read it (${code ?? (err as Error).message}); pass an existing JSON file with -c`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(path, [`(top level): not valid JSON: ${withLineColumn((err as Error).message, text)}`]);
+  }
+  return parseConfig(raw, path);
+}
+
+// Node 20's JSON errors give only a character offset; editors want line and column.
+function withLineColumn(message: string, text: string): string {
+  const m = /at position (\d+)/.exec(message);
+  if (!m || /line \d+/.test(message)) return message;
+  const before = text.slice(0, Number(m[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `${message} (line ${line}, column ${column})`;
+}

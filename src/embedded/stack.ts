@@ -1,0 +1,79 @@
+// A whole pgraid stack in one process: N embedded PostgreSQL backends and
+// pgraid in front of them. Shared by the demo, the tests and the benchmark.
+
+import { startCluster, type BackendAuth, type Cluster } from './cluster.ts'
+import { startPgraid, type PgraidHandle } from '../server.ts'
+import { parseConfig, type Config } from '../control/config.ts'
+import { createLogger } from '../control/logger.ts'
+import type { LogLevel } from '../control/config.ts'
+
+export interface StackOptions {
+  backends?: number
+  baseDir?: string
+  reuse?: boolean
+  auth?: BackendAuth | BackendAuth[]
+  /** pgraid listen port (0 = any free port). */
+  port?: number
+  logLevel?: LogLevel
+  /** Extra config keys merged over the generated config. */
+  config?: Record<string, unknown>
+  settings?: Record<string, string>
+}
+
+export interface Stack {
+  cluster: Cluster
+  proxy: PgraidHandle
+  config: Config
+  host: string
+  port: number
+  /** Credentials of the client user the stack configures. */
+  user: string
+  password: string
+  url(database?: string): string
+  stop(): Promise<void>
+}
+
+export const CLIENT_USER = 'app'
+export const CLIENT_PASSWORD = 'app-secret'
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const cluster = await startCluster({
+    count: opts.backends ?? 3,
+    baseDir: opts.baseDir,
+    reuse: opts.reuse,
+    auth: opts.auth ?? ['scram-sha-256', 'md5', 'trust'],
+    settings: opts.settings,
+  })
+  try {
+    const raw = {
+      listen: { host: '127.0.0.1', port: opts.port ?? 0 },
+      backends: cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })),
+      users: [
+        { name: CLIENT_USER, auth: 'scram-sha-256', password: CLIENT_PASSWORD },
+        { name: 'md5user', auth: 'md5', password: 'md5-secret' },
+        { name: 'trusted', auth: 'trust' },
+      ],
+      log: { level: opts.logLevel ?? (process.env.PGRAID_LOG_LEVEL as LogLevel | undefined) ?? 'warn' },
+      ...opts.config,
+    }
+    const config = parseConfig(raw, 'generated stack config')
+    const proxy = await startPgraid(config, createLogger(config.log.level))
+    return {
+      cluster,
+      proxy,
+      config,
+      host: '127.0.0.1',
+      port: proxy.port,
+      user: CLIENT_USER,
+      password: CLIENT_PASSWORD,
+      url: (database = 'postgres') => `postgresql://${CLIENT_USER}:${CLIENT_PASSWORD}@127.0.0.1:${proxy.port}/${database}`,
+      async stop() {
+        await proxy.close().catch(() => {})
+        await cluster.stop()
+      },
+    }
+  } catch (e) {
+    await cluster.stop()
+    throw e
+  }
+}

@@ -1,0 +1,51 @@
+// Errors pgraid reports to clients: each carries an SQLSTATE and severity and
+// serialises itself as an ErrorResponse. One named constructor per situation;
+// docs/errors.md lists them (a test keeps the list and the code in step).
+
+import { errorResponse, type ErrorFields } from './protocol/encode.ts'
+
+export class PgError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly severity: 'ERROR' | 'FATAL' = 'ERROR',
+    readonly detail?: string,
+    readonly hint?: string,
+  ) {
+    super(message)
+  }
+  toMessage(): Buffer {
+    const f: ErrorFields = { severity: this.severity, code: this.code, message: this.message }
+    if (this.detail) f.detail = this.detail
+    if (this.hint) f.hint = this.hint
+    return errorResponse(f)
+  }
+}
+
+export const errors = {
+  protocolViolation: (what: string) => new PgError('08P01', `invalid frontend message: ${what}`, 'FATAL'),
+  messageTooLarge: (len: number, max: number) =>
+    new PgError('08P01', `message of ${len} bytes exceeds the maximum of ${max} bytes`, 'FATAL', undefined, 'raise limits.maxMessageBytes in the pgraid configuration'),
+  unsupportedProtocol: (major: number, minor: number) =>
+    new PgError('0A000', `unsupported frontend protocol ${major}.${minor}: pgraid supports protocol 3.0`, 'FATAL'),
+  noUser: () => new PgError('28000', 'no PostgreSQL user name specified in startup packet', 'FATAL'),
+  authFailed: (user: string, method: string) =>
+    new PgError('28P01', `password authentication failed for user "${user}"`, 'FATAL', undefined, method === 'md5' ? undefined : undefined),
+  tooManyClients: (max: number) =>
+    new PgError('53300', `sorry, too many clients already (pgraid limits.maxClients = ${max})`, 'FATAL'),
+  functionCallUnsupported: () =>
+    new PgError('0A000', 'the fastpath function call protocol is not supported by pgraid', 'ERROR', undefined, 'call the function with SELECT instead'),
+  backendUnavailable: (name: string, reason: string) =>
+    new PgError('08006', `pgraid could not reach backend "${name}": ${reason}`, 'FATAL'),
+  backendLost: (name: string, reason: string) =>
+    new PgError('08006', `pgraid lost its connection to backend "${name}": ${reason}`, 'FATAL'),
+  divergence: (what: string, detail: string) =>
+    new PgError('XX000', `pgraid: backends disagreed on ${what}`, 'ERROR', detail, 'the transaction was made to fail on every backend; run pgraid verify'),
+  deadlock: (detail: string) => new PgError('40P01', 'deadlock detected', 'ERROR', detail, 'see pgraid SHOW LOCKS for the lock order'),
+  canceled: () => new PgError('57014', 'canceling statement due to user request'),
+  shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
+  notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),
+  internal: (what: string) => new PgError('XX000', `pgraid internal error: ${what}`, 'FATAL'),
+} as const
+
+export type ErrorName = keyof typeof errors

@@ -1,0 +1,269 @@
+// Decides where each message of a batch goes and which proxy locks the batch
+// needs before it may be sent. Reads go to one backend; everything that
+// changes data or session state goes to every backend of the session.
+
+import { F } from '../protocol/codes.ts'
+import { bindHead, describeOrClose, executeMsg, parseMsg, queryText, type ExecuteMsg } from '../protocol/decode.ts'
+import type { Frame } from '../protocol/framer.ts'
+import type { PlannedMsg } from '../broadcast/exchange.ts'
+import { analyze, type Analysis, type StatementInfo } from '../sql/analyze.ts'
+import type { CatalogData } from '../scheduler/catalog.ts'
+import type { LockRequest } from '../scheduler/lock-manager.ts'
+import type { Portal, Statement, StatementRegistry } from './statements.ts'
+
+export interface PlanContext {
+  registry: StatementRegistry
+  catalog: CatalogData
+  /** Backends of the session (indexes). */
+  all: number[]
+  inTransaction: boolean
+  /** Chooses the backend for reads in this batch (sticky inside a transaction). */
+  pickRead: () => number
+  /** After an error in extended mode, until Sync, messages are not executed. */
+  clientSkipping: boolean
+  /** Backends that got messages since the last Sync (earlier Flush batches). */
+  sinceSync: Set<number>
+}
+
+export interface Plan {
+  msgs: PlannedMsg[]
+  locks: LockRequest[]
+  /** Goes to every backend (a write, DDL, session change...). */
+  everywhere: boolean
+  readBackend: number | null
+  ddl: boolean
+  /** Statement infos executed by the batch, in order. */
+  executed: StatementInfo[]
+  /** Parse messages (index in msgs → statement) to confirm after the answers. */
+  parses: Map<number, Statement>
+  binds: Map<number, Portal>
+  closes: Map<number, { kind: 'S' | 'P'; name: string }>
+  endsWithSync: boolean
+  hasQuery: boolean
+}
+
+function unqualified(name: string): string {
+  const dot = name.lastIndexOf('.')
+  return dot >= 0 ? name.slice(dot + 1) : name
+}
+
+/** Does this statement have to run on every backend? */
+export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean {
+  if (!a.ok) return inTx // a syntax error must abort the transaction everywhere
+  for (const s of a.statements) {
+    if (s.kind === 'empty') continue
+    if (s.kind !== 'read' && s.kind !== 'copy-out') return true
+    if (s.kind === 'copy-out' && s.writes.length) return true
+    for (const f of s.functions) if (!cat.nonVolatile.has(unqualified(f))) return true
+  }
+  return false
+}
+
+/** Proxy locks for one executed statement (table level, conservative). */
+export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[]): void {
+  if (s.kind === 'read' || s.kind === 'copy-out' || s.kind === 'empty') {
+    let volatile = false
+    for (const f of s.functions) {
+      const n = unqualified(f)
+      if (!cat.nonVolatile.has(n)) {
+        out.push({ resource: `fn:${n}`, mode: 'X' })
+        volatile = true
+      }
+    }
+    if (volatile) {
+      out.push({ resource: 'db', mode: 'S' })
+      for (const r of s.reads) out.push({ resource: `rel:${r.name}`, mode: 'S' })
+    }
+    return
+  }
+  if (s.kind === 'transaction' || (s.kind === 'session' && !s.session?.cursorQuery)) return
+  const info = s.session?.cursorQuery ?? s
+  out.push({ resource: 'db', mode: 'S' })
+  for (const w of info.writes) {
+    out.push({ resource: `rel:${w.name}`, mode: 'X' })
+    for (const c of cat.children.get(w.name) ?? []) out.push({ resource: `rel:${c}`, mode: 'X' })
+    for (const p of cat.parents.get(w.name) ?? []) out.push({ resource: `rel:${p}`, mode: 'S' })
+    if (cat.triggers.has(w.name)) out.push({ resource: 'db', mode: 'X' })
+    if (cat.sequenceDefaults.has(w.name)) out.push({ resource: 'fn:nextval', mode: 'X' })
+  }
+  for (const r of info.reads) out.push({ resource: `rel:${r.name}`, mode: 'S' })
+  for (const f of info.functions) {
+    const n = unqualified(f)
+    if (!cat.nonVolatile.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })
+  }
+  if (info.unknownWrites) out.push({ resource: info.kind === 'ddl' ? 'ddl' : 'db', mode: 'X' })
+  if (info.kind === 'ddl') out.push({ resource: 'ddl', mode: 'X' })
+}
+
+export class PlanError extends Error {}
+
+export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
+  const plan: Plan = {
+    msgs: [],
+    locks: [],
+    everywhere: false,
+    readBackend: null,
+    ddl: false,
+    executed: [],
+    parses: new Map(),
+    binds: new Map(),
+    closes: new Map(),
+    endsWithSync: false,
+    hasQuery: false,
+  }
+  const last = frames[frames.length - 1]
+  plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
+
+  if (ctx.clientSkipping) {
+    // PostgreSQL ignores everything until Sync after an error; so do we.
+    for (const f of frames) if (f.type === F.Sync) plan.msgs.push({ code: F.Sync, bytes: f.bytes, targets: ctx.all })
+    plan.endsWithSync = frames.some((f) => f.type === F.Sync)
+    return plan
+  }
+
+  // Pass 1: what does the batch execute, and does any of it need every backend?
+  const body = (f: Frame) => f.bytes.subarray(f.bodyOffset)
+  const batchStatements = new Map<string, Statement>()
+  const batchPortals = new Map<string, Statement | null>()
+  let everywhere = false
+  const executes: { analysis: Analysis }[] = []
+  for (const f of frames) {
+    switch (f.type) {
+      case F.Query: {
+        const a = analyze(queryText(body(f)))
+        executes.push({ analysis: a })
+        if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
+        break
+      }
+      case F.Parse: {
+        const p = parseMsg(body(f))
+        const a = analyze(p.query)
+        batchStatements.set(p.name, { name: p.name, query: p.query, parseBytes: f.bytes, analysis: a, on: new Set() })
+        break
+      }
+      case F.Bind: {
+        const b = bindHead(body(f))
+        batchPortals.set(b.portal, batchStatements.get(b.statement) ?? ctx.registry.statements.get(b.statement) ?? null)
+        break
+      }
+      case F.Execute: {
+        const e = executeMsg(body(f))
+        const st = batchPortals.has(e.portal) ? batchPortals.get(e.portal)! : ctx.registry.portals.get(e.portal)?.statement ?? null
+        if (!st) {
+          if (!batchPortals.has(e.portal) && ctx.registry.portals.has(e.portal)) break // bound earlier without a known statement
+          everywhere = true // unknown portal or statement: the backends will say; be safe
+          break
+        }
+        executes.push({ analysis: st.analysis })
+        if (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis)) everywhere = true
+        break
+      }
+    }
+  }
+  plan.everywhere = everywhere
+  const route = everywhere ? ctx.all : [(plan.readBackend = ctx.pickRead())]
+  for (const e of executes) {
+    if (!e.analysis.ok) continue
+    for (const s of e.analysis.statements) {
+      plan.executed.push(s)
+      if (s.kind === 'ddl') plan.ddl = true
+      if (everywhere) locksFor(s, ctx.catalog, plan.locks)
+    }
+  }
+
+  // Pass 2: targets per message, with lazy Parse where a statement is missing.
+  const definedHere = new Map<string, Statement>()
+  const portalsHere = new Map<string, Portal>()
+  const ensure = (st: Statement | undefined, targets: number[]) => {
+    if (!st) return
+    for (const t of targets) {
+      if (st.on.has(t)) continue
+      plan.msgs.push({ code: F.Parse, bytes: st.parseBytes, targets: [t], swallow: true })
+      st.on.add(t)
+    }
+  }
+  const touched = new Set<number>(ctx.sinceSync)
+  const push = (m: PlannedMsg) => {
+    for (const t of m.targets) touched.add(t)
+    plan.msgs.push(m)
+  }
+  for (const f of frames) {
+    switch (f.type) {
+      case F.Parse: {
+        const p = parseMsg(body(f))
+        const st = batchStatements.get(p.name)!
+        const fresh: Statement = { ...st, on: new Set(route) }
+        definedHere.set(p.name, fresh)
+        plan.parses.set(plan.msgs.length, fresh)
+        push({ code: F.Parse, bytes: f.bytes, targets: route })
+        break
+      }
+      case F.Bind: {
+        const b = bindHead(body(f))
+        const st = definedHere.get(b.statement) ?? ctx.registry.statements.get(b.statement)
+        if (!definedHere.has(b.statement)) ensure(st, route)
+        const portal: Portal = { name: b.portal, statement: st ?? null, targets: route }
+        portalsHere.set(b.portal, portal)
+        plan.binds.set(plan.msgs.length, portal)
+        push({ code: F.Bind, bytes: f.bytes, targets: route })
+        break
+      }
+      case F.Describe: {
+        const d = describeOrClose(body(f))
+        if (d.kind === 'S') {
+          const st = definedHere.get(d.name) ?? ctx.registry.statements.get(d.name)
+          if (!definedHere.has(d.name)) ensure(st, route)
+          push({ code: F.Describe, bytes: f.bytes, targets: route, describeStatement: true })
+        } else {
+          const portal = portalsHere.get(d.name) ?? ctx.registry.portals.get(d.name)
+          push({ code: F.Describe, bytes: f.bytes, targets: portal ? portal.targets : route })
+        }
+        break
+      }
+      case F.Execute: {
+        const e: ExecuteMsg = executeMsg(body(f))
+        const portal = portalsHere.get(e.portal) ?? ctx.registry.portals.get(e.portal)
+        push({ code: F.Execute, bytes: f.bytes, targets: portal ? portal.targets : route })
+        break
+      }
+      case F.Close: {
+        const c = describeOrClose(body(f))
+        let targets = route
+        if (c.kind === 'S') {
+          const st = definedHere.get(c.name) ?? ctx.registry.statements.get(c.name)
+          if (st && st.on.size) targets = [...new Set([...st.on, ...route])].sort()
+        } else {
+          const portal = portalsHere.get(c.name) ?? ctx.registry.portals.get(c.name)
+          if (portal) targets = portal.targets
+        }
+        plan.closes.set(plan.msgs.length, c)
+        push({ code: F.Close, bytes: f.bytes, targets })
+        break
+      }
+      case F.Query:
+        plan.hasQuery = true
+        push({ code: F.Query, bytes: f.bytes, targets: route })
+        break
+      case F.Sync: {
+        // Sync goes wherever this batch (or an earlier Flush batch) did work.
+        const targets = touched.size ? [...touched].sort((a, b) => a - b) : route
+        plan.msgs.push({ code: F.Sync, bytes: f.bytes, targets })
+        break
+      }
+      case F.Flush:
+        plan.msgs.push({ code: F.Flush, bytes: f.bytes, targets: [] })
+        break
+    }
+  }
+  // A Flush must reach the backends so they send what they have.
+  if (last?.type === F.Flush) {
+    const flushTargets = touched.size ? [...touched].sort((a, b) => a - b) : route
+    plan.msgs[plan.msgs.length - 1] = { code: F.Flush, bytes: last.bytes, targets: flushTargets }
+  }
+  return plan
+}
+
+function anyTxOrSession(a: Analysis): boolean {
+  if (!a.ok) return false
+  return a.statements.some((s) => s.kind === 'transaction' || s.kind === 'session' || s.kind === 'ddl' || s.kind === 'write' || s.kind === 'copy-in' || s.kind === 'not-replicable')
+}

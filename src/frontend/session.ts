@@ -1,0 +1,568 @@
+// One client session: startup and authentication, one connection per
+// backend, and the loop that takes the client's messages batch by batch
+// (up to Sync, Flush or a Query), plans them, takes proxy locks, sends them
+// and merges the answers. Also COPY FROM STDIN streaming, cancel, and
+// cleanup when the client goes away.
+
+import net from 'node:net'
+import { randomInt } from 'node:crypto'
+import type { Logger } from 'pino'
+import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
+import { Framer, FrameTooLarge, MalformedFrame, type Frame } from '../protocol/framer.ts'
+import { startupPacket, Reader, errorFields, parameterStatusBody } from '../protocol/decode.ts'
+import { backendKeyData, message, parameterStatus, readyForQuery, errorResponse, type TxStatus } from '../protocol/encode.ts'
+import { errors, PgError } from '../errors.ts'
+import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
+import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
+import { DeadlockError, LockWaitAborted, type LockOwner } from '../scheduler/lock-manager.ts'
+import { ClientAuth } from './client-auth.ts'
+import { BackendLink, type LinkHost } from './backend-link.ts'
+import { planBatch, type Plan } from './planner.ts'
+import { StatementRegistry } from './statements.ts'
+import type { ServerContext } from '../server-context.ts'
+
+type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
+
+/** Describe of a statement that cannot exist: makes a backend fail its transaction on purpose. */
+const FORCE_ERROR = message(F.Describe, Buffer.from('S__pgraid_abort__\0', 'binary'))
+const SYNC = message(F.Sync)
+
+export class Session implements LinkHost {
+  readonly id: number
+  readonly pid: number
+  readonly secret: number
+  readonly owner: LockOwner
+  private phase: Phase = 'startup'
+  private framer: Framer
+  private inbox: Frame[] = []
+  private inboxBytes = 0
+  private running = false
+  private auth: ClientAuth | null = null
+  private startupParams: Record<string, string> = {}
+  user = ''
+  database = ''
+  links: BackendLink[] = []
+  exchange: Exchange | null = null
+  private registry = new StatementRegistry()
+  private txStatus: TxStatus = 'I'
+  private sticky: number | null = null
+  private clientSkipping = false
+  private sinceSync = new Set<number>()
+  private savepoints = 0
+  private pendingNotify: Buffer[] = []
+  private copy: { targets: number[]; extended: boolean; awaitingSync: boolean } | null = null
+  private pausedBackends = false
+  log: Logger
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly ctx: ServerContext,
+  ) {
+    this.id = ctx.nextSessionId()
+    this.pid = this.id
+    this.secret = randomInt(1, 0x7fffffff)
+    this.owner = { id: this.id, label: `session ${this.id}` }
+    this.log = ctx.log.child({ session: this.id, client: `${socket.remoteAddress}:${socket.remotePort}` })
+    this.framer = new Framer(ctx.config.limits.maxMessageBytes, true)
+    socket.setNoDelay(true)
+    socket.on('data', (c: Buffer) => this.onData(c))
+    socket.on('error', () => this.close('client socket error'))
+    socket.on('close', () => this.close('client disconnected'))
+    socket.on('drain', () => this.resumeBackends())
+  }
+
+  // ---- client input -------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closed') return
+    try {
+      this.framer.push(chunk, (f) => this.onFrame(f))
+    } catch (e) {
+      if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
+      else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message))
+      else this.fatal(errors.internal((e as Error).message))
+    }
+  }
+
+  private onFrame(f: Frame): void {
+    if (this.phase === 'closed') return
+    if (this.phase === 'startup') return this.onStartup(f)
+    if (this.phase === 'auth') return this.onAuth(f)
+    if (this.copy && this.copyFrame(f)) return
+    this.inbox.push(f)
+    this.inboxBytes += f.bytes.length
+    if (this.inboxBytes > 64 * 1024 * 1024) this.socket.pause()
+    void this.pump()
+  }
+
+  private onStartup(f: Frame): void {
+    const len = f.bytes.length
+    if (len < 8) return this.fatal(errors.protocolViolation('startup packet too short'))
+    const code = f.bytes.readInt32BE(4)
+    if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
+      if (len !== 8) return this.fatal(errors.protocolViolation('invalid SSL/GSS request'))
+      this.socket.write('N')
+      return
+    }
+    if (code === CANCEL_REQUEST) {
+      if (len !== 16) return this.fatal(errors.protocolViolation('invalid cancel request'))
+      this.ctx.cancel(f.bytes.readInt32BE(8), f.bytes.readInt32BE(12))
+      this.phase = 'closed'
+      this.socket.end()
+      return
+    }
+    let packet
+    try {
+      packet = startupPacket(f.bytes)
+    } catch {
+      return this.fatal(errors.protocolViolation('malformed startup packet'))
+    }
+    const major = packet.protocol >>> 16
+    const minor = packet.protocol & 0xffff
+    if (major !== 3) return this.fatal(errors.unsupportedProtocol(major, minor))
+    const unknown = Object.keys(packet.params).filter((k) => k.startsWith('_pq_.'))
+    if (minor > 0 || unknown.length) {
+      // We speak 3.0 only; tell the client, as PostgreSQL does for newer minors.
+      const body = Buffer.concat([int32(0x30000), int32(unknown.length), ...unknown.map((u) => Buffer.from(u + '\0'))])
+      this.socket.write(message(B.NegotiateProtocolVersion, body))
+      for (const u of unknown) delete packet.params[u]
+    }
+    if (packet.params.replication && packet.params.replication !== 'false' && packet.params.replication !== 'off')
+      return this.fatal(new PgError('0A000', 'pgraid does not support replication connections', 'FATAL'))
+    this.user = packet.params.user ?? ''
+    if (!this.user) return this.fatal(errors.noUser())
+    this.database = packet.params.database || this.user
+    this.startupParams = packet.params
+    this.log = this.log.child({ user: this.user, database: this.database })
+    if (!this.ctx.admit(this)) return this.fatal(errors.tooManyClients(this.ctx.config.limits.maxClients))
+    this.framer.untyped = false
+    this.phase = 'auth'
+    this.auth = new ClientAuth(this.user, this.ctx.config.users.find((u) => u.name === this.user))
+    const step = this.auth.begin()
+    for (const b of step.reply) this.socket.write(b)
+    if (step.done) void this.connectBackends()
+  }
+
+  private onAuth(f: Frame): void {
+    if (f.type !== F.Password || !this.auth) return this.fatal(errors.protocolViolation(`expected password message, got '${String.fromCharCode(f.type)}'`))
+    try {
+      const step = this.auth.next(f.bytes.subarray(f.bodyOffset))
+      for (const b of step.reply) this.socket.write(b)
+      if (step.done) void this.connectBackends()
+    } catch (e) {
+      if (e instanceof PgError) {
+        this.log.info({ reason: e.message }, 'authentication failed')
+        return this.fatal(e)
+      }
+      return this.fatal(errors.protocolViolation((e as Error).message))
+    }
+  }
+
+  private async connectBackends(): Promise<void> {
+    this.phase = 'connecting'
+    this.auth = null
+    const params: Record<string, string> = {}
+    for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
+    params.database = this.database
+    const targets = this.ctx.backends()
+    const results = await Promise.allSettled(
+      targets.map((t) => BackendConnection.connect({ ...t, database: t.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)),
+    )
+    if ((this.phase as Phase) === 'closed') {
+      for (const r of results) if (r.status === 'fulfilled') r.value.close()
+      return
+    }
+    const failed = results.findIndex((r) => r.status === 'rejected')
+    if (failed >= 0) {
+      for (const r of results) if (r.status === 'fulfilled') r.value.close()
+      const err = (results[failed] as PromiseRejectedResult).reason as Error
+      if (err instanceof BackendLoginError && err.body) {
+        // The backend's own refusal (unknown database, ...) is what PostgreSQL would say.
+        this.socket.write(message(B.ErrorResponse, err.body))
+        return this.close(`backend ${targets[failed].name} refused: ${err.message}`, true)
+      }
+      return this.fatal(errors.backendUnavailable(targets[failed].name, err.message))
+    }
+    this.links = results.map((r, i) => {
+      const conn = (r as PromiseFulfilledResult<BackendConnection>).value
+      const link = new BackendLink(i, targets[i].name, conn, this)
+      conn.onClose((reason) => this.backendLost(link, reason))
+      return link
+    })
+    const primary = this.links[0].conn
+    for (const [k, v] of primary.params) this.socket.write(parameterStatus(k, v))
+    this.socket.write(backendKeyData(this.pid, this.secret))
+    this.socket.write(readyForQuery('I'))
+    this.phase = 'ready'
+    this.log.debug('session ready')
+    void this.pump()
+  }
+
+  // ---- batches ------------------------------------------------------------
+
+  /** Index just past the end of the first complete batch in the inbox, or 0. */
+  private batchEnd(): number {
+    for (let i = 0; i < this.inbox.length; i++) {
+      const t = this.inbox[i].type
+      if (t === F.Sync || t === F.Flush || t === F.Query || t === F.FunctionCall || t === F.Terminate) return i + 1
+      if (t === F.CopyData || t === F.CopyDone || t === F.CopyFail) return i + 1
+      if (!KNOWN.has(t)) return i + 1
+    }
+    return 0
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running || this.phase !== 'ready') return
+    this.running = true
+    try {
+      for (;;) {
+        if (this.phase !== 'ready') return
+        const end = this.batchEnd()
+        if (!end) break
+        const frames = this.inbox.splice(0, end)
+        for (const f of frames) this.inboxBytes -= f.bytes.length
+        if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
+        await this.runFrames(frames)
+      }
+    } catch (e) {
+      this.log.error({ err: e }, 'session failed')
+      this.fatal(e instanceof PgError ? e : errors.internal((e as Error).message))
+    } finally {
+      this.running = false
+    }
+  }
+
+  private async runFrames(frames: Frame[]): Promise<void> {
+    const last = frames[frames.length - 1]
+    switch (last.type) {
+      case F.Terminate:
+        this.close('client sent Terminate')
+        return
+      case F.CopyData:
+      case F.CopyDone:
+      case F.CopyFail:
+        // Outside COPY, PostgreSQL accepts and ignores these (a COPY that failed early).
+        frames.pop()
+        if (frames.length) this.inbox.unshift(...frames)
+        return
+      case F.FunctionCall:
+        return this.refuse(errors.functionCallUnsupported(), true)
+    }
+    if (!KNOWN.has(last.type)) {
+      this.fatal(errors.protocolViolation(`unknown message type '${printable(last.type)}'`))
+      return
+    }
+    let plan: Plan
+    try {
+      const catalog = await this.ctx.catalog(this.database).get()
+      plan = planBatch(frames, {
+        registry: this.registry,
+        catalog,
+        all: this.links.map((l) => l.index),
+        inTransaction: this.txStatus !== 'I',
+        pickRead: () => this.pickRead(),
+        clientSkipping: this.clientSkipping,
+        sinceSync: this.sinceSync,
+      })
+    } catch (e) {
+      if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
+      throw e
+    }
+    if (plan.locks.length) {
+      try {
+        await this.ctx.locks.acquire(this.owner, plan.locks)
+      } catch (e) {
+        if (e instanceof DeadlockError) {
+          const detail = `pgraid lock order: ${e.cycle.map((o) => o.label).join(' waits for ')}`
+          this.log.info({ detail }, 'deadlock victim')
+          return this.refuse(errors.deadlock(detail), plan.endsWithSync)
+        }
+        if (e instanceof LockWaitAborted) return this.refuse(errors.canceled(), plan.endsWithSync)
+        throw e
+      }
+    }
+    if (this.phase !== 'ready') return
+    await this.execute(plan)
+  }
+
+  private pickRead(): number {
+    if (this.txStatus !== 'I' && this.sticky !== null) return this.sticky
+    const idx = this.ctx.balancer.pick(this.links.map((l) => l.index))
+    if (this.txStatus !== 'I') this.sticky = idx
+    return idx
+  }
+
+  private async execute(plan: Plan): Promise<void> {
+    const ex = new Exchange(plan.msgs, this, (idx) => this.links[idx].skipping)
+    this.exchange = ex
+    const stats = this.ctx.stats
+    const payloads = ex.payloads()
+    for (const [idx, bufs] of payloads) {
+      stats[idx].outstanding++
+      this.links[idx].conn.write(bufs)
+    }
+    let outcome
+    try {
+      outcome = await ex.done
+    } finally {
+      this.exchange = null
+      this.copy = null
+      for (const idx of payloads.keys()) stats[idx].outstanding--
+    }
+    if (this.phase !== 'ready') return
+    this.afterBatch(plan, ex)
+    if (outcome.diverged) {
+      this.log.error({ divergence: outcome.diverged }, 'backends disagreed')
+      await this.refuse(errors.divergence('a statement', outcome.diverged), plan.endsWithSync, true)
+      return
+    }
+    if (plan.endsWithSync) await this.align()
+  }
+
+  /** Bookkeeping after the answers: statements, portals, status, locks. */
+  private afterBatch(plan: Plan, ex: Exchange): void {
+    for (const [i, st] of plan.parses) {
+      for (const t of plan.msgs[i].targets) if (!ex.answered(i, t, B.ParseComplete)) st.on.delete(t)
+      if (st.on.size || st.name === '') this.registry.define(st)
+    }
+    for (const [i, portal] of plan.binds) {
+      if (plan.msgs[i].targets.some((t) => ex.answered(i, t, B.BindComplete))) this.registry.portals.set(portal.name, portal)
+    }
+    for (const [, c] of plan.closes) {
+      if (c.kind === 'S') {
+        const st = this.registry.statements.get(c.name)
+        if (st) this.registry.forget(c.name)
+      } else this.registry.portals.delete(c.name)
+    }
+    plan.msgs.forEach((m) => {
+      if (m.code === F.Query) this.registry.unnamedGoneOn(m.targets)
+    })
+    for (const s of plan.executed) {
+      if (s.tx?.op === 'savepoint') this.savepoints++
+      if (s.session?.op === 'deallocate') {
+        if (s.session.name) this.registry.forget(s.session.name)
+      }
+      if (s.session?.op === 'discard_all') this.registry.clearAll()
+    }
+    for (const link of this.links) {
+      const st = ex.outcome.status.get(link.index)
+      if (st) link.txStatus = st
+      const sk = ex.skippingAfter(link.index)
+      if (sk !== undefined) link.skipping = sk
+    }
+    if (plan.ddl) this.ctx.catalog(this.database).invalidate()
+    if (plan.endsWithSync) {
+      this.sinceSync.clear()
+      this.clientSkipping = false
+      const final = plan.msgs[plan.msgs.length - 1]
+      const primary = final.targets[0]
+      const st = primary !== undefined ? ex.outcome.status.get(primary) : undefined
+      if (st === 'I' || st === 'T' || st === 'E') this.setStatus(st)
+    } else {
+      for (const m of plan.msgs) for (const t of m.targets) this.sinceSync.add(t)
+      if (ex.outcome.errored.size) this.clientSkipping = true
+    }
+  }
+
+  private setStatus(st: TxStatus): void {
+    this.txStatus = st
+    if (st === 'I') {
+      this.ctx.locks.releaseAll(this.owner)
+      this.registry.endTransaction()
+      this.sticky = null
+      this.savepoints = 0
+    }
+  }
+
+  /**
+   * After a Sync every backend must be in the client's transaction state. A
+   * read that failed on the one backend it ran on leaves the others in a
+   * healthy transaction: make them fail too, so COMMIT cannot commit anywhere.
+   */
+  private async align(): Promise<void> {
+    if (this.txStatus !== 'E') return
+    const healthy = this.links.filter((l) => l.txStatus === 'T').map((l) => l.index)
+    if (healthy.length) await this.forceError(healthy, true)
+  }
+
+  /** Makes `targets` fail their current transaction (and skip to Sync unless `withSync`). */
+  private async forceError(targets: number[], withSync: boolean): Promise<void> {
+    const msgs: PlannedMsg[] = [{ code: F.Describe, bytes: FORCE_ERROR, targets, swallow: true, describeStatement: true }]
+    if (withSync) msgs.push({ code: F.Sync, bytes: SYNC, targets, swallow: true })
+    const ex = new Exchange(msgs, this, (idx) => this.links[idx].skipping)
+    this.exchange = ex
+    for (const [idx, bufs] of ex.payloads()) this.links[idx].conn.write(bufs)
+    try {
+      await ex.done
+    } finally {
+      this.exchange = null
+    }
+    for (const t of targets) {
+      const link = this.links[t]
+      const st = ex.outcome.status.get(t)
+      if (st) link.txStatus = st
+      link.skipping = !withSync
+    }
+  }
+
+  /**
+   * Answers the batch with `err` as if its first message had failed, keeping
+   * every backend in the state PostgreSQL would be in after that error.
+   */
+  private async refuse(err: PgError, endsWithSync: boolean, alreadyRan = false): Promise<void> {
+    const inTx = this.txStatus !== 'I' || this.links.some((l) => l.txStatus !== 'I')
+    if (inTx) {
+      const targets = this.links.filter((l) => l.txStatus === 'T' || !endsWithSync).map((l) => l.index)
+      if (targets.length) await this.forceError(targets, endsWithSync)
+      if (this.savepoints === 0) this.ctx.locks.releaseAll(this.owner)
+    } else if (!alreadyRan) this.ctx.locks.releaseAll(this.owner)
+    this.out(err.toMessage())
+    if (endsWithSync) {
+      this.setStatus(inTx ? 'E' : 'I')
+      this.beforeReady()
+      this.out(readyForQuery(this.txStatus))
+      this.clientSkipping = false
+      this.sinceSync.clear()
+    } else this.clientSkipping = true
+  }
+
+  // ---- ExchangeHost ---------------------------------------------------------
+
+  get names(): string[] {
+    return this.links.map((l) => l.name)
+  }
+
+  out(slice: Buffer): void {
+    if (this.phase === 'closed') return
+    if (!this.socket.write(slice) && !this.pausedBackends) {
+      // A slow client: stop reading backends rather than buffer their results.
+      this.pausedBackends = true
+      for (const l of this.links) l.conn.socket.pause()
+    }
+  }
+
+  private resumeBackends(): void {
+    if (!this.pausedBackends) return
+    this.pausedBackends = false
+    for (const l of this.links) l.conn.socket.resume()
+  }
+
+  beforeReady(): void {
+    if (!this.pendingNotify.length) return
+    for (const n of this.pendingNotify) this.out(n)
+    this.pendingNotify = []
+  }
+
+  enterCopyIn(targets: number[], extended: boolean): void {
+    this.copy = { targets, extended, awaitingSync: false }
+    // Data the client pipelined behind the COPY command.
+    while (this.copy && this.inbox.length && COPY_TYPES.has(this.inbox[0].type)) {
+      const f = this.inbox.shift()!
+      this.inboxBytes -= f.bytes.length
+      this.copyFrame(f)
+    }
+  }
+
+  /** Forwards a client message during COPY FROM STDIN; false if it is not part of the COPY. */
+  private copyFrame(f: Frame): boolean {
+    const c = this.copy!
+    if (c.awaitingSync) {
+      if (f.type !== F.Sync) return false
+      this.copy = null
+    } else if (f.type === F.CopyDone || f.type === F.CopyFail) {
+      if (c.extended) c.awaitingSync = true
+      else this.copy = null
+    } else if (!COPY_TYPES.has(f.type)) {
+      return false
+    }
+    for (const t of c.targets) {
+      const sock = this.links[t].conn.socket
+      if (!sock.write(f.bytes) && !this.socket.isPaused()) {
+        this.socket.pause()
+        sock.once('drain', () => this.socket.resume())
+      }
+    }
+    return true
+  }
+
+  // ---- LinkHost ---------------------------------------------------------------
+
+  unsolicited(link: BackendLink, type: number, body: Buffer | null, bytes: Buffer[]): void {
+    if (type === B.ErrorResponse && body) {
+      const f = errorFields(body)
+      if (f.S === 'FATAL' || f.S === 'PANIC') {
+        // The backend ended this session (terminated, shut down): end the client's too, as PostgreSQL would.
+        this.log.warn({ backend: link.name, code: f.C, message: f.M }, 'backend session ended')
+        if (this.phase === 'ready' && !this.running) for (const b of bytes) this.out(b)
+        return this.close(`backend ${link.name}: ${f.M}`, true)
+      }
+    }
+    if ((type === B.NoticeResponse || type === B.ParameterStatus) && link.index === this.links[0]?.index && !this.running) for (const b of bytes) this.out(b)
+  }
+
+  notification(link: BackendLink, body: Buffer): void {
+    // LISTEN ran on every backend; deliver exactly one copy: the first backend's.
+    if (link.index !== this.links[0]?.index) return
+    this.pendingNotify.push(message(B.NotificationResponse, body))
+    if (!this.running && !this.exchange) this.beforeReady()
+  }
+
+  parameterStatus(_link: BackendLink, body: Buffer): void {
+    void parameterStatusBody(body)
+  }
+
+  private backendLost(link: BackendLink, reason: string): void {
+    if (this.phase === 'closed') return
+    this.log.warn({ backend: link.name, reason }, 'backend connection lost')
+    // Mid-relay the client stream may be inside a message; only a clean point gets an ErrorResponse.
+    if (!this.exchange) this.out(errors.backendLost(link.name, reason).toMessage())
+    this.close(`backend ${link.name} lost: ${reason}`, true)
+  }
+
+  // ---- cancel and close -------------------------------------------------------
+
+  cancelRequested(): void {
+    if (this.ctx.locks.abortWait(this.owner, new LockWaitAborted('canceled'))) return
+    const ex = this.exchange
+    if (!ex) return
+    for (const idx of ex.pendingBackends()) this.links[idx].conn.cancel()
+  }
+
+  private fatal(err: PgError): void {
+    if (this.phase === 'closed') return
+    this.socket.write(err.toMessage())
+    this.close(err.message, true)
+  }
+
+  close(reason: string, endClient = false): void {
+    if (this.phase === 'closed') return
+    const wasReady = this.phase === 'ready'
+    this.phase = 'closed'
+    this.log.debug({ reason }, 'session closed')
+    const ex = this.exchange
+    // A client that vanished mid-statement: stop what it started before the backends roll back.
+    if (ex) for (const idx of ex.pendingBackends()) this.links[idx]?.conn.cancel()
+    for (const l of this.links) l.conn.close()
+    this.ctx.locks.releaseAll(this.owner)
+    this.ctx.release(this)
+    if (endClient) this.socket.end()
+    else this.socket.destroy()
+    void wasReady
+  }
+}
+
+const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
+const COPY_TYPES = new Set<number>([F.CopyData, F.CopyDone, F.CopyFail, F.Flush, F.Sync])
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4)
+  b.writeInt32BE(n)
+  return b
+}
+
+function printable(code: number): string {
+  return code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : `\\x${code.toString(16).padStart(2, '0')}`
+}
+
+void Reader
+void errorResponse

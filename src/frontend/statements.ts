@@ -1,0 +1,50 @@
+// The session's prepared statements and portals, and on which backends each
+// exists. A statement prepared on one backend (a read) and later executed on
+// all (a write) is prepared on the others just in time ("lazy Parse").
+
+import type { Analysis } from '../sql/analyze.ts'
+
+export interface Statement {
+  name: string
+  query: string
+  /** The Parse message as the client sent it, replayed on backends that lack it. */
+  parseBytes: Buffer
+  analysis: Analysis
+  /** Backends where it is prepared. */
+  on: Set<number>
+}
+
+export interface Portal {
+  name: string
+  statement: Statement | null
+  targets: number[]
+}
+
+export class StatementRegistry {
+  readonly statements = new Map<string, Statement>()
+  readonly portals = new Map<string, Portal>()
+
+  define(st: Statement): void {
+    this.statements.set(st.name, st)
+  }
+
+  forget(name: string): void {
+    this.statements.delete(name)
+  }
+
+  /** A simple Query destroys the unnamed statement on the backends it ran on. */
+  unnamedGoneOn(backends: Iterable<number>): void {
+    const st = this.statements.get('')
+    if (st) for (const b of backends) st.on.delete(b)
+  }
+
+  /** Protocol-level portals do not outlive their transaction. */
+  endTransaction(): void {
+    this.portals.clear()
+  }
+
+  clearAll(): void {
+    this.statements.clear()
+    this.portals.clear()
+  }
+}

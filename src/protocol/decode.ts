@@ -1,0 +1,136 @@
+// Decoders for the few messages routing and reconciliation must read. Pure:
+// a message body in, a value out. Everything else is relayed undecoded.
+
+export class Reader {
+  off: number
+  constructor(
+    readonly buf: Buffer,
+    off = 0,
+  ) {
+    this.off = off
+  }
+  int32(): number {
+    if (this.off + 4 > this.buf.length) throw new RangeError('message truncated')
+    const v = this.buf.readInt32BE(this.off)
+    this.off += 4
+    return v
+  }
+  int16(): number {
+    if (this.off + 2 > this.buf.length) throw new RangeError('message truncated')
+    const v = this.buf.readInt16BE(this.off)
+    this.off += 2
+    return v
+  }
+  byte(): number {
+    if (this.off + 1 > this.buf.length) throw new RangeError('message truncated')
+    return this.buf[this.off++]
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.off)
+    if (end < 0) throw new RangeError('string not terminated')
+    const s = this.buf.toString('utf8', this.off, end)
+    this.off = end + 1
+    return s
+  }
+  bytes(n: number): Buffer {
+    if (n < 0 || this.off + n > this.buf.length) throw new RangeError('message truncated')
+    const b = this.buf.subarray(this.off, this.off + n)
+    this.off += n
+    return b
+  }
+  get done(): boolean {
+    return this.off >= this.buf.length
+  }
+}
+
+/** Fields of an ErrorResponse or NoticeResponse body, keyed by field letter. */
+export function errorFields(body: Buffer): Record<string, string> {
+  const r = new Reader(body)
+  const out: Record<string, string> = {}
+  for (;;) {
+    const code = r.byte()
+    if (code === 0) break
+    out[String.fromCharCode(code)] = r.cstring()
+  }
+  return out
+}
+
+export function cstringBody(body: Buffer): string {
+  return new Reader(body).cstring()
+}
+
+export interface StartupPacket {
+  protocol: number
+  params: Record<string, string>
+}
+
+/** StartupMessage body after the length: protocol version then name/value pairs. */
+export function startupPacket(msg: Buffer): StartupPacket {
+  const r = new Reader(msg, 4)
+  const protocol = r.int32()
+  const params: Record<string, string> = {}
+  for (;;) {
+    const name = r.cstring()
+    if (name === '') break
+    params[name] = r.cstring()
+  }
+  return { protocol, params }
+}
+
+export interface ParseMsg {
+  name: string
+  query: string
+  paramTypes: number[]
+}
+
+export function parseMsg(body: Buffer): ParseMsg {
+  const r = new Reader(body)
+  const name = r.cstring()
+  const query = r.cstring()
+  const n = r.int16()
+  const paramTypes: number[] = []
+  for (let i = 0; i < n; i++) paramTypes.push(r.int32())
+  return { name, query, paramTypes }
+}
+
+export interface BindHead {
+  portal: string
+  statement: string
+}
+
+/** Only the names: parameters and formats are relayed as bytes. */
+export function bindHead(body: Buffer): BindHead {
+  const r = new Reader(body)
+  return { portal: r.cstring(), statement: r.cstring() }
+}
+
+export interface Target {
+  kind: 'S' | 'P'
+  name: string
+}
+
+export function describeOrClose(body: Buffer): Target {
+  const r = new Reader(body)
+  const k = r.byte()
+  if (k !== 0x53 && k !== 0x50) throw new RangeError(`invalid target type ${k}`)
+  return { kind: k === 0x53 ? 'S' : 'P', name: r.cstring() }
+}
+
+export interface ExecuteMsg {
+  portal: string
+  maxRows: number
+}
+
+export function executeMsg(body: Buffer): ExecuteMsg {
+  const r = new Reader(body)
+  return { portal: r.cstring(), maxRows: r.int32() }
+}
+
+export function queryText(body: Buffer): string {
+  return new Reader(body).cstring()
+}
+
+export function parameterStatusBody(body: Buffer): [string, string] {
+  const r = new Reader(body)
+  return [r.cstring(), r.cstring()]
+}

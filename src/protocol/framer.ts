@@ -1,0 +1,91 @@
+// Splits a client's byte stream into whole protocol messages without decoding
+// them. Whole messages inside one chunk are views on that chunk (no copy); a
+// message split across chunks is assembled into one buffer allocated at its
+// final size, so a 1 GiB Bind costs one copy, not one per chunk.
+
+export interface Frame {
+  /** Type byte (0 for untyped startup-phase messages). */
+  type: number
+  /** The whole message: type byte (if any), length and body. */
+  bytes: Buffer
+  /** Offset of the body inside `bytes`. */
+  bodyOffset: number
+}
+
+export class FrameTooLarge extends Error {
+  constructor(
+    readonly length: number,
+    readonly max: number,
+  ) {
+    super(`message of ${length} bytes exceeds the maximum of ${max}`)
+  }
+}
+
+export class MalformedFrame extends Error {}
+
+export class Framer {
+  /** Header bytes of a message not yet complete (fewer than a header). */
+  private head: Buffer | null = null
+  /** Message being assembled across chunks, and how much of it is filled. */
+  private partial: Buffer | null = null
+  private filled = 0
+  /** Untyped framing (StartupMessage, SSLRequest, CancelRequest) until switched. */
+  untyped: boolean
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    untyped = false,
+  ) {
+    this.untyped = untyped
+  }
+
+  /** Bytes received but not yet part of a whole message. */
+  get pending(): number {
+    return (this.head?.length ?? 0) + this.filled
+  }
+
+  /**
+   * Feeds a chunk; calls `onFrame` for each whole message. `onFrame` may flip
+   * `untyped` (startup → normal) and the remaining bytes are framed accordingly.
+   */
+  push(chunk: Buffer, onFrame: (f: Frame) => void): void {
+    let off = 0
+    if (this.partial) {
+      const take = Math.min(this.partial.length - this.filled, chunk.length)
+      chunk.copy(this.partial, this.filled, 0, take)
+      this.filled += take
+      off = take
+      if (this.filled < this.partial.length) return
+      const whole = this.partial
+      this.partial = null
+      this.filled = 0
+      onFrame({ type: this.untyped ? 0 : whole[0], bytes: whole, bodyOffset: this.untyped ? 4 : 5 })
+    }
+    let buf = chunk
+    if (this.head) {
+      buf = Buffer.concat([this.head, chunk.subarray(off)])
+      this.head = null
+      off = 0
+    }
+    for (;;) {
+      const header = this.untyped ? 4 : 5
+      const avail = buf.length - off
+      if (avail < header) {
+        if (avail > 0) this.head = Buffer.from(buf.subarray(off))
+        return
+      }
+      const len = this.untyped ? buf.readInt32BE(off) : buf.readInt32BE(off + 1)
+      if (len < 4) throw new MalformedFrame(`invalid message length ${len}`)
+      if (len > this.maxMessageBytes) throw new FrameTooLarge(len, this.maxMessageBytes)
+      const total = this.untyped ? len : len + 1
+      if (avail < total) {
+        this.partial = Buffer.allocUnsafe(total)
+        buf.copy(this.partial, 0, off)
+        this.filled = avail
+        return
+      }
+      onFrame({ type: this.untyped ? 0 : buf[off], bytes: buf.subarray(off, off + total), bodyOffset: header })
+      off += total
+    }
+  }
+}

@@ -1,0 +1,103 @@
+// What the lock manager must know from the catalog of one database: foreign
+// keys (cascades and checks write or lock tables a statement does not name),
+// tables with user triggers, tables whose inserts draw from sequences, and
+// which functions are volatile. Read from one backend, refreshed after DDL.
+
+import pg from 'pg'
+import type { BackendTarget } from '../backend/connection.ts'
+
+export interface CatalogData {
+  /** table → tables it references (parents). */
+  parents: Map<string, Set<string>>
+  /** table → tables referencing it (children). */
+  children: Map<string, Set<string>>
+  triggers: Set<string>
+  sequenceDefaults: Set<string>
+  /** Function names (unqualified) that are not volatile: safe in reads. */
+  nonVolatile: Set<string>
+}
+
+const QUERY = `
+select 'fk' as k, cl.relname as a, pl.relname as b
+  from pg_constraint k join pg_class cl on cl.oid = k.conrelid join pg_class pl on pl.oid = k.confrelid
+ where k.contype = 'f'
+union all
+select distinct 'trg', c.relname, null from pg_trigger t join pg_class c on c.oid = t.tgrelid where not t.tgisinternal
+union all
+select distinct 'seq', c.relname, null from pg_attrdef d join pg_class c on c.oid = d.adrelid
+ where pg_get_expr(d.adbin, d.adrelid) ilike '%nextval%'
+union all
+select distinct 'seq', c.relname, null from pg_attribute a join pg_class c on c.oid = a.attrelid
+ where a.attidentity <> '' and not a.attisdropped
+union all
+select 'fn', proname, null from (select proname from pg_proc group by proname having bool_and(provolatile <> 'v')) f`
+
+export class Catalog {
+  private data: CatalogData | null = null
+  private loading: Promise<CatalogData> | null = null
+  private generation = 0
+
+  constructor(
+    private readonly source: () => BackendTarget,
+    private readonly database: string,
+  ) {}
+
+  /** Marks the catalog stale (after DDL); the next get() reloads. */
+  invalidate(): void {
+    this.generation++
+    this.data = null
+  }
+
+  async get(): Promise<CatalogData> {
+    if (this.data) return this.data
+    if (!this.loading) {
+      const gen = this.generation
+      this.loading = this.load().then(
+        (d) => {
+          this.loading = null
+          if (gen === this.generation) this.data = d
+          return d
+        },
+        (e) => {
+          this.loading = null
+          throw e
+        },
+      )
+    }
+    return this.loading
+  }
+
+  private async load(): Promise<CatalogData> {
+    const t = this.source()
+    const client = new pg.Client({
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      password: t.password ?? undefined,
+      database: t.database ?? this.database,
+      application_name: 'pgraid catalog',
+    })
+    await client.connect()
+    try {
+      const res = await client.query<{ k: string; a: string; b: string | null }>(QUERY)
+      const d: CatalogData = { parents: new Map(), children: new Map(), triggers: new Set(), sequenceDefaults: new Set(), nonVolatile: new Set() }
+      for (const r of res.rows) {
+        if (r.k === 'fk' && r.b) {
+          addTo(d.parents, r.a, r.b)
+          addTo(d.children, r.b, r.a)
+        } else if (r.k === 'trg') d.triggers.add(r.a)
+        else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
+        else if (r.k === 'fn') d.nonVolatile.add(r.a)
+      }
+      return d
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+}
+
+function addTo(m: Map<string, Set<string>>, k: string, v: string): void {
+  let s = m.get(k)
+  if (!s) m.set(k, (s = new Set()))
+  s.add(v)
+}

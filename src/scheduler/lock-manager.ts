@@ -1,0 +1,218 @@
+// The proxy's lock manager: strict two-phase locking on named resources
+// (tables, sequences, pseudo-resources), so conflicting statements reach every
+// backend in one order. A wait-for graph is checked whenever a request has to
+// wait; the request that would close a cycle is refused (the deadlock victim).
+
+export type LockMode = 'S' | 'X'
+
+export interface LockRequest {
+  resource: string
+  mode: LockMode
+}
+
+export interface LockOwner {
+  id: number
+  /** Shown in deadlock details and SHOW LOCKS. */
+  label: string
+}
+
+export class DeadlockError extends Error {
+  constructor(readonly cycle: LockOwner[]) {
+    super('deadlock detected')
+  }
+}
+
+export class LockWaitAborted extends Error {}
+
+interface Waiter {
+  owner: LockOwner
+  mode: LockMode
+  resolve: () => void
+  reject: (e: Error) => void
+}
+
+interface Resource {
+  holders: Map<number, { owner: LockOwner; mode: LockMode }>
+  queue: Waiter[]
+}
+
+function compatible(a: LockMode, b: LockMode): boolean {
+  return a === 'S' && b === 'S'
+}
+
+export class LockManager {
+  private resources = new Map<string, Resource>()
+  /** What each owner holds, for release. */
+  private held = new Map<number, Set<string>>()
+  /** The resource each owner is waiting on (at most one at a time). */
+  private waiting = new Map<number, { resource: string; waiter: Waiter }>()
+  waits = 0
+  deadlocks = 0
+
+  /**
+   * Takes every lock of `requests` for `owner`, in a canonical order so that
+   * two multi-lock requests never wait on each other halfway. Resolves when
+   * all are held; rejects with DeadlockError (holding what it had before plus
+   * what it got so far, for the caller to release) or LockWaitAborted.
+   */
+  async acquire(owner: LockOwner, requests: LockRequest[]): Promise<void> {
+    const merged = new Map<string, LockMode>()
+    for (const r of requests) if (merged.get(r.resource) !== 'X') merged.set(r.resource, r.mode)
+    const ordered = [...merged.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    for (const [resource, mode] of ordered) {
+      if (!this.tryGrant(owner, resource, mode)) await this.wait(owner, resource, mode)
+    }
+  }
+
+  /** Releases everything `owner` holds and wakes whoever can now go. */
+  releaseAll(owner: LockOwner): void {
+    this.abortWait(owner, new LockWaitAborted('session ended'))
+    const names = this.held.get(owner.id)
+    if (!names) return
+    this.held.delete(owner.id)
+    for (const name of names) {
+      const res = this.resources.get(name)
+      if (!res) continue
+      res.holders.delete(owner.id)
+      this.wake(name, res)
+    }
+  }
+
+  /** Rejects a pending wait (cancel request, session closed). */
+  abortWait(owner: LockOwner, err: Error): boolean {
+    const w = this.waiting.get(owner.id)
+    if (!w) return false
+    this.waiting.delete(owner.id)
+    const res = this.resources.get(w.resource)
+    if (res) {
+      res.queue = res.queue.filter((q) => q !== w.waiter)
+      this.wake(w.resource, res)
+    }
+    w.waiter.reject(err)
+    return true
+  }
+
+  isWaiting(owner: LockOwner): boolean {
+    return this.waiting.has(owner.id)
+  }
+
+  holds(owner: LockOwner): number {
+    return this.held.get(owner.id)?.size ?? 0
+  }
+
+  /** Holders and waiters of every resource, for SHOW LOCKS and tests. */
+  snapshot(): { resource: string; holders: string[]; waiters: string[] }[] {
+    return [...this.resources.entries()].map(([resource, r]) => ({
+      resource,
+      holders: [...r.holders.values()].map((h) => `${h.owner.label}:${h.mode}`),
+      waiters: r.queue.map((w) => `${w.owner.label}:${w.mode}`),
+    }))
+  }
+
+  private res(name: string): Resource {
+    let r = this.resources.get(name)
+    if (!r) {
+      r = { holders: new Map(), queue: [] }
+      this.resources.set(name, r)
+    }
+    return r
+  }
+
+  private grantable(res: Resource, owner: LockOwner, mode: LockMode, ignoreQueue: boolean): boolean {
+    for (const [id, h] of res.holders) {
+      if (id === owner.id) continue
+      if (!compatible(h.mode, mode)) return false
+    }
+    // FIFO: do not overtake a conflicting earlier waiter (no starvation of X).
+    if (!ignoreQueue) for (const w of res.queue) if (w.owner.id !== owner.id && !compatible(w.mode, mode)) return false
+    return true
+  }
+
+  private tryGrant(owner: LockOwner, name: string, mode: LockMode): boolean {
+    const res = this.res(name)
+    const mine = res.holders.get(owner.id)
+    if (mine && (mine.mode === 'X' || mode === 'S')) return true
+    if (!this.grantable(res, owner, mode, false)) return false
+    this.grant(owner, name, res, mode)
+    return true
+  }
+
+  private grant(owner: LockOwner, name: string, res: Resource, mode: LockMode): void {
+    const mine = res.holders.get(owner.id)
+    res.holders.set(owner.id, { owner, mode: mine?.mode === 'X' ? 'X' : mode })
+    let set = this.held.get(owner.id)
+    if (!set) {
+      set = new Set()
+      this.held.set(owner.id, set)
+    }
+    set.add(name)
+  }
+
+  private wait(owner: LockOwner, name: string, mode: LockMode): Promise<void> {
+    const res = this.res(name)
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { owner, mode, resolve, reject }
+      // An upgrade (S held, X wanted) goes ahead of the queue, as PostgreSQL does.
+      if (res.holders.has(owner.id)) res.queue.unshift(waiter)
+      else res.queue.push(waiter)
+      this.waiting.set(owner.id, { resource: name, waiter })
+      this.waits++
+      const cycle = this.findCycle(owner)
+      if (cycle) {
+        this.deadlocks++
+        res.queue = res.queue.filter((q) => q !== waiter)
+        this.waiting.delete(owner.id)
+        reject(new DeadlockError(cycle))
+      }
+    })
+  }
+
+  /** Owners `id` waits for: conflicting holders and conflicting earlier waiters. */
+  private blockers(id: number): LockOwner[] {
+    const w = this.waiting.get(id)
+    if (!w) return []
+    const res = this.resources.get(w.resource)
+    if (!res) return []
+    const out: LockOwner[] = []
+    for (const [hid, h] of res.holders) if (hid !== id && !compatible(h.mode, w.waiter.mode)) out.push(h.owner)
+    for (const q of res.queue) {
+      if (q === w.waiter) break
+      if (q.owner.id !== id && !compatible(q.mode, w.waiter.mode)) out.push(q.owner)
+    }
+    return out
+  }
+
+  private findCycle(start: LockOwner): LockOwner[] | null {
+    const path: LockOwner[] = []
+    const seen = new Set<number>()
+    const dfs = (o: LockOwner): boolean => {
+      for (const b of this.blockers(o.id)) {
+        if (b.id === start.id) {
+          path.push(b)
+          return true
+        }
+        if (seen.has(b.id)) continue
+        seen.add(b.id)
+        path.push(b)
+        if (dfs(b)) return true
+        path.pop()
+      }
+      return false
+    }
+    path.push(start)
+    return dfs(start) ? path : null
+  }
+
+  private wake(name: string, res: Resource): void {
+    while (res.queue.length) {
+      const w = res.queue[0]
+      if (!this.grantable(res, w.owner, w.mode, true)) break
+      res.queue.shift()
+      this.waiting.delete(w.owner.id)
+      this.grant(w.owner, name, res, w.mode)
+      w.resolve()
+      // Several S waiters may go together; an X stops the loop on the next check.
+    }
+    if (res.holders.size === 0 && res.queue.length === 0) this.resources.delete(name)
+  }
+}

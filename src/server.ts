@@ -1,0 +1,91 @@
+// Starts pgraid: the listener and the state its sessions share.
+
+import net from 'node:net'
+import type { Config } from './control/config.ts'
+import type { Logger } from './control/logger.ts'
+import { LockManager } from './scheduler/lock-manager.ts'
+import { Balancer, type BalancedBackend } from './router/balancer.ts'
+import { Catalog } from './scheduler/catalog.ts'
+import { Session } from './frontend/session.ts'
+import { initParser } from './sql/analyze.ts'
+import type { ServerContext } from './server-context.ts'
+import type { BackendTarget } from './backend/connection.ts'
+
+export interface PgraidHandle {
+  host: string
+  port: number
+  close(): Promise<void>
+  /** Shared state, for the admin interface and tests. */
+  context: ServerContext
+}
+
+export async function startPgraid(config: Config, logger: Logger): Promise<PgraidHandle> {
+  await initParser()
+  const targets: BackendTarget[] = config.backends.map((b) => ({
+    name: b.name,
+    host: b.host,
+    port: b.port,
+    user: b.user,
+    password: b.password ?? undefined,
+    database: b.database ?? null,
+  }))
+  const stats: BalancedBackend[] = config.backends.map((b, i) => ({ index: i, weight: b.weight, outstanding: 0 }))
+  const sessions = new Set<Session>()
+  const byPid = new Map<number, Session>()
+  const catalogs = new Map<string, Catalog>()
+  let nextId = 1
+  const ctx: ServerContext = {
+    config,
+    log: logger,
+    locks: new LockManager(),
+    balancer: new Balancer(stats),
+    stats,
+    nextSessionId: () => nextId++,
+    backends: () => targets,
+    catalog(database) {
+      let c = catalogs.get(database)
+      if (!c) catalogs.set(database, (c = new Catalog(() => targets[0], database)))
+      return c
+    },
+    admit(s) {
+      if (sessions.size >= config.limits.maxClients) return false
+      sessions.add(s)
+      byPid.set(s.pid, s)
+      return true
+    },
+    release(s) {
+      sessions.delete(s)
+      byPid.delete(s.pid)
+    },
+    cancel(pid, secret) {
+      const s = byPid.get(pid)
+      // A wrong secret is ignored silently, as PostgreSQL does.
+      if (s && s.secret === secret) s.cancelRequested()
+    },
+  }
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    new Session(socket, ctx)
+  })
+  server.maxConnections = config.limits.maxClients + 100 // cancel requests and refusals still get through
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const addr = server.address() as net.AddressInfo
+  logger.info({ host: addr.address, port: addr.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
+  return {
+    host: addr.address,
+    port: addr.port,
+    context: ctx,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const s of sessions) s.close('pgraid shutting down')
+      })
+    },
+  }
+}

@@ -1,0 +1,60 @@
+// Test helpers around a running stack: connected clients, and the check that
+// every backend holds the same data, which every writing test ends with.
+
+import pg from 'pg'
+import net from 'node:net'
+import type { Test } from 'tap'
+import { startStack, type Stack, type StackOptions } from '../../src/embedded/stack.ts'
+import { compareBackends } from './compare.ts'
+
+export { startStack, type Stack }
+
+/** Starts a stack and registers its teardown with the tap test. */
+export async function stackFor(t: Test, opts: StackOptions = {}): Promise<Stack> {
+  const stack = await startStack(opts)
+  t.teardown(() => stack.stop())
+  return stack
+}
+
+export async function client(stack: Stack, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+  const c = new pg.Client({ host: stack.host, port: stack.port, user: stack.user, password: stack.password, database: 'postgres', ...extra })
+  await c.connect()
+  return c
+}
+
+/** Asserts that every user table is identical on every backend. */
+export async function assertIdentical(t: Test, stack: Stack, database = 'postgres'): Promise<void> {
+  const r = await compareBackends(stack.cluster.backends, database)
+  t.ok(r.identical, r.identical ? `backends identical (${r.digests[0]?.length ?? 0} tables)` : `backends differ:\n${r.report}`)
+}
+
+/** Runs a query on every backend directly (bypassing pgraid). */
+export async function onEachBackend<T extends pg.QueryResultRow = pg.QueryResultRow>(stack: Stack, sql: string, database = 'postgres'): Promise<T[][]> {
+  return Promise.all(
+    stack.cluster.backends.map(async (b) => {
+      const c = await b.client(database)
+      try {
+        return (await c.query<T>(sql)).rows
+      } finally {
+        await c.end()
+      }
+    }),
+  )
+}
+
+/** Sends a CancelRequest for `c`'s backend key, as libpq does, on a new connection. */
+export function cancel(stack: Stack, c: pg.Client): Promise<void> {
+  const k = c as unknown as { processID: number; secretKey: number }
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: stack.host, port: stack.port }, () => {
+      const b = Buffer.alloc(16)
+      b.writeInt32BE(16, 0)
+      b.writeInt32BE(80877102, 4)
+      b.writeInt32BE(k.processID, 8)
+      b.writeInt32BE(k.secretKey, 12)
+      s.end(b)
+    })
+    s.on('close', () => resolve())
+    s.on('error', reject)
+  })
+}
