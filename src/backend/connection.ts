@@ -3,7 +3,7 @@
 // boundaries a Scanner finds for the session that owns it.
 
 import net from 'node:net'
-import { serialize } from 'pg-protocol'
+import * as fe from '../protocol/frontend-encode.ts'
 import { B } from '../protocol/codes.ts'
 import { Scanner, type ScanSink } from '../protocol/scanner.ts'
 import { errorFields, parameterStatusBody, Reader } from '../protocol/decode.ts'
@@ -76,7 +76,7 @@ export class BackendConnection {
       socket.once('connect', () => {
         const params: Record<string, string> = { ...startup, user: target.user }
         if (target.database) params.database = target.database
-        socket.write(serialize.startup(params))
+        socket.write(fe.startup(params))
       })
       let scram: ScramClient | null = null
       const onData = (chunk: Buffer) => {
@@ -93,14 +93,14 @@ export class BackendConnection {
                   const r = new Reader(body)
                   const code = r.int32()
                   if (code === 0) return
-                  if (code === 3) socket.write(serialize.password(target.password ?? ''))
-                  else if (code === 5) socket.write(serialize.password(md5Response(target.user, target.password ?? '', r.bytes(4))))
+                  if (code === 3) socket.write(fe.password(target.password ?? ''))
+                  else if (code === 5) socket.write(fe.password(md5Response(target.user, target.password ?? '', r.bytes(4))))
                   else if (code === 10) {
                     scram = new ScramClient(target.password ?? '')
-                    socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.first().toString('utf8')))
+                    socket.write(fe.saslInitialResponse('SCRAM-SHA-256', scram.first()))
                   } else if (code === 11) {
                     if (!scram) throw new Error('SASLContinue without SASL')
-                    socket.write(serialize.sendSCRAMClientFinalMessage(scram.final(body.subarray(4)).toString('utf8')))
+                    socket.write(fe.saslResponse(scram.final(body.subarray(4))))
                   } else if (code === 12) {
                     if (!scram) throw new Error('SASLFinal without SASL')
                     scram.verify(body.subarray(4))
@@ -168,7 +168,7 @@ export class BackendConnection {
   cancel(): void {
     const s = net.connect({ host: this.target.host, port: this.target.port })
     s.on('error', () => s.destroy())
-    s.on('connect', () => s.end(serialize.cancel(this.pid, this.secret)))
+    s.on('connect', () => s.end(fe.cancelRequest(this.pid, this.secret)))
     s.setTimeout(5000, () => s.destroy())
   }
 
@@ -176,7 +176,7 @@ export class BackendConnection {
   close(): void {
     if (this.closed) return
     this.closed = true
-    this.socket.end(serialize.end())
+    this.socket.end(fe.TERMINATE)
     this.socket.setTimeout(5000, () => this.socket.destroy())
   }
 
