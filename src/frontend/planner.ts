@@ -10,6 +10,7 @@ import { analyze, type Analysis, type StatementInfo } from '../sql/analyze.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
+import { rewriteBind, rewriteParse, rewriteQuery, type Clock } from './time-params.ts'
 
 export interface PlanContext {
   registry: StatementRegistry
@@ -23,6 +24,8 @@ export interface PlanContext {
   clientSkipping: boolean
   /** Backends that got messages since the last Sync (earlier Flush batches). */
   sinceSync: Set<number>
+  /** The values clock functions take in this batch. */
+  clock: Clock
 }
 
 export interface Plan {
@@ -138,7 +141,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       case F.Parse: {
         const p = parseMsg(body(f))
         const a = analyze(p.query)
-        batchStatements.set(p.name, { name: p.name, query: p.query, parseBytes: f.bytes, analysis: a, on: new Set() })
+        const rw = rewriteParse(p)
+        batchStatements.set(p.name, { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time })
         break
       }
       case F.Bind: {
@@ -195,7 +199,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const fresh: Statement = { ...st, on: new Set(route) }
         definedHere.set(p.name, fresh)
         plan.parses.set(plan.msgs.length, fresh)
-        push({ code: F.Parse, bytes: f.bytes, targets: route })
+        push({ code: F.Parse, bytes: fresh.parseBytes, targets: route })
         break
       }
       case F.Bind: {
@@ -205,7 +209,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const portal: Portal = { name: b.portal, statement: st ?? null, targets: route }
         portalsHere.set(b.portal, portal)
         plan.binds.set(plan.msgs.length, portal)
-        push({ code: F.Bind, bytes: f.bytes, targets: route })
+        push({ code: F.Bind, bytes: st?.time ? rewriteBind(body(f), st.time, ctx.clock) : f.bytes, targets: route })
         break
       }
       case F.Describe: {
@@ -242,7 +246,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       }
       case F.Query:
         plan.hasQuery = true
-        push({ code: F.Query, bytes: f.bytes, targets: route })
+        push({ code: F.Query, bytes: (everywhere && rewriteQuery(queryText(body(f)), ctx.clock)) || f.bytes, targets: route })
         break
       case F.Sync: {
         // Sync goes wherever this batch (or an earlier Flush batch) did work.

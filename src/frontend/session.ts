@@ -77,6 +77,7 @@ export class Session implements LinkHost {
     if (this.phase === 'closed') return
     try {
       this.framer.push(chunk, (f) => this.onFrame(f))
+      this.flushCopy()
     } catch (e) {
       if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
       else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message))
@@ -263,6 +264,7 @@ export class Session implements LinkHost {
         pickRead: () => this.pickRead(),
         clientSkipping: this.clientSkipping,
         sinceSync: this.sinceSync,
+        clock: this.clock(),
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
@@ -283,6 +285,15 @@ export class Session implements LinkHost {
     }
     if (this.phase !== 'ready') return
     await this.execute(plan)
+  }
+
+  private txTime: string | null = null
+
+  /** now() is fixed when a transaction starts; statement_timestamp() per batch. */
+  private clock(): { tx: string; stmt: string } {
+    const stmt = new Date().toISOString()
+    if (this.txStatus === 'I' || !this.txTime) this.txTime = stmt
+    return { tx: this.txTime, stmt }
   }
 
   private pickRead(): number {
@@ -475,14 +486,27 @@ export class Session implements LinkHost {
     } else if (!COPY_TYPES.has(f.type)) {
       return false
     }
-    for (const t of c.targets) {
+    // Collected and written once per received chunk: pgbench sends one CopyData per row.
+    this.copyPending.push(f.bytes)
+    this.copyTargets = c.targets
+    if (!this.copy) this.flushCopy()
+    return true
+  }
+
+  private copyPending: Buffer[] = []
+  private copyTargets: number[] = []
+
+  private flushCopy(): void {
+    if (!this.copyPending.length) return
+    const buf = this.copyPending.length === 1 ? this.copyPending[0] : Buffer.concat(this.copyPending)
+    this.copyPending = []
+    for (const t of this.copyTargets) {
       const sock = this.links[t].conn.socket
-      if (!sock.write(f.bytes) && !this.socket.isPaused()) {
+      if (!sock.write(buf) && !this.socket.isPaused()) {
         this.socket.pause()
         sock.once('drain', () => this.socket.resume())
       }
     }
-    return true
   }
 
   // ---- LinkHost ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 // all (a write) is prepared on the others just in time ("lazy Parse").
 
 import type { Analysis } from '../sql/analyze.ts'
+import type { TimeParams } from './time-params.ts'
 
 export interface Statement {
   name: string
@@ -12,6 +13,8 @@ export interface Statement {
   analysis: Analysis
   /** Backends where it is prepared. */
   on: Set<number>
+  /** Clock calls turned into extra parameters, filled in at each Bind. */
+  time?: TimeParams | undefined
 }
 
 export interface Portal {

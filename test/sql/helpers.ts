@@ -3,7 +3,9 @@
 import type { Test } from 'tap'
 import { analyze, type StatementInfo, type TableName } from '../../src/sql/analyze.ts'
 
-export interface Expect extends Partial<Omit<StatementInfo, 'reads' | 'writes' | 'functions' | 'sqlValueFunctions' | 'text'>> {
+type DeepPartial<T> = { [K in keyof T]?: NonNullable<T[K]> extends object ? DeepPartial<NonNullable<T[K]>> : T[K] }
+
+export interface Expect extends DeepPartial<Omit<StatementInfo, 'reads' | 'writes' | 'functions' | 'sqlValueFunctions' | 'text'>> {
   reads?: string[]
   writes?: string[]
   functions?: string[]

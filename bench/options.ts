@@ -1,0 +1,69 @@
+// Benchmark settings, read from the environment (documented at the top of bench/run.ts).
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { LogLevel } from '../src/control/config.ts'
+import { LOG_LEVELS } from '../src/control/config.ts'
+
+export type Workload = 'tpcb' | 'select'
+export type QueryMode = 'simple' | 'prepared'
+export type ProxyMode = 'child' | 'inprocess'
+
+export interface BenchOptions {
+  quick: boolean
+  seconds: number
+  rounds: number
+  scale: number
+  clients: number
+  threads: number
+  workloads: Workload[]
+  modes: QueryMode[]
+  proxy: ProxyMode
+  logLevel: LogLevel
+  out: string
+  repoRoot: string
+}
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+function intEnv(name: string, fallback: number, min: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`)
+  return n
+}
+
+function listEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
+  const raw = process.env[name]
+  if (raw === undefined || raw.trim() === '') return [...allowed]
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const it of items) if (!allowed.includes(it as T)) throw new Error(`${name}: unknown item ${JSON.stringify(it)}, allowed: ${allowed.join(', ')}`)
+  return items as T[]
+}
+
+export function readOptions(env = process.env): BenchOptions {
+  const quick = env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0'
+  const proxy = (env.BENCH_PROXY ?? 'child') as ProxyMode
+  if (proxy !== 'child' && proxy !== 'inprocess') throw new Error(`BENCH_PROXY must be "child" or "inprocess", got ${JSON.stringify(proxy)}`)
+  const logLevel = (env.BENCH_LOG_LEVEL ?? 'warn') as LogLevel
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`BENCH_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+  return {
+    quick,
+    seconds: intEnv('BENCH_SECONDS', quick ? 5 : 15, 1),
+    rounds: intEnv('BENCH_ROUNDS', quick ? 1 : 3, 1),
+    scale: intEnv('BENCH_SCALE', 10, 1),
+    clients: intEnv('BENCH_CLIENTS', 8, 1),
+    threads: intEnv('BENCH_THREADS', 2, 1),
+    workloads: listEnv('BENCH_WORKLOADS', ['tpcb', 'select'] as const),
+    modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
+    proxy,
+    logLevel,
+    out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),
+    repoRoot,
+  }
+}
+
+export const WORKLOAD_LABEL: Record<Workload, string> = {
+  tpcb: 'TPC-B (builtin tpcb-like)',
+  select: 'select-only (-S)',
+}

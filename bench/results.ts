@@ -1,0 +1,106 @@
+// What one benchmark run collects, and the medians/ratios computed from it.
+import type { BenchOptions, QueryMode, Workload } from './options.ts'
+import type { InitResult, RunResult } from './pgbench.ts'
+import type { Machine } from './machine.ts'
+
+export type Target = 'direct' | 'pgraid' | 'ceiling'
+export const TARGETS: Target[] = ['direct', 'pgraid', 'ceiling']
+
+export interface Sample {
+  round: number
+  workload: Workload
+  mode: QueryMode
+  target: Target
+  /** For the ceiling: the sum over the three concurrent pgbench processes. */
+  tps: number
+  /** For the ceiling: the mean of the three processes' average latencies. */
+  latencyMs: number
+  /** The ceiling's three runs; one run otherwise. */
+  runs: RunResult[]
+  /** pgraid's CPU use during a pgraid run, in % of one core. */
+  proxyCpuPct?: number
+}
+
+export interface InitTiming {
+  steps: string
+  direct: InitResult
+  pgraid: InitResult
+  /** Why the pgbench default steps were not used through pgraid, if they were not. */
+  fallback?: string
+}
+
+export interface BenchData {
+  startedAt: Date
+  finishedAt: Date
+  options: BenchOptions
+  machine: Machine
+  pgVersion: string
+  pgbenchVersion: string
+  backendAuth: string[]
+  writeQuorum: number
+  init: InitTiming
+  vacuumThroughPgraid: string
+  samples: Sample[]
+  rss: { afterStart: number; peakAfterInit: number; peak: number }
+  replication: { afterInit: string; atEnd: string; identicalAtEnd: boolean }
+  proxyProblems: { count: number; recent: string[] }
+}
+
+export interface CaseSummary {
+  workload: Workload
+  mode: QueryMode
+  directTps: number
+  directLat: number
+  pgraidTps: number
+  pgraidLat: number
+  ceilingSumTps: number
+  ceilingPerBackendTps: number
+  ceilingLat: number
+  proxyCpuPct: number
+  n: number
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+export function summarise(data: BenchData): CaseSummary[] {
+  const out: CaseSummary[] = []
+  for (const workload of data.options.workloads) {
+    for (const mode of data.options.modes) {
+      const of = (t: Target) => data.samples.filter((s) => s.workload === workload && s.mode === mode && s.target === t)
+      const d = of('direct')
+      const p = of('pgraid')
+      const c = of('ceiling')
+      if (d.length + p.length + c.length === 0) continue
+      out.push({
+        workload,
+        mode,
+        directTps: median(d.map((s) => s.tps)),
+        directLat: median(d.map((s) => s.latencyMs)),
+        pgraidTps: median(p.map((s) => s.tps)),
+        pgraidLat: median(p.map((s) => s.latencyMs)),
+        ceilingSumTps: median(c.map((s) => s.tps)),
+        ceilingPerBackendTps: median(c.map((s) => s.tps / Math.max(1, s.runs.length))),
+        ceilingLat: median(c.map((s) => s.latencyMs)),
+        proxyCpuPct: median(p.map((s) => s.proxyCpuPct ?? Number.NaN).filter((x) => !Number.isNaN(x))),
+        n: Math.min(d.length, p.length, c.length),
+      })
+    }
+  }
+  return out
+}
+
+/** The ratio the stage targets care about for a given init timing: pgraid / direct. */
+export function initRatios(init: InitTiming): { total: number; copy: number | undefined } {
+  const copyKey = 'client-side generate'
+  const dCopy = init.direct.steps[copyKey]
+  const pCopy = init.pgraid.steps[copyKey]
+  return {
+    total: init.pgraid.totalS / init.direct.totalS,
+    copy: dCopy && pCopy !== undefined ? pCopy / dCopy : undefined,
+  }
+}

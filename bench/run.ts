@@ -1,0 +1,277 @@
+// `npm run bench`: pgbench against pgraid over 3 real PostgreSQL backends, side by side with pgbench straight
+// at one backend and with three pgbench processes at three backends at once; writes docs/benchmarks.md.
+//
+// Environment variables (all optional):
+//   BENCH_QUICK=1        smoke run: 1 round of 5 s runs (BENCH_SECONDS / BENCH_ROUNDS still override)
+//   BENCH_SECONDS=15     duration of each pgbench run (-T)
+//   BENCH_ROUNDS=3       interleaved rounds; each round runs every workload/mode against every target
+//   BENCH_SCALE=10       pgbench scale factor (-s); 10 = 1M pgbench_accounts rows
+//   BENCH_CLIENTS=8      pgbench -c (per pgbench process)
+//   BENCH_THREADS=2      pgbench -j (per pgbench process)
+//   BENCH_WORKLOADS=tpcb,select   which workloads to run (TPC-B default script, select-only -S)
+//   BENCH_MODES=simple,prepared   which pgbench -M query modes to run
+//   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
+//                        "inprocess": pgraid inside this process
+//   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
+//   BENCH_OUT=docs/benchmarks.md  where to write the report (relative to the repository root)
+//   BENCH_PGBENCH=pgbench         the pgbench executable
+//   PGRAID_PG_BIN        PostgreSQL bin directory for the backends (see docs/harness.md)
+//
+// Exit code 0 after writing the report; 1 if anything failed (a pgbench error or failed transactions are
+// printed in full, with pgraid's recent warnings), 130/143 when interrupted. Everything started here (servers,
+// pgraid, pgbench processes) is stopped on the way out, on Ctrl-C too.
+import { writeFile } from 'node:fs/promises'
+import { startCluster, type BackendAuth, type Cluster, type RunningBackend } from '../src/embedded/cluster.ts'
+import { CLIENT_PASSWORD, CLIENT_USER } from '../src/embedded/stack.ts'
+import { parseConfig } from '../src/control/config.ts'
+import { describeMachine } from './machine.ts'
+import { accountCounts, checkReplicas, prepareRun, probeVacuum, recreateDatabase, serverVersion, vacuumAnalyze } from './maintenance.ts'
+import { readOptions, type BenchOptions, type QueryMode, type Workload } from './options.ts'
+import { benchRun, initDataset, pgbenchVersion, PgbenchError, type Endpoint, type InitResult, type RunResult } from './pgbench.ts'
+import { killAllChildren, runAbortCleanups } from './procs.ts'
+import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
+import { renderReport, checkTargets } from './report.ts'
+import { TARGETS, summarise, type BenchData, type InitTiming, type Sample, type Target } from './results.ts'
+
+const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
+const PGRAID_DB = 'postgres'
+const DIRECT_DB = 'benchraw'
+const DEFAULT_INIT_STEPS = 'dtgvp' // pgbench's default: drop, tables, client-side generate (COPY), vacuum, primary keys
+const FALLBACK_INIT_STEPS = 'dtgp'
+
+const t0 = Date.now()
+function log(msg: string): void {
+  const s = ((Date.now() - t0) / 1000).toFixed(0).padStart(5)
+  process.stderr.write(`[bench ${s}s] ${msg}\n`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interruption: kill our children (pgbench, pgraid) at once, then exit; the cluster's exit hook
+// stops the PostgreSQL servers and removes their data directories.
+
+let aborting = false
+function onSignal(sig: NodeJS.Signals): void {
+  if (aborting) return
+  aborting = true
+  process.stderr.write(`\n[bench] ${sig}: stopping pgbench, pgraid and the PostgreSQL servers\n`)
+  killAllChildren('SIGKILL')
+  runAbortCleanups()
+  process.exit(sig === 'SIGINT' ? 130 : 143)
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+
+// ---------------------------------------------------------------------------------------------
+
+function backendEndpoint(b: RunningBackend, database: string): Endpoint {
+  return { name: b.name, host: b.host, port: b.port, user: b.user, password: b.password, database }
+}
+
+async function timedInit(
+  opts: BenchOptions,
+  backends: RunningBackend[],
+  pgraidEp: Endpoint,
+): Promise<InitTiming> {
+  let steps = DEFAULT_INIT_STEPS
+  let fallback: string | undefined
+  let pgraid: InitResult
+  log(`pgbench -i -s ${opts.scale} through pgraid (steps ${steps})`)
+  try {
+    pgraid = await initDataset(pgraidEp, opts.scale, steps)
+  } catch (e) {
+    if (!(e instanceof PgbenchError)) throw e
+    const why = e.result.stderr.split('\n').find((l) => /error|ERROR|FATAL/.test(l)) ?? e.message
+    log(`pgbench -i through pgraid failed with the default steps:\n${e.details()}`)
+    steps = FALLBACK_INIT_STEPS
+    fallback =
+      `\`pgbench -i\` with the default steps (\`${DEFAULT_INIT_STEPS}\`) failed through pgraid (${why.trim()}); ` +
+      `both inits therefore used \`-I ${FALLBACK_INIT_STEPS}\` (no VACUUM step) and the benchmark ran ` +
+      '`VACUUM ANALYZE` directly on each backend afterwards (untimed).'
+    log(`retrying through pgraid with -I ${steps}`)
+    pgraid = await initDataset(pgraidEp, opts.scale, steps)
+    await Promise.all(backends.map((b) => vacuumAnalyze(b, PGRAID_DB)))
+  }
+  log(`  through pgraid: ${pgraid.totalS} s ${JSON.stringify(pgraid.steps)}`)
+
+  // The direct comparison: pg1 alone, nothing else running; then the other two backends' own copies.
+  log(`pgbench -i -s ${opts.scale} directly on ${backends[0]!.name}, database ${DIRECT_DB}`)
+  const direct = await initDataset(backendEndpoint(backends[0]!, DIRECT_DB), opts.scale, steps)
+  log(`  direct: ${direct.totalS} s ${JSON.stringify(direct.steps)}`)
+  log(`pgbench -i directly on ${backends.slice(1).map((b) => b.name).join(', ')} (untimed, for the ceiling runs)`)
+  await Promise.all(backends.slice(1).map((b) => initDataset(backendEndpoint(b, DIRECT_DB), opts.scale, steps)))
+  if (fallback) await Promise.all(backends.map((b) => vacuumAnalyze(b, DIRECT_DB)))
+  return { steps, direct, pgraid, fallback }
+}
+
+function fmtRun(r: { tps: number; latencyMs: number }): string {
+  return `${r.tps.toFixed(0)} tps, ${r.latencyMs.toFixed(2)} ms`
+}
+
+async function measure(
+  opts: BenchOptions,
+  round: number,
+  workload: Workload,
+  mode: QueryMode,
+  target: Target,
+  backends: RunningBackend[],
+  pgraidEp: Endpoint,
+  proxy: Proxy,
+): Promise<Sample> {
+  const spec = { workload, mode, seconds: opts.seconds, clients: opts.clients, threads: opts.threads }
+  if (target === 'direct') {
+    await prepareRun([backends[0]!], DIRECT_DB)
+    const r = await benchRun(backendEndpoint(backends[0]!, DIRECT_DB), spec)
+    return { round, workload, mode, target, tps: r.tps, latencyMs: r.latencyMs, runs: [r] }
+  }
+  if (target === 'pgraid') {
+    await prepareRun(backends, PGRAID_DB, pgraidEp)
+    const cpu0 = proxy.cpuSeconds()
+    const r = await benchRun(pgraidEp, spec)
+    const cpu = proxy.cpuSeconds() - cpu0
+    return { round, workload, mode, target, tps: r.tps, latencyMs: r.latencyMs, runs: [r], proxyCpuPct: (100 * cpu) / (r.wallMs / 1000) }
+  }
+  await prepareRun(backends, DIRECT_DB)
+  const runs: RunResult[] = await Promise.all(backends.map((b) => benchRun(backendEndpoint(b, DIRECT_DB), spec)))
+  return {
+    round,
+    workload,
+    mode,
+    target,
+    tps: runs.reduce((a, r) => a + r.tps, 0),
+    latencyMs: runs.reduce((a, r) => a + r.latencyMs, 0) / runs.length,
+    runs,
+  }
+}
+
+async function main(): Promise<number> {
+  const opts = readOptions()
+  const startedAt = new Date()
+  const machine = describeMachine()
+  const cases = opts.workloads.flatMap((w) => opts.modes.map((m) => [w, m] as const))
+  const estimate = (cases.length * TARGETS.length * opts.rounds * (opts.seconds + 4)) / 60
+  log(
+    `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s), ` +
+      `${cases.length} case(s) x ${TARGETS.length} targets; measuring takes ~${estimate.toFixed(0)} min after init`,
+  )
+  const pgbenchVer = await pgbenchVersion()
+
+  let cluster: Cluster | undefined
+  let proxy: Proxy | undefined
+  const samples: Sample[] = []
+  try {
+    log('starting 3 PostgreSQL backends')
+    cluster = await startCluster({ count: 3, auth: BACKEND_AUTH })
+    const backends = cluster.backends
+    const pgVersion = await serverVersion(backends[0]!)
+
+    const raw = proxyConfig(backends, { name: CLIENT_USER, password: CLIENT_PASSWORD }, opts.logLevel)
+    const writeQuorum = parseConfig(raw, 'benchmark config').writeQuorum
+    log(`starting pgraid (${opts.proxy})`)
+    proxy = await startProxy(opts.proxy, raw, opts.repoRoot)
+    const rssAfterStart = proxy.rss()
+    log(`pgraid pid ${proxy.pid} on ${proxy.host}:${proxy.port}, RSS ${(rssAfterStart / 2 ** 20).toFixed(0)} MiB`)
+    const pgraidEp: Endpoint = { name: 'pgraid', host: proxy.host, port: proxy.port, user: CLIENT_USER, password: CLIENT_PASSWORD, database: PGRAID_DB }
+
+    await Promise.all(backends.map((b) => recreateDatabase(b, DIRECT_DB)))
+    const init = await timedInit(opts, backends, pgraidEp)
+    const peakAfterInit = proxy.peakRss()
+
+    const counts = await accountCounts(backends, PGRAID_DB)
+    if (counts.some((n) => n !== opts.scale * 100_000)) throw new Error(`pgbench_accounts through pgraid: row counts per backend ${counts.join(', ')}, expected ${opts.scale * 100_000}`)
+    log('comparing the backends after init')
+    const afterInit = await checkReplicas(backends, PGRAID_DB)
+    if (!afterInit.identical) throw new Error(`backends differ after pgbench -i through pgraid:\n${afterInit.report}`)
+    log(`  ${afterInit.report}`)
+    const vacuumThroughPgraid = await probeVacuum(pgraidEp)
+    log(`VACUUM through pgraid: ${vacuumThroughPgraid}`)
+
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const [ci, [workload, mode]] of cases.entries()) {
+        // Rotate the target order from case to case and round to round, so no target always goes first.
+        const shift = (round - 1 + ci) % TARGETS.length
+        const order = [...TARGETS.slice(shift), ...TARGETS.slice(0, shift)]
+        for (const target of order) {
+          const s = await measure(opts, round, workload, mode, target, backends, pgraidEp, proxy)
+          samples.push(s)
+          const extra =
+            target === 'ceiling'
+              ? ` (per backend: ${s.runs.map((r) => r.tps.toFixed(0)).join(' / ')})`
+              : target === 'pgraid'
+                ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, RSS ${(proxy.rss() / 2 ** 20).toFixed(0)} MiB)`
+                : ''
+          log(`round ${round}/${opts.rounds} ${workload} ${mode} ${target}: ${fmtRun(s)}${extra}`)
+        }
+      }
+    }
+
+    log('comparing the backends behind pgraid after the runs')
+    const atEnd = await checkReplicas(backends, PGRAID_DB)
+    log(`  ${atEnd.identical ? atEnd.report : `DIFFERENT:\n${atEnd.report}`}`)
+    const peak = proxy.peakRss()
+    const problems = proxy.problems()
+    await proxy.stop()
+    proxy = undefined
+
+    const data: BenchData = {
+      startedAt,
+      finishedAt: new Date(),
+      options: opts,
+      machine,
+      pgVersion: pgVersion.replace(/ on .*$/, '').replace(/,.*$/, ''),
+      pgbenchVersion: pgbenchVer,
+      backendAuth: BACKEND_AUTH,
+      writeQuorum,
+      init,
+      vacuumThroughPgraid,
+      samples,
+      rss: { afterStart: rssAfterStart, peakAfterInit, peak },
+      replication: {
+        afterInit: afterInit.report,
+        atEnd: atEnd.identical ? atEnd.report : `**backends differ**: ${atEnd.report.replace(/\n/g, '; ')}`,
+        identicalAtEnd: atEnd.identical,
+      },
+      proxyProblems: problems,
+    }
+    await writeFile(opts.out, renderReport(data))
+    log(`wrote ${opts.out}`)
+    printSummary(data)
+    if (!atEnd.identical) {
+      log('FAILED: the backends behind pgraid differ after the runs (report written anyway)')
+      return 1
+    }
+    return 0
+  } catch (e) {
+    if (samples.length > 0) {
+      log('results so far:')
+      for (const s of samples) log(`  round ${s.round} ${s.workload} ${s.mode} ${s.target}: ${fmtRun(s)}`)
+    }
+    throw Object.assign(e as object, { proxyProblems: proxy?.problems() })
+  } finally {
+    if (proxy) await proxy.stop().catch((e: unknown) => log(`stopping pgraid: ${String(e)}`))
+    if (cluster) await cluster.stop().catch((e: unknown) => log(`stopping the backends: ${String(e)}`))
+  }
+}
+
+function printSummary(data: BenchData): void {
+  for (const c of summarise(data)) {
+    log(
+      `${c.workload} ${c.mode}: direct ${c.directTps.toFixed(0)} tps / ${c.directLat.toFixed(2)} ms, ` +
+        `pgraid ${c.pgraidTps.toFixed(0)} tps / ${c.pgraidLat.toFixed(2)} ms, ceiling ${c.ceilingSumTps.toFixed(0)} ` +
+        `(${c.ceilingPerBackendTps.toFixed(0)} per backend); pgraid/direct ${(c.pgraidTps / c.directTps).toFixed(2)}`,
+    )
+  }
+  for (const l of checkTargets(data).lines) log(l.replace(/\*\*/g, ''))
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof PgbenchError) process.stderr.write(`\n[bench] FAILED: ${e.message}\n${e.details()}\n`)
+    else process.stderr.write(`\n[bench] FAILED: ${(e as Error)?.stack ?? String(e)}\n`)
+    const problems = (e as { proxyProblems?: { count: number; recent: string[] } })?.proxyProblems
+    if (problems && problems.count > 0) {
+      process.stderr.write(`\n[bench] pgraid logged ${problems.count} warning/error line(s); the last ones:\n${problems.recent.slice(-20).join('\n')}\n`)
+    }
+    process.exit(1)
+  },
+)
