@@ -127,6 +127,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   // Pass 1: what does the batch execute, and does any of it need every backend?
   const body = (f: Frame) => f.bytes.subarray(f.bodyOffset)
   const batchStatements = new Map<string, Statement>()
+  const frameStatements = new Map<Frame, Statement>()
   const batchPortals = new Map<string, Statement | null>()
   let everywhere = false
   const executes: { analysis: Analysis }[] = []
@@ -142,7 +143,9 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const p = parseMsg(body(f))
         const a = analyze(p.query)
         const rw = rewriteParse(p)
-        batchStatements.set(p.name, { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time })
+        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time }
+        batchStatements.set(p.name, st)
+        frameStatements.set(f, st)
         break
       }
       case F.Bind: {
@@ -195,7 +198,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     switch (f.type) {
       case F.Parse: {
         const p = parseMsg(body(f))
-        const st = batchStatements.get(p.name)!
+        const st = frameStatements.get(f)!
         const fresh: Statement = { ...st, on: new Set(route) }
         definedHere.set(p.name, fresh)
         plan.parses.set(plan.msgs.length, fresh)

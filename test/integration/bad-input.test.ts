@@ -101,7 +101,7 @@ const openRaw = new Set<Raw>()
 
 /** A client on a bare TCP socket: writes raw bytes, reads backend messages with bounded waits. */
 class Raw {
-  private buf = Buffer.alloc(0)
+  private buf: Buffer = Buffer.alloc(0)
   private wake: (() => void) | null = null
   /** Every message received so far (for failure messages). */
   readonly seen: Msg[] = []
