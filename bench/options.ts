@@ -17,6 +17,8 @@ export interface BenchOptions {
   threads: number
   workloads: Workload[]
   modes: QueryMode[]
+  /** Also measure single-client runs (direct vs pgraid): the proxy's per-statement latency without contention. */
+  singleClient: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -56,6 +58,7 @@ export function readOptions(env = process.env): BenchOptions {
     threads: intEnv('BENCH_THREADS', 2, 1),
     workloads: listEnv('BENCH_WORKLOADS', ['tpcb', 'select'] as const),
     modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
+    singleClient: (env.BENCH_SINGLE_CLIENT ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

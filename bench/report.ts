@@ -1,6 +1,6 @@
 // Renders docs/benchmarks.md from the collected figures.
 import { WORKLOAD_LABEL } from './options.ts'
-import { initRatios, summarise, type BenchData, type CaseSummary } from './results.ts'
+import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
 const INIT_TARGET = 3
@@ -66,7 +66,7 @@ export function renderReport(data: BenchData): string {
   out.push(...targets.lines)
   out.push('')
 
-  out.push(`## Throughput and latency (medians of ${o.rounds} round${o.rounds === 1 ? '' : 's'})`)
+  out.push(`## Throughput and latency, ${o.clients} clients (medians of ${o.rounds} round${o.rounds === 1 ? '' : 's'})`)
   out.push('')
   out.push(
     table(
@@ -122,6 +122,39 @@ export function renderReport(data: BenchData): string {
       'the overhead of replication plus the proxy hop.',
   )
   out.push('')
+
+  const single = summarise(data, 1).filter((c) => Number.isFinite(c.directTps) && Number.isFinite(c.pgraidTps))
+  if (single.length > 0 && o.clients !== 1) {
+    out.push('### One client: the cost per statement')
+    out.push('')
+    out.push(
+      'The same workloads with a single client (`-c 1 -j 1 -M simple`), direct vs pgraid: nothing waits for ' +
+        'anything else, so the difference is what the proxy hop (and, for writes, waiting for the backends) adds ' +
+        'to each statement. TPC-B sends 7 statements per transaction (BEGIN, 3 UPDATEs, SELECT, INSERT, END), ' +
+        'select-only 1.',
+    )
+    out.push('')
+    out.push(
+      table(
+        ['Workload', 'direct tps', 'pgraid tps', 'pgraid / direct', 'direct latency ms', 'pgraid latency ms', 'added ms per statement', 'pgraid CPU, % of one core'],
+        single.map((c) => {
+          const stmts = c.workload === 'tpcb' ? 7 : 1
+          return [
+            WORKLOAD_LABEL[c.workload],
+            f0(c.directTps),
+            f0(c.pgraidTps),
+            f2(c.pgraidTps / c.directTps),
+            f2(c.directLat),
+            f2(c.pgraidLat),
+            f2((c.pgraidLat - c.directLat) / stmts),
+            f0(c.proxyCpuPct),
+          ]
+        }),
+        ['l'],
+      ),
+    )
+    out.push('')
+  }
 
   const r = initRatios(data.init)
   const stepNames = [...new Set([...Object.keys(data.init.direct.steps), ...Object.keys(data.init.pgraid.steps)])]
@@ -182,7 +215,13 @@ export function renderReport(data: BenchData): string {
         ['CPU', `${m.cpuModel}, ${m.cores} cores available`],
         ['RAM', `${f1(m.ramGiB)} GiB`],
         ['OS', m.kernel],
-        ['Load average at start', m.loadAvg.map(f2).join(', ')],
+        ['Load average at start (1, 5, 15 min)', m.loadAvg.map(f2).join(', ')],
+        [
+          'Load average (1 min) when runs started',
+          data.samples.length
+            ? `${f1(Math.min(...data.samples.map((x) => x.load1)))} - ${f1(Math.max(...data.samples.map((x) => x.load1)))}, median ${f1(median(data.samples.map((x) => x.load1)))}`
+            : 'n/a',
+        ],
         ['Node', m.node],
         ['PostgreSQL (backends)', data.pgVersion],
         ['pgbench', data.pgbenchVersion],
@@ -217,7 +256,13 @@ export function renderReport(data: BenchData): string {
       `starts with a checkpoint debt left by the previous one. VACUUM sent through pgraid: ${data.vacuumThroughPgraid}.`,
   )
   out.push(`- Replication check after init: ${data.replication.afterInit}`)
-  out.push(`- Replication check at the end (after all TPC-B runs through pgraid): ${data.replication.atEnd}`)
+  const tc = data.replication.afterTpcb
+  out.push(
+    `- Replication check after each TPC-B run through pgraid (all tables digested on every backend, ` +
+      `pgbench_history included): ${tc.checks} check(s), ` +
+      (tc.failures.length === 0 ? 'backends identical every time.' : `**${tc.failures.length} found differences**: ${tc.failures.join(' / ')}`),
+  )
+  out.push(`- Replication check at the end: ${data.replication.atEnd}`)
   out.push('')
 
   out.push('## How to read this')
@@ -237,19 +282,21 @@ export function renderReport(data: BenchData): string {
   out.push('')
   out.push(
     table(
-      ['Round', 'Workload', 'Mode', 'Target', 'tps', 'latency ms', 'transactions', 'pgraid CPU %', 'per backend tps (ceiling)'],
+      ['Round', 'Workload', 'Mode', 'Clients', 'Target', 'tps', 'latency ms', 'transactions', 'pgraid CPU %', 'per backend tps (ceiling)', 'load avg (1 min) at start'],
       data.samples.map((s) => [
         String(s.round),
         WORKLOAD_LABEL[s.workload],
         s.mode,
+        String(s.clients),
         s.target,
         f0(s.tps),
         f2(s.latencyMs),
         f0(s.runs.reduce((a, x) => a + x.processed, 0)),
         s.proxyCpuPct === undefined ? '' : f0(s.proxyCpuPct),
         s.target === 'ceiling' ? s.runs.map((x) => `${x.endpoint} ${f0(x.tps)}`).join(', ') : '',
+        f1(s.load1),
       ]),
-      ['r', 'l', 'l', 'l'],
+      ['r', 'l', 'l', 'r', 'l'],
     ),
   )
   out.push('')

@@ -6,11 +6,23 @@ import type { Machine } from './machine.ts'
 export type Target = 'direct' | 'pgraid' | 'ceiling'
 export const TARGETS: Target[] = ['direct', 'pgraid', 'ceiling']
 
+/** One benchmark case: a workload and mode at a client count, measured against some targets. */
+export interface Case {
+  workload: Workload
+  mode: QueryMode
+  clients: number
+  threads: number
+  targets: Target[]
+}
+
 export interface Sample {
   round: number
   workload: Workload
   mode: QueryMode
+  clients: number
   target: Target
+  /** 1-minute load average when the run started (the machine is shared). */
+  load1: number
   /** For the ceiling: the sum over the three concurrent pgbench processes. */
   tps: number
   /** For the ceiling: the mean of the three processes' average latencies. */
@@ -40,15 +52,17 @@ export interface BenchData {
   writeQuorum: number
   init: InitTiming
   vacuumThroughPgraid: string
+  cases: Case[]
   samples: Sample[]
   rss: { afterStart: number; peakAfterInit: number; peak: number }
-  replication: { afterInit: string; atEnd: string; identicalAtEnd: boolean }
+  replication: { afterInit: string; afterTpcb: { checks: number; failures: string[] }; atEnd: string; identicalAtEnd: boolean }
   proxyProblems: { count: number; recent: string[] }
 }
 
 export interface CaseSummary {
   workload: Workload
   mode: QueryMode
+  clients: number
   directTps: number
   directLat: number
   pgraidTps: number
@@ -67,11 +81,15 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
-export function summarise(data: BenchData): CaseSummary[] {
+/** Medians per case with the given client count. */
+export function summarise(data: BenchData, clients = data.options.clients): CaseSummary[] {
   const out: CaseSummary[] = []
-  for (const workload of data.options.workloads) {
-    for (const mode of data.options.modes) {
-      const of = (t: Target) => data.samples.filter((s) => s.workload === workload && s.mode === mode && s.target === t)
+  for (const cs of data.cases) {
+    if (cs.clients !== clients) continue
+    const { workload, mode } = cs
+    {
+      const of = (t: Target) =>
+        data.samples.filter((s) => s.workload === workload && s.mode === mode && s.clients === clients && s.target === t)
       const d = of('direct')
       const p = of('pgraid')
       const c = of('ceiling')
@@ -79,6 +97,7 @@ export function summarise(data: BenchData): CaseSummary[] {
       out.push({
         workload,
         mode,
+        clients,
         directTps: median(d.map((s) => s.tps)),
         directLat: median(d.map((s) => s.latencyMs)),
         pgraidTps: median(p.map((s) => s.tps)),
@@ -87,7 +106,7 @@ export function summarise(data: BenchData): CaseSummary[] {
         ceilingPerBackendTps: median(c.map((s) => s.tps / Math.max(1, s.runs.length))),
         ceilingLat: median(c.map((s) => s.latencyMs)),
         proxyCpuPct: median(p.map((s) => s.proxyCpuPct ?? Number.NaN).filter((x) => !Number.isNaN(x))),
-        n: Math.min(d.length, p.length, c.length),
+        n: Math.max(d.length, p.length, c.length),
       })
     }
   }

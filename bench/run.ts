@@ -10,6 +10,8 @@
 //   BENCH_THREADS=2      pgbench -j (per pgbench process)
 //   BENCH_WORKLOADS=tpcb,select   which workloads to run (TPC-B default script, select-only -S)
 //   BENCH_MODES=simple,prepared   which pgbench -M query modes to run
+//   BENCH_SINGLE_CLIENT=1         also run each workload with one client (-c 1 -j 1, -M simple), direct vs
+//                                 pgraid: the per-statement cost of the proxy without contention; 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -21,17 +23,18 @@
 // printed in full, with pgraid's recent warnings), 130/143 when interrupted. Everything started here (servers,
 // pgraid, pgbench processes) is stopped on the way out, on Ctrl-C too.
 import { writeFile } from 'node:fs/promises'
+import os from 'node:os'
 import { startCluster, type BackendAuth, type Cluster, type RunningBackend } from '../src/embedded/cluster.ts'
 import { CLIENT_PASSWORD, CLIENT_USER } from '../src/embedded/stack.ts'
 import { parseConfig } from '../src/control/config.ts'
 import { describeMachine } from './machine.ts'
 import { accountCounts, checkReplicas, prepareRun, probeVacuum, recreateDatabase, serverVersion, vacuumAnalyze } from './maintenance.ts'
-import { readOptions, type BenchOptions, type QueryMode, type Workload } from './options.ts'
+import { readOptions, type BenchOptions } from './options.ts'
 import { benchRun, initDataset, pgbenchVersion, PgbenchError, type Endpoint, type InitResult, type RunResult } from './pgbench.ts'
 import { killAllChildren, runAbortCleanups } from './procs.ts'
 import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
 import { renderReport, checkTargets } from './report.ts'
-import { TARGETS, summarise, type BenchData, type InitTiming, type Sample, type Target } from './results.ts'
+import { TARGETS, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
 const PGRAID_DB = 'postgres'
@@ -110,54 +113,67 @@ function fmtRun(r: { tps: number; latencyMs: number }): string {
 async function measure(
   opts: BenchOptions,
   round: number,
-  workload: Workload,
-  mode: QueryMode,
+  cs: Case,
   target: Target,
   backends: RunningBackend[],
   pgraidEp: Endpoint,
   proxy: Proxy,
 ): Promise<Sample> {
-  const spec = { workload, mode, seconds: opts.seconds, clients: opts.clients, threads: opts.threads }
+  const spec = { workload: cs.workload, mode: cs.mode, seconds: opts.seconds, clients: cs.clients, threads: cs.threads }
+  const base = { round, workload: cs.workload, mode: cs.mode, clients: cs.clients, target }
   if (target === 'direct') {
     await prepareRun([backends[0]!], DIRECT_DB)
+    const load1 = os.loadavg()[0] ?? 0
     const r = await benchRun(backendEndpoint(backends[0]!, DIRECT_DB), spec)
-    return { round, workload, mode, target, tps: r.tps, latencyMs: r.latencyMs, runs: [r] }
+    return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r] }
   }
   if (target === 'pgraid') {
     await prepareRun(backends, PGRAID_DB, pgraidEp)
+    const load1 = os.loadavg()[0] ?? 0
     const cpu0 = proxy.cpuSeconds()
     const r = await benchRun(pgraidEp, spec)
     const cpu = proxy.cpuSeconds() - cpu0
-    return { round, workload, mode, target, tps: r.tps, latencyMs: r.latencyMs, runs: [r], proxyCpuPct: (100 * cpu) / (r.wallMs / 1000) }
+    return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r], proxyCpuPct: (100 * cpu) / (r.wallMs / 1000) }
   }
   await prepareRun(backends, DIRECT_DB)
+  const load1 = os.loadavg()[0] ?? 0
   const runs: RunResult[] = await Promise.all(backends.map((b) => benchRun(backendEndpoint(b, DIRECT_DB), spec)))
   return {
-    round,
-    workload,
-    mode,
-    target,
+    ...base,
+    load1,
     tps: runs.reduce((a, r) => a + r.tps, 0),
     latencyMs: runs.reduce((a, r) => a + r.latencyMs, 0) / runs.length,
     runs,
   }
 }
 
+function benchCases(opts: BenchOptions): Case[] {
+  const cases: Case[] = []
+  for (const workload of opts.workloads)
+    for (const mode of opts.modes) cases.push({ workload, mode, clients: opts.clients, threads: opts.threads, targets: TARGETS })
+  // One client, no contention: what the proxy hop and replication add to each statement.
+  if (opts.singleClient && opts.clients !== 1)
+    for (const workload of opts.workloads) cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: ['direct', 'pgraid'] })
+  return cases
+}
+
 async function main(): Promise<number> {
   const opts = readOptions()
   const startedAt = new Date()
   const machine = describeMachine()
-  const cases = opts.workloads.flatMap((w) => opts.modes.map((m) => [w, m] as const))
-  const estimate = (cases.length * TARGETS.length * opts.rounds * (opts.seconds + 4)) / 60
+  const cases = benchCases(opts)
+  const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
+  const estimate = (runsPerRound * opts.rounds * (opts.seconds + 4)) / 60
   log(
-    `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s), ` +
-      `${cases.length} case(s) x ${TARGETS.length} targets; measuring takes ~${estimate.toFixed(0)} min after init`,
+    `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
+      `${runsPerRound} runs; measuring takes ~${estimate.toFixed(0)} min after init`,
   )
   const pgbenchVer = await pgbenchVersion()
 
   let cluster: Cluster | undefined
   let proxy: Proxy | undefined
   const samples: Sample[] = []
+  const tpcbChecks = { checks: 0, failures: [] as string[] }
   try {
     log('starting 3 PostgreSQL backends')
     cluster = await startCluster({ count: 3, auth: BACKEND_AUTH })
@@ -186,12 +202,12 @@ async function main(): Promise<number> {
     log(`VACUUM through pgraid: ${vacuumThroughPgraid}`)
 
     for (let round = 1; round <= opts.rounds; round++) {
-      for (const [ci, [workload, mode]] of cases.entries()) {
+      for (const [ci, cs] of cases.entries()) {
         // Rotate the target order from case to case and round to round, so no target always goes first.
-        const shift = (round - 1 + ci) % TARGETS.length
-        const order = [...TARGETS.slice(shift), ...TARGETS.slice(0, shift)]
+        const shift = (round - 1 + ci) % cs.targets.length
+        const order = [...cs.targets.slice(shift), ...cs.targets.slice(0, shift)]
         for (const target of order) {
-          const s = await measure(opts, round, workload, mode, target, backends, pgraidEp, proxy)
+          const s = await measure(opts, round, cs, target, backends, pgraidEp, proxy)
           samples.push(s)
           const extra =
             target === 'ceiling'
@@ -199,7 +215,16 @@ async function main(): Promise<number> {
               : target === 'pgraid'
                 ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, RSS ${(proxy.rss() / 2 ** 20).toFixed(0)} MiB)`
                 : ''
-          log(`round ${round}/${opts.rounds} ${workload} ${mode} ${target}: ${fmtRun(s)}${extra}`)
+          log(`round ${round}/${opts.rounds} ${cs.workload} ${cs.mode} -c ${cs.clients} ${target}: ${fmtRun(s)}${extra} [load ${s.load1.toFixed(1)}]`)
+          if (target === 'pgraid' && cs.workload === 'tpcb') {
+            // Every backend must have applied the same writes, pgbench_history rows included.
+            const check = await checkReplicas(backends, PGRAID_DB)
+            tpcbChecks.checks++
+            if (!check.identical) {
+              tpcbChecks.failures.push(`round ${round} ${cs.mode} -c ${cs.clients}: ${check.report.replace(/\n/g, '; ')}`)
+              log(`  BACKENDS DIFFER after this run:\n${check.report}`)
+            }
+          }
         }
       }
     }
@@ -223,10 +248,12 @@ async function main(): Promise<number> {
       writeQuorum,
       init,
       vacuumThroughPgraid,
+      cases,
       samples,
       rss: { afterStart: rssAfterStart, peakAfterInit, peak },
       replication: {
         afterInit: afterInit.report,
+        afterTpcb: tpcbChecks,
         atEnd: atEnd.identical ? atEnd.report : `**backends differ**: ${atEnd.report.replace(/\n/g, '; ')}`,
         identicalAtEnd: atEnd.identical,
       },
@@ -235,15 +262,15 @@ async function main(): Promise<number> {
     await writeFile(opts.out, renderReport(data))
     log(`wrote ${opts.out}`)
     printSummary(data)
-    if (!atEnd.identical) {
-      log('FAILED: the backends behind pgraid differ after the runs (report written anyway)')
+    if (!atEnd.identical || tpcbChecks.failures.length > 0) {
+      log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
       return 1
     }
     return 0
   } catch (e) {
     if (samples.length > 0) {
       log('results so far:')
-      for (const s of samples) log(`  round ${s.round} ${s.workload} ${s.mode} ${s.target}: ${fmtRun(s)}`)
+      for (const s of samples) log(`  round ${s.round} ${s.workload} ${s.mode} -c ${s.clients} ${s.target}: ${fmtRun(s)}`)
     }
     throw Object.assign(e as object, { proxyProblems: proxy?.problems() })
   } finally {

@@ -291,7 +291,7 @@ export class Session implements LinkHost {
 
   /** now() is fixed when a transaction starts; statement_timestamp() per batch. */
   private clock(): { tx: string; stmt: string } {
-    const stmt = new Date().toISOString()
+    const stmt = isoMicros()
     if (this.txStatus === 'I' || !this.txTime) this.txTime = stmt
     return { tx: this.txTime, stmt }
   }
@@ -582,6 +582,14 @@ function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4)
   b.writeInt32BE(n)
   return b
+}
+
+/** The current time with microseconds, as PostgreSQL's clock has. */
+function isoMicros(): string {
+  const t = performance.timeOrigin + performance.now()
+  const ms = Math.floor(t)
+  const us = Math.min(999, Math.floor((t - ms) * 1000))
+  return new Date(ms).toISOString().slice(0, 23) + String(us).padStart(3, '0') + 'Z'
 }
 
 function printable(code: number): string {

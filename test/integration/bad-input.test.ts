@@ -209,6 +209,13 @@ class Raw {
     return m
   }
 
+  /** Whole messages already received, without waiting. */
+  available(): Msg[] {
+    const out: Msg[] = []
+    for (let m = this.takeMessage(); m; m = this.takeMessage()) out.push(m)
+    return out
+  }
+
   next(what = 'a message', ms = 5000): Promise<Msg> {
     return this.waitFor(() => this.takeMessage(), what, ms)
   }
@@ -647,7 +654,7 @@ t.test('(l) wrong password and unknown user look the same', async (t) => {
   const none2 = await serverFirst('no_such_user')
   t.equal(app1.salt, app2.salt, 'a known user always gets the same salt')
   t.equal(none1.iterations, app1.iterations, 'same iteration count for an unknown user')
-  t.equal(none1.salt, none2.salt, 'an unknown user also gets a stable (mock) salt', {
+  t.equal(none1.salt, none2.salt, `an unknown user also gets a stable (mock) salt (got ${none1.salt} then ${none2.salt})`, {
     todo: 'bug: src/frontend/client-auth.ts makes a new random verifier per attempt for an unknown user, so its salt changes every time (user enumeration); it also grows verifierCache without bound',
   })
   await healthy(t, 'bad credentials')
@@ -682,9 +689,10 @@ t.test('(m) 50 aborted connections during a write load', async (t) => {
     'destroyed right after the startup packet (backends connecting)',
     'destroyed when ready',
     'destroyed inside BEGIN; INSERT',
-    'destroyed mid autocommit INSERT',
-    'destroyed while waiting for the load table',
+    'destroyed while a big result streams',
+    'destroyed inside a transaction waiting for the load table',
   ]
+  // No aborted client runs an autocommit write here: one that vanishes mid-write is case (n).
   const startup = startupPacket({ user: 'trusted', database: 'postgres', application_name: app })
   for (let i = 0; i < 50; i++) {
     const kind = i % kinds.length
@@ -702,8 +710,8 @@ t.test('(m) 50 aborted connections during a write load', async (t) => {
         r.write(startup)
         await r.until('Z', 15_000)
         if (kind === 4) r.write(query(`BEGIN; INSERT INTO bad_chaos VALUES (${i}, 'in tx')`))
-        if (kind === 5) r.write(query(`INSERT INTO bad_chaos SELECT ${i} * 10000 + g, 'autocommit' FROM generate_series(1, 2000) g`))
-        if (kind === 6) r.write(query('UPDATE bad_load SET v = v WHERE id = 1'))
+        if (kind === 5) r.write(query("SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g"))
+        if (kind === 6) r.write(query("BEGIN; UPDATE bad_load SET v = v || '!' WHERE id = 1"))
     }
     if (i % 2) await new Promise((res) => setImmediate(res))
     r.destroy()
@@ -718,6 +726,101 @@ t.test('(m) 50 aborted connections during a write load', async (t) => {
   t.same(per.map((x) => x[0].n), [res.inserted, res.inserted, res.inserted], 'every backend has every load insert')
   await assertIdentical(t, stack)
   await healthy(t, 'aborted connections')
+})
+
+t.test('(n) client vanishes while an autocommit write is done on some backends only', async (t) => {
+  // One backend is slower than the others (here: a row lock taken on it directly). When the
+  // client vanishes, the write has committed on two backends; the third must end the same.
+  const app = 'bad-input-n'
+  const c = await client(stack)
+  await c.query('CREATE TABLE bad_split (id int PRIMARY KEY, v int NOT NULL)')
+  await c.query('INSERT INTO bad_split VALUES (1, 0)')
+  const slow = await stack.cluster.backends[2].client()
+  t.teardown(() => slow.end().catch(() => {}))
+  await slow.query('BEGIN')
+  await slow.query('SELECT v FROM bad_split WHERE id = 1 FOR UPDATE')
+
+  const r = await Raw.login(stack, app)
+  r.write(query('UPDATE bad_split SET v = v + 1 WHERE id = 1'))
+  let state: string[] = []
+  await waitUntil(
+    async () => {
+      const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM bad_split WHERE id = 1')
+      const w = await onEachBackend<{ n: number }>(stack, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = '${app}' AND wait_event_type = 'Lock'`)
+      state = v.map((x, i) => `v=${x[0]?.v} waiting=${w[i][0].n}`)
+      return v[0][0]?.v === 1 && v[1][0]?.v === 1 && w[2][0].n === 1
+    },
+    5000,
+    `the UPDATE committed on backends 0 and 1 and waits on backend 2 (${state.join(' / ')})`,
+  )
+  const told = r.available().map(describe).join(', ') || 'nothing'
+  t.pass(`the write committed on two backends and is blocked on the third (the client was sent: ${told})`)
+  r.destroy()
+  // Give pgraid its chance to stop the slow backend's statement (it must not), then unblock it.
+  await waitUntil(async () => (await backendSessions(app))[2] === 0, 2000, '').catch(() => {})
+  await slow.query('COMMIT')
+  await waitBackendSessionsGone(app)
+  const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM bad_split WHERE id = 1')
+  const vs = per.map((x) => x[0].v)
+  t.same(vs, [1, 1, 1], `every backend ends with the write (v per backend: ${vs.join('/')})`, {
+    todo: 'bug: Session.close() cancels the pending backends of a vanished client, so an autocommit write committed on some backends is canceled on the slower one; the backends diverge',
+  })
+  await c.query('DROP TABLE bad_split')
+  await c.end()
+  await assertIdentical(t, stack)
+  await healthy(t, 'client vanished mid autocommit write')
+})
+
+t.test('(o) client vanishes while its batch waits for the catalog', async (t) => {
+  // After DDL every session's next batch waits for the catalog reload; a client that vanishes
+  // during that wait must not leave proxy locks behind. The reload is held up here by a lock
+  // on pg_trigger (which it reads) on backend 0.
+  const app = 'bad-input-o'
+  const c = await client(stack)
+  c.on('error', () => {})
+  await c.query('CREATE TABLE bad_leak (id int PRIMARY KEY, v int NOT NULL)')
+  await c.query('INSERT INTO bad_leak VALUES (1, 0)') // reloads the catalog
+  const r = await Raw.login(stack, app)
+  const blocker = await stack.cluster.backends[0].client()
+  t.teardown(() => blocker.end().catch(() => {}))
+  await blocker.query('BEGIN')
+  await blocker.query('LOCK TABLE pg_catalog.pg_trigger IN ACCESS EXCLUSIVE MODE')
+  try {
+    await within(c.query("COMMENT ON TABLE bad_leak IS 'invalidates the catalog'"), 5000, 'COMMENT (DDL) through pgraid')
+    r.write(query('UPDATE bad_leak SET v = v + 1 WHERE id = 1'))
+    await waitUntil(
+      async () => (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgraid catalog' AND wait_event_type = 'Lock'"))[0][0].n > 0,
+      5000,
+      'the catalog reload waits on backend 0',
+    )
+    r.destroy()
+    await waitBackendSessionsGone(app)
+    t.pass('the client vanished while its batch waited for the catalog')
+  } finally {
+    await blocker.query('ROLLBACK')
+  }
+  await waitUntil(
+    async () => (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgraid catalog'"))[0][0].n === 0,
+    5000,
+    'the catalog reload finished',
+  )
+  const c2 = await client(stack)
+  c2.on('error', () => {})
+  const upd = await within(c2.query('UPDATE bad_leak SET v = v + 1 WHERE id = 1'), 5000, 'UPDATE bad_leak').then(
+    () => true,
+    () => false,
+  )
+  const held = stack.proxy.context.locks
+    .snapshot()
+    .filter((x) => x.holders.length)
+    .map((x) => `${x.resource} held by ${x.holders.join(', ')}${x.waiters.length ? `, waited for by ${x.waiters.join(', ')}` : ''}`)
+  const todo = 'bug: Session.runFrames acquires proxy locks after awaiting the catalog without checking that the session is still open; close() already ran releaseAll, so the locks stay held forever'
+  t.ok(upd, 'a new session can UPDATE bad_leak within 5 s', { todo })
+  t.same(held, [], `no proxy lock is left held by the vanished session (${held.join('; ') || 'none'})`, { todo })
+  if (!upd) (c2 as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy()
+  else await c2.end()
+  await c.end()
+  await healthy(t, 'client vanished while waiting for the catalog')
 })
 
 t.test('end: guard on every backend, backends identical', async (t) => {

@@ -1,6 +1,6 @@
 // encode.ts / frontend-encode.ts → decode.ts round trips, byte layouts checked against the spec,
 // and truncated or garbage input: decoders throw RangeError and nothing else.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { B, F, PROTOCOL_3_0 } from '../../src/protocol/codes.ts';
 import { errorResponse, message, parameterStatus, commandComplete, readyForQuery, type ErrorFields } from '../../src/protocol/encode.ts';
 import { startup, cancelRequest } from '../../src/protocol/frontend-encode.ts';
@@ -34,8 +34,6 @@ const uint16 = (n: number) => {
 };
 const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 const body = (msg: Buffer) => msg.subarray(5);
-
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 
 /** Every strict prefix of `input`: `decode` throws RangeError, or (for prefixes at least
  *  `okFrom` long) returns what it returns for the whole input. Never another error. */

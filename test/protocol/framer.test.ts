@@ -1,7 +1,7 @@
 // Framer: client byte stream → whole messages. Expected messages are written out by hand from the
 // PostgreSQL protocol spec ("Message Formats"), not produced by src/protocol/encode.ts, and every
 // stream is fed whole, split at every byte offset (and every pair of offsets), and 1 byte at a time.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { FrameTooLarge, Framer, MalformedFrame, type Frame } from '../../src/protocol/framer.ts';
 
 // ---- hand-built messages ------------------------------------------------------------------------
@@ -100,7 +100,7 @@ function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
 }
 
 /** Compares without flooding the TAP output: one assertion per split pattern. */
-function sameFrames(t: Tap.Test, got: Seen[], want: Seen[], name: string): void {
+function sameFrames(t: Test, got: Seen[], want: Seen[], name: string): void {
   const eq =
     got.length === want.length &&
     got.every((g, i) => g.type === want[i]!.type && g.bodyOffset === want[i]!.bodyOffset && g.bytes.equals(want[i]!.bytes));
@@ -108,13 +108,9 @@ function sameFrames(t: Tap.Test, got: Seen[], want: Seen[], name: string): void 
   else t.same(got.map(show), want.map(show), name);
 }
 const show = (f: Seen) => ({ type: f.type, bodyOffset: f.bodyOffset, hex: f.bytes.toString('hex') });
-// `Tap.Test` is not exported under that name in every tap version; derive the type from `t`.
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 /** Asserts `fn` throws an instance of `cls` (tap's t.throws matches by pattern, not instanceof). */
-function throwsA(t: Tap.Test, fn: () => unknown, cls: new (...a: never[]) => Error, name: string): void {
+function throwsA(t: Test, fn: () => unknown, cls: new (...a: never[]) => Error, name: string): void {
   try {
     fn();
   } catch (e) {

@@ -3,7 +3,7 @@
 // offset (and every pair of offsets), and 1 byte at a time. For each run: the `data` slices
 // concatenated equal the input exactly, each slice belongs to the message it is tagged with, the
 // `end` types come in order, and bodies arrive only (and correctly) for the wanted types.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Scanner } from '../../src/protocol/scanner.ts';
 
 const int32 = (n: number) => {
@@ -107,7 +107,7 @@ function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
   return out;
 }
 
-function everySplit(t: Parameters<Parameters<typeof t.test>[1]>[0], msgs: Buffer[]): void {
+function everySplit(t: Test, msgs: Buffer[]): void {
   const stream = Buffer.concat(msgs);
   let failures = 0;
   let patterns = 0;
