@@ -217,7 +217,7 @@ export function renderReport(data: BenchData): string {
         ['OS', m.kernel],
         ['Load average at start (1, 5, 15 min)', m.loadAvg.map(f2).join(', ')],
         [
-          'Load average (1 min) when runs started',
+          'Load average (1 min) when runs started (includes the benchmark\'s own previous run)',
           data.samples.length
             ? `${f1(Math.min(...data.samples.map((x) => x.load1)))} - ${f1(Math.max(...data.samples.map((x) => x.load1)))}, median ${f1(median(data.samples.map((x) => x.load1)))}`
             : 'n/a',
