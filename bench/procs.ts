@@ -3,8 +3,10 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 
 const children = new Set<ChildProcess>()
+let refusing = false
 
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+  if (refusing) throw new Error(`not starting ${cmd}: the benchmark is being interrupted`)
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, detached: true })
   children.add(child)
   child.once('exit', () => children.delete(child))
@@ -26,8 +28,9 @@ export function signalChild(child: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
-/** Synchronous, for the abort path: kill every child we started and have not seen exit. */
+/** Synchronous, for the abort path: kill every child we started and have not seen exit, and refuse new ones. */
 export function killAllChildren(sig: NodeJS.Signals = 'SIGKILL'): number {
+  refusing = true // and start no more
   let n = 0
   for (const c of children) {
     signalChild(c, sig)

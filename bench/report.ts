@@ -88,7 +88,7 @@ export function renderReport(data: BenchData): string {
   out.push('')
   out.push(
     table(
-      ['Workload', 'Mode', 'direct latency ms', 'pgraid latency ms', 'ceiling latency ms (mean of 3)', 'pgraid / direct latency', 'pgraid CPU, % of one core'],
+      ['Workload', 'Mode', 'direct latency ms', 'pgraid latency ms', 'ceiling latency ms (mean of 3)', 'pgraid / direct latency', 'pgraid CPU, % of one core', 'pgraid CPU ms per transaction'],
       cases.map((c) => [
         WORKLOAD_LABEL[c.workload],
         c.mode,
@@ -97,6 +97,7 @@ export function renderReport(data: BenchData): string {
         f2(c.ceilingLat),
         f2(c.pgraidLat / c.directLat),
         f0(c.proxyCpuPct),
+        f2((c.proxyCpuPct * 10) / c.pgraidTps),
       ]),
       ['l', 'l'],
     ),
@@ -107,7 +108,7 @@ export function renderReport(data: BenchData): string {
   out.push(`- **direct**: one pgbench straight at backend pg1, no proxy.`)
   out.push(
     `- **pgraid**: one pgbench at pgraid, which sends every write to all ${data.backendAuth.length} backends ` +
-      `(answering the client after ${data.writeQuorum} confirmed) and each read to one of them.`,
+      'and each read outside a write transaction to one of them.',
   )
   out.push(
     `- **ceiling**: ${data.backendAuth.length} pgbench processes at once, one straight at each backend, no proxy: ` +
@@ -136,7 +137,7 @@ export function renderReport(data: BenchData): string {
     out.push('')
     out.push(
       table(
-        ['Workload', 'direct tps', 'pgraid tps', 'pgraid / direct', 'direct latency ms', 'pgraid latency ms', 'added ms per statement', 'pgraid CPU, % of one core'],
+        ['Workload', 'direct tps', 'pgraid tps', 'pgraid / direct', 'direct latency ms', 'pgraid latency ms', 'added ms per statement', 'pgraid CPU, % of one core', 'pgraid CPU ms per transaction'],
         single.map((c) => {
           const stmts = c.workload === 'tpcb' ? 7 : 1
           return [
@@ -148,12 +149,30 @@ export function renderReport(data: BenchData): string {
             f2(c.pgraidLat),
             f2((c.pgraidLat - c.directLat) / stmts),
             f0(c.proxyCpuPct),
+            f2((c.proxyCpuPct * 10) / c.pgraidTps),
           ]
         }),
         ['l'],
       ),
     )
     out.push('')
+    const scaling = single
+      .map((one) => {
+        const many = cases.find((c) => c.workload === one.workload && c.mode === 'simple')
+        if (!many) return undefined
+        return (
+          `${WORKLOAD_LABEL[one.workload]} (simple): direct x${f2(many.directTps / one.directTps)}, ` +
+          `pgraid x${f2(many.pgraidTps / one.pgraidTps)}`
+        )
+      })
+      .filter(Boolean)
+    if (scaling.length) {
+      out.push(
+        `Throughput gained by going from 1 to ${o.clients} clients - ${scaling.join('; ')}. ` +
+          'A factor near 1 means the clients\' transactions ran one after the other.',
+      )
+      out.push('')
+    }
   }
 
   const r = initRatios(data.init)

@@ -49,20 +49,48 @@ function log(msg: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Interruption: kill our children (pgbench, pgraid) at once, then exit; the cluster's exit hook
-// stops the PostgreSQL servers and removes their data directories.
+// Interruption. Ctrl-C: kill our children (pgbench, pgraid) at once, shut the PostgreSQL servers down
+// (immediate mode) and remove their data directories, then exit 130. This runs asynchronously on purpose:
+// under `npm run bench` the tsx parent process re-sends the signal and SIGKILLs us if we do not react
+// within ~60 ms, so nothing here may block the event loop (the cluster's own synchronous signal handler
+// would, which is why it is replaced by this one while the benchmark runs; its exit hook stays as a
+// last resort). A second signal more than a second later exits immediately.
 
-let aborting = false
+let aborting: number | undefined
+let activeCluster: Cluster | undefined
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
 function onSignal(sig: NodeJS.Signals): void {
-  if (aborting) return
-  aborting = true
+  if (aborting !== undefined) {
+    if (Date.now() - aborting > 1000) {
+      process.stderr.write(`[bench] ${sig} again: exiting without waiting\n`)
+      killAllChildren('SIGKILL')
+      process.exit(sig === 'SIGINT' ? 130 : 143)
+    }
+    return
+  }
+  aborting = Date.now()
   process.stderr.write(`\n[bench] ${sig}: stopping pgbench, pgraid and the PostgreSQL servers\n`)
   killAllChildren('SIGKILL')
   runAbortCleanups()
-  process.exit(sig === 'SIGINT' ? 130 : 143)
+  const cluster = activeCluster
+  const stop = cluster
+    ? Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())
+    : Promise.resolve()
+  const deadline = new Promise((resolve) => setTimeout(resolve, 30_000).unref())
+  void Promise.race([stop, deadline])
+    .catch((e: unknown) => process.stderr.write(`[bench] while stopping: ${String(e)}\n`))
+    .finally(() => process.exit(sig === 'SIGINT' ? 130 : 143))
 }
-process.on('SIGINT', onSignal)
-process.on('SIGTERM', onSignal)
+
+/** Makes onSignal the only visible handler for SIGINT/SIGTERM/SIGHUP (see above). */
+function takeOverSignals(): void {
+  for (const sig of SIGNALS) {
+    for (const l of process.listeners(sig)) if (l !== onSignal) process.off(sig, l as (...args: unknown[]) => void)
+    if (!process.listeners(sig).includes(onSignal)) process.on(sig, onSignal)
+  }
+}
+takeOverSignals()
 
 // ---------------------------------------------------------------------------------------------
 
@@ -82,7 +110,7 @@ async function timedInit(
   try {
     pgraid = await initDataset(pgraidEp, opts.scale, steps)
   } catch (e) {
-    if (!(e instanceof PgbenchError)) throw e
+    if (!(e instanceof PgbenchError) || e.result.signal !== null) throw e
     const why = e.result.stderr.split('\n').find((l) => /error|ERROR|FATAL/.test(l)) ?? e.message
     log(`pgbench -i through pgraid failed with the default steps:\n${e.details()}`)
     steps = FALLBACK_INIT_STEPS
@@ -177,6 +205,9 @@ async function main(): Promise<number> {
   try {
     log('starting 3 PostgreSQL backends')
     cluster = await startCluster({ count: 3, auth: BACKEND_AUTH })
+    activeCluster = cluster
+    takeOverSignals()
+    if (aborting !== undefined) return 130 // interrupted while the servers were starting
     const backends = cluster.backends
     const pgVersion = await serverVersion(backends[0]!)
 
@@ -276,6 +307,7 @@ async function main(): Promise<number> {
   } finally {
     if (proxy) await proxy.stop().catch((e: unknown) => log(`stopping pgraid: ${String(e)}`))
     if (cluster) await cluster.stop().catch((e: unknown) => log(`stopping the backends: ${String(e)}`))
+    activeCluster = undefined
   }
 }
 
@@ -291,8 +323,11 @@ function printSummary(data: BenchData): void {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => {
+    if (aborting === undefined) process.exit(code)
+  },
   (e: unknown) => {
+    if (aborting !== undefined) return // the signal handler finishes the cleanup and exits
     if (e instanceof PgbenchError) process.stderr.write(`\n[bench] FAILED: ${e.message}\n${e.details()}\n`)
     else process.stderr.write(`\n[bench] FAILED: ${(e as Error)?.stack ?? String(e)}\n`)
     const problems = (e as { proxyProblems?: { count: number; recent: string[] } })?.proxyProblems

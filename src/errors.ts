@@ -42,6 +42,8 @@ export const errors = {
   divergence: (what: string, detail: string) =>
     new PgError('XX000', `pgraid: backends disagreed on ${what}`, 'ERROR', detail, 'the transaction was made to fail on every backend; run pgraid verify'),
   deadlock: (detail: string) => new PgError('40P01', 'deadlock detected', 'ERROR', detail, 'see pgraid SHOW LOCKS for the lock order'),
+  lockNotAvailable: () =>
+    new PgError('55P03', 'could not obtain lock on row: another transaction holds a conflicting pgraid lock', 'ERROR', undefined, 'pgraid locks whole tables for now; NOWAIT fails whenever the table is locked by another transaction'),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),

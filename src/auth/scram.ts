@@ -116,8 +116,18 @@ function xor(a: Buffer, b: Buffer): Buffer {
   return out;
 }
 
+// A server keeps one salt per role, so pgraid's logins to a backend always derive the same key:
+// remember it (bounded) instead of running 4096 PBKDF2 rounds on the event loop per session.
+const saltedCache = new Map<string, Buffer>();
+
 function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
-  return pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, KEY_LEN, 'sha256');
+  const key = `${iterations}:${salt.toString('base64')}:${password}`;
+  const hit = saltedCache.get(key);
+  if (hit) return hit;
+  const derived = pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, KEY_LEN, 'sha256');
+  if (saltedCache.size >= 256) saltedCache.clear();
+  saltedCache.set(key, derived);
+  return derived;
 }
 
 // Buffer.from(x, 'base64') silently skips junk; SCRAM fields must be canonical base64.

@@ -269,6 +269,14 @@ export class Exchange {
     this.resolveDone(this.outcome)
   }
 
+  /** Gives up on the batch (session closed): settles `done` so nothing waits forever. */
+  abort(reason: string): void {
+    if (this.isComplete) return
+    this.outcome.diverged ??= reason
+    this.isComplete = true
+    this.resolveDone(this.outcome)
+  }
+
   /** Did backend `t` answer message `i` with a unit of `type`? */
   answered(i: number, t: number, type: number): boolean {
     return this.responses[i]?.get(t)?.some((u) => u.type === type) ?? false

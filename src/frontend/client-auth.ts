@@ -2,7 +2,7 @@
 // trust. An unknown user goes through the same exchange as a known one and
 // fails with the same error, so the answer never tells whether a user exists.
 
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { makeScramVerifier, parseScramVerifier, ScramServer, type ScramVerifier } from '../auth/scram.ts'
 import { checkMd5Response } from '../auth/md5.ts'
 import { authMd5, authOk, authSasl, authSaslContinue, authSaslFinal } from '../protocol/encode.ts'
@@ -27,6 +27,15 @@ function verifierFor(password: string): ScramVerifier {
   return v
 }
 
+// A secret of this process: mock verifiers for unknown users are derived from it, so the same
+// unknown name gets the same salt every time (as PostgreSQL's mock salt), without PBKDF2 work.
+const MOCK_SECRET = randomBytes(32)
+
+function mockVerifier(user: string): ScramVerifier {
+  const h = (label: string) => createHmac('sha256', MOCK_SECRET).update(`${label}\0${user}`).digest()
+  return { iterations: 4096, salt: h('salt').subarray(0, 16), storedKey: h('stored'), serverKey: h('server') }
+}
+
 export type AuthStep = { reply: Buffer[]; done: false } | { reply: Buffer[]; done: true }
 
 export class ClientAuth {
@@ -47,7 +56,7 @@ export class ClientAuth {
     if (this.method === 'trust' && this.user) return { reply: [authOk()], done: true }
     if (this.method === 'md5') return { reply: [authMd5(this.salt)], done: false }
     const pw = this.user?.password
-    this.scram = new ScramServer(pw ? verifierFor(pw) : verifierFor(randomBytes(16).toString('hex')))
+    this.scram = new ScramServer(pw ? verifierFor(pw) : mockVerifier(this.userName))
     return { reply: [authSasl(['SCRAM-SHA-256'])], done: false }
   }
 

@@ -43,6 +43,8 @@ export interface Plan {
   closes: Map<number, { kind: 'S' | 'P'; name: string }>
   endsWithSync: boolean
   hasQuery: boolean
+  /** A statement says NOWAIT: its locks must be taken at once or fail with 55P03. */
+  nowait: boolean
 }
 
 function unqualified(name: string): string {
@@ -113,6 +115,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     closes: new Map(),
     endsWithSync: false,
     hasQuery: false,
+    nowait: false,
   }
   const last = frames[frames.length - 1]
   plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
@@ -174,6 +177,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     for (const s of e.analysis.statements) {
       plan.executed.push(s)
       if (s.kind === 'ddl') plan.ddl = true
+      if (s.lockWait === 'nowait') plan.nowait = true
       if (everywhere) locksFor(s, ctx.catalog, plan.locks)
     }
   }

@@ -270,10 +270,17 @@ export class Session implements LinkHost {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
       throw e
     }
+    if (this.phase !== 'ready') return
+    if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
+      // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
+      // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.
+      return this.refuse(errors.lockNotAvailable(), plan.endsWithSync)
+    }
     if (plan.locks.length) {
       try {
         await this.ctx.locks.acquire(this.owner, plan.locks)
       } catch (e) {
+        if (this.phase !== 'ready') return
         if (e instanceof DeadlockError) {
           const detail = `pgraid lock order: ${e.cycle.map((o) => o.label).join(' waits for ')}`
           this.log.info({ detail }, 'deadlock victim')
@@ -283,9 +290,21 @@ export class Session implements LinkHost {
         throw e
       }
     }
-    if (this.phase !== 'ready') return
-    await this.execute(plan)
+    if (this.phase !== 'ready') {
+      // The client went away while we waited: close() already released, release again what we got since.
+      this.ctx.locks.releaseAll(this.owner)
+      return
+    }
+    this.plan = plan
+    try {
+      await this.execute(plan)
+    } finally {
+      this.plan = null
+    }
   }
+
+  /** The batch in flight, if any. */
+  private plan: Plan | null = null
 
   private txTime: string | null = null
 
@@ -560,18 +579,40 @@ export class Session implements LinkHost {
 
   close(reason: string, endClient = false): void {
     if (this.phase === 'closed') return
-    const wasReady = this.phase === 'ready'
     this.phase = 'closed'
     this.log.debug({ reason }, 'session closed')
-    const ex = this.exchange
-    // A client that vanished mid-statement: stop what it started before the backends roll back.
-    if (ex) for (const idx of ex.pendingBackends()) this.links[idx]?.conn.cancel()
-    for (const l of this.links) l.conn.close()
-    this.ctx.locks.releaseAll(this.owner)
     this.ctx.release(this)
     if (endClient) this.socket.end()
     else this.socket.destroy()
-    void wasReady
+    const ex = this.exchange
+    const finish = () => {
+      for (const l of this.links) l.conn.close()
+      this.ctx.locks.releaseAll(this.owner)
+    }
+    if (ex && !ex.complete && this.mayCommit()) {
+      // A write that may commit is already running on every backend: cancelling it now could
+      // stop it on a slow backend after it committed on the others. Let it finish everywhere,
+      // then close (an open transaction is rolled back by the backends when we disconnect).
+      const lost = this.links.some((l) => l.conn.closed)
+      if (!lost) {
+        void ex.done.then(finish)
+        return
+      }
+    }
+    // Otherwise stop what the client started, so nothing keeps running for nobody.
+    if (ex) {
+      for (const idx of ex.pendingBackends()) this.links[idx]?.conn.cancel()
+      ex.abort('session closed')
+    }
+    finish()
+  }
+
+  /** Could the batch in flight commit something (autocommit write, or COMMIT)? */
+  private mayCommit(): boolean {
+    const plan = this.plan
+    if (!plan || !plan.everywhere) return false
+    if (this.txStatus === 'I') return true
+    return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
 }
 

@@ -21,6 +21,12 @@ export class Reader {
     this.off += 2
     return v
   }
+  uint16(): number {
+    if (this.off + 2 > this.buf.length) throw new RangeError('message truncated')
+    const v = this.buf.readUInt16BE(this.off)
+    this.off += 2
+    return v
+  }
   byte(): number {
     if (this.off + 1 > this.buf.length) throw new RangeError('message truncated')
     return this.buf[this.off++]
@@ -87,7 +93,7 @@ export function parseMsg(body: Buffer): ParseMsg {
   const r = new Reader(body)
   const name = r.cstring()
   const query = r.cstring()
-  const n = r.int16()
+  const n = r.uint16()
   const paramTypes: number[] = []
   for (let i = 0; i < n; i++) paramTypes.push(r.int32())
   return { name, query, paramTypes }

@@ -64,6 +64,25 @@ export class LockManager {
     }
   }
 
+  /**
+   * All of `requests` at once, or none: for NOWAIT statements, which must fail
+   * at once rather than wait. Returns false (holding nothing new) if any lock
+   * would have to wait.
+   */
+  tryAcquire(owner: LockOwner, requests: LockRequest[]): boolean {
+    const merged = new Map<string, LockMode>()
+    for (const r of requests) if (merged.get(r.resource) !== 'X') merged.set(r.resource, r.mode)
+    for (const [name, mode] of merged) {
+      const res = this.resources.get(name)
+      if (!res) continue
+      const mine = res.holders.get(owner.id)
+      if (mine && (mine.mode === 'X' || mode === 'S')) continue
+      if (!this.grantable(res, owner, mode, false)) return false
+    }
+    for (const [name, mode] of merged) if (!this.tryGrant(owner, name, mode)) throw new Error('lock state changed during tryAcquire')
+    return true
+  }
+
   /** Releases everything `owner` holds and wakes whoever can now go. */
   releaseAll(owner: LockOwner): void {
     this.abortWait(owner, new LockWaitAborted('session ended'))
@@ -163,7 +182,10 @@ export class LockManager {
         res.queue = res.queue.filter((q) => q !== waiter)
         this.waiting.delete(owner.id)
         reject(new DeadlockError(cycle))
+        return
       }
+      // An upgrade placed at the head may be grantable right now (sole holder).
+      this.wake(name, res)
     })
   }
 

@@ -48,11 +48,7 @@ const EXPECTED_CHECKS = [
  * Checks that fail because of a known pgraid gap, reported as TAP todo (visible, not failing)
  * until the proxy is fixed; remove an entry once its check passes.
  */
-const KNOWN_GAPS: Record<string, string> = {
-  for_update_nowait:
-    'pgraid takes its table lock before sending the statement and ignores the analyser\'s lockWait flag, ' +
-    'so FOR UPDATE NOWAIT / SKIP LOCKED wait for the other transaction instead of failing with 55P03 / skipping',
-}
+const KNOWN_GAPS: Record<string, string> = {}
 
 async function executable(p: string): Promise<boolean> {
   try {

@@ -124,7 +124,7 @@ t.test('parseMsg: parameter type count is unsigned (up to 65535)', async (t) => 
   const types = Buffer.alloc(4 * n);
   for (let i = 0; i < n; i++) types.writeInt32BE(23, 4 * i);
   const p = parseMsg(Buffer.concat([cstr(''), cstr('SELECT 1'), uint16(n), types]));
-  t.equal(p.paramTypes.length, n, '40000 parameter types', { todo: 'bug: parseMsg reads the Int16 count as signed; 40000 types decode as []' });
+  t.equal(p.paramTypes.length, n, '40000 parameter types');
 });
 
 t.test('bindHead', async (t) => {

@@ -1,0 +1,146 @@
+// A minimal PostgreSQL protocol client on a raw socket, for tests that need
+// exact control over the messages (pipelines, errors mid-pipeline, slow
+// readers). Logs in as a trust user; decodes only what tests assert on.
+
+import net from 'node:net'
+
+export interface RawMessage {
+  type: string
+  body: Buffer
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.from(s + '\0', 'utf8')
+}
+
+function msg(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
+  const out = Buffer.alloc(5 + body.length)
+  out.write(type, 0, 'latin1')
+  out.writeInt32BE(4 + body.length, 1)
+  body.copy(out, 5)
+  return out
+}
+
+const int16 = (n: number) => {
+  const b = Buffer.alloc(2)
+  b.writeInt16BE(n)
+  return b
+}
+const int32 = (n: number) => {
+  const b = Buffer.alloc(4)
+  b.writeInt32BE(n)
+  return b
+}
+
+export const fe = {
+  query: (sql: string) => msg('Q', cstr(sql)),
+  parse: (name: string, sql: string) => msg('P', Buffer.concat([cstr(name), cstr(sql), int16(0)])),
+  bind: (portal: string, stmt: string, params: (string | null)[] = []) =>
+    msg(
+      'B',
+      Buffer.concat([
+        cstr(portal),
+        cstr(stmt),
+        int16(0),
+        int16(params.length),
+        ...params.map((p) => (p === null ? int32(-1) : Buffer.concat([int32(Buffer.byteLength(p)), Buffer.from(p)]))),
+        int16(0),
+      ]),
+    ),
+  describe: (kind: 'S' | 'P', name: string) => msg('D', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  execute: (portal: string, maxRows = 0) => msg('E', Buffer.concat([cstr(portal), int32(maxRows)])),
+  close: (kind: 'S' | 'P', name: string) => msg('C', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  sync: () => msg('S'),
+  flush: () => msg('H'),
+  terminate: () => msg('X'),
+  raw: msg,
+}
+
+export function errorCode(m: RawMessage): string | undefined {
+  let i = 0
+  while (i < m.body.length && m.body[i] !== 0) {
+    const code = String.fromCharCode(m.body[i])
+    const end = m.body.indexOf(0, i + 1)
+    const v = m.body.toString('utf8', i + 1, end)
+    if (code === 'C') return v
+    i = end + 1
+  }
+  return undefined
+}
+
+export class RawClient {
+  private buf = Buffer.alloc(0)
+  private queue: RawMessage[] = []
+  private waiters: (() => void)[] = []
+  closed = false
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c])
+      while (this.buf.length >= 5) {
+        const len = this.buf.readInt32BE(1)
+        if (this.buf.length < len + 1) break
+        this.queue.push({ type: String.fromCharCode(this.buf[0]), body: this.buf.subarray(5, len + 1) })
+        this.buf = this.buf.subarray(len + 1)
+      }
+      this.wake()
+    })
+    socket.on('close', () => {
+      this.closed = true
+      this.wake()
+    })
+    socket.on('error', () => {})
+  }
+
+  private wake(): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const f of w) f()
+  }
+
+  /** Connects and logs in (trust user); resolves after the first ReadyForQuery. */
+  static async login(port: number, user = 'trusted', database = 'postgres'): Promise<RawClient> {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    await new Promise<void>((res, rej) => {
+      socket.once('connect', () => res())
+      socket.once('error', rej)
+    })
+    const c = new RawClient(socket)
+    const params = Buffer.concat([cstr('user'), cstr(user), cstr('database'), cstr(database), Buffer.from([0])])
+    const startup = Buffer.concat([int32(8 + params.length), int32(196608), params])
+    socket.write(startup)
+    await c.until('Z', 10_000)
+    return c
+  }
+
+  send(...bufs: Buffer[]): void {
+    this.socket.write(Buffer.concat(bufs))
+  }
+
+  /** Messages up to and including the first of type `type`; bounded wait. */
+  async until(type: string, ms = 10_000): Promise<RawMessage[]> {
+    const deadline = Date.now() + ms
+    const out: RawMessage[] = []
+    for (;;) {
+      while (this.queue.length) {
+        const m = this.queue.shift()!
+        out.push(m)
+        if (m.type === type) return out
+      }
+      if (this.closed) throw new Error(`connection closed before '${type}' (got ${out.map((m) => m.type).join('')})`)
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`no '${type}' within ${ms} ms (got ${out.map((m) => m.type).join('')})`)
+      await new Promise<void>((res) => {
+        const timer = setTimeout(res, left)
+        this.waiters.push(() => {
+          clearTimeout(timer)
+          res()
+        })
+      })
+    }
+  }
+
+  end(): void {
+    this.socket.end(fe.terminate())
+  }
+}
