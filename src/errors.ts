@@ -44,6 +44,10 @@ export const errors = {
   deadlock: (detail: string) => new PgError('40P01', 'deadlock detected', 'ERROR', detail, 'see pgraid SHOW LOCKS for the lock order'),
   lockNotAvailable: () =>
     new PgError('55P03', 'could not obtain lock on row: another transaction holds a conflicting pgraid lock', 'ERROR', undefined, 'pgraid locks whole tables for now; NOWAIT fails whenever the table is locked by another transaction'),
+  backendStalled: (names: string, ms: number) =>
+    new PgError('08006', `pgraid backend ${names} stalled: no answer ${ms} ms after the other backends answered`, 'FATAL', undefined, 'check that backend; timeouts.stallMs sets how long pgraid waits'),
+  idleInTransactionTimeout: (ms: number) =>
+    new PgError('25P03', `terminating connection due to idle-in-transaction timeout (pgraid timeouts.clientIdleInTransactionMs = ${ms})`, 'FATAL'),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),

@@ -120,12 +120,15 @@ export class Exchange {
     if (!lp || lp.qpos >= lp.queue.length) return
     const m = lp.queue[lp.qpos]
     const msg = this.msgs[m]
-    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged) this.host.out(slice)
-    else lp.slices.push(slice)
+    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged) {
+      this.host.out(slice)
+      this.midMessage = true
+    } else lp.slices.push(slice)
   }
 
   /** A whole message from backend `idx` ended. */
   end(idx: number, type: number, body: Buffer | null): void {
+    this.midMessage = false
     if (!isTerminator(type)) return
     const lp = this.links.get(idx)
     if (!lp || lp.qpos >= lp.queue.length) return
@@ -268,6 +271,12 @@ export class Exchange {
     this.isComplete = true
     this.resolveDone(this.outcome)
   }
+
+  /** True when no message is half-relayed to the client (an ErrorResponse may be written). */
+  atBoundary(): boolean {
+    return !this.midMessage
+  }
+  private midMessage = false
 
   /** Gives up on the batch (session closed): settles `done` so nothing waits forever. */
   abort(reason: string): void {

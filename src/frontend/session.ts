@@ -90,6 +90,10 @@ export class Session implements LinkHost {
     if (this.phase === 'startup') return this.onStartup(f)
     if (this.phase === 'auth') return this.onAuth(f)
     if (this.copy && this.copyFrame(f)) return
+    if (this.idleTimer) {
+      clearTimeout(this.idleTimer)
+      this.idleTimer = null
+    }
     this.inbox.push(f)
     this.inboxBytes += f.bytes.length
     if (this.inboxBytes > 64 * 1024 * 1024) this.socket.pause()
@@ -219,7 +223,10 @@ export class Session implements LinkHost {
       for (;;) {
         if (this.phase !== 'ready') return
         const end = this.batchEnd()
-        if (!end) break
+        if (!end) {
+          this.armIdleTimer()
+          break
+        }
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
         if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
@@ -315,6 +322,21 @@ export class Session implements LinkHost {
     return { tx: this.txTime, stmt }
   }
 
+  private idleTimer: NodeJS.Timeout | null = null
+
+  /** PostgreSQL's idle_in_transaction_session_timeout, at the proxy: an idle open transaction holds locks everywhere. */
+  private armIdleTimer(): void {
+    const ms = this.ctx.config.timeouts.clientIdleInTransactionMs
+    if (!ms || this.txStatus === 'I' || this.idleTimer || this.phase !== 'ready') return
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null
+      if (this.running || this.inbox.length || this.txStatus === 'I') return
+      this.log.info({ ms }, 'idle in transaction timeout')
+      this.fatal(errors.idleInTransactionTimeout(ms))
+    }, ms)
+    this.idleTimer.unref()
+  }
+
   private pickRead(): number {
     if (this.txStatus !== 'I' && this.sticky !== null) return this.sticky
     const idx = this.ctx.balancer.pick(this.links.map((l) => l.index))
@@ -331,10 +353,13 @@ export class Session implements LinkHost {
       stats[idx].outstanding++
       this.links[idx].conn.write(bufs)
     }
+    const stallMs = this.ctx.config.timeouts.stallMs
+    const watch = stallMs && payloads.size > 1 ? this.watchStall(ex, [...payloads.keys()], stallMs) : null
     let outcome
     try {
       outcome = await ex.done
     } finally {
+      if (watch) clearInterval(watch)
       this.exchange = null
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
@@ -347,6 +372,38 @@ export class Session implements LinkHost {
       return
     }
     if (plan.endsWithSync) await this.align()
+  }
+
+  /**
+   * A stall is relative: a backend is stalled when it is still working on a
+   * batch stallMs after the other backends finished it, however long the
+   * statement itself takes. Until failover exists, a stalled backend ends the
+   * session (the client gets 08006 naming it) rather than hang it.
+   */
+  private watchStall(ex: Exchange, targets: number[], stallMs: number): NodeJS.Timeout {
+    let othersDoneAt = 0
+    const timer = setInterval(() => {
+      const pending = ex.pendingBackends()
+      if (!pending.length || pending.length === targets.length) {
+        othersDoneAt = 0
+        return
+      }
+      othersDoneAt ||= Date.now()
+      if (Date.now() - othersDoneAt < stallMs) return
+      clearInterval(timer)
+      const names = pending.map((i) => this.links[i].name).join(', ')
+      this.log.error({ backends: names, stallMs }, 'backend stalled')
+      this.closeWith(errors.backendStalled(names, stallMs))
+    }, Math.min(1000, Math.max(10, Math.floor(stallMs / 4))))
+    timer.unref()
+    return timer
+  }
+
+  /** Ends the session with `err`; mid-relay the client stream may be inside a message, so only then is the error skipped. */
+  private closeWith(err: PgError): void {
+    if (this.phase === 'closed') return
+    if (!this.exchange || this.exchange.atBoundary()) this.out(err.toMessage())
+    this.close(err.message, true)
   }
 
   /** Bookkeeping after the answers: statements, portals, status, locks. */
@@ -557,9 +614,7 @@ export class Session implements LinkHost {
   private backendLost(link: BackendLink, reason: string): void {
     if (this.phase === 'closed') return
     this.log.warn({ backend: link.name, reason }, 'backend connection lost')
-    // Mid-relay the client stream may be inside a message; only a clean point gets an ErrorResponse.
-    if (!this.exchange) this.out(errors.backendLost(link.name, reason).toMessage())
-    this.close(`backend ${link.name} lost: ${reason}`, true)
+    this.closeWith(errors.backendLost(link.name, reason))
   }
 
   // ---- cancel and close -------------------------------------------------------

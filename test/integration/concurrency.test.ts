@@ -27,7 +27,7 @@ t.test('two clients updating the same rows in opposite order both finish', async
   const a = await client(stack)
   const b = await client(stack)
   t.teardown(() => Promise.all([a.end(), b.end()]))
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < 10; round++) {
     const ra = (async () => {
       await a.query('BEGIN')
       await a.query('UPDATE acct SET bal = bal - 1 WHERE id = 1')

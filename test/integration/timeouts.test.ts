@@ -1,0 +1,65 @@
+// Timeouts: a backend that lags the others by timeouts.stallMs on the same
+// statement ends the session with 08006 naming it (a long statement on every
+// backend is not a stall), and a client idle in a transaction longer than
+// timeouts.clientIdleInTransactionMs is disconnected with its transaction
+// rolled back on every backend.
+
+import t from 'tap'
+import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
+
+const stack = await stackFor(t, { config: { timeouts: { stallMs: 1500, clientIdleInTransactionMs: 1500 } } })
+const setup = await client(stack)
+await setup.query('CREATE TABLE slow (id int PRIMARY KEY, v int)')
+await setup.query('INSERT INTO slow VALUES (1, 0), (2, 0)')
+await setup.end()
+
+t.test('a statement that is long everywhere is not a stall', async (t) => {
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('UPDATE slow SET v = v + 1 WHERE id = 2 AND pg_sleep(3) IS NOT NULL')
+  const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 2')
+  t.same(per.map((r) => r[0].v), [1, 1, 1])
+})
+
+t.test('a backend lagging the others by stallMs ends the session with 08006', async (t) => {
+  // Hold the row on the third backend only, directly: it alone cannot finish the UPDATE.
+  const direct = await stack.cluster.backends[2].client()
+  await direct.query('BEGIN')
+  await direct.query('SELECT * FROM slow WHERE id = 1 FOR UPDATE')
+  const c = await client(stack)
+  c.on('error', () => {})
+  const err = await c.query('UPDATE slow SET v = v + 1 WHERE id = 1').then(
+    () => null,
+    (e: { code?: string; message: string }) => e,
+  )
+  t.equal(err?.code, '08006', `the client is told (${err?.message})`)
+  t.match(err?.message ?? '', /pg3 stalled/)
+  // The stalled backend is not cancelled: once unblocked it applies the same write.
+  await direct.query('COMMIT')
+  await direct.end()
+  let per: { v: number }[][] = []
+  for (let i = 0; i < 50; i++) {
+    per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 1')
+    if (per.every((r) => r[0].v === 1)) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  t.same(per.map((r) => r[0].v), [1, 1, 1], 'every backend applied the write')
+  await assertIdentical(t, stack)
+})
+
+t.test('idle in transaction too long: disconnected, rolled back everywhere', async (t) => {
+  const c = await client(stack)
+  const errors: string[] = []
+  c.on('error', (e: Error & { code?: string }) => errors.push(e.code ?? e.message))
+  await c.query('BEGIN')
+  await c.query('UPDATE slow SET v = 100 WHERE id = 2')
+  for (let i = 0; i < 100 && !errors.length; i++) await new Promise((r) => setTimeout(r, 100))
+  t.equal(errors[0], '25P03', 'the client got the idle-in-transaction error first')
+  // The proxy lock is gone and nothing was committed.
+  const other = await client(stack)
+  await other.query('UPDATE slow SET v = v + 1 WHERE id = 2')
+  await other.end()
+  const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 2')
+  t.same(per.map((r) => r[0].v), [2, 2, 2])
+  await assertIdentical(t, stack)
+})
