@@ -165,3 +165,19 @@ t.test('cancel a running statement', async (t) => {
   t.ok(Date.now() - started < 30000, 'the sleep was cut short')
   t.same((await c.query('SELECT 2 AS two')).rows, [{ two: 2 }])
 })
+
+t.test('a pg.Pool of 10 connections writing concurrently', async (t) => {
+  const pool = new pg.Pool({ host: stack.host, port: stack.port, user: stack.user, password: stack.password, database: 'postgres', max: 10 })
+  t.teardown(() => pool.end())
+  await pool.query('CREATE TABLE pooled (id int PRIMARY KEY, worker int, n int)')
+  await Promise.all(
+    Array.from({ length: 10 }, async (_, w) => {
+      for (let i = 0; i < 30; i++) {
+        await pool.query('INSERT INTO pooled VALUES ($1, $2, $3)', [w * 1000 + i, w, i])
+        if (i % 10 === 9) await pool.query('UPDATE pooled SET n = n + 1 WHERE worker = $1', [w])
+      }
+    }),
+  )
+  t.equal((await pool.query('SELECT count(*)::int AS n FROM pooled')).rows[0].n, 300)
+  await assertIdentical(t, stack)
+})
