@@ -182,7 +182,7 @@ export function renderReport(data: BenchData): string {
   out.push(
     `Init steps \`${data.init.steps}\`. direct: into a fresh database on pg1 alone; pgraid: through pgraid, which ` +
       `replicates every statement, including the COPY of ${f0(o.scale * 100_000)} \`pgbench_accounts\` rows, to all ` +
-      `${data.backendAuth.length} backends. Each was run once, one after the other, nothing else running.`,
+      `${data.backendAuth.length} backends. Each was run once, one after the other, with no other benchmark activity.`,
   )
   if (data.init.fallback) out.push('', `Note: ${data.init.fallback}`)
   out.push('')

@@ -521,11 +521,23 @@ export class Session implements LinkHost {
 
   out(slice: Buffer): void {
     if (this.phase === 'closed') return
+    if (!this.corked) {
+      // One answer is many small messages (and slices): send them as one segment per tick.
+      this.corked = true
+      this.socket.cork()
+      process.nextTick(this.uncork)
+    }
     if (!this.socket.write(slice) && !this.pausedBackends) {
       // A slow client: stop reading backends rather than buffer their results.
       this.pausedBackends = true
       for (const l of this.links) l.conn.socket.pause()
     }
+  }
+
+  private corked = false
+  private readonly uncork = () => {
+    this.corked = false
+    this.socket.uncork()
   }
 
   private resumeBackends(): void {

@@ -85,7 +85,7 @@ export class LockManager {
 
   /** Releases everything `owner` holds and wakes whoever can now go. */
   releaseAll(owner: LockOwner): void {
-    this.abortWait(owner, new LockWaitAborted('session ended'))
+    if (this.waiting.has(owner.id)) this.abortWait(owner, new LockWaitAborted('session ended'))
     const names = this.held.get(owner.id)
     if (!names) return
     this.held.delete(owner.id)
