@@ -86,6 +86,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
         server.close(() => resolve())
         for (const s of sessions) s.close('pgraid shutting down')
       })
+      await Promise.all([...catalogs.values()].map((c) => c.close()))
     },
   }
 }

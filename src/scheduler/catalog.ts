@@ -67,7 +67,15 @@ export class Catalog {
     return this.loading
   }
 
-  private async load(): Promise<CatalogData> {
+  /** Kept open between reloads: after each DDL a reload must not cost a new login. */
+  private client: pg.Client | null = null
+
+  private idle: NodeJS.Timeout | null = null
+
+  private async connection(): Promise<pg.Client> {
+    if (this.idle) clearTimeout(this.idle)
+    this.idle = null
+    if (this.client) return this.client
     const t = this.source()
     const client = new pg.Client({
       host: t.host,
@@ -77,7 +85,30 @@ export class Catalog {
       database: t.database ?? this.database,
       application_name: 'pgraid catalog',
     })
+    client.on('error', () => {
+      if (this.client === client) this.client = null
+    })
     await client.connect()
+    this.client = client
+    return client
+  }
+
+  async close(): Promise<void> {
+    if (this.idle) clearTimeout(this.idle)
+    this.idle = null
+    const c = this.client
+    this.client = null
+    await c?.end().catch(() => {})
+  }
+
+  private async load(): Promise<CatalogData> {
+    let client: pg.Client
+    try {
+      client = await this.connection()
+    } catch (e) {
+      this.client = null
+      throw e
+    }
     try {
       const res = await client.query<{ k: string; a: string; b: string | null }>(QUERY)
       const d: CatalogData = { parents: new Map(), children: new Map(), triggers: new Set(), sequenceDefaults: new Set(), nonVolatile: new Set() }
@@ -89,9 +120,14 @@ export class Catalog {
         else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
         else if (r.k === 'fn') d.nonVolatile.add(r.a)
       }
+      // Closed soon after a burst of DDL: an idle connection would hold up DROP DATABASE.
+      this.idle = setTimeout(() => void this.close(), 1000)
+      this.idle.unref()
       return d
-    } finally {
+    } catch (e) {
+      if (this.client === client) this.client = null
       await client.end().catch(() => {})
+      throw e
     }
   }
 }
