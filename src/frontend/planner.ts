@@ -7,7 +7,9 @@ import { bindHead, describeOrClose, executeMsg, parseMsg, queryText, type Execut
 import type { Frame } from '../protocol/framer.ts'
 import type { PlannedMsg } from '../broadcast/exchange.ts'
 import { analyze, type Analysis, type StatementInfo } from '../sql/analyze.ts'
-import type { CatalogData } from '../scheduler/catalog.ts'
+import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
+import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
+import type { KeyValue, TableName } from '../sql/types.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
 import { rewriteBind, rewriteParse, rewriteQuery, type Clock } from './time-params.ts'
@@ -64,8 +66,55 @@ export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean 
   return false
 }
 
-/** Proxy locks for one executed statement (table level, conservative). */
-export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[]): void {
+/**
+ * Key locks for a write to `table` when the analysis proves which rows it
+ * touches: IX on the table plus X on each key. null = lock the whole table.
+ * Updates, deletes and row locks are keyed by the primary key only, so two
+ * statements reaching one row through different unique indexes still meet on
+ * one resource; inserts lock every unique key they create. A delete from a
+ * table with other unique indexes, or an update assigning a unique column,
+ * frees or moves keys pgraid cannot name: table lock.
+ */
+export function keyLocks(info: StatementInfo, table: TableName, cat: CatalogData, params: BindParams | null): LockRequest[] | null {
+  const access = info.keys?.find((k) => k.table.name === table.name && (k.table.schema ?? null) === (table.schema ?? null))
+  if (!access || !access.rows.length || cat.complexUnique.has(table.name)) return null
+  const uniques = cat.uniques.get(table.name) ?? []
+  const uniqueCols = new Set(uniques.flatMap((u) => u.columns))
+  if (access.setColumns?.some((c) => uniqueCols.has(c))) return null
+  const out: LockRequest[] = [{ resource: `rel:${table.name}`, mode: 'IX' }]
+  const keyOf = (u: UniqueIndex, row: Record<string, KeyValue>): string | null => {
+    const vals: string[] = []
+    for (let i = 0; i < u.columns.length; i++) {
+      const v = row[u.columns[i]]
+      const c = v ? canonical(v, u.types[i], params) : null
+      if (c === null) return null
+      vals.push(c)
+    }
+    return `key:${table.name}:${u.columns.join(',')}=${vals.join('\u0001')}`
+  }
+  if (access.op === 'insert') {
+    for (const row of access.rows) {
+      for (const u of uniques) {
+        const k = keyOf(u, row)
+        if (!k) return null
+        out.push({ resource: k, mode: 'X' })
+      }
+    }
+    return out
+  }
+  const pk = uniques.find((u) => u.primary)
+  if (!pk) return null
+  if (access.op === 'delete' && uniques.length > 1) return null
+  for (const row of access.rows) {
+    const k = keyOf(pk, row)
+    if (!k) return null
+    out.push({ resource: k, mode: 'X' })
+  }
+  return out
+}
+
+/** Proxy locks for one executed statement: per key where provable, else per table. */
+export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[], params: BindParams | null = null): void {
   if (s.kind === 'read' || s.kind === 'copy-out' || s.kind === 'empty') {
     let volatile = false
     for (const f of s.functions) {
@@ -84,14 +133,20 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[])
   if (s.kind === 'transaction' || (s.kind === 'session' && !s.session?.cursorQuery)) return
   const info = s.session?.cursorQuery ?? s
   out.push({ resource: 'db', mode: 'S' })
+  const keyed = new Set<string>()
   for (const w of info.writes) {
-    out.push({ resource: `rel:${w.name}`, mode: 'X' })
+    const keys = keyLocks(info, w, cat, params)
+    if (keys) {
+      out.push(...keys)
+      keyed.add(w.name)
+    } else out.push({ resource: `rel:${w.name}`, mode: 'X' })
     for (const c of cat.children.get(w.name) ?? []) out.push({ resource: `rel:${c}`, mode: 'X' })
     for (const p of cat.parents.get(w.name) ?? []) out.push({ resource: `rel:${p}`, mode: 'S' })
     if (cat.triggers.has(w.name)) out.push({ resource: 'db', mode: 'X' })
     if (cat.sequenceDefaults.has(w.name)) out.push({ resource: 'fn:nextval', mode: 'X' })
   }
-  for (const r of info.reads) out.push({ resource: `rel:${r.name}`, mode: 'S' })
+  // A keyed statement reads its own target only through the keys it locks.
+  for (const r of info.reads) if (!keyed.has(r.name)) out.push({ resource: `rel:${r.name}`, mode: 'S' })
   for (const f of info.functions) {
     const n = unqualified(f)
     if (!cat.nonVolatile.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })
@@ -132,13 +187,14 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const batchStatements = new Map<string, Statement>()
   const frameStatements = new Map<Frame, Statement>()
   const batchPortals = new Map<string, Statement | null>()
+  const batchParams = new Map<string, BindParams | null>()
   let everywhere = false
-  const executes: { analysis: Analysis }[] = []
+  const executes: { analysis: Analysis; params: BindParams | null }[] = []
   for (const f of frames) {
     switch (f.type) {
       case F.Query: {
         const a = analyze(queryText(body(f)))
-        executes.push({ analysis: a })
+        executes.push({ analysis: a, params: null })
         if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
         break
       }
@@ -154,6 +210,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       case F.Bind: {
         const b = bindHead(body(f))
         batchPortals.set(b.portal, batchStatements.get(b.statement) ?? ctx.registry.statements.get(b.statement) ?? null)
+        batchParams.set(b.portal, bindParams(body(f)))
         break
       }
       case F.Execute: {
@@ -164,7 +221,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           everywhere = true // unknown portal or statement: the backends will say; be safe
           break
         }
-        executes.push({ analysis: st.analysis })
+        executes.push({ analysis: st.analysis, params: batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null })
         if (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis)) everywhere = true
         break
       }
@@ -178,7 +235,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       plan.executed.push(s)
       if (s.kind === 'ddl') plan.ddl = true
       if (s.lockWait === 'nowait') plan.nowait = true
-      if (everywhere) locksFor(s, ctx.catalog, plan.locks)
+      if (everywhere) locksFor(s, ctx.catalog, plan.locks, e.params)
     }
   }
 
@@ -213,7 +270,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const b = bindHead(body(f))
         const st = definedHere.get(b.statement) ?? ctx.registry.statements.get(b.statement)
         if (!definedHere.has(b.statement)) ensure(st, route)
-        const portal: Portal = { name: b.portal, statement: st ?? null, targets: route }
+        const portal: Portal = { name: b.portal, statement: st ?? null, targets: route, params: batchParams.get(b.portal) ?? null }
         portalsHere.set(b.portal, portal)
         plan.binds.set(plan.msgs.length, portal)
         push({ code: F.Bind, bytes: st?.time ? rewriteBind(body(f), st.time, ctx.clock) : f.bytes, targets: route })

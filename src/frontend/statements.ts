@@ -4,6 +4,7 @@
 
 import type { Analysis } from '../sql/analyze.ts'
 import type { TimeParams } from './time-params.ts'
+import type { BindParams } from '../scheduler/keys.ts'
 
 export interface Statement {
   name: string
@@ -21,6 +22,8 @@ export interface Portal {
   name: string
   statement: Statement | null
   targets: number[]
+  /** Its parameters, for key locks when it is executed in a later batch. */
+  params: BindParams | null
 }
 
 export class StatementRegistry {

@@ -6,6 +6,12 @@
 import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
 
+export interface UniqueIndex {
+  columns: string[]
+  types: string[]
+  primary: boolean
+}
+
 export interface CatalogData {
   /** table → tables it references (parents). */
   parents: Map<string, Set<string>>
@@ -15,6 +21,10 @@ export interface CatalogData {
   sequenceDefaults: Set<string>
   /** Function names (unqualified) that are not volatile: safe in reads. */
   nonVolatile: Set<string>
+  /** table → its plain unique indexes (primary key included): column names and type names, in index order. */
+  uniques: Map<string, UniqueIndex[]>
+  /** Tables with a unique index on expressions or with a predicate, or an exclusion constraint: never key-locked. */
+  complexUnique: Set<string>
 }
 
 const QUERY = `
@@ -29,6 +39,19 @@ select distinct 'seq', c.relname, null from pg_attrdef d join pg_class c on c.oi
 union all
 select distinct 'seq', c.relname, null from pg_attribute a join pg_class c on c.oid = a.attrelid
  where a.attidentity <> '' and not a.attisdropped
+union all
+select case when i.indisprimary then 'pk' else 'uk' end, c.relname,
+       (select string_agg(a.attname || '\t' || t.typname, '\n' order by k.ord)
+          from unnest(i.indkey) with ordinality k(attnum, ord)
+          join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+          join pg_type t on t.oid = a.atttypid)
+  from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+ where i.indisunique and i.indexprs is null and i.indpred is null and n.nspname not in ('pg_catalog', 'information_schema')
+union all
+select 'ukx', c.relname, null
+  from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+ where n.nspname not in ('pg_catalog', 'information_schema')
+   and ((i.indisunique and (i.indexprs is not null or i.indpred is not null)) or i.indisexclusion)
 union all
 select 'fn', proname, null from (select proname from pg_proc group by proname having bool_and(provolatile <> 'v')) f`
 
@@ -111,7 +134,15 @@ export class Catalog {
     }
     try {
       const res = await client.query<{ k: string; a: string; b: string | null }>(QUERY)
-      const d: CatalogData = { parents: new Map(), children: new Map(), triggers: new Set(), sequenceDefaults: new Set(), nonVolatile: new Set() }
+      const d: CatalogData = {
+        parents: new Map(),
+        children: new Map(),
+        triggers: new Set(),
+        sequenceDefaults: new Set(),
+        nonVolatile: new Set(),
+        uniques: new Map(),
+        complexUnique: new Set(),
+      }
       for (const r of res.rows) {
         if (r.k === 'fk' && r.b) {
           addTo(d.parents, r.a, r.b)
@@ -119,6 +150,13 @@ export class Catalog {
         } else if (r.k === 'trg') d.triggers.add(r.a)
         else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
         else if (r.k === 'fn') d.nonVolatile.add(r.a)
+        else if (r.k === 'ukx') d.complexUnique.add(r.a)
+        else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
+          const cols = r.b.split('\n').map((l) => l.split('\t'))
+          let list = d.uniques.get(r.a)
+          if (!list) d.uniques.set(r.a, (list = []))
+          list.push({ columns: cols.map((c) => c[0]), types: cols.map((c) => c[1]), primary: r.k === 'pk' })
+        }
       }
       // Closed soon after a burst of DDL: an idle connection would hold up DROP DATABASE.
       this.idle = setTimeout(() => void this.close(), 1000)

@@ -3,7 +3,11 @@
 // backend in one order. A wait-for graph is checked whenever a request has to
 // wait; the request that would close a cycle is refused (the deadlock victim).
 
-export type LockMode = 'S' | 'X'
+/**
+ * Multi-granularity modes: IS/IX on a table announce S/X locks on some of its
+ * keys; S/X on a table cover all of them; SIX = S plus IX.
+ */
+export type LockMode = 'IS' | 'IX' | 'S' | 'SIX' | 'X'
 
 export interface LockRequest {
   resource: string
@@ -36,8 +40,42 @@ interface Resource {
   queue: Waiter[]
 }
 
-function compatible(a: LockMode, b: LockMode): boolean {
-  return a === 'S' && b === 'S'
+const COMPAT: Record<LockMode, Set<LockMode>> = {
+  IS: new Set<LockMode>(['IS', 'IX', 'S', 'SIX']),
+  IX: new Set<LockMode>(['IS', 'IX']),
+  S: new Set<LockMode>(['IS', 'S']),
+  SIX: new Set<LockMode>(['IS']),
+  X: new Set<LockMode>(),
+}
+
+export function compatible(a: LockMode, b: LockMode): boolean {
+  return COMPAT[a].has(b)
+}
+
+const RANK: Record<LockMode, number> = { IS: 0, IX: 1, S: 1, SIX: 2, X: 3 }
+
+/** Does holding `held` already give `wanted`? */
+export function covers(held: LockMode, wanted: LockMode): boolean {
+  if (held === wanted || held === 'X') return true
+  if (wanted === 'IS') return true
+  if (held === 'SIX') return wanted === 'S' || wanted === 'IX'
+  return false
+}
+
+/** The weakest mode that gives both. */
+export function join(a: LockMode, b: LockMode): LockMode {
+  if (covers(a, b)) return a
+  if (covers(b, a)) return b
+  return RANK[a] === 1 && RANK[b] === 1 ? 'SIX' : 'X'
+}
+
+function mergeRequests(requests: LockRequest[]): Map<string, LockMode> {
+  const merged = new Map<string, LockMode>()
+  for (const r of requests) {
+    const m = merged.get(r.resource)
+    merged.set(r.resource, m ? join(m, r.mode) : r.mode)
+  }
+  return merged
 }
 
 export class LockManager {
@@ -56,8 +94,7 @@ export class LockManager {
    * what it got so far, for the caller to release) or LockWaitAborted.
    */
   async acquire(owner: LockOwner, requests: LockRequest[]): Promise<void> {
-    const merged = new Map<string, LockMode>()
-    for (const r of requests) if (merged.get(r.resource) !== 'X') merged.set(r.resource, r.mode)
+    const merged = mergeRequests(requests)
     const ordered = [...merged.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
     for (const [resource, mode] of ordered) {
       if (!this.tryGrant(owner, resource, mode)) await this.wait(owner, resource, mode)
@@ -70,14 +107,13 @@ export class LockManager {
    * would have to wait.
    */
   tryAcquire(owner: LockOwner, requests: LockRequest[]): boolean {
-    const merged = new Map<string, LockMode>()
-    for (const r of requests) if (merged.get(r.resource) !== 'X') merged.set(r.resource, r.mode)
+    const merged = mergeRequests(requests)
     for (const [name, mode] of merged) {
       const res = this.resources.get(name)
       if (!res) continue
       const mine = res.holders.get(owner.id)
-      if (mine && (mine.mode === 'X' || mode === 'S')) continue
-      if (!this.grantable(res, owner, mode, false)) return false
+      if (mine && covers(mine.mode, mode)) continue
+      if (!this.grantable(res, owner, mine ? join(mine.mode, mode) : mode, false)) return false
     }
     for (const [name, mode] of merged) if (!this.tryGrant(owner, name, mode)) throw new Error('lock state changed during tryAcquire')
     return true
@@ -150,15 +186,16 @@ export class LockManager {
   private tryGrant(owner: LockOwner, name: string, mode: LockMode): boolean {
     const res = this.res(name)
     const mine = res.holders.get(owner.id)
-    if (mine && (mine.mode === 'X' || mode === 'S')) return true
-    if (!this.grantable(res, owner, mode, false)) return false
-    this.grant(owner, name, res, mode)
+    if (mine && covers(mine.mode, mode)) return true
+    const target = mine ? join(mine.mode, mode) : mode
+    if (!this.grantable(res, owner, target, false)) return false
+    this.grant(owner, name, res, target)
     return true
   }
 
   private grant(owner: LockOwner, name: string, res: Resource, mode: LockMode): void {
     const mine = res.holders.get(owner.id)
-    res.holders.set(owner.id, { owner, mode: mine?.mode === 'X' ? 'X' : mode })
+    res.holders.set(owner.id, { owner, mode: mine ? join(mine.mode, mode) : mode })
     let set = this.held.get(owner.id)
     if (!set) {
       set = new Set()
@@ -170,7 +207,8 @@ export class LockManager {
   private wait(owner: LockOwner, name: string, mode: LockMode): Promise<void> {
     const res = this.res(name)
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { owner, mode, resolve, reject }
+      const mine = res.holders.get(owner.id)
+      const waiter: Waiter = { owner, mode: mine ? join(mine.mode, mode) : mode, resolve, reject }
       // An upgrade (S held, X wanted) goes ahead of the queue, as PostgreSQL does.
       if (res.holders.has(owner.id)) res.queue.unshift(waiter)
       else res.queue.push(waiter)

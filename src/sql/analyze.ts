@@ -11,6 +11,8 @@ export type {
   Analysis,
   CopyInfo,
   Isolation,
+  KeyAccess,
+  KeyValue,
   Kind,
   SessionInfo,
   StatementInfo,

@@ -11,6 +11,7 @@ import { QUERY_HANDLERS } from './query.ts'
 import { SESSION_HANDLERS } from './session.ts'
 import { DDL_HANDLERS } from './ddl.ts'
 import { MAINTENANCE_HANDLERS } from './maintenance.ts'
+import { statementKeys } from './keys.ts'
 
 const HANDLERS: Record<string, StmtHandler> = {
   ...QUERY_HANDLERS,
@@ -26,7 +27,13 @@ export function classifyNode(node: Node, text: string): StatementInfo {
   try {
     const h = HANDLERS[type]
     const draft = h ? h(stmt, c, inner) : unknownStatement(type, stmt, c)
-    return finalize(draft, c, text)
+    const info = finalize(draft, c, text)
+    // only for DML / locking SELECT; a failure there only loses the keys (statementKeys catches)
+    if (info.kind === 'write') {
+      const keys = statementKeys(type, stmt)
+      if (keys) info.keys = keys
+    }
+    return info
   } catch {
     // e.g. a JS stack overflow on a pathologically deep expression: never guess "read"
     return conservative(text, FIXED_TAGS[type] ?? 'UNKNOWN')

@@ -104,6 +104,38 @@ export interface StatementInfo {
   /** a locking clause or LOCK TABLE uses NOWAIT / SKIP LOCKED: its outcome may differ per backend */
   lockWait?: 'nowait' | 'skip_locked'
   copy?: CopyInfo
+  /**
+   * Per target table, the rows the statement can touch, when provable from the
+   * text. Absent = unknown (the caller locks the whole table). A table of
+   * `writes` without an entry here is also unknown. See docs/sql.md "Key access".
+   */
+  keys?: KeyAccess[]
+}
+
+/** One bound value of a key column: a bind parameter, or a literal. */
+export type KeyValue =
+  | { kind: 'param'; index: number }
+  | { kind: 'const'; text: string; type: 'int' | 'string' | 'float' | 'bool' | 'null' }
+
+export interface KeyAccess {
+  /** same folding as writes[] */
+  table: TableName
+  /** lock = SELECT ... FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE */
+  op: 'insert' | 'update' | 'delete' | 'lock'
+  /**
+   * The statement touches only rows matching one of these (a disjunction); each
+   * row maps column name (folded) -> value. A column missing from a row means
+   * any value. For INSERT: one entry per VALUES row, columns = the explicit
+   * column list; a column given DEFAULT or a non-constant expression is omitted
+   * from that row's map.
+   */
+  rows: Record<string, KeyValue>[]
+  /** UPDATE, and INSERT ... ON CONFLICT DO UPDATE: the columns assigned by SET (folded) */
+  setColumns?: string[]
+  /** INSERT ... ON CONFLICT */
+  onConflict?: 'nothing' | 'update'
+  /** INSERT ... ON CONFLICT (col, ...): the conflict target columns (folded), when a plain column list */
+  conflict?: string[]
 }
 
 export type Analysis =
