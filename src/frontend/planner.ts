@@ -77,7 +77,7 @@ export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean 
  */
 export function keyLocks(info: StatementInfo, table: TableName, cat: CatalogData, params: BindParams | null): LockRequest[] | null {
   const access = info.keys?.find((k) => k.table.name === table.name && (k.table.schema ?? null) === (table.schema ?? null))
-  if (!access || !access.rows.length || cat.complexUnique.has(table.name)) return null
+  if (!access || !access.rows.length || cat.complexUnique.has(table.name) || cat.family.has(table.name)) return null
   const uniques = cat.uniques.get(table.name) ?? []
   const uniqueCols = new Set(uniques.flatMap((u) => u.columns))
   if (access.setColumns?.some((c) => uniqueCols.has(c))) return null
@@ -140,13 +140,19 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
       out.push(...keys)
       keyed.add(w.name)
     } else out.push({ resource: `rel:${w.name}`, mode: 'X' })
+    // Partitions and inheritance: a row written through one member lives in another.
+    for (const m of cat.family.get(w.name) ?? []) out.push({ resource: `rel:${m}`, mode: 'X' })
+    if (cat.indirect.has(w.name)) out.push({ resource: 'db', mode: 'X' })
     for (const c of cat.children.get(w.name) ?? []) out.push({ resource: `rel:${c}`, mode: 'X' })
     for (const p of cat.parents.get(w.name) ?? []) out.push({ resource: `rel:${p}`, mode: 'S' })
     if (cat.triggers.has(w.name)) out.push({ resource: 'db', mode: 'X' })
     if (cat.sequenceDefaults.has(w.name)) out.push({ resource: 'fn:nextval', mode: 'X' })
   }
   // A keyed statement reads its own target only through the keys it locks.
-  for (const r of info.reads) if (!keyed.has(r.name)) out.push({ resource: `rel:${r.name}`, mode: 'S' })
+  for (const r of info.reads) {
+    if (!keyed.has(r.name)) out.push({ resource: `rel:${r.name}`, mode: 'S' })
+    for (const m of cat.family.get(r.name) ?? []) out.push({ resource: `rel:${m}`, mode: 'S' })
+  }
   for (const f of info.functions) {
     const n = unqualified(f)
     if (!cat.nonVolatile.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })

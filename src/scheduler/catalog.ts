@@ -23,6 +23,10 @@ export interface CatalogData {
   nonVolatile: Set<string>
   /** table → its plain unique indexes (primary key included): column names and type names, in index order. */
   uniques: Map<string, UniqueIndex[]>
+  /** Tables in an inheritance or partition tree, with every other member of it. */
+  family: Map<string, Set<string>>
+  /** Views and tables with rules: a write to them lands on tables the statement does not name. */
+  indirect: Set<string>
   /** Tables with a unique index on expressions or with a predicate, or an exclusion constraint: never key-locked. */
   complexUnique: Set<string>
 }
@@ -52,6 +56,11 @@ select 'ukx', c.relname, null
   from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
  where n.nspname not in ('pg_catalog', 'information_schema')
    and ((i.indisunique and (i.indexprs is not null or i.indpred is not null)) or i.indisexclusion)
+union all
+select 'inh', c.relname, p.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
+union all
+select 'ind', c.relname, null from pg_class c join pg_namespace n on n.oid = c.relnamespace
+ where n.nspname not in ('pg_catalog', 'information_schema') and (c.relkind in ('v', 'f') or c.relhasrules)
 union all
 select 'fn', proname, null from (select proname from pg_proc group by proname having bool_and(provolatile <> 'v')) f`
 
@@ -142,6 +151,8 @@ export class Catalog {
         nonVolatile: new Set(),
         uniques: new Map(),
         complexUnique: new Set(),
+        family: new Map(),
+        indirect: new Set(),
       }
       for (const r of res.rows) {
         if (r.k === 'fk' && r.b) {
@@ -151,6 +162,11 @@ export class Catalog {
         else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
         else if (r.k === 'fn') d.nonVolatile.add(r.a)
         else if (r.k === 'ukx') d.complexUnique.add(r.a)
+        else if (r.k === 'ind') d.indirect.add(r.a)
+        else if (r.k === 'inh' && r.b) {
+          addTo(d.family, r.a, r.b)
+          addTo(d.family, r.b, r.a)
+        }
         else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
           const cols = r.b.split('\n').map((l) => l.split('\t'))
           let list = d.uniques.get(r.a)
@@ -161,6 +177,7 @@ export class Catalog {
       // Closed soon after a burst of DDL: an idle connection would hold up DROP DATABASE.
       this.idle = setTimeout(() => void this.close(), 1000)
       this.idle.unref()
+      closeFamilies(d.family)
       return d
     } catch (e) {
       if (this.client === client) this.client = null
@@ -174,4 +191,20 @@ function addTo(m: Map<string, Set<string>>, k: string, v: string): void {
   let s = m.get(k)
   if (!s) m.set(k, (s = new Set()))
   s.add(v)
+}
+
+/** Makes each inheritance tree a clique: grandparents and siblings meet too. */
+function closeFamilies(family: Map<string, Set<string>>): void {
+  for (const [t, rel] of family) {
+    const seen = new Set<string>([t])
+    const stack = [...rel]
+    while (stack.length) {
+      const x = stack.pop()!
+      if (seen.has(x)) continue
+      seen.add(x)
+      for (const y of family.get(x) ?? []) stack.push(y)
+    }
+    seen.delete(t)
+    family.set(t, seen)
+  }
 }

@@ -62,6 +62,8 @@ export function statementKeys(type: string, stmt: unknown): KeyAccess[] | undefi
 function insertKeys(s: InsertStmt): KeyAccess | null {
   const rv = s.relation
   if (!rv?.relname || s.withClause || !s.cols?.length) return null
+  // OVERRIDING USER VALUE replaces the given values of identity columns (which we cannot name)
+  if (s.override === 'OVERRIDING_USER_VALUE') return null
   const sel = (s.selectStmt as { SelectStmt?: SelectStmt } | undefined)?.SelectStmt
   // only VALUES (ORDER BY / LIMIT on it can only drop rows); not INSERT ... SELECT
   if (!sel?.valuesLists?.length || sel.withClause || sel.fromClause?.length || sel.targetList?.length) return null
@@ -90,7 +92,7 @@ function insertKeys(s: InsertStmt): KeyAccess | null {
     const row: [string, KeyValue][] = []
     items.forEach((item, i) => {
       const col = cols[i]
-      const v = col !== null && col !== undefined ? value(item) : null
+      const v = col ? value(item) : null
       if (col && v) row.push([col, v])
     })
     rows.push(Object.fromEntries(row))

@@ -83,3 +83,30 @@ t.test('a write without a provable key still locks the whole table', async (t) =
   await bounded(pb, 10_000, 'keyed update after table lock')
   await assertIdentical(t, stack)
 })
+
+t.test('a partition and its parent, a view and its table, meet on one lock', async (t) => {
+  const c = await client(stack)
+  await c.query('CREATE TABLE parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id)')
+  await c.query('CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100)')
+  await c.query('INSERT INTO parted VALUES (1, 0)')
+  await c.query('CREATE VIEW kl_view AS SELECT id, v FROM kl')
+  await c.end()
+  const waitsOn = async (holder: string, waiter: string, what: string) => {
+    const a = await client(stack)
+    const b = await client(stack)
+    await a.query('BEGIN')
+    await a.query(holder)
+    let done = false
+    const pb = b.query(waiter).then(() => (done = true))
+    for (let i = 0; i < 100 && !locks().some((l) => l.waiters.length); i++) await new Promise((r) => setTimeout(r, 20))
+    t.ok(locks().some((l) => l.waiters.length) && !done, `${what}: the second writer waits at the proxy`)
+    await a.query('COMMIT')
+    await bounded(pb, 10_000, what)
+    await Promise.all([a.end(), b.end()])
+  }
+  await waitsOn('UPDATE parted_1 SET v = v + 1 WHERE id = 1', 'UPDATE parted SET v = v * 10 WHERE id = 1', 'partition then parent')
+  await waitsOn('UPDATE kl SET v = 7 WHERE id = 5', 'UPDATE kl_view SET v = v + 1 WHERE id = 5', 'table then view')
+  const per = await onEachBackend<{ a: number; b: number }>(stack, 'SELECT (SELECT v FROM parted WHERE id = 1) AS a, (SELECT v FROM kl WHERE id = 5) AS b')
+  t.same(per.map((r) => `${r[0].a}/${r[0].b}`), ['10/8', '10/8', '10/8'])
+  await assertIdentical(t, stack)
+})

@@ -296,6 +296,12 @@ t.test('INSERT', async (t) => {
     // a value computed from the table itself depends on the order of other writes
     ['INSERT INTO t (id, x) VALUES (1, (SELECT max(x) FROM t))', undefined],
     ['INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET x = (SELECT max(x) FROM t)', undefined],
+    [
+      'INSERT INTO t (id, x) OVERRIDING SYSTEM VALUE VALUES (1, 2)',
+      { table: tbl('t'), op: 'insert', rows: [{ id: int('1'), x: int('2') }] },
+    ],
+    // identity columns get their default instead of the given value
+    ['INSERT INTO t (id, x) OVERRIDING USER VALUE VALUES (1, 2)', undefined],
     ['INSERT INTO t VALUES (1, 2)', undefined],
     ['INSERT INTO t DEFAULT VALUES', undefined],
     ['INSERT INTO t (a) SELECT a FROM u', undefined],
