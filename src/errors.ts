@@ -48,6 +48,8 @@ export const errors = {
     new PgError('08006', `pgraid backend ${names} stalled: no answer ${ms} ms after the other backends answered`, 'FATAL', undefined, 'check that backend; timeouts.stallMs sets how long pgraid waits'),
   idleInTransactionTimeout: (ms: number) =>
     new PgError('25P03', `terminating connection due to idle-in-transaction timeout (pgraid timeouts.clientIdleInTransactionMs = ${ms})`, 'FATAL'),
+  nonDeterministic: (fn: string) =>
+    new PgError('0A000', `pgraid refuses ${fn}() in a write: each backend would compute its own value and the copies would differ`, 'ERROR', undefined, `compute the value in the client and pass it as a parameter, or add "${fn}" to determinism.allowFunctions in the pgraid configuration to accept per-backend values`),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),

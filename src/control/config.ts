@@ -144,6 +144,15 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('Logging.'),
+      determinism: z
+        .strictObject({
+          allowFunctions: z
+            .array(nonEmpty('must be a function name'), 'must be a list of function names, e.g. ["random"]')
+            .default([])
+            .describe('Functions whose per-backend results you accept in writes (each backend computes its own value; the data may differ).'),
+        })
+        .prefault({})
+        .describe('What pgraid does with non-deterministic functions in writes.'),
     },
     'must be a JSON object with at least "backends" and "users" (see fixtures/pgraid.example.json)',
   )

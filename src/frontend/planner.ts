@@ -10,6 +10,7 @@ import { analyze, type Analysis, type StatementInfo } from '../sql/analyze.ts'
 import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
 import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
 import type { KeyValue, TableName } from '../sql/types.ts'
+import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
 import { rewriteBind, rewriteParse, rewriteQuery, type Clock } from './time-params.ts'
@@ -28,6 +29,8 @@ export interface PlanContext {
   sinceSync: Set<number>
   /** The values clock functions take in this batch. */
   clock: Clock
+  /** determinism.allowFunctions */
+  allowFunctions: readonly string[]
 }
 
 export interface Plan {
@@ -47,6 +50,8 @@ export interface Plan {
   hasQuery: boolean
   /** A statement says NOWAIT: its locks must be taken at once or fail with 55P03. */
   nowait: boolean
+  /** A write calls a function whose result would differ per backend (refused, 0A000). */
+  nonDeterministic: string | null
 }
 
 function unqualified(name: string): string {
@@ -61,10 +66,13 @@ export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean 
     if (s.kind === 'empty') continue
     if (s.kind !== 'read' && s.kind !== 'copy-out') return true
     if (s.kind === 'copy-out' && s.writes.length) return true
-    for (const f of s.functions) if (!cat.nonVolatile.has(unqualified(f))) return true
+    for (const f of s.functions) if (!cat.nonVolatile.has(unqualified(f)) && !READ_SAFE.has(unqualified(f))) return true
   }
   return false
 }
+
+/** Volatile but without side effects: a read calling them may run on one backend. */
+const READ_SAFE = new Set([...NON_DETERMINISTIC].filter((f) => f !== 'setseed' && f !== 'lo_creat' && f !== 'lo_import'))
 
 /**
  * Key locks for a write to `table` when the analysis proves which rows it
@@ -177,6 +185,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     endsWithSync: false,
     hasQuery: false,
     nowait: false,
+    nonDeterministic: null,
   }
   const last = frames[frames.length - 1]
   plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
@@ -242,6 +251,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       if (s.kind === 'ddl') plan.ddl = true
       if (s.lockWait === 'nowait') plan.nowait = true
       if (everywhere) locksFor(s, ctx.catalog, plan.locks, e.params)
+      if (everywhere && !plan.nonDeterministic && s.kind !== 'read' && s.kind !== 'empty' && s.kind !== 'copy-out')
+        plan.nonDeterministic = nonDeterministicCall(s.functions, ctx.allowFunctions)
     }
   }
 

@@ -272,12 +272,14 @@ export class Session implements LinkHost {
         clientSkipping: this.clientSkipping,
         sinceSync: this.sinceSync,
         clock: this.clock(),
+        allowFunctions: this.ctx.config.determinism.allowFunctions,
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
       throw e
     }
     if (this.phase !== 'ready') return
+    if (plan.nonDeterministic) return this.refuse(errors.nonDeterministic(plan.nonDeterministic), plan.endsWithSync)
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
       // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
       // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.
