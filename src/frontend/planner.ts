@@ -10,6 +10,7 @@ import { analyze, type Analysis, type StatementInfo } from '../sql/analyze.ts'
 import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
 import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
 import type { KeyValue, TableName } from '../sql/types.ts'
+import { analyzeForRouting } from '../sql/shape-cache.ts'
 import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
@@ -208,7 +209,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   for (const f of frames) {
     switch (f.type) {
       case F.Query: {
-        const a = analyze(queryText(body(f)))
+        const a = analyzeForRouting(queryText(body(f)))
         executes.push({ analysis: a, params: null })
         if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
         break
