@@ -58,3 +58,8 @@ export function cancel(stack: Stack, c: pg.Client): Promise<void> {
     s.on('error', reject)
   })
 }
+
+/** Rejects if `p` has not settled within `ms`, naming what hung (tests never wait unbounded). */
+export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what}: not done within ${ms} ms (hang)`)), ms).unref())])
+}

@@ -9,15 +9,11 @@ import { promisify } from 'node:util'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
+import { stackFor, client, assertIdentical, onEachBackend, bounded } from '../harness/stack.ts'
 
 const run = promisify(execFile)
 const stack = await stackFor(t)
 
-/** Rejects if `p` has not settled within `ms`, naming what hung. */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} did not finish within ${ms} ms (hang)`)), ms).unref())])
-}
 
 t.test('two clients updating the same rows in opposite order both finish', async (t) => {
   const setup = await client(stack)
@@ -98,7 +94,6 @@ t.test('a pipeline of 1,000 statements before one Sync', async (t) => {
   await writeFile(script, lines.join('\n') + '\n')
   const env = { ...process.env, PGPASSWORD: stack.password }
   for (const mode of ['extended', 'prepared']) {
-    await setup.query
     const c = await client(stack)
     await c.query('TRUNCATE pipe')
     await c.end()

@@ -4,7 +4,7 @@
 // sees them in the same order and ends with the same data.
 
 import t from 'tap'
-import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
+import { stackFor, client, assertIdentical, onEachBackend, bounded } from '../harness/stack.ts'
 
 const stack = await stackFor(t)
 const setup = await client(stack)
@@ -14,9 +14,6 @@ await setup.end()
 
 const locks = () => stack.proxy.context.locks.snapshot()
 
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what}: not done within ${ms} ms`)), ms).unref())])
-}
 
 t.test('different rows of one table do not wait for each other', async (t) => {
   const a = await client(stack)
