@@ -317,6 +317,9 @@ function onExit(): void {
 }
 
 function onSignal(sig: NodeJS.Signals): void {
+  // Someone else handles this signal (the demo stops its stack cleanly, with a fast shutdown):
+  // leave it to them; the 'exit' hook still catches whatever they leave running.
+  if (process.listenerCount(sig) > 1) return
   onExit()
   uninstallHooks()
   // Our listener replaced the default action; re-raise it unless someone else handles the signal.
