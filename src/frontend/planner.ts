@@ -11,6 +11,7 @@ import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
 import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
 import type { KeyValue, TableName } from '../sql/types.ts'
 import { analyzeForRouting } from '../sql/shape-cache.ts'
+import { findTimeSites } from '../sql/time-rewrite.ts'
 import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
@@ -205,12 +206,13 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const batchPortals = new Map<string, Statement | null>()
   const batchParams = new Map<string, BindParams | null>()
   let everywhere = false
-  const executes: { analysis: Analysis; params: BindParams | null }[] = []
+  const executes: { analysis: Analysis; params: BindParams | null; text: string }[] = []
   for (const f of frames) {
     switch (f.type) {
       case F.Query: {
-        const a = analyzeForRouting(queryText(body(f)))
-        executes.push({ analysis: a, params: null })
+        const text = queryText(body(f))
+        const a = analyzeForRouting(text)
+        executes.push({ analysis: a, params: null, text })
         if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
         break
       }
@@ -237,7 +239,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           everywhere = true // unknown portal or statement: the backends will say; be safe
           break
         }
-        executes.push({ analysis: st.analysis, params: batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null })
+        executes.push({ text: st.query, analysis: st.analysis, params: batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null })
         if (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis)) everywhere = true
         break
       }
@@ -253,7 +255,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       if (s.lockWait === 'nowait') plan.nowait = true
       if (everywhere) locksFor(s, ctx.catalog, plan.locks, e.params)
       if (everywhere && !plan.nonDeterministic && s.kind !== 'read' && s.kind !== 'empty' && s.kind !== 'copy-out')
-        plan.nonDeterministic = nonDeterministicCall(s.functions, ctx.allowFunctions)
+        plan.nonDeterministic = nonDeterministicCall(s.functions, [...ctx.allowFunctions, ...(findTimeSites(e.text)?.covered ?? [])])
     }
   }
 

@@ -6,10 +6,11 @@
 import { F } from '../protocol/codes.ts'
 import { message } from '../protocol/encode.ts'
 import { Reader, type ParseMsg } from '../protocol/decode.ts'
-import { findTimeSites, withLiterals, withParams, type TimeSite } from '../sql/time-rewrite.ts'
+import { findTimeSites, siteValue, withLiterals, withParams, type TimeSite } from '../sql/time-rewrite.ts'
 
 export interface TimeParams {
   per: TimeSite['per'][]
+  sites: TimeSite[]
 }
 
 export interface Clock {
@@ -30,7 +31,7 @@ export function rewriteParse(p: ParseMsg): { bytes: Buffer; time: TimeParams } |
   const types = Buffer.alloc(2 + 4 * p.paramTypes.length)
   types.writeInt16BE(p.paramTypes.length, 0)
   p.paramTypes.forEach((oid, i) => types.writeInt32BE(oid, 2 + 4 * i))
-  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { per: t.sites.map((s) => s.per) } }
+  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { per: t.sites.map((s) => s.per), sites: t.sites } }
 }
 
 /** The Bind with the clock values appended as text parameters. */
@@ -49,7 +50,8 @@ export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffe
   }
   const values = body.subarray(valuesStart, r.off)
   const rest = body.subarray(r.off)
-  const extra = time.per.map((p) => Buffer.from(p === 'transaction' ? clock.tx : clock.stmt, 'utf8'))
+  // A fresh random value per site and per execution, the same for every backend.
+  const extra = time.sites.map((s) => Buffer.from(siteValue(s, clock.tx, clock.stmt), 'utf8'))
   // Format codes: none or one code covering all stays valid only if it is text (0).
   let newFmts: number[]
   if (nFmt === 0 || (nFmt === 1 && fmts[0] === 0)) newFmts = fmts

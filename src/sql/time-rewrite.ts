@@ -7,23 +7,39 @@
 // still applies on each backend, because the casts run there.
 
 import { parseSync } from 'libpg-query'
+import { randomBytes, randomUUID } from 'node:crypto'
 
 export interface TimeSite {
   /** Byte offsets in the UTF-8 text. */
   start: number
   end: number
-  per: 'transaction' | 'statement'
+  /** Which value replaces the call: the clock, or a fresh random value per call site and execution. */
+  per: 'transaction' | 'statement' | 'random' | 'uuid'
   /** Cast applied to the timestamptz value to give the original type. */
   cast: string
+}
+
+/** The SQL type of the value pgraid supplies for a site. */
+export function siteType(s: TimeSite): string {
+  return s.per === 'random' ? 'float8' : s.per === 'uuid' ? 'uuid' : 'timestamptz'
+}
+
+const RANDOM_FUNCS: Record<string, 'random' | 'uuid'> = {
+  random: 'random',
+  gen_random_uuid: 'uuid',
+  uuid_generate_v4: 'uuid',
+  uuidv4: 'uuid',
 }
 
 export interface TimeAnalysis {
   sites: TimeSite[]
   /** Highest $n referenced by the text. */
   maxParam: number
+  /** Random functions every call of which was replaced (the rest of the text has none left). */
+  covered: Set<string>
 }
 
-const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp/i
+const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp|random|uuid/i
 const cache = new Map<string, TimeAnalysis | null>()
 
 const SVF: Record<string, { cast: string; n?: boolean }> = {
@@ -78,8 +94,35 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
         sites.push({ start, end: parenEnd(bytes, open), per: FUNCS[name], cast: '' })
       }
     })
+    // random()/uuids: only in the rows of INSERT ... VALUES, where each call runs exactly once
+    // per execution (not inside a subquery, which may run it any number of times).
+    const total = new Map<string, number>()
+    walk(tree, (key, node) => {
+      if (key !== 'FuncCall') return
+      const n = funcName(node)
+      if (n && n in RANDOM_FUNCS) total.set(n, (total.get(n) ?? 0) + 1)
+    })
+    const replaced = new Map<string, number>()
+    if (total.size) {
+      for (const st of ((tree as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? [])) {
+        const ins = st.stmt?.InsertStmt as { selectStmt?: { SelectStmt?: { valuesLists?: unknown } } } | undefined
+        const rows = ins?.selectStmt?.SelectStmt?.valuesLists
+        if (!rows) continue
+        walk(rows, (key, node) => {
+          if (key !== 'FuncCall') return
+          const n = funcName(node)
+          if (!n || !(n in RANDOM_FUNCS) || (node.args as unknown[] | undefined)?.length) return
+          const start = Number(node.location)
+          const open = bytes.indexOf(0x28, start)
+          if (open < 0) return
+          sites.push({ start, end: parenEnd(bytes, open), per: RANDOM_FUNCS[n], cast: '' })
+          replaced.set(n, (replaced.get(n) ?? 0) + 1)
+        }, 'SubLink')
+      }
+    }
+    const covered = new Set([...total].filter(([n, c]) => replaced.get(n) === c).map(([n]) => n))
     sites.sort((a, b) => a.start - b.start)
-    result = sites.length ? { sites, maxParam } : null
+    result = sites.length ? { sites, maxParam, covered } : null
   } catch {
     result = null
   }
@@ -88,15 +131,36 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
   return result
 }
 
-/** Replaces each site with a timestamptz literal (simple queries). */
+/** The value pgraid chooses for one site (clock, or a fresh random value). */
+export function siteValue(s: TimeSite, txTime: string, stmtTime: string): string {
+  switch (s.per) {
+    case 'transaction':
+      return txTime
+    case 'statement':
+      return stmtTime
+    case 'random':
+      // 52 random bits, as PostgreSQL's drandom: a float8 in [0, 1).
+      return String(Number(randomBytes(8).readBigUInt64BE() >> 12n) / 2 ** 52)
+    case 'uuid':
+      return randomUUID()
+  }
+}
+
+/** Replaces each site with a literal (simple queries). */
 export function withLiterals(sql: string, t: TimeAnalysis, txTime: string, stmtTime: string): string {
-  return splice(sql, t, (s) => `('${s.per === 'transaction' ? txTime : stmtTime}'::timestamptz)${s.cast}`)
+  return splice(sql, t, (s) => `('${siteValue(s, txTime, stmtTime)}'::${siteType(s)})${s.cast}`)
 }
 
 /** Replaces each site with a new parameter $first, $first+1, ... (prepared statements). */
 export function withParams(sql: string, t: TimeAnalysis, first: number): string {
   let k = first
-  return splice(sql, t, (s) => `($${k++}::timestamptz)${s.cast}`)
+  return splice(sql, t, (s) => `($${k++}::${siteType(s)})${s.cast}`)
+}
+
+function funcName(node: Record<string, unknown>): string | null {
+  const names = (node.funcname as { String?: { sval?: string } }[] | undefined)?.map((n) => n.String?.sval ?? '') ?? []
+  if (names.length === 2 && names[0] !== 'pg_catalog' && names[0] !== 'public') return null
+  return names[names.length - 1] ?? null
 }
 
 function splice(sql: string, t: TimeAnalysis, render: (s: TimeSite) => string): string {
@@ -127,14 +191,15 @@ function parenEnd(b: Buffer, i: number): number {
   return b.length
 }
 
-function walk(node: unknown, visit: (key: string, node: Record<string, unknown>) => void): void {
+function walk(node: unknown, visit: (key: string, node: Record<string, unknown>) => void, skip?: string): void {
   if (Array.isArray(node)) {
-    for (const n of node) walk(n, visit)
+    for (const n of node) walk(n, visit, skip)
     return
   }
   if (!node || typeof node !== 'object') return
   for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
+    if (k === skip) continue
     if (v && typeof v === 'object' && !Array.isArray(v) && /^[A-Z]/.test(k)) visit(k, v as Record<string, unknown>)
-    walk(v, visit)
+    walk(v, visit, skip)
   }
 }

@@ -10,10 +10,10 @@ const setup = await client(stack)
 await setup.query('CREATE TABLE det (id int PRIMARY KEY, u uuid, f float8, pid int)')
 await setup.end()
 
-t.test('a write calling gen_random_uuid() or pg_backend_pid() is refused with 0A000', async (t) => {
+t.test('a write calling gen_random_uuid() or pg_backend_pid() where pgraid cannot supply the value is refused with 0A000', async (t) => {
   const c = await client(stack)
   t.teardown(() => c.end())
-  const err = await c.query('INSERT INTO det (id, u) VALUES (1, gen_random_uuid())').then(
+  const err = await c.query('UPDATE det SET u = gen_random_uuid()').then(
     () => null,
     (e: { code?: string; message: string; hint?: string }) => e,
   )
@@ -43,5 +43,22 @@ t.test('a function listed in determinism.allowFunctions is accepted', async (t) 
   await c.query('INSERT INTO det (id, f) VALUES (10, 0.5), (11, 0.25)')
   await c.query('UPDATE det SET f = f WHERE random() >= 0')
   t.equal((await c.query('SELECT count(*)::int AS n FROM det')).rows[0].n, 2)
+  await assertIdentical(t, stack)
+})
+
+t.test('random() and gen_random_uuid() in INSERT ... VALUES get one pgraid value per call site and row', async (t) => {
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE rnd (id int PRIMARY KEY, u uuid NOT NULL, f float8 NOT NULL)')
+  await c.query('INSERT INTO rnd VALUES (1, gen_random_uuid(), random()), (2, gen_random_uuid(), random())')
+  for (let i = 3; i < 8; i++) await c.query({ name: 'ins_rnd', text: 'INSERT INTO rnd VALUES ($1, uuid_generate_v4(), random())', values: [i] }).catch(async (e: { code?: string }) => {
+    // uuid_generate_v4 needs the uuid-ossp extension; without it PostgreSQL itself says 42883.
+    t.equal(e.code, '42883')
+    await c.query({ name: `ins_rnd_${i}`, text: 'INSERT INTO rnd VALUES ($1, gen_random_uuid(), random())', values: [i] })
+  })
+  const rows = (await c.query('SELECT count(DISTINCT u)::int AS us, count(DISTINCT f)::int AS fs, min(f) >= 0 AND max(f) < 1 AS range FROM rnd')).rows[0]
+  t.same(rows, { us: 7, fs: 7, range: true }, 'a fresh value for every row and execution')
+  await t.rejects(c.query('INSERT INTO rnd SELECT 100, gen_random_uuid(), 0'), { code: '0A000' }, 'INSERT ... SELECT: row count unknown, refused')
+  await t.rejects(c.query('INSERT INTO rnd VALUES (101, (SELECT gen_random_uuid()), 0)'), { code: '0A000' }, 'inside a subquery: refused')
   await assertIdentical(t, stack)
 })
