@@ -33,6 +33,12 @@ export interface PlanContext {
   clock: Clock
   /** determinism.allowFunctions */
   allowFunctions: readonly string[]
+  /**
+   * The open transaction is REPEATABLE READ or SERIALIZABLE: its reads go to
+   * every backend too, so each takes its snapshot at the same statement
+   * (design trap "Snapshots").
+   */
+  snapshotEverywhere: boolean
 }
 
 export interface Plan {
@@ -205,7 +211,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const frameStatements = new Map<Frame, Statement>()
   const batchPortals = new Map<string, Statement | null>()
   const batchParams = new Map<string, BindParams | null>()
-  let everywhere = false
+  let everywhere = ctx.snapshotEverywhere
   const executes: { analysis: Analysis; params: BindParams | null; text: string }[] = []
   for (const f of frames) {
     switch (f.type) {

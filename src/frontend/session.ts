@@ -19,6 +19,7 @@ import { ClientAuth } from './client-auth.ts'
 import { BackendLink, type LinkHost } from './backend-link.ts'
 import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
+import type { StatementInfo } from '../sql/types.ts'
 import type { ServerContext } from '../server-context.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
@@ -273,6 +274,7 @@ export class Session implements LinkHost {
         sinceSync: this.sinceSync,
         clock: this.clock(),
         allowFunctions: this.ctx.config.determinism.allowFunctions,
+        snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
@@ -427,6 +429,7 @@ export class Session implements LinkHost {
       if (m.code === F.Query) this.registry.unnamedGoneOn(m.targets)
     })
     for (const s of plan.executed) {
+      this.trackIsolation(s)
       if (s.tx?.op === 'savepoint') this.savepoints++
       if (s.session?.op === 'deallocate') {
         if (s.session.name) this.registry.forget(s.session.name)
@@ -453,9 +456,23 @@ export class Session implements LinkHost {
     }
   }
 
+  /** Isolation of the session's transactions, as far as pgraid saw it being set. */
+  private defaultIsolation = 'read committed'
+  private txIsolation: string | null = null
+
+  private trackIsolation(s: StatementInfo): void {
+    if ((s.tx?.op === 'begin' || s.tx?.op === 'set_transaction') && s.tx.isolation) this.txIsolation = s.tx.isolation
+    const op = s.session?.op
+    const name = s.session?.name
+    if (op === 'set' && name === 'default_transaction_isolation' && s.session?.value) this.defaultIsolation = s.session.value.toLowerCase()
+    else if (op === 'set' && name === 'transaction_isolation' && s.session?.value) this.txIsolation = s.session.value.toLowerCase()
+    else if ((op === 'reset' && name === 'default_transaction_isolation') || op === 'reset_all' || op === 'discard_all') this.defaultIsolation = 'read committed'
+  }
+
   private setStatus(st: TxStatus): void {
     this.txStatus = st
     if (st === 'I') {
+      this.txIsolation = null
       this.ctx.locks.releaseAll(this.owner)
       this.registry.endTransaction()
       this.sticky = null
@@ -684,6 +701,8 @@ export class Session implements LinkHost {
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
 }
+
+const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
 
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
 const COPY_TYPES = new Set<number>([F.CopyData, F.CopyDone, F.CopyFail, F.Flush, F.Sync])
