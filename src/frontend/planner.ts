@@ -162,7 +162,15 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
     for (const c of cat.children.get(w.name) ?? []) out.push({ resource: `rel:${c}`, mode: 'X' })
     for (const p of cat.parents.get(w.name) ?? []) out.push({ resource: `rel:${p}`, mode: 'S' })
     if (cat.triggers.has(w.name)) out.push({ resource: 'db', mode: 'X' })
-    if (cat.sequenceDefaults.has(w.name)) out.push({ resource: 'fn:nextval', mode: 'X' })
+    if (cat.sequenceDefaults.has(w.name)) {
+      // Each sequence orders its own users; an explicit nextval() call (X on fn:nextval,
+      // sequence unknown) still meets every one of them through the IX.
+      const seqs = cat.sequencesOf.get(w.name)
+      if (seqs?.size) {
+        out.push({ resource: 'fn:nextval', mode: 'IX' })
+        for (const q of seqs) out.push({ resource: `seq:${q}`, mode: 'X' })
+      } else out.push({ resource: 'fn:nextval', mode: 'X' })
+    }
   }
   // A keyed statement reads its own target only through the keys it locks.
   for (const r of info.reads) {

@@ -19,6 +19,8 @@ export interface CatalogData {
   children: Map<string, Set<string>>
   triggers: Set<string>
   sequenceDefaults: Set<string>
+  /** table → the sequences its column defaults and identity columns draw from. */
+  sequencesOf: Map<string, Set<string>>
   /** Function names (unqualified) that are not volatile: safe in reads. */
   nonVolatile: Set<string>
   /** table → its plain unique indexes (primary key included): column names and type names, in index order. */
@@ -56,6 +58,14 @@ select 'ukx', c.relname, null
   from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
  where n.nspname not in ('pg_catalog', 'information_schema')
    and ((i.indisunique and (i.indexprs is not null or i.indpred is not null)) or i.indisexclusion)
+union all
+select 'sq', c.relname, s.relname
+  from pg_attrdef ad join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
+  join pg_class s on s.oid = d.refobjid and s.relkind = 'S' join pg_class c on c.oid = ad.adrelid
+union all
+select 'sq', c.relname, s.relname
+  from pg_depend d join pg_class s on s.oid = d.objid and s.relkind = 'S' join pg_class c on c.oid = d.refobjid
+ where d.deptype = 'i' and d.refclassid = 'pg_class'::regclass
 union all
 select 'inh', c.relname, p.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
 union all
@@ -148,6 +158,7 @@ export class Catalog {
         children: new Map(),
         triggers: new Set(),
         sequenceDefaults: new Set(),
+        sequencesOf: new Map(),
         nonVolatile: new Set(),
         uniques: new Map(),
         complexUnique: new Set(),
@@ -160,6 +171,7 @@ export class Catalog {
           addTo(d.children, r.b, r.a)
         } else if (r.k === 'trg') d.triggers.add(r.a)
         else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
+        else if (r.k === 'sq' && r.b) addTo(d.sequencesOf, r.a, r.b)
         else if (r.k === 'fn') d.nonVolatile.add(r.a)
         else if (r.k === 'ukx') d.complexUnique.add(r.a)
         else if (r.k === 'ind') d.indirect.add(r.a)

@@ -63,6 +63,7 @@ const catalog = (over: Partial<CatalogData> = {}): CatalogData => ({
   children: new Map(),
   triggers: new Set(),
   sequenceDefaults: new Set(),
+  sequencesOf: new Map(),
   nonVolatile: new Set(),
   uniques: new Map([['t', [{ columns: ['id'], types: ['int4'], primary: true }, { columns: ['email'], types: ['text'], primary: false }]]]),
   complexUnique: new Set(),
