@@ -12,7 +12,6 @@ export interface LinkHost {
   /** Between batches: a whole message the backend sent unasked. */
   unsolicited(link: BackendLink, type: number, body: Buffer | null, bytes: Buffer[]): void
   notification(link: BackendLink, body: Buffer): void
-  parameterStatus(link: BackendLink, body: Buffer): void
 }
 
 export class BackendLink {
@@ -37,7 +36,6 @@ export class BackendLink {
           if (body) host.notification(this, body)
           return
         }
-        if (type === B.ParameterStatus && body) host.parameterStatus(this, body)
         const ex = host.exchange
         if (ex) ex.end(index, type, body)
         else {

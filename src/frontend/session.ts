@@ -9,8 +9,8 @@ import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
 import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
 import { Framer, FrameTooLarge, MalformedFrame, type Frame } from '../protocol/framer.ts'
-import { startupPacket, Reader, errorFields, parameterStatusBody } from '../protocol/decode.ts'
-import { backendKeyData, message, parameterStatus, readyForQuery, errorResponse, type TxStatus } from '../protocol/encode.ts'
+import { startupPacket, errorFields } from '../protocol/decode.ts'
+import { backendKeyData, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
 import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
@@ -317,13 +317,24 @@ export class Session implements LinkHost {
   /** The batch in flight, if any. */
   private plan: Plan | null = null
 
-  private txTime: string | null = null
+  private txStart = 0
 
-  /** now() is fixed when a transaction starts; statement_timestamp() per batch. */
+  /**
+   * now() is fixed when a transaction starts; statement_timestamp() per batch.
+   * Only the instant is taken here: the text is formatted if a statement needs it.
+   */
   private clock(): { tx: string; stmt: string } {
-    const stmt = isoMicros()
-    if (this.txStatus === 'I' || !this.txTime) this.txTime = stmt
-    return { tx: this.txTime, stmt }
+    const stmt = performance.timeOrigin + performance.now()
+    if (this.txStatus === 'I' || !this.txStart) this.txStart = stmt
+    const tx = this.txStart
+    return {
+      get tx() {
+        return isoMicros(tx)
+      },
+      get stmt() {
+        return isoMicros(stmt)
+      },
+    }
   }
 
   private idleTimer: NodeJS.Timeout | null = null
@@ -638,9 +649,6 @@ export class Session implements LinkHost {
     if (!this.running && !this.exchange) this.beforeReady()
   }
 
-  parameterStatus(_link: BackendLink, body: Buffer): void {
-    void parameterStatusBody(body)
-  }
 
   private backendLost(link: BackendLink, reason: string): void {
     if (this.phase === 'closed') return
@@ -714,8 +722,7 @@ function int32(n: number): Buffer {
 }
 
 /** The current time with microseconds, as PostgreSQL's clock has. */
-function isoMicros(): string {
-  const t = performance.timeOrigin + performance.now()
+function isoMicros(t: number): string {
   const ms = Math.floor(t)
   const us = Math.min(999, Math.floor((t - ms) * 1000))
   return new Date(ms).toISOString().slice(0, 23) + String(us).padStart(3, '0') + 'Z'
@@ -725,5 +732,3 @@ function printable(code: number): string {
   return code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : `\\x${code.toString(16).padStart(2, '0')}`
 }
 
-void Reader
-void errorResponse

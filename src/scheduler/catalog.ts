@@ -74,6 +74,22 @@ select 'ind', c.relname, null from pg_class c join pg_namespace n on n.oid = c.r
 union all
 select 'fn', proname, null from (select proname from pg_proc group by proname having bool_and(provolatile <> 'v')) f`
 
+/** A catalog that knows nothing yet (filled by a load; tests build on it). */
+export function emptyCatalog(): CatalogData {
+  return {
+    parents: new Map(),
+    children: new Map(),
+    triggers: new Set(),
+    sequenceDefaults: new Set(),
+    sequencesOf: new Map(),
+    nonVolatile: new Set(),
+    uniques: new Map(),
+    complexUnique: new Set(),
+    family: new Map(),
+    indirect: new Set(),
+  }
+}
+
 export class Catalog {
   private data: CatalogData | null = null
   private loading: Promise<CatalogData> | null = null
@@ -153,18 +169,7 @@ export class Catalog {
     }
     try {
       const res = await client.query<{ k: string; a: string; b: string | null }>(QUERY)
-      const d: CatalogData = {
-        parents: new Map(),
-        children: new Map(),
-        triggers: new Set(),
-        sequenceDefaults: new Set(),
-        sequencesOf: new Map(),
-        nonVolatile: new Set(),
-        uniques: new Map(),
-        complexUnique: new Set(),
-        family: new Map(),
-        indirect: new Set(),
-      }
+      const d = emptyCatalog()
       for (const r of res.rows) {
         if (r.k === 'fk' && r.b) {
           addTo(d.parents, r.a, r.b)

@@ -16,23 +16,8 @@ import {
   queryText,
   startupPacket,
 } from '../../src/protocol/decode.ts';
+import { int32, int16, uint16, cstr } from '../harness/bytes.ts';
 
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const int16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-};
-const uint16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-};
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 const body = (msg: Buffer) => msg.subarray(5);
 
 /** Every strict prefix of `input`: `decode` throws RangeError, or (for prefixes at least

@@ -3,25 +3,10 @@
 // stream is fed whole, split at every byte offset (and every pair of offsets), and 1 byte at a time.
 import t, { type Test } from 'tap';
 import { FrameTooLarge, Framer, MalformedFrame, type Frame } from '../../src/protocol/framer.ts';
+import { int32, int16, cstr, typed } from '../harness/bytes.ts';
 
 // ---- hand-built messages ------------------------------------------------------------------------
 
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const int16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-};
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
-/** Byte1(type) Int32(length incl. itself) body. */
-const typed = (type: string, ...body: Buffer[]) => {
-  const b = Buffer.concat(body);
-  return Buffer.concat([Buffer.from(type), int32(4 + b.length), b]);
-};
 /** Int32(length incl. itself) body: the startup-phase messages have no type byte. */
 const untyped = (...body: Buffer[]) => {
   const b = Buffer.concat(body);

@@ -5,22 +5,8 @@
 // `end` types come in order, and bodies arrive only (and correctly) for the wanted types.
 import t, { type Test } from 'tap';
 import { Scanner } from '../../src/protocol/scanner.ts';
+import { int32, int16, cstr, typed } from '../harness/bytes.ts';
 
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const int16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-};
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
-const typed = (type: string, ...body: Buffer[]) => {
-  const b = Buffer.concat(body);
-  return Buffer.concat([Buffer.from(type), int32(4 + b.length), b]);
-};
 
 // AuthenticationOk: 'R' Int32(8) Int32(0)
 const authOk = Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]);

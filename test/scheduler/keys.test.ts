@@ -3,18 +3,15 @@
 // cannot canonicalise must give null (the caller then locks the table).
 
 import t from 'tap'
+import { int32 } from '../harness/bytes.ts'
 import { canonical, bindParams } from '../../src/scheduler/keys.ts'
 import { keyLocks } from '../../src/frontend/planner.ts'
-import type { CatalogData } from '../../src/scheduler/catalog.ts'
+import { emptyCatalog, type CatalogData } from '../../src/scheduler/catalog.ts'
 import { analyze, initParser } from '../../src/sql/analyze.ts'
 
 await initParser()
 
-const int4 = (n: number) => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n)
-  return b
-}
+const int4 = int32
 const int8 = (n: bigint) => {
   const b = Buffer.alloc(8)
   b.writeBigInt64BE(n)
@@ -59,16 +56,8 @@ t.test('bindParams decodes formats and values, NULLs and truncation', async (t) 
 })
 
 const catalog = (over: Partial<CatalogData> = {}): CatalogData => ({
-  parents: new Map(),
-  children: new Map(),
-  triggers: new Set(),
-  sequenceDefaults: new Set(),
-  sequencesOf: new Map(),
-  nonVolatile: new Set(),
+  ...emptyCatalog(),
   uniques: new Map([['t', [{ columns: ['id'], types: ['int4'], primary: true }, { columns: ['email'], types: ['text'], primary: false }]]]),
-  complexUnique: new Set(),
-  family: new Map(),
-  indirect: new Set(),
   ...over,
 })
 
