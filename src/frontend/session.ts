@@ -19,6 +19,7 @@ import { ClientAuth } from './client-auth.ts'
 import { BackendLink, type LinkHost } from './backend-link.ts'
 import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
+import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import type { ServerContext } from '../server-context.ts'
 
@@ -51,7 +52,7 @@ export class Session implements LinkHost {
   private sinceSync = new Set<number>()
   private savepoints = 0
   private pendingNotify: Buffer[] = []
-  private copy: { targets: number[]; extended: boolean; awaitingSync: boolean } | null = null
+  private copy: CopyIn | null = null
   private pausedBackends = false
   log: Logger
 
@@ -78,7 +79,7 @@ export class Session implements LinkHost {
     if (this.phase === 'closed') return
     try {
       this.framer.push(chunk, (f) => this.onFrame(f))
-      this.flushCopy()
+      this.copy?.flush()
     } catch (e) {
       if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
       else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message))
@@ -90,7 +91,7 @@ export class Session implements LinkHost {
     if (this.phase === 'closed') return
     if (this.phase === 'startup') return this.onStartup(f)
     if (this.phase === 'auth') return this.onAuth(f)
-    if (this.copy && this.copyFrame(f)) return
+    if (this.copy?.take(f)) return
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
       this.idleTimer = null
@@ -583,48 +584,19 @@ export class Session implements LinkHost {
   }
 
   enterCopyIn(targets: number[], extended: boolean): void {
-    this.copy = { targets, extended, awaitingSync: false }
+    const copy = new CopyIn(
+      targets.map((t) => this.links[t].conn.socket),
+      extended,
+      this.socket,
+    )
+    this.copy = copy
     // Data the client pipelined behind the COPY command.
-    while (this.copy && this.inbox.length && COPY_TYPES.has(this.inbox[0].type)) {
+    while (copy.active && this.inbox.length && COPY_TYPES.has(this.inbox[0].type)) {
       const f = this.inbox.shift()!
       this.inboxBytes -= f.bytes.length
-      this.copyFrame(f)
+      copy.take(f)
     }
-  }
-
-  /** Forwards a client message during COPY FROM STDIN; false if it is not part of the COPY. */
-  private copyFrame(f: Frame): boolean {
-    const c = this.copy!
-    if (c.awaitingSync) {
-      if (f.type !== F.Sync) return false
-      this.copy = null
-    } else if (f.type === F.CopyDone || f.type === F.CopyFail) {
-      if (c.extended) c.awaitingSync = true
-      else this.copy = null
-    } else if (!COPY_TYPES.has(f.type)) {
-      return false
-    }
-    // Collected and written once per received chunk: pgbench sends one CopyData per row.
-    this.copyPending.push(f.bytes)
-    this.copyTargets = c.targets
-    if (!this.copy) this.flushCopy()
-    return true
-  }
-
-  private copyPending: Buffer[] = []
-  private copyTargets: number[] = []
-
-  private flushCopy(): void {
-    if (!this.copyPending.length) return
-    const buf = this.copyPending.length === 1 ? this.copyPending[0] : Buffer.concat(this.copyPending)
-    this.copyPending = []
-    for (const t of this.copyTargets) {
-      const sock = this.links[t].conn.socket
-      if (!sock.write(buf) && !this.socket.isPaused()) {
-        this.socket.pause()
-        sock.once('drain', () => this.socket.resume())
-      }
-    }
+    copy.flush()
   }
 
   // ---- LinkHost ---------------------------------------------------------------
@@ -713,7 +685,6 @@ export class Session implements LinkHost {
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
 
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
-const COPY_TYPES = new Set<number>([F.CopyData, F.CopyDone, F.CopyFail, F.Flush, F.Sync])
 
 function int32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4)
