@@ -79,8 +79,31 @@ export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean 
   return false
 }
 
-/** Volatile but without side effects: a read calling them may run on one backend. */
-const READ_SAFE = new Set([...NON_DETERMINISTIC].filter((f) => f !== 'setseed' && f !== 'lo_creat' && f !== 'lo_import'))
+/**
+ * Volatile but without side effects: a read calling them may run on one
+ * backend. currval()/lastval() answer the session's own last nextval(), which
+ * is the same on every backend because nextval() calls are ordered.
+ */
+const READ_SAFE = new Set([...[...NON_DETERMINISTIC].filter((f) => f !== 'setseed' && f !== 'lo_creat' && f !== 'lo_import'), 'currval', 'lastval'])
+/** Depend only on the session's own earlier calls: never ordered across sessions. */
+const SESSION_LOCAL = new Set(['currval', 'lastval'])
+const SEQUENCE_FNS = new Set(['nextval', 'setval'])
+
+/**
+ * nextval('s')/setval('s'): X on that sequence, meeting the inserts whose
+ * defaults draw from it; a sequence named at run time (nextval($1)) takes X
+ * on fn:nextval, which meets every sequence user through their IX.
+ */
+function sequenceLocks(s: StatementInfo, out: LockRequest[]): void {
+  if (!s.functions.some((f) => SEQUENCE_FNS.has(unqualified(f)))) return
+  const seqs = s.sequences ?? ['*']
+  if (seqs.includes('*')) {
+    out.push({ resource: 'fn:nextval', mode: 'X' })
+    return
+  }
+  out.push({ resource: 'fn:nextval', mode: 'IX' })
+  for (const q of seqs) out.push({ resource: `seq:${q}`, mode: 'X' })
+}
 
 /**
  * Key locks for a write to `table` when the analysis proves which rows it
@@ -135,11 +158,12 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
     let volatile = false
     for (const f of s.functions) {
       const n = unqualified(f)
-      if (!cat.nonVolatile.has(n)) {
-        out.push({ resource: `fn:${n}`, mode: 'X' })
+      if (!cat.nonVolatile.has(n) && !SESSION_LOCAL.has(n)) {
+        if (!SEQUENCE_FNS.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })
         volatile = true
       }
     }
+    if (volatile) sequenceLocks(s, out)
     if (volatile) {
       out.push({ resource: 'db', mode: 'S' })
       for (const r of s.reads) out.push({ resource: `rel:${r.name}`, mode: 'S' })
@@ -179,8 +203,11 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
   }
   for (const f of info.functions) {
     const n = unqualified(f)
-    if (!cat.nonVolatile.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })
+    if (!cat.nonVolatile.has(n) && !SESSION_LOCAL.has(n) && !SEQUENCE_FNS.has(n)) out.push({ resource: `fn:${n}`, mode: 'X' })
   }
+  sequenceLocks(info, out)
+  // ALTER SEQUENCE ... RESTART meets the inserts that draw from it.
+  if (info.kind === 'ddl') for (const w of info.writes) out.push({ resource: `seq:${w.name}`, mode: 'X' })
   if (info.unknownWrites) out.push({ resource: info.kind === 'ddl' ? 'ddl' : 'db', mode: 'X' })
   if (info.kind === 'ddl') out.push({ resource: 'ddl', mode: 'X' })
 }

@@ -63,6 +63,7 @@ function finalize(d: Draft, c: Collector, text: string): StatementInfo {
     lockingClause: c.lockingClause,
   }
   if (c.lockWait) info.lockWait = c.lockWait
+  if (c.sequences.size) info.sequences = [...c.sequences]
   if (d.tx) info.tx = d.tx
   if (d.session) info.session = d.session
   if (d.copy) info.copy = d.copy

@@ -12,6 +12,8 @@ export class Collector {
   readonly writes = new Map<string, TableName>()
   readonly functions = new Set<string>()
   readonly sqlValueFunctions = new Set<string>()
+  /** Sequences named by nextval()/setval()/currval() calls ('*' when an argument is not a constant). */
+  readonly sequences = new Set<string>()
   unknownWrites = false
   lockingClause = false
   /** a data-modifying statement appeared below the top level (WITH ... INSERT) */

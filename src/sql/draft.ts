@@ -55,6 +55,7 @@ export function absorb(c: Collector, info: StatementInfo, asReads = false): void
   }
   for (const f of info.functions) c.addFunction(f)
   for (const f of info.sqlValueFunctions) c.sqlValueFunctions.add(f)
+  for (const q of info.sequences ?? []) c.sequences.add(q)
   if (info.lockingClause) c.lockingClause = true
   if (info.lockWait) c.noteLockWait(info.lockWait)
   if (!asReads) {

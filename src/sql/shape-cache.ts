@@ -6,7 +6,8 @@
 // and number literals replaced. Only read-only analyses are stored (a write's
 // key values come from its literals), and texts the simple literal scanner
 // cannot cut safely (quoted identifiers, dollar quotes, backslashes,
-// comments, E'' strings) always take the exact path.
+// comments, E'' strings) always take the exact path. A read naming a
+// sequence (nextval('s')) is not stored: the literal is its lock.
 
 import { analyze, type Analysis } from './analyze.ts'
 
@@ -26,7 +27,7 @@ export function analyzeForRouting(sql: string): Analysis {
   const hit = shapes.get(shape)
   if (hit) return hit
   const a = analyze(sql)
-  if (a.ok && a.statements.length && a.statements.every((s) => s.kind === 'read' && !s.lockingClause)) {
+  if (a.ok && a.statements.length && a.statements.every((s) => s.kind === 'read' && !s.lockingClause && !s.sequences)) {
     if (shapes.size >= MAX) shapes.clear()
     shapes.set(shape, a)
   }

@@ -96,6 +96,8 @@ export interface StatementInfo {
   functions: string[]
   /** SQL-standard value functions used (lowercased keyword, e.g. 'current_timestamp'); also mapped into functions */
   sqlValueFunctions: string[]
+  /** Sequences named by nextval()/setval()/currval() calls; '*' = an argument that is not a constant. */
+  sequences?: string[]
   tx?: TxInfo
   session?: SessionInfo
   noTransactionBlock: boolean

@@ -239,6 +239,8 @@ export function walkFuncCall(f: FuncCall, c: Collector): void {
   const name = funcName(f.funcname)
   if (name) {
     c.addFunction(name)
+    const base = name.slice(name.lastIndexOf('.') + 1)
+    if (base === 'nextval' || base === 'setval' || base === 'currval') c.sequences.add(sequenceArg(f.args?.[0]) ?? '*')
     if ((name === 'pg_notify' || name === 'pg_catalog.pg_notify') && !c.notify) {
       const first = f.args?.[0] as { A_Const?: { sval?: { sval?: string } } } | undefined
       const channel = first?.A_Const?.sval?.sval
@@ -249,6 +251,23 @@ export function walkFuncCall(f: FuncCall, c: Collector): void {
   walkAny(f.agg_order, c)
   walkAny(f.agg_filter, c)
   walkAny(f.over, c)
+}
+
+/**
+ * The sequence a nextval('name')-style argument names, folded like a regclass
+ * input: unquoted parts lowercased, the schema dropped (the catalog keys
+ * sequences by name). null when the argument is not a constant.
+ */
+export function sequenceArg(arg: unknown): string | null {
+  let node = arg as { A_Const?: { sval?: { sval?: string } }; TypeCast?: { arg?: unknown } } | undefined
+  if (node?.TypeCast) node = node.TypeCast.arg as typeof node
+  const text = node?.A_Const?.sval?.sval
+  if (text === undefined) return null
+  const parts: string[] = []
+  const re = /\s*(?:"((?:[^"]|"")*)"|([^."]+))\s*(?:\.|$)/y
+  let m: RegExpExecArray | null
+  while (re.lastIndex < text.length && (m = re.exec(text))) parts.push(m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2].trim().toLowerCase())
+  return parts.length ? parts[parts.length - 1] : null
 }
 
 // SQL-standard value functions are evaluated like these catalog functions

@@ -1,4 +1,5 @@
-// Compares the user data of several backends: per table a row count and an order-independent checksum.
+// Compares the user data of several backends: per table a row count and an order-independent checksum,
+// per sequence its position.
 import { createHash } from 'node:crypto'
 import type pg from 'pg'
 
@@ -10,9 +11,9 @@ export interface TableDigest {
 
 // Everything that is not user data: system schemas, TOAST and temp schemas, and pgraid's own bookkeeping.
 const TABLES_SQL = `
-  SELECT format('%I.%I', n.nspname, c.relname) AS qname
+  SELECT format('%I.%I', n.nspname, c.relname) AS qname, c.relkind = 'S' AS seq
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind = 'r'
+  WHERE c.relkind IN ('r', 'S')
     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgraid')
     AND n.nspname NOT LIKE 'pg\\_toast%'
     AND n.nspname NOT LIKE 'pg\\_temp\\_%'
@@ -23,7 +24,9 @@ const TABLES_SQL = `
 // built-in 64-bit hash, PostgreSQL >= 11) is ~3x faster than md5 + hex parsing; two seeds give
 // ~128 bits, numeric sums do not overflow, and count(*) is part of the digest, so rows are
 // compared as a multiset. OFFSET 0 keeps the planner from computing row::text twice.
-function digestSql(qname: string): string {
+function digestSql(qname: string, seq: boolean): string {
+  // A sequence's state is (last_value, is_called); log_cnt follows each backend's checkpoints.
+  if (seq) return `SELECT 1 AS rows, last_value::text AS s1, is_called::text AS s2 FROM ${qname}`
   return `
     SELECT count(*) AS rows,
            coalesce(sum(hashtextextended(x, 0)), 0)::text AS s1,
@@ -41,10 +44,10 @@ export async function digestDatabase(client: pg.Client): Promise<TableDigest[]> 
     await client.query(`SET LOCAL IntervalStyle = 'postgres'`)
     await client.query(`SET LOCAL extra_float_digits = 3`)
     await client.query(`SET LOCAL bytea_output = 'hex'`)
-    const tables = (await client.query<{ qname: string }>(TABLES_SQL)).rows.map((r) => r.qname)
+    const tables = (await client.query<{ qname: string; seq: boolean }>(TABLES_SQL)).rows
     const out: TableDigest[] = []
-    for (const table of tables) {
-      const r = (await client.query<{ rows: string; s1: string; s2: string }>(digestSql(table))).rows[0]!
+    for (const { qname: table, seq } of tables) {
+      const r = (await client.query<{ rows: string; s1: string; s2: string }>(digestSql(table, seq))).rows[0]!
       const checksum = createHash('md5').update(`${r.rows}:${r.s1}:${r.s2}`).digest('hex')
       out.push({ table, rows: Number(r.rows), checksum })
     }

@@ -25,7 +25,7 @@ export async function client(stack: Stack, extra: Partial<pg.ClientConfig> = {})
 /** Asserts that every user table is identical on every backend. */
 export async function assertIdentical(t: Test, stack: Stack, database = 'postgres'): Promise<void> {
   const r = await compareBackends(stack.cluster.backends, database)
-  t.ok(r.identical, r.identical ? `backends identical (${r.digests[0]?.length ?? 0} tables)` : `backends differ:\n${r.report}`)
+  t.ok(r.identical, r.identical ? `backends identical (${r.digests[0]?.length ?? 0} tables and sequences)` : `backends differ:\n${r.report}`)
 }
 
 /** Runs a query on every backend directly (bypassing pgraid). */

@@ -64,3 +64,53 @@ t.test('two tables drawing from one sequence meet on it', async (t) => {
   await bounded(pb, 10_000, 'insert into sb')
   await assertIdentical(t, stack)
 })
+
+t.test('explicit nextval(\'name\') / setval() lock that sequence only', async (t) => {
+  const a = await client(stack)
+  const b = await client(stack)
+  const c = await client(stack)
+  t.teardown(() => Promise.all([a.end(), b.end(), c.end()]))
+  await a.query('BEGIN')
+  await a.query("SELECT nextval('s1_id_seq')")
+  t.ok(locks().some((l) => l.resource === 'seq:s1_id_seq' && l.holders.length), 'nextval() names its sequence in the lock')
+  await bounded(b.query("SELECT nextval('shared_seq'), setval('shared_seq', 500)"), 10_000, 'nextval on another sequence while s1_id_seq is held')
+  let done = false
+  const pc = c.query("INSERT INTO s1 (v) VALUES ('waits for the explicit nextval')").then(() => (done = true))
+  for (let i = 0; i < 100 && !locks().some((l) => l.resource === 'seq:s1_id_seq' && l.waiters.length); i++) await new Promise((r) => setTimeout(r, 20))
+  t.ok(!done && locks().some((l) => l.resource === 'seq:s1_id_seq' && l.waiters.length), 'an insert drawing from the same sequence waits')
+  await a.query('COMMIT')
+  await bounded(pc, 10_000, 'insert after the explicit nextval committed')
+  const r = await b.query("INSERT INTO sb (v) VALUES ('after setval') RETURNING id")
+  t.equal(Number(r.rows[0].id), 501, 'setval() took effect in the same order everywhere')
+  await assertIdentical(t, stack)
+})
+
+t.test('currval() and lastval() answer the session\'s own values, the same on every backend', async (t) => {
+  const a = await client(stack)
+  t.teardown(() => a.end())
+  const ins = await a.query("INSERT INTO s1 (v) VALUES ('cur') RETURNING id")
+  const id = Number(ins.rows[0].id)
+  const cur = await a.query("SELECT currval('s1_id_seq') AS c, lastval() AS l")
+  t.same([Number(cur.rows[0].c), Number(cur.rows[0].l)], [id, id])
+  // In a write, each backend evaluates currval() itself: equal values, so the rows agree.
+  await a.query("INSERT INTO s2 (v) SELECT 'copy of ' || currval('s1_id_seq')")
+  await assertIdentical(t, stack)
+  t.notOk(locks().some((l) => l.resource === 'fn:currval' || l.resource === 'fn:lastval'), 'currval/lastval take no lock')
+})
+
+t.test('ALTER SEQUENCE ... RESTART is ordered with the inserts drawing from it', async (t) => {
+  const a = await client(stack)
+  const b = await client(stack)
+  t.teardown(() => Promise.all([a.end(), b.end()]))
+  await a.query('BEGIN')
+  await a.query("INSERT INTO sa (v) VALUES ('before restart')")
+  let done = false
+  const pb = b.query('ALTER SEQUENCE shared_seq RESTART WITH 9000').then(() => (done = true))
+  for (let i = 0; i < 100 && !locks().some((l) => l.waiters.length); i++) await new Promise((r) => setTimeout(r, 20))
+  t.notOk(done, 'the restart waits for the open insert')
+  await a.query('COMMIT')
+  await bounded(pb, 10_000, 'ALTER SEQUENCE after the insert committed')
+  const r = await a.query("INSERT INTO sa (v) VALUES ('after restart') RETURNING id")
+  t.equal(Number(r.rows[0].id), 9000)
+  await assertIdentical(t, stack)
+})
