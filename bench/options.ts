@@ -19,6 +19,8 @@ export interface BenchOptions {
   modes: QueryMode[]
   /** Also measure single-client runs (direct vs pgraid): the proxy's per-statement latency without contention. */
   singleClient: boolean
+  /** Profile pgraid (node --cpu-prof) during one extra TPC-B -M prepared run ("Where the time goes"). */
+  profile: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -59,6 +61,7 @@ export function readOptions(env = process.env): BenchOptions {
     workloads: listEnv('BENCH_WORKLOADS', ['tpcb', 'select'] as const),
     modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
     singleClient: (env.BENCH_SINGLE_CLIENT ?? '1') !== '0',
+    profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

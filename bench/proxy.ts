@@ -49,8 +49,13 @@ export function proxyConfig(backends: ProxyBackend[], user: ProxyUser, logLevel:
   }
 }
 
-export function startProxy(mode: ProxyMode, raw: Record<string, unknown>, repoRoot: string): Promise<Proxy> {
-  return mode === 'child' ? startChild(raw, repoRoot) : startInProcess(raw)
+export interface ProxyStartOptions {
+  /** Extra node options for the child (e.g. --cpu-prof); ignored in-process. */
+  nodeArgs?: string[]
+}
+
+export function startProxy(mode: ProxyMode, raw: Record<string, unknown>, repoRoot: string, extra: ProxyStartOptions = {}): Promise<Proxy> {
+  return mode === 'child' ? startChild(raw, repoRoot, extra.nodeArgs ?? []) : startInProcess(raw)
 }
 
 // --------------------------------------------------------------------------------------------
@@ -81,12 +86,12 @@ function procCpuSeconds(pid: number): number | undefined {
 // --------------------------------------------------------------------------------------------
 // Child process
 
-async function startChild(raw: Record<string, unknown>, repoRoot: string): Promise<Proxy> {
+async function startChild(raw: Record<string, unknown>, repoRoot: string, nodeArgs: string[]): Promise<Proxy> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pgraid-bench-'))
   const cfgPath = path.join(dir, 'pgraid.json')
   const unregister = onAbort(() => rmSync(dir, { recursive: true, force: true }))
   await fs.writeFile(cfgPath, JSON.stringify(raw, null, 2), { mode: 0o600 })
-  const child: ChildProcess = spawnTracked(process.execPath, [path.join(repoRoot, 'bin', 'pgraid.js'), 'start', '-c', cfgPath], {
+  const child: ChildProcess = spawnTracked(process.execPath, [...nodeArgs, path.join(repoRoot, 'bin', 'pgraid.js'), 'start', '-c', cfgPath], {
     cwd: repoRoot,
     env: { ...process.env },
   })

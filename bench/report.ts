@@ -1,18 +1,38 @@
-// Renders docs/benchmarks.md from the collected figures.
+// Renders docs/benchmarks.md from the collected figures. Hand-written text after the NOTES_MARKER line of
+// the previous report is carried over to the end of the new one.
+import { readFile } from 'node:fs/promises'
+import { f0, f1, f2, mib, table } from './format.ts'
 import { WORKLOAD_LABEL } from './options.ts'
+import { renderMicro, renderProfile } from './report-sections.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
 const INIT_TARGET = 3
 
-const f0 = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a')
-const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a')
-const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a')
-const mib = (b: number) => `${(b / 1024 / 1024).toFixed(0)} MiB`
+/** Everything after this line of docs/benchmarks.md is written by hand and kept when the report is regenerated. */
+export const NOTES_MARKER = '<!-- notes -->'
 
-function table(head: string[], rows: string[][], align?: ('l' | 'r')[]): string {
-  const sep = head.map((_, i) => ((align?.[i] ?? 'r') === 'l' ? '---' : '---:'))
-  return [head, sep, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n')
+/**
+ * The hand-written tail of a previous report: what follows its NOTES_MARKER line; in a report written before
+ * the marker existed, everything from its first "## Notes" heading on. Empty if there is none.
+ */
+export function handNotes(previous: string | undefined): string {
+  if (!previous) return ''
+  const lines = previous.split('\n')
+  const marker = lines.findIndex((l) => l.trim() === NOTES_MARKER)
+  if (marker >= 0) return lines.slice(marker + 1).join('\n').replace(/^\s*\n/, '').trimEnd()
+  const heading = lines.findIndex((l) => /^## Notes\b/.test(l))
+  return heading >= 0 ? lines.slice(heading).join('\n').trimEnd() : ''
+}
+
+/** The report currently at `file`, if any. */
+export async function previousReport(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
 }
 
 function verdict(ok: boolean): string {
@@ -43,7 +63,7 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
   return { lines, selectMet, initMet }
 }
 
-export function renderReport(data: BenchData): string {
+export function renderReport(data: BenchData, previous?: string): string {
   const o = data.options
   const cases = summarise(data)
   const targets = checkTargets(data, cases)
@@ -174,6 +194,9 @@ export function renderReport(data: BenchData): string {
       out.push('')
     }
   }
+
+  out.push(...renderProfile(data, cases))
+  if (data.micro) out.push(...renderMicro(data.micro, cases))
 
   const r = initRatios(data.init)
   const stepNames = [...new Set([...Object.keys(data.init.direct.steps), ...Object.keys(data.init.pgraid.steps)])]
@@ -330,5 +353,11 @@ export function renderReport(data: BenchData): string {
     out.push('```')
     out.push('')
   }
+
+  out.push('<!-- `npm run bench` regenerates everything above the next line and keeps everything below it. -->')
+  out.push(NOTES_MARKER)
+  const notes = handNotes(previous)
+  if (notes) out.push('', notes)
+  out.push('')
   return out.join('\n')
 }

@@ -2,6 +2,8 @@
 import type { BenchOptions, QueryMode, Workload } from './options.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
+import type { MicroResults } from './micro.ts'
+import type { ProfileOutcome } from './profile.ts'
 
 export type Target = 'direct' | 'pgraid' | 'ceiling'
 export const TARGETS: Target[] = ['direct', 'pgraid', 'ceiling']
@@ -57,6 +59,10 @@ export interface BenchData {
   rss: { afterStart: number; peakAfterInit: number; peak: number }
   replication: { afterInit: string; afterTpcb: { checks: number; failures: string[] }; atEnd: string; identicalAtEnd: boolean }
   proxyProblems: { count: number; recent: string[] }
+  /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
+  micro?: MicroResults
+  /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */
+  profile?: ProfileOutcome
 }
 
 export interface CaseSummary {

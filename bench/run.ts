@@ -1,5 +1,8 @@
 // `npm run bench`: pgbench against pgraid over 3 real PostgreSQL backends, side by side with pgbench straight
 // at one backend and with three pgbench processes at three backends at once; writes docs/benchmarks.md.
+// Before the servers start it also times statement analysis and the lock manager in-process (bench/micro.ts,
+// ~10 s; `npx tsx bench/micro.ts` runs them alone). Text after a `<!-- notes -->` line of the existing report
+// is kept at the end of the new one.
 //
 // Environment variables (all optional):
 //   BENCH_QUICK=1        smoke run: 1 round of 5 s runs (BENCH_SECONDS / BENCH_ROUNDS still override)
@@ -12,6 +15,10 @@
 //   BENCH_MODES=simple,prepared   which pgbench -M query modes to run
 //   BENCH_SINGLE_CLIENT=1         also run each workload with one client (-c 1 -j 1, -M simple), direct vs
 //                                 pgraid: the per-statement cost of the proxy without contention; 0 = skip
+//   BENCH_PROFILE=1      after the measured runs, one more TPC-B -M prepared run (BENCH_SECONDS long) through a
+//                        pgraid child started with `node --cpu-prof`, stopped with SIGTERM so the profile is
+//                        written; self time per function / source file goes to "Where the time goes".
+//                        Default on, off with BENCH_QUICK=1 unless set; 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -33,7 +40,9 @@ import { readOptions, type BenchOptions } from './options.ts'
 import { benchRun, initDataset, pgbenchVersion, PgbenchError, type Endpoint, type InitResult, type RunResult } from './pgbench.ts'
 import { killAllChildren, runAbortCleanups } from './procs.ts'
 import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
-import { renderReport, checkTargets } from './report.ts'
+import { renderReport, checkTargets, previousReport } from './report.ts'
+import { runMicro } from './micro.ts'
+import { profileTpcb } from './profile.ts'
 import { TARGETS, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -191,12 +200,16 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = (runsPerRound * opts.rounds * (opts.seconds + 4)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
-      `${runsPerRound} runs; measuring takes ~${estimate.toFixed(0)} min after init`,
+      `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}; measuring takes ~${estimate.toFixed(0)} min after init`,
   )
   const pgbenchVer = await pgbenchVersion()
+  // In-process micro-benchmarks first, while nothing else of ours runs (bench/micro.ts).
+  log('micro-benchmarks: statement analysis and lock manager (in-process)')
+  const micro = await runMicro()
+  log(`  done in ${(micro.ms / 1000).toFixed(1)} s`)
 
   let cluster: Cluster | undefined
   let proxy: Proxy | undefined
@@ -260,13 +273,17 @@ async function main(): Promise<number> {
       }
     }
 
-    log('comparing the backends behind pgraid after the runs')
-    const atEnd = await checkReplicas(backends, PGRAID_DB)
-    log(`  ${atEnd.identical ? atEnd.report : `DIFFERENT:\n${atEnd.report}`}`)
     const peak = proxy.peakRss()
     const problems = proxy.problems()
     await proxy.stop()
     proxy = undefined
+    const profile = opts.profile
+      ? await profileTpcb({ opts, raw, backends, database: PGRAID_DB, user: CLIENT_USER, password: CLIENT_PASSWORD, log })
+      : undefined
+
+    log('comparing the backends behind pgraid after the runs')
+    const atEnd = await checkReplicas(backends, PGRAID_DB)
+    log(`  ${atEnd.identical ? atEnd.report : `DIFFERENT:\n${atEnd.report}`}`)
 
     const data: BenchData = {
       startedAt,
@@ -289,8 +306,10 @@ async function main(): Promise<number> {
         identicalAtEnd: atEnd.identical,
       },
       proxyProblems: problems,
+      micro,
+      profile,
     }
-    await writeFile(opts.out, renderReport(data))
+    await writeFile(opts.out, renderReport(data, await previousReport(opts.out)))
     log(`wrote ${opts.out}`)
     printSummary(data)
     if (!atEnd.identical || tpcbChecks.failures.length > 0) {

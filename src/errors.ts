@@ -11,6 +11,8 @@ export class PgError extends Error {
     readonly severity: 'ERROR' | 'FATAL' = 'ERROR',
     readonly detail?: string,
     readonly hint?: string,
+    /** 1-based character position in the client's query text. */
+    readonly position?: number,
   ) {
     super(message)
   }
@@ -18,6 +20,7 @@ export class PgError extends Error {
     const f: ErrorFields = { severity: this.severity, code: this.code, message: this.message }
     if (this.detail) f.detail = this.detail
     if (this.hint) f.hint = this.hint
+    if (this.position) f.position = this.position
     return errorResponse(f)
   }
 }
@@ -48,8 +51,11 @@ export const errors = {
     new PgError('08006', `pgraid backend ${names} stalled: no answer ${ms} ms after the other backends answered`, 'FATAL', undefined, 'check that backend; timeouts.stallMs sets how long pgraid waits'),
   idleInTransactionTimeout: (ms: number) =>
     new PgError('25P03', `terminating connection due to idle-in-transaction timeout (pgraid timeouts.clientIdleInTransactionMs = ${ms})`, 'FATAL'),
-  nonDeterministic: (fn: string) =>
-    new PgError('0A000', `pgraid refuses ${fn}() in a write: each backend would compute its own value and the copies would differ`, 'ERROR', undefined, `compute the value in the client and pass it as a parameter, or add "${fn}" to determinism.allowFunctions in the pgraid configuration to accept per-backend values`),
+  nonDeterministic: (fn: string, position?: number) =>
+    new PgError('0A000', `pgraid refuses ${fn}() in a write: each backend would compute its own value and the copies would differ`, 'ERROR', undefined, `compute the value in the client and pass it as a parameter, or add "${fn}" to determinism.allowFunctions in the pgraid configuration to accept per-backend values`, position),
+  volatileDefault: (message: string, hint: string, position?: number) => new PgError('0A000', message, 'ERROR', undefined, hint, position),
+  volatileTrigger: (table: string, trigger: string, fn: string, reason: string) =>
+    new PgError('0A000', `pgraid refuses writes to table "${table}": its trigger "${trigger}" runs ${fn}(), and ${reason}, so each backend would compute its own values`, 'ERROR', undefined, `make the trigger deterministic (pass values from the statement), or add "${trigger}" to determinism.allowTriggers in the pgraid configuration to accept it under a database-wide lock`),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),

@@ -149,7 +149,11 @@ export const configObjectSchema = z
           allowFunctions: z
             .array(nonEmpty('must be a function name'), 'must be a list of function names, e.g. ["random"]')
             .default([])
-            .describe('Functions whose per-backend results you accept in writes (each backend computes its own value; the data may differ).'),
+            .describe('Functions whose per-backend results you accept in writes (each backend computes its own value; the data may differ). clock_timestamp() listed here becomes one pgraid value per statement instead.'),
+          allowTriggers: z
+            .array(nonEmpty('must be a trigger name'), 'must be a list of trigger names, e.g. ["set_updated_at"]')
+            .default([])
+            .describe('Triggers calling per-backend functions (now(), random(), ...) whose writes you accept anyway, ordered under a database-wide lock; the values they compute may differ per backend. "*" accepts every trigger.'),
         })
         .prefault({})
         .describe('What pgraid does with non-deterministic functions in writes.'),

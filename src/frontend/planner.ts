@@ -11,11 +11,13 @@ import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
 import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
 import type { KeyValue, TableName } from '../sql/types.ts'
 import { analyzeForRouting } from '../sql/shape-cache.ts'
-import { findTimeSites } from '../sql/time-rewrite.ts'
+import { findCall } from '../sql/time-rewrite.ts'
 import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic.ts'
+import { errors, type PgError } from '../errors.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
-import { rewriteBind, rewriteParse, rewriteQuery, type Clock } from './time-params.ts'
+import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
+import { rewriteBind, rewriteOf, rewriteParse, rewriteQuery, type Clock, type Rewrite } from './time-params.ts'
 
 export interface PlanContext {
   registry: StatementRegistry
@@ -33,6 +35,8 @@ export interface PlanContext {
   clock: Clock
   /** determinism.allowFunctions */
   allowFunctions: readonly string[]
+  /** determinism.allowTriggers */
+  allowTriggers: readonly string[]
   /**
    * The open transaction is REPEATABLE READ or SERIALIZABLE: its reads go to
    * every backend too, so each takes its snapshot at the same statement
@@ -58,8 +62,8 @@ export interface Plan {
   hasQuery: boolean
   /** A statement says NOWAIT: its locks must be taken at once or fail with 55P03. */
   nowait: boolean
-  /** A write calls a function whose result would differ per backend (refused, 0A000). */
-  nonDeterministic: string | null
+  /** A write whose result would differ per backend (refused, 0A000): the error to send. */
+  nonDeterministic: PgError | null
 }
 
 function unqualified(name: string): string {
@@ -247,21 +251,23 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const batchPortals = new Map<string, Statement | null>()
   const batchParams = new Map<string, BindParams | null>()
   let everywhere = ctx.snapshotEverywhere
-  const executes: { analysis: Analysis; params: BindParams | null; text: string }[] = []
+  const executes: { analysis: Analysis; params: BindParams | null; text: string; rewrite: () => Rewrite | null }[] = []
+  const rewriteText = (text: string) => () => rewriteOf(text, ctx.catalog, ctx.allowFunctions)
   for (const f of frames) {
     switch (f.type) {
       case F.Query: {
         const text = queryText(body(f))
         const a = analyzeForRouting(text)
-        executes.push({ analysis: a, params: null, text })
+        executes.push({ analysis: a, params: null, text, rewrite: rewriteText(text) })
         if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
         break
       }
       case F.Parse: {
         const p = parseMsg(body(f))
         const a = analyze(p.query)
-        const rw = rewriteParse(p)
-        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time }
+        const rewrite = rewriteOf(p.query, ctx.catalog, ctx.allowFunctions)
+        const rw = rewriteParse(p, rewrite)
+        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time, rewrite }
         batchStatements.set(p.name, st)
         frameStatements.set(f, st)
         break
@@ -280,7 +286,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           everywhere = true // unknown portal or statement: the backends will say; be safe
           break
         }
-        executes.push({ text: st.query, analysis: st.analysis, params: batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null })
+        const rewrite = st.rewrite ?? null
+        executes.push({ text: st.query, analysis: st.analysis, params: batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null, rewrite: () => rewrite })
         if (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis)) everywhere = true
         break
       }
@@ -296,7 +303,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       if (s.lockWait === 'nowait') plan.nowait = true
       if (everywhere) locksFor(s, ctx.catalog, plan.locks, e.params)
       if (everywhere && !plan.nonDeterministic && s.kind !== 'read' && s.kind !== 'empty' && s.kind !== 'copy-out')
-        plan.nonDeterministic = nonDeterministicCall(s.functions, [...ctx.allowFunctions, ...(findTimeSites(e.text)?.covered ?? [])])
+        plan.nonDeterministic = refusal(s, e.text, e.rewrite(), ctx)
     }
   }
 
@@ -371,7 +378,9 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       }
       case F.Query:
         plan.hasQuery = true
-        push({ code: F.Query, bytes: (everywhere && rewriteQuery(queryText(body(f)), ctx.clock)) || f.bytes, targets: route })
+        // Reads get the transaction's clock too: now() must read the same value the writes stored.
+        const text = queryText(body(f))
+        push({ code: F.Query, bytes: rewriteQuery(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock) ?? f.bytes, targets: route })
         break
       case F.Sync: {
         // Sync goes wherever this batch (or an earlier Flush batch) did work.
@@ -390,6 +399,35 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     plan.msgs[plan.msgs.length - 1] = { code: F.Flush, bytes: last.bytes, targets: flushTargets }
   }
   return plan
+}
+
+/**
+ * Why a write executed on every backend would leave them different, as the
+ * error to send: a per-backend function pgraid cannot supply, a volatile
+ * default it cannot place, or a trigger computing per-backend values.
+ */
+function refusal(s: StatementInfo, text: string, rw: Rewrite | null, ctx: PlanContext): PgError | null {
+  if (s.kind === 'ddl' && s.command !== 'CREATE TABLE AS') {
+    // Defining a default or a function body calls nothing; filling existing rows does.
+    if (!/\badd\b|materialized/i.test(text)) return null
+    const r = ddlEvaluatesVolatile(text, (f) => NON_DETERMINISTIC.has(f) && !ctx.allowFunctions.includes(f))
+    return r && errors.volatileDefault(r.message, r.hint, charPosition(text, r.position))
+  }
+  const fn = nonDeterministicCall(s.functions, rw ? [...ctx.allowFunctions, ...rw.covered] : ctx.allowFunctions)
+  if (fn) return errors.nonDeterministic(fn, charPosition(text, findCall(text, fn)))
+  if (rw?.refusal) return errors.volatileDefault(rw.refusal.message, rw.refusal.hint, charPosition(text, rw.refusal.position))
+  for (const w of s.writes) {
+    for (const tr of ctx.catalog.volatileTriggers.get(w.name) ?? []) {
+      if (!ctx.allowTriggers.includes(tr.trigger) && !ctx.allowTriggers.includes('*')) return errors.volatileTrigger(w.name, tr.trigger, tr.function, tr.reason)
+    }
+  }
+  return null
+}
+
+/** PostgreSQL's error position: 1-based, in characters. */
+function charPosition(text: string, byteOffset: number): number | undefined {
+  if (byteOffset < 0) return undefined
+  return Buffer.from(text, 'utf8').toString('utf8', 0, byteOffset).length + 1
 }
 
 function anyTxOrSession(a: Analysis): boolean {

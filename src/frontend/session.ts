@@ -275,6 +275,7 @@ export class Session implements LinkHost {
         sinceSync: this.sinceSync,
         clock: this.clock(),
         allowFunctions: this.ctx.config.determinism.allowFunctions,
+        allowTriggers: this.ctx.config.determinism.allowTriggers,
         snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
       })
     } catch (e) {
@@ -282,7 +283,7 @@ export class Session implements LinkHost {
       throw e
     }
     if (this.phase !== 'ready') return
-    if (plan.nonDeterministic) return this.refuse(errors.nonDeterministic(plan.nonDeterministic), plan.endsWithSync)
+    if (plan.nonDeterministic) return this.refuse(plan.nonDeterministic, plan.endsWithSync)
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
       // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
       // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.

@@ -3,7 +3,7 @@
 // all (a write) is prepared on the others just in time ("lazy Parse").
 
 import type { Analysis } from '../sql/analyze.ts'
-import type { TimeParams } from './time-params.ts'
+import type { Rewrite, TimeParams } from './time-params.ts'
 import type { BindParams } from '../scheduler/keys.ts'
 
 export interface Statement {
@@ -16,6 +16,8 @@ export interface Statement {
   on: Set<number>
   /** Clock calls turned into extra parameters, filled in at each Bind. */
   time?: TimeParams | undefined
+  /** Value rewrites of its text (covered random calls, a refused default). */
+  rewrite?: Rewrite | null
 }
 
 export interface Portal {

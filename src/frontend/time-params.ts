@@ -1,16 +1,18 @@
-// Applies the clock rewrite (src/sql/time-rewrite.ts) to protocol messages:
-// a Parse gets the rewritten text, each Bind of that statement gets the
-// transaction's (or statement's) timestamp as extra text parameters, and a
-// simple Query gets literals.
+// Applies the value rewrites to protocol messages: clock calls and random
+// calls (src/sql/time-rewrite.ts) and volatile column defaults made explicit
+// (src/sql/default-fill.ts). A Parse gets the rewritten text with a new
+// parameter per slot, each Bind of that statement gets the values as extra
+// text parameters, and a simple Query gets literals.
 
 import { F } from '../protocol/codes.ts'
 import { message } from '../protocol/encode.ts'
 import { Reader, type ParseMsg } from '../protocol/decode.ts'
-import { findTimeSites, siteValue, withLiterals, withParams, type TimeSite } from '../sql/time-rewrite.ts'
+import { findTimeSites, siteValue, slotsOf, withLiterals, withParams, type Edit, type Slot } from '../sql/time-rewrite.ts'
+import { fillDefaults, NONE, type Refusal } from '../sql/default-fill.ts'
+import type { CatalogData } from '../scheduler/catalog.ts'
 
 export interface TimeParams {
-  per: TimeSite['per'][]
-  sites: TimeSite[]
+  slots: Slot[]
 }
 
 export interface Clock {
@@ -18,23 +20,42 @@ export interface Clock {
   stmt: string
 }
 
+export interface Rewrite {
+  edits: Edit[]
+  maxParam: number
+  /** Random functions every call of which the edits replace. */
+  covered: ReadonlySet<string>
+  /** The statement relies on a default pgraid cannot supply. */
+  refusal: Refusal | null
+}
+
+const NO_COVER: ReadonlySet<string> = new Set()
+
+/** Every value rewrite of one statement text, or null when it needs none. */
+export function rewriteOf(sql: string, cat: CatalogData | null, allowed: readonly string[]): Rewrite | null {
+  const t = findTimeSites(sql)
+  const d = cat ? fillDefaults(sql, cat, allowed) : NONE
+  if (!d.edits.length && !d.refusal) return t && { edits: t.edits, maxParam: t.maxParam, covered: t.covered, refusal: null }
+  const edits = t ? [...t.edits, ...d.edits].sort((a, b) => a.start - b.start || a.end - b.end) : d.edits
+  return { edits, maxParam: Math.max(t?.maxParam ?? 0, d.maxParam), covered: t?.covered ?? NO_COVER, refusal: d.refusal }
+}
+
 function cstr(s: string): Buffer {
   return Buffer.from(s + '\0', 'utf8')
 }
 
-/** A Parse with the clock calls turned into parameters, or null if it has none. */
-export function rewriteParse(p: ParseMsg): { bytes: Buffer; time: TimeParams } | null {
-  const t = findTimeSites(p.query)
-  if (!t) return null
-  const first = Math.max(p.paramTypes.length, t.maxParam) + 1
-  const text = withParams(p.query, t, first)
+/** A Parse with the slots turned into parameters, or null if it needs no rewrite. */
+export function rewriteParse(p: ParseMsg, rw: Rewrite | null): { bytes: Buffer; time: TimeParams } | null {
+  if (!rw || !rw.edits.length) return null
+  const first = Math.max(p.paramTypes.length, rw.maxParam) + 1
+  const text = withParams(p.query, rw.edits, first)
   const types = Buffer.alloc(2 + 4 * p.paramTypes.length)
   types.writeInt16BE(p.paramTypes.length, 0)
   p.paramTypes.forEach((oid, i) => types.writeInt32BE(oid, 2 + 4 * i))
-  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { per: t.sites.map((s) => s.per), sites: t.sites } }
+  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { slots: slotsOf(rw.edits) } }
 }
 
-/** The Bind with the clock values appended as text parameters. */
+/** The Bind with the slot values appended as text parameters. */
 export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffer {
   const r = new Reader(body)
   const portal = r.cstring()
@@ -50,8 +71,8 @@ export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffe
   }
   const values = body.subarray(valuesStart, r.off)
   const rest = body.subarray(r.off)
-  // A fresh random value per site and per execution, the same for every backend.
-  const extra = time.sites.map((s) => Buffer.from(siteValue(s, clock.tx, clock.stmt), 'utf8'))
+  // A fresh random value per slot and per execution, the same for every backend.
+  const extra = time.slots.map((s) => Buffer.from(siteValue(s, clock.tx, clock.stmt), 'utf8'))
   // Format codes: none or one code covering all stays valid only if it is text (0).
   let newFmts: number[]
   if (nFmt === 0 || (nFmt === 1 && fmts[0] === 0)) newFmts = fmts
@@ -70,9 +91,8 @@ export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffe
   return message(F.Bind, Buffer.concat([cstr(portal), cstr(statement), head, values, ...extraBytes, rest]))
 }
 
-/** A simple Query with the clock calls replaced by literals, or null if it has none. */
-export function rewriteQuery(sql: string, clock: Clock): Buffer | null {
-  const t = findTimeSites(sql)
-  if (!t) return null
-  return message(F.Query, cstr(withLiterals(sql, t, clock.tx, clock.stmt)))
+/** A simple Query with the slots replaced by literals, or null if it needs no rewrite. */
+export function rewriteQuery(sql: string, rw: Rewrite | null, clock: Clock): Buffer | null {
+  if (!rw || !rw.edits.length) return null
+  return message(F.Query, cstr(withLiterals(sql, rw.edits, clock.tx, clock.stmt)))
 }

@@ -5,11 +5,31 @@
 
 import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
+import { expressionTemplate, type Slot } from '../sql/time-rewrite.ts'
+import { NON_DETERMINISTIC, triggerNonDeterminism } from '../sql/nondeterministic.ts'
 
 export interface UniqueIndex {
   columns: string[]
   types: string[]
   primary: boolean
+}
+
+/** A column default that differs per backend unless pgraid supplies its value. */
+export interface VolatileDefault {
+  /** The expression as PostgreSQL prints it. */
+  expr: string
+  /** The expression with its clock/random calls as slots. */
+  pieces: (string | Slot)[]
+  /** Functions in it pgraid cannot supply (refused unless determinism.allowFunctions lists them). */
+  nonDeterministic: string[]
+}
+
+/** A user trigger whose function may compute something different on each backend. */
+export interface VolatileTrigger {
+  trigger: string
+  function: string
+  /** What makes it non-deterministic (a function it calls, or its language). */
+  reason: string
 }
 
 export interface CatalogData {
@@ -31,14 +51,32 @@ export interface CatalogData {
   indirect: Set<string>
   /** Tables with a unique index on expressions or with a predicate, or an exclusion constraint: never key-locked. */
   complexUnique: Set<string>
+  /** table → column → its default, for defaults with clock/random/per-backend calls (nextval is ordered instead). */
+  volatileDefaults: Map<string, Map<string, VolatileDefault>>
+  /** table → column names in table order (tables with volatile defaults: positional INSERTs). */
+  columns: Map<string, string[]>
+  /** table → its triggers that call per-backend functions. */
+  volatileTriggers: Map<string, VolatileTrigger[]>
 }
 
 const QUERY = `
-select 'fk' as k, cl.relname as a, pl.relname as b
+select 'fk' as k, cl.relname::text as a, pl.relname::text as b -- text: a union of name columns would cut every row at 63 bytes
   from pg_constraint k join pg_class cl on cl.oid = k.conrelid join pg_class pl on pl.oid = k.confrelid
  where k.contype = 'f'
 union all
-select distinct 'trg', c.relname, null from pg_trigger t join pg_class c on c.oid = t.tgrelid where not t.tgisinternal
+select 'trg', c.relname, t.tgname || '\t' || p.proname || '\t' || l.lanname || '\t' || coalesce(p.prosrc, '')
+  from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_proc p on p.oid = t.tgfoid join pg_language l on l.oid = p.prolang
+ where not t.tgisinternal
+union all
+select 'def', c.relname, a.attname || '\t' || pg_get_expr(d.adbin, d.adrelid)
+  from pg_attrdef d join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum
+  join pg_class c on c.oid = d.adrelid join pg_namespace n on n.oid = c.relnamespace
+ where not a.attisdropped and a.attgenerated = '' and n.nspname not in ('pg_catalog', 'information_schema')
+   and pg_get_expr(d.adbin, d.adrelid) !~ '^nextval[(]'
+union all
+select 'col', c.relname, (select string_agg(a.attname, '\n' order by a.attnum) from pg_attribute a
+                           where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+  from pg_class c where exists (select 1 from pg_attrdef d where d.adrelid = c.oid and pg_get_expr(d.adbin, d.adrelid) !~ '^nextval[(]')
 union all
 select distinct 'seq', c.relname, null from pg_attrdef d join pg_class c on c.oid = d.adrelid
  where pg_get_expr(d.adbin, d.adrelid) ilike '%nextval%'
@@ -87,6 +125,9 @@ export function emptyCatalog(): CatalogData {
     complexUnique: new Set(),
     family: new Map(),
     indirect: new Set(),
+    volatileDefaults: new Map(),
+    columns: new Map(),
+    volatileTriggers: new Map(),
   }
 }
 
@@ -174,7 +215,26 @@ export class Catalog {
         if (r.k === 'fk' && r.b) {
           addTo(d.parents, r.a, r.b)
           addTo(d.children, r.b, r.a)
-        } else if (r.k === 'trg') d.triggers.add(r.a)
+        } else if (r.k === 'trg' && r.b) {
+          d.triggers.add(r.a)
+          const [trigger, fn, lang, ...src] = r.b.split('\t')
+          const reason = triggerNonDeterminism(fn, lang, src.join('\t'))
+          if (reason) {
+            let list = d.volatileTriggers.get(r.a)
+            if (!list) d.volatileTriggers.set(r.a, (list = []))
+            list.push({ trigger, function: fn, reason })
+          }
+        } else if (r.k === 'def' && r.b) {
+          const tab = r.b.indexOf('\t')
+          const column = r.b.slice(0, tab)
+          const expr = r.b.slice(tab + 1)
+          const t = safeTemplate(expr)
+          if (t.pieces.some((p) => typeof p !== 'string') || t.nonDeterministic.length) {
+            let m = d.volatileDefaults.get(r.a)
+            if (!m) d.volatileDefaults.set(r.a, (m = new Map()))
+            m.set(column, { expr, ...t })
+          }
+        } else if (r.k === 'col' && r.b) d.columns.set(r.a, r.b.split('\n'))
         else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
         else if (r.k === 'sq' && r.b) addTo(d.sequencesOf, r.a, r.b)
         else if (r.k === 'fn') d.nonVolatile.add(r.a)
@@ -195,12 +255,26 @@ export class Catalog {
       this.idle = setTimeout(() => void this.close(), 1000)
       this.idle.unref()
       closeFamilies(d.family)
+      // Table order, so messages and added columns do not depend on the catalog query's row order.
+      for (const [table, m] of d.volatileDefaults) {
+        const order = d.columns.get(table) ?? []
+        d.volatileDefaults.set(table, new Map([...m].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))))
+      }
       return d
     } catch (e) {
       if (this.client === client) this.client = null
       await client.end().catch(() => {})
       throw e
     }
+  }
+}
+
+/** A default that does not parse alone is treated as refused rather than guessed. */
+function safeTemplate(expr: string): { pieces: (string | Slot)[]; nonDeterministic: string[] } {
+  try {
+    return expressionTemplate(expr, (f) => NON_DETERMINISTIC.has(f))
+  } catch {
+    return { pieces: [expr], nonDeterministic: [expr] }
   }
 }
 

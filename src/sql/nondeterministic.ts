@@ -43,3 +43,24 @@ export function nonDeterministicCall(functions: readonly string[], allowed: read
   }
   return null
 }
+
+/** Clock functions: fixed per transaction in statements, but not inside a trigger body. */
+const CLOCK_CALLS = ['now', 'transaction_timestamp', 'statement_timestamp']
+const CLOCK_KEYWORDS = /\b(current_timestamp|current_date|current_time|localtime|localtimestamp)\b/i
+/** C trigger functions shipped with PostgreSQL that compute the same thing everywhere. */
+const DETERMINISTIC_C_TRIGGERS = new Set(['suppress_redundant_updates_trigger', 'tsvector_update_trigger', 'tsvector_update_trigger_column', 'check_primary_key', 'check_foreign_key'])
+
+/**
+ * Why a trigger function would compute different values on different
+ * backends, or null. pgraid cannot rewrite a function body, so a clock or
+ * random call inside it is a per-backend value. The scan is textual and
+ * errs on the side of refusing (a name in a comment counts).
+ */
+export function triggerNonDeterminism(fn: string, language: string, source: string): string | null {
+  if (language !== 'plpgsql' && language !== 'sql') return DETERMINISTIC_C_TRIGGERS.has(fn) ? null : `it is written in ${language}, which pgraid cannot inspect`
+  const calls = source.toLowerCase().matchAll(/\b([a-z_][a-z0-9_]*)\s*\(/g)
+  for (const m of calls) if (NON_DETERMINISTIC.has(m[1]) || CLOCK_CALLS.includes(m[1])) return `it calls ${m[1]}()`
+  const kw = CLOCK_KEYWORDS.exec(source)
+  if (kw) return `it uses ${kw[1].toUpperCase()}`
+  return null
+}

@@ -9,18 +9,28 @@
 import { parseSync } from 'libpg-query'
 import { randomBytes, randomUUID } from 'node:crypto'
 
-export interface TimeSite {
-  /** Byte offsets in the UTF-8 text. */
-  start: number
-  end: number
-  /** Which value replaces the call: the clock, or a fresh random value per call site and execution. */
+/** A value pgraid supplies: the clock, or a fresh random value per occurrence and execution. */
+export interface Slot {
   per: 'transaction' | 'statement' | 'random' | 'uuid'
-  /** Cast applied to the timestamptz value to give the original type. */
+  /** Cast applied to the supplied value to give the original type. */
   cast: string
 }
 
-/** The SQL type of the value pgraid supplies for a site. */
-export function siteType(s: TimeSite): string {
+/** Replaces the bytes [start, end) of the text with fixed text and slots. */
+export interface Edit {
+  /** Byte offsets in the UTF-8 text (start = end: an insertion). */
+  start: number
+  end: number
+  pieces: (string | Slot)[]
+}
+
+/** A call replaced by one slot (the common edit). */
+export interface TimeSite extends Edit {
+  per: Slot['per']
+}
+
+/** The SQL type of the value pgraid supplies for a slot. */
+export function siteType(s: Slot): string {
   return s.per === 'random' ? 'float8' : s.per === 'uuid' ? 'uuid' : 'timestamptz'
 }
 
@@ -32,14 +42,25 @@ const RANDOM_FUNCS: Record<string, 'random' | 'uuid'> = {
 }
 
 export interface TimeAnalysis {
-  sites: TimeSite[]
+  edits: Edit[]
   /** Highest $n referenced by the text. */
   maxParam: number
   /** Random functions every call of which was replaced (the rest of the text has none left). */
   covered: Set<string>
 }
 
-const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp|random|uuid/i
+/** Slots of a set of edits, in text order (one parameter each in a prepared statement). */
+export function slotsOf(edits: readonly Edit[]): Slot[] {
+  const out: Slot[] = []
+  for (const e of edits) for (const p of e.pieces) if (typeof p !== 'string') out.push(p)
+  return out
+}
+
+function site(start: number, end: number, per: Slot['per'], cast: string): TimeSite {
+  return { start, end, per, pieces: [{ per, cast }] }
+}
+
+const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp|clock_timestamp|random|uuid/i
 const cache = new Map<string, TimeAnalysis | null>()
 
 const SVF: Record<string, { cast: string; n?: boolean }> = {
@@ -54,10 +75,12 @@ const SVF: Record<string, { cast: string; n?: boolean }> = {
   SVFOP_LOCALTIMESTAMP_N: { cast: '::timestamp', n: true },
 }
 
-const FUNCS: Record<string, TimeSite['per']> = {
+const FUNCS: Record<string, Slot['per']> = {
   now: 'transaction',
   transaction_timestamp: 'transaction',
   statement_timestamp: 'statement',
+  // Refused in writes unless determinism.allowFunctions lists it; then one value per statement.
+  clock_timestamp: 'statement',
 }
 
 /** Time sites of a statement text; null when there are none (or it does not parse). */
@@ -67,32 +90,12 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
   if (hit !== undefined) return hit
   let result: TimeAnalysis | null = null
   try {
-    const tree = parseSync(sql) as unknown
+    const tree = { stmts: evaluated(parseSync(sql)) }
     const bytes = Buffer.from(sql, 'utf8')
-    const sites: TimeSite[] = []
+    const sites: TimeSite[] = clockSites(tree, bytes)
     let maxParam = 0
     walk(tree, (key, node) => {
       if (key === 'ParamRef') maxParam = Math.max(maxParam, Number(node.number ?? 0))
-      else if (key === 'SQLValueFunction') {
-        const def = SVF[String(node.op)]
-        if (!def) return
-        const start = Number(node.location)
-        let end = wordEnd(bytes, start)
-        let cast = def.cast
-        if (def.n) {
-          end = parenEnd(bytes, end)
-          cast = `${def.cast}(${Number(node.typmod)})`
-        }
-        sites.push({ start, end, per: 'transaction', cast })
-      } else if (key === 'FuncCall') {
-        const names = (node.funcname as { String?: { sval?: string } }[] | undefined)?.map((n) => n.String?.sval ?? '') ?? []
-        const name = names[names.length - 1]
-        if (!(name in FUNCS) || (names.length === 2 && names[0] !== 'pg_catalog') || (node.args as unknown[] | undefined)?.length) return
-        const start = Number(node.location)
-        const open = bytes.indexOf(0x28, start)
-        if (open < 0) return
-        sites.push({ start, end: parenEnd(bytes, open), per: FUNCS[name], cast: '' })
-      }
     })
     // random()/uuids: only in the rows of INSERT ... VALUES, where each call runs exactly once
     // per execution (not inside a subquery, which may run it any number of times).
@@ -115,14 +118,14 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
           const start = Number(node.location)
           const open = bytes.indexOf(0x28, start)
           if (open < 0) return
-          sites.push({ start, end: parenEnd(bytes, open), per: RANDOM_FUNCS[n], cast: '' })
+          sites.push(site(start, parenEnd(bytes, open), RANDOM_FUNCS[n], ''))
           replaced.set(n, (replaced.get(n) ?? 0) + 1)
         }, 'SubLink')
       }
     }
     const covered = new Set([...total].filter(([n, c]) => replaced.get(n) === c).map(([n]) => n))
     sites.sort((a, b) => a.start - b.start)
-    result = sites.length ? { sites, maxParam, covered } : null
+    result = sites.length ? { edits: sites, maxParam, covered } : null
   } catch {
     result = null
   }
@@ -131,8 +134,88 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
   return result
 }
 
+/**
+ * Statements whose expressions run now, once: DML, queries, CREATE TABLE AS.
+ * Everything else stores its expressions for later (a column default, a view,
+ * a function body, a materialized view refreshed later, PREPARE): a literal
+ * there would freeze the clock forever, so those are never rewritten.
+ */
+const EVALUATED = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'ExplainStmt', 'DeclareCursorStmt', 'CopyStmt', 'CreateTableAsStmt'])
+
+function evaluated(tree: unknown): { stmt?: Record<string, unknown> }[] {
+  return ((tree as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? []).filter((st) => {
+    const [type, node] = Object.entries(st.stmt ?? {})[0] ?? []
+    if (!type || !EVALUATED.has(type)) return false
+    return type !== 'CreateTableAsStmt' || (node as { objtype?: string }).objtype !== 'OBJECT_MATVIEW'
+  })
+}
+
+/** Clock calls anywhere in a parse tree: now() & co. per transaction, statement_timestamp() per statement. */
+function clockSites(tree: unknown, bytes: Buffer): TimeSite[] {
+  const sites: TimeSite[] = []
+  walk(tree, (key, node) => {
+    if (key === 'SQLValueFunction') {
+      const def = SVF[String(node.op)]
+      if (!def) return
+      const start = Number(node.location)
+      let end = wordEnd(bytes, start)
+      let cast = def.cast
+      if (def.n) {
+        end = parenEnd(bytes, end)
+        cast = `${def.cast}(${Number(node.typmod)})`
+      }
+      sites.push(site(start, end, 'transaction', cast))
+    } else if (key === 'FuncCall') {
+      const names = (node.funcname as { String?: { sval?: string } }[] | undefined)?.map((n) => n.String?.sval ?? '') ?? []
+      const name = names[names.length - 1]
+      if (!(name in FUNCS) || (names.length === 2 && names[0] !== 'pg_catalog') || (node.args as unknown[] | undefined)?.length) return
+      const start = Number(node.location)
+      const open = bytes.indexOf(0x28, start)
+      if (open < 0) return
+      sites.push(site(start, parenEnd(bytes, open), FUNCS[name], ''))
+    }
+  })
+  return sites
+}
+
+/**
+ * A column default expression (pg_get_expr text) as text and slots: every
+ * clock call and every random()/uuid call becomes a slot, so each row that
+ * relies on the default gets pgraid's values. `nonDeterministic` lists the
+ * functions left that differ per backend (clock_timestamp() is also listed:
+ * it becomes a per-statement value only where the configuration allows it).
+ */
+export function expressionTemplate(expr: string, isNonDeterministic: (fn: string) => boolean): { pieces: (string | Slot)[]; nonDeterministic: string[] } {
+  const sql = `SELECT ${expr}`
+  const prefix = 7
+  const tree = parseSync(sql) as unknown
+  const bytes = Buffer.from(sql, 'utf8')
+  const sites = clockSites(tree, bytes)
+  const bad = new Set<string>()
+  walk(tree, (key, node) => {
+    if (key !== 'FuncCall') return
+    const n = funcName(node)
+    if (!n) return
+    if (n in RANDOM_FUNCS && !(node.args as unknown[] | undefined)?.length) {
+      const start = Number(node.location)
+      const open = bytes.indexOf(0x28, start)
+      if (open >= 0) return void sites.push(site(start, parenEnd(bytes, open), RANDOM_FUNCS[n], ''))
+    }
+    if (n === 'clock_timestamp' || (!(n in FUNCS) && isNonDeterministic(n))) bad.add(n)
+  })
+  sites.sort((a, b) => a.start - b.start)
+  const pieces: (string | Slot)[] = []
+  let at = prefix
+  for (const s of sites) {
+    pieces.push(bytes.toString('utf8', at, s.start), ...s.pieces)
+    at = s.end
+  }
+  pieces.push(bytes.toString('utf8', at))
+  return { pieces: pieces.filter((p) => p !== ''), nonDeterministic: [...bad] }
+}
+
 /** The value pgraid chooses for one site (clock, or a fresh random value). */
-export function siteValue(s: TimeSite, txTime: string, stmtTime: string): string {
+export function siteValue(s: Slot, txTime: string, stmtTime: string): string {
   switch (s.per) {
     case 'transaction':
       return txTime
@@ -146,30 +229,31 @@ export function siteValue(s: TimeSite, txTime: string, stmtTime: string): string
   }
 }
 
-/** Replaces each site with a literal (simple queries). */
-export function withLiterals(sql: string, t: TimeAnalysis, txTime: string, stmtTime: string): string {
-  return splice(sql, t, (s) => `('${siteValue(s, txTime, stmtTime)}'::${siteType(s)})${s.cast}`)
+/** Applies the edits with a literal per slot (simple queries). */
+export function withLiterals(sql: string, edits: readonly Edit[], txTime: string, stmtTime: string): string {
+  return splice(sql, edits, (s) => `('${siteValue(s, txTime, stmtTime)}'::${siteType(s)})${s.cast}`)
 }
 
-/** Replaces each site with a new parameter $first, $first+1, ... (prepared statements). */
-export function withParams(sql: string, t: TimeAnalysis, first: number): string {
+/** Applies the edits with a new parameter per slot: $first, $first+1, ... (prepared statements). */
+export function withParams(sql: string, edits: readonly Edit[], first: number): string {
   let k = first
-  return splice(sql, t, (s) => `($${k++}::${siteType(s)})${s.cast}`)
+  return splice(sql, edits, (s) => `($${k++}::${siteType(s)})${s.cast}`)
 }
 
-function funcName(node: Record<string, unknown>): string | null {
+export function funcName(node: Record<string, unknown>): string | null {
   const names = (node.funcname as { String?: { sval?: string } }[] | undefined)?.map((n) => n.String?.sval ?? '') ?? []
   if (names.length === 2 && names[0] !== 'pg_catalog' && names[0] !== 'public') return null
   return names[names.length - 1] ?? null
 }
 
-function splice(sql: string, t: TimeAnalysis, render: (s: TimeSite) => string): string {
+function splice(sql: string, edits: readonly Edit[], render: (s: Slot) => string): string {
   const bytes = Buffer.from(sql, 'utf8')
   const parts: string[] = []
   let at = 0
-  for (const s of t.sites) {
-    parts.push(bytes.toString('utf8', at, s.start), render(s))
-    at = s.end
+  for (const e of edits) {
+    parts.push(bytes.toString('utf8', at, e.start))
+    for (const p of e.pieces) parts.push(typeof p === 'string' ? p : render(p))
+    at = e.end
   }
   parts.push(bytes.toString('utf8', at))
   return parts.join('')
@@ -181,7 +265,7 @@ function wordEnd(b: Buffer, i: number): number {
 }
 
 /** Index just past the parenthesised group starting at or after `i`. */
-function parenEnd(b: Buffer, i: number): number {
+export function parenEnd(b: Buffer, i: number): number {
   while (i < b.length && b[i] !== 0x28) i++
   let depth = 0
   for (; i < b.length; i++) {
@@ -191,7 +275,7 @@ function parenEnd(b: Buffer, i: number): number {
   return b.length
 }
 
-function walk(node: unknown, visit: (key: string, node: Record<string, unknown>) => void, skip?: string): void {
+export function walk(node: unknown, visit: (key: string, node: Record<string, unknown>) => void, skip?: string): void {
   if (Array.isArray(node)) {
     for (const n of node) walk(n, visit, skip)
     return
@@ -202,4 +286,17 @@ function walk(node: unknown, visit: (key: string, node: Record<string, unknown>)
     if (v && typeof v === 'object' && !Array.isArray(v) && /^[A-Z]/.test(k)) visit(k, v as Record<string, unknown>)
     walk(v, visit, skip)
   }
+}
+
+/** Byte offset of the first call of function `name` in the text (-1 if not found). */
+export function findCall(sql: string, name: string): number {
+  let at = -1
+  try {
+    walk(parseSync(sql), (key, node) => {
+      if (at < 0 && key === 'FuncCall' && funcName(node) === name) at = Number(node.location)
+    })
+  } catch {
+    return -1
+  }
+  return at
 }
