@@ -7,6 +7,7 @@
 // unit. Everything here runs synchronously in the backends' data callbacks,
 // so a unit is never split or reordered.
 
+import { createHash, type Hash } from 'node:crypto'
 import { B, F } from '../protocol/codes.ts'
 import { errorFields } from '../protocol/decode.ts'
 import { isTerminator, ResponseTracker } from './tracker.ts'
@@ -18,13 +19,29 @@ export interface PlannedMsg {
   /** Injected by pgraid (lazy Parse): its answer is consumed, not relayed. */
   swallow?: boolean
   describeStatement?: boolean
+  /** A read sent to several backends (REPEATABLE READ snapshots): its rows are not compared (LIMIT without ORDER BY may pick different rows). */
+  rowsMayDiffer?: boolean
 }
 
 export interface Unit {
   type: number
   body: Buffer | null
   slices: Buffer[]
+  /** Rows before the terminator (multi-target messages): count and an order-independent digest. */
+  rows?: RowDigest
 }
+
+/**
+ * Rows compared as a multiset: heap order may differ per backend, content may
+ * not. Two 48-bit sums of per-row MD5 prefixes (exact in doubles).
+ */
+export interface RowDigest {
+  count: number
+  s1: number
+  s2: number
+}
+
+const MOD48 = 2 ** 48
 
 export interface ExchangeHost {
   /** Writes bytes to the client. */
@@ -42,6 +59,9 @@ interface LinkProgress {
   tracker: ResponseTracker | null
   slices: Buffer[]
   skipping: boolean
+  /** The DataRow being hashed, and the rows of the current unit. */
+  row: Hash | null
+  rows: RowDigest | null
 }
 
 export interface Outcome {
@@ -79,7 +99,7 @@ export class Exchange {
       this.finished.push(new Set())
       for (const t of m.targets) {
         let lp = this.links.get(t)
-        if (!lp) this.links.set(t, (lp = { queue: [], qpos: 0, tracker: null, slices: [], skipping: initialSkipping(t) }))
+        if (!lp) this.links.set(t, (lp = { queue: [], qpos: 0, tracker: null, slices: [], skipping: initialSkipping(t), row: null, rows: null }))
         lp.queue.push(i)
         this.responses[i].set(t, [])
       }
@@ -123,18 +143,29 @@ export class Exchange {
     if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged) {
       this.host.out(slice)
       this.midMessage = true
-    } else lp.slices.push(slice)
+    } else {
+      lp.slices.push(slice)
+      // RETURNING rows, sequence values, ...: what several backends answered must match too.
+      if (type === B.DataRow && msg.targets.length > 1 && !msg.rowsMayDiffer) (lp.row ??= createHash('md5')).update(slice)
+    }
   }
 
   /** A whole message from backend `idx` ended. */
   end(idx: number, type: number, body: Buffer | null): void {
     this.midMessage = false
-    if (!isTerminator(type)) return
+    if (!isTerminator(type)) {
+      if (type === B.DataRow) this.rowEnded(idx)
+      return
+    }
     const lp = this.links.get(idx)
     if (!lp || lp.qpos >= lp.queue.length) return
     const m = lp.queue[lp.qpos]
     const unit: Unit = { type, body, slices: lp.slices }
     lp.slices = []
+    if (lp.rows) {
+      unit.rows = lp.rows
+      lp.rows = null
+    }
     this.responses[m].get(idx)!.push(unit)
     if (type === B.ErrorResponse) {
       this.outcome.errored.add(idx)
@@ -152,6 +183,17 @@ export class Exchange {
       this.settle(idx, lp)
     }
     this.advance()
+  }
+
+  private rowEnded(idx: number): void {
+    const lp = this.links.get(idx)
+    if (!lp?.row) return
+    const d = lp.row.digest()
+    lp.row = null
+    const r = (lp.rows ??= { count: 0, s1: 0, s2: 0 })
+    r.count++
+    r.s1 = (r.s1 + d.readUIntBE(0, 6)) % MOD48
+    r.s2 = (r.s2 + d.readUIntBE(6, 6)) % MOD48
   }
 
   /** Messages a skipping backend will ignore are answered with nothing. */
@@ -252,7 +294,10 @@ export class Exchange {
   private diverge(i: number, targets: number[], units: (Unit | undefined)[]): void {
     const describe = (u: Unit | undefined): string => {
       if (!u) return 'nothing'
-      if (u.type === B.CommandComplete && u.body) return `"${u.body.toString('utf8', 0, u.body.length - 1)}"`
+      if (u.type === B.CommandComplete && u.body) {
+        const rows = u.rows ? ` with rows ${u.rows.s1.toString(16)}${u.rows.s2.toString(16)}` : ''
+        return `"${u.body.toString('utf8', 0, u.body.length - 1)}"${rows}`
+      }
       if (u.type === B.ErrorResponse && u.body) {
         const f = errorFields(u.body)
         return `error ${f.C}: ${f.M}`
@@ -303,6 +348,7 @@ export function compareUnits(units: Unit[]): string | null {
   for (let k = 1; k < units.length; k++) {
     const b = units[k]
     if (a.type !== b.type) return 'different messages'
+    if (a.rows?.count !== b.rows?.count || a.rows?.s1 !== b.rows?.s1 || a.rows?.s2 !== b.rows?.s2) return 'different rows'
     if (a.type === B.CommandComplete || a.type === B.ReadyForQuery) {
       if (!a.body || !b.body || !a.body.equals(b.body)) return 'different results'
     } else if (a.type === B.ErrorResponse) {

@@ -359,7 +359,9 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       case F.Execute: {
         const e: ExecuteMsg = executeMsg(body(f))
         const portal = portalsHere.get(e.portal) ?? ctx.registry.portals.get(e.portal)
-        push({ code: F.Execute, bytes: f.bytes, targets: portal ? portal.targets : route })
+        const targets = portal ? portal.targets : route
+        const a = portal?.statement?.analysis
+        push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: targets.length > 1 && !!a && plainRead(a, ctx.catalog) })
         break
       }
       case F.Close: {
@@ -380,7 +382,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         plan.hasQuery = true
         // Reads get the transaction's clock too: now() must read the same value the writes stored.
         const text = queryText(body(f))
-        push({ code: F.Query, bytes: rewriteQuery(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock) ?? f.bytes, targets: route })
+        const bytes = rewriteQuery(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock) ?? f.bytes
+        push({ code: F.Query, bytes, targets: route, rowsMayDiffer: everywhere && plainRead(analyzeForRouting(text), ctx.catalog) })
         break
       case F.Sync: {
         // Sync goes wherever this batch (or an earlier Flush batch) did work.
@@ -428,6 +431,11 @@ function refusal(s: StatementInfo, text: string, rw: Rewrite | null, ctx: PlanCo
 function charPosition(text: string, byteOffset: number): number | undefined {
   if (byteOffset < 0) return undefined
   return Buffer.from(text, 'utf8').toString('utf8', 0, byteOffset).length + 1
+}
+
+/** Only reads (and transaction control), no sequence calls: rows another backend may order or limit differently. */
+function plainRead(a: Analysis, cat: CatalogData): boolean {
+  return a.ok && a.statements.every((s) => (s.kind === 'read' || s.kind === 'transaction' || s.kind === 'empty') && !s.sequences && s.functions.every((f) => cat.nonVolatile.has(unqualified(f))))
 }
 
 function anyTxOrSession(a: Analysis): boolean {
