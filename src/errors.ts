@@ -53,6 +53,8 @@ export const errors = {
     new PgError('25P03', `terminating connection due to idle-in-transaction timeout (pgraid timeouts.clientIdleInTransactionMs = ${ms})`, 'FATAL'),
   nonDeterministic: (fn: string, position?: number) =>
     new PgError('0A000', `pgraid refuses ${fn}() in a write: each backend would compute its own value and the copies would differ`, 'ERROR', undefined, `compute the value in the client and pass it as a parameter, or add "${fn}" to determinism.allowFunctions in the pgraid configuration to accept per-backend values`, position),
+  systemColumn: (name: string, position?: number) =>
+    new PgError('0A000', `pgraid refuses the system column ${name} in a write: its values differ per backend (physical row positions, transaction ids and OIDs are each backend's own)`, 'ERROR', undefined, 'identify rows by a key column instead', position),
   volatileDefault: (message: string, hint: string, position?: number) => new PgError('0A000', message, 'ERROR', undefined, hint, position),
   volatileTrigger: (table: string, trigger: string, fn: string, reason: string) =>
     new PgError('0A000', `pgraid refuses writes to table "${table}": its trigger "${trigger}" runs ${fn}(), and ${reason}, so each backend would compute its own values`, 'ERROR', undefined, `make the trigger deterministic (pass values from the statement), or add "${trigger}" to determinism.allowTriggers in the pgraid configuration to accept it under a database-wide lock`),

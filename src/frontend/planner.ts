@@ -11,7 +11,7 @@ import type { CatalogData, UniqueIndex } from '../scheduler/catalog.ts'
 import { bindParams, canonical, type BindParams } from '../scheduler/keys.ts'
 import type { KeyValue, TableName } from '../sql/types.ts'
 import { analyzeForRouting } from '../sql/shape-cache.ts'
-import { findCall } from '../sql/time-rewrite.ts'
+import { findCall, findSystemColumn } from '../sql/time-rewrite.ts'
 import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic.ts'
 import { errors, type PgError } from '../errors.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
@@ -418,6 +418,8 @@ function refusal(s: StatementInfo, text: string, rw: Rewrite | null, ctx: PlanCo
   }
   const fn = nonDeterministicCall(s.functions, rw ? [...ctx.allowFunctions, ...rw.covered] : ctx.allowFunctions)
   if (fn) return errors.nonDeterministic(fn, charPosition(text, findCall(text, fn)))
+  const sys = findSystemColumn(text)
+  if (sys) return errors.systemColumn(sys.name, charPosition(text, sys.at))
   if (rw?.refusal) return errors.volatileDefault(rw.refusal.message, rw.refusal.hint, charPosition(text, rw.refusal.position))
   for (const w of s.writes) {
     for (const tr of ctx.catalog.volatileTriggers.get(w.name) ?? []) {

@@ -300,3 +300,22 @@ export function findCall(sql: string, name: string): number {
   }
   return at
 }
+
+const SYSTEM_COLUMNS = /\b(ctid|xmin|xmax|cmin|cmax|tableoid)\b/i
+
+/** The first system column a statement names (ctid, xmin, ... differ per backend), with its byte offset. */
+export function findSystemColumn(sql: string): { name: string; at: number } | null {
+  if (!SYSTEM_COLUMNS.test(sql)) return null
+  let hit: { name: string; at: number } | null = null
+  try {
+    walk(parseSync(sql), (key, node) => {
+      if (hit || key !== 'ColumnRef') return
+      const fields = (node.fields as { String?: { sval?: string } }[] | undefined) ?? []
+      const last = fields[fields.length - 1]?.String?.sval
+      if (last && SYSTEM_COLUMNS.test(last) && last.length <= 8) hit = { name: last, at: Number(node.location) }
+    })
+  } catch {
+    return null
+  }
+  return hit
+}

@@ -89,6 +89,11 @@ t.test('refused function calls carry the position of the call', async (t) => {
   const e = await failure(c.query(text))
   t.equal(e?.code, '0A000')
   t.equal(Number(e?.position), text.indexOf('pg_backend_pid') + 1)
+  const ctid = 'DELETE FROM ev WHERE ctid = (SELECT min(ctid) FROM ev)'
+  const s = await failure(c.query(ctid))
+  t.equal(s?.code, '0A000', 'ctid in a write: each backend has its own physical layout')
+  t.equal(Number(s?.position), ctid.indexOf('ctid') + 1)
+  t.ok((await c.query('SELECT ctid, xmin FROM ev LIMIT 1')).rows.length, 'reads may name system columns')
 })
 
 t.test('triggers: deterministic ones run, per-backend ones are refused unless allowed', async (t) => {
