@@ -9,6 +9,7 @@ import type { LockManager } from './scheduler/lock-manager.ts'
 import type { Balancer, BalancedBackend } from './router/balancer.ts'
 import type { Catalog } from './scheduler/catalog.ts'
 import type { Session } from './frontend/session.ts'
+import type { RecoveryLog } from './recovery/log.ts'
 
 export interface ServerContext {
   config: Config
@@ -20,6 +21,8 @@ export interface ServerContext {
   /** Enabled backends, in configuration order. */
   backends(): BackendTarget[]
   catalog(database: string): Catalog
+  /** The recovery log of a database (schema ensured on first use). */
+  recovery(database: string): RecoveryLog
   /** Counts the session against limits.maxClients; false when full. */
   admit(s: Session): boolean
   release(s: Session): void

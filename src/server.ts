@@ -6,6 +6,7 @@ import type { Logger } from './control/logger.ts'
 import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
 import { Catalog } from './scheduler/catalog.ts'
+import { RecoveryLog } from './recovery/log.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
@@ -33,6 +34,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   const sessions = new Set<Session>()
   const byPid = new Map<number, Session>()
   const catalogs = new Map<string, Catalog>()
+  const logs = new Map<string, RecoveryLog>()
   let nextId = 1
   const ctx: ServerContext = {
     config,
@@ -46,6 +48,11 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       let c = catalogs.get(database)
       if (!c) catalogs.set(database, (c = new Catalog(() => targets[0], database)))
       return c
+    },
+    recovery(database) {
+      let l = logs.get(database)
+      if (!l) logs.set(database, (l = new RecoveryLog(() => targets, database, logger)))
+      return l
     },
     admit(s) {
       if (sessions.size >= config.limits.maxClients) return false

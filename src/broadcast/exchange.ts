@@ -21,6 +21,10 @@ export interface PlannedMsg {
   describeStatement?: boolean
   /** A read sent to several backends (REPEATABLE READ snapshots): its rows are not compared (LIMIT without ORDER BY may pick different rows). */
   rowsMayDiffer?: boolean
+  /** Swallowed, but an ErrorResponse still reaches the client (pgraid's log INSERT failing must not pass silently). */
+  surfaceErrors?: boolean
+  /** The CommandComplete ending statement number dropUnit (0-based) of a simple query is pgraid's own statement added to the text: not relayed. */
+  dropUnit?: number
 }
 
 export interface Unit {
@@ -140,7 +144,7 @@ export class Exchange {
     if (!lp || lp.qpos >= lp.queue.length) return
     const m = lp.queue[lp.qpos]
     const msg = this.msgs[m]
-    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged) {
+    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged && msg.dropUnit === undefined) {
       this.host.out(slice)
       this.midMessage = true
     } else {
@@ -224,7 +228,7 @@ export class Exchange {
         this.next()
         continue
       }
-      if (targets.length === 1 && !this.outcome.diverged) {
+      if (targets.length === 1 && !this.outcome.diverged && msg.dropUnit === undefined) {
         const t = targets[0]
         const units = this.responses[i].get(t)!
         // Units buffered before the cursor got here go out now; the rest flow live.
@@ -265,7 +269,10 @@ export class Exchange {
         this.diverge(i, targets, units)
         continue
       }
-      this.emit(msg, units[0]!, targets, i)
+      const u = units[0]!
+      // Statements of a simple query end with exactly one of these; count them to find pgraid's own.
+      const ends = u.type === B.CommandComplete || u.type === B.ErrorResponse || u.type === B.EmptyQueryResponse ? this.statementEnds++ : -1
+      this.emit(msg, u, targets, i, msg.dropUnit === ends && u.type === B.CommandComplete)
     }
     this.maybeFinish()
   }
@@ -273,9 +280,11 @@ export class Exchange {
   private next(): void {
     this.cursor++
     this.consumed = 0
+    this.statementEnds = 0
   }
+  private statementEnds = 0
 
-  private emit(msg: PlannedMsg, unit: Unit, targets: number[], i: number): void {
+  private emit(msg: PlannedMsg, unit: Unit, targets: number[], i: number, drop = false): void {
     let a = this.outcome.answers.get(i)
     if (!a) this.outcome.answers.set(i, (a = new Map()))
     for (const t of targets) {
@@ -285,7 +294,7 @@ export class Exchange {
     }
     if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow)
       this.outcome.errorCode = errorFields(unit.body).C ?? null
-    if (msg.swallow) return
+    if ((msg.swallow && !(msg.surfaceErrors && unit.type === B.ErrorResponse)) || drop) return
     if (unit.type === B.ReadyForQuery) this.host.beforeReady()
     for (const s of unit.slices) this.host.out(s)
     if (unit.type === B.CopyInResponse) this.host.enterCopyIn(targets, msg.code === F.Execute)

@@ -17,7 +17,9 @@ import { errors, type PgError } from '../errors.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
 import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
-import { rewriteBind, rewriteOf, rewriteParse, rewriteQuery, type Clock, type Rewrite } from './time-params.ts'
+import { queryMessage, rewriteBind, rewriteOf, rewriteParse, rewriteQueryText, type Clock, type Rewrite } from './time-params.ts'
+import { changesData, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'
+import { entryFromBind, insertText, logBind, logExecute, logParse, recordJson, type LogEntry } from '../recovery/record.ts'
 
 export interface PlanContext {
   registry: StatementRegistry
@@ -43,6 +45,8 @@ export interface PlanContext {
    * (design trap "Snapshots").
    */
   snapshotEverywhere: boolean
+  /** The recovery log's view of the session; null = do not log (tests of the planner alone). */
+  log: LogContext | null
 }
 
 export interface Plan {
@@ -64,6 +68,14 @@ export interface Plan {
   nowait: boolean
   /** A write whose result would differ per backend (refused, 0A000): the error to send. */
   nonDeterministic: PgError | null
+  /** Statements to add to the open transaction's log entries if their messages succeed. */
+  logEntries: BatchLogEntry[]
+  /** The batch ended or began a transaction: the session's pending entries start over. */
+  logReset: boolean
+  /** The batch commits a write transaction: its log INSERT, waiting for an LSN. */
+  commit: LogCommit | null
+  /** Index of the injected Parse of the log statement (the session marks it prepared where it succeeded). */
+  logParse: number | null
 }
 
 function unqualified(name: string): string {
@@ -218,6 +230,8 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
 
 export class PlanError extends Error {}
 
+const EMPTY_BIND = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])
+
 export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const plan: Plan = {
     msgs: [],
@@ -233,6 +247,10 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     hasQuery: false,
     nowait: false,
     nonDeterministic: null,
+    logEntries: [],
+    logReset: false,
+    commit: null,
+    logParse: null,
   }
   const last = frames[frames.length - 1]
   plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
@@ -267,7 +285,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const a = analyze(p.query)
         const rewrite = rewriteOf(p.query, ctx.catalog, ctx.allowFunctions)
         const rw = rewriteParse(p, rewrite)
-        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time, rewrite }
+        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time, rewrite, sent: rw?.text ?? p.query, paramTypes: p.paramTypes }
         batchStatements.set(p.name, st)
         frameStatements.set(f, st)
         break
@@ -323,6 +341,36 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     for (const t of m.targets) touched.add(t)
     plan.msgs.push(m)
   }
+  // Recovery log: the open transaction's entries as the batch proceeds.
+  const log = everywhere ? ctx.log : null
+  let cur: LogEntry[] = log ? [...log.pending] : []
+  let curWrites = log?.pendingWrites ?? false
+  const restart = () => {
+    cur = []
+    curWrites = false
+    plan.logEntries = []
+    plan.logReset = true
+  }
+  const add = (msg: number, entry: LogEntry, writes: boolean) => {
+    cur.push(entry)
+    curWrites ||= writes
+    plan.logEntries.push({ msg, entry, writes })
+  }
+  /** Log INSERT as extended-protocol messages (named statement and portal: the client's unnamed ones stay). */
+  const injectExtended = () => {
+    const json = recordJson(log!.settings, cur)
+    const lacking = route.filter((t) => !log!.prepared.has(t))
+    if (lacking.length) {
+      plan.logParse = plan.msgs.length
+      push({ code: F.Parse, bytes: logParse(), targets: lacking, swallow: true, surfaceErrors: true })
+    }
+    const idx = plan.msgs.length
+    push({ code: F.Bind, bytes: Buffer.alloc(0), targets: route, swallow: true, surfaceErrors: true })
+    push({ code: F.Execute, bytes: logExecute(), targets: route, swallow: true, surfaceErrors: true })
+    plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = logBind(lsn, at, json)) }
+  }
+  const txControl = (s: StatementInfo) => s.tx?.op === 'begin' || s.tx?.op === 'rollback' || isCommit(s)
+  const batchTx = plan.executed.some(txControl)
   for (const f of frames) {
     switch (f.type) {
       case F.Parse: {
@@ -338,10 +386,11 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const b = bindHead(body(f))
         const st = definedHere.get(b.statement) ?? ctx.registry.statements.get(b.statement)
         if (!definedHere.has(b.statement)) ensure(st, route)
-        const portal: Portal = { name: b.portal, statement: st ?? null, targets: route, params: batchParams.get(b.portal) ?? null }
+        const bytes = st?.time ? rewriteBind(body(f), st.time, ctx.clock) : f.bytes
+        const portal: Portal = { name: b.portal, statement: st ?? null, targets: route, params: batchParams.get(b.portal) ?? null, bindBody: bytes.subarray(5) }
         portalsHere.set(b.portal, portal)
         plan.binds.set(plan.msgs.length, portal)
-        push({ code: F.Bind, bytes: st?.time ? rewriteBind(body(f), st.time, ctx.clock) : f.bytes, targets: route })
+        push({ code: F.Bind, bytes, targets: route })
         break
       }
       case F.Describe: {
@@ -361,6 +410,14 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const portal = portalsHere.get(e.portal) ?? ctx.registry.portals.get(e.portal)
         const targets = portal ? portal.targets : route
         const a = portal?.statement?.analysis
+        const st = a?.ok ? a.statements[0] : undefined
+        if (log && st && portal?.statement) {
+          if (isCommit(st)) {
+            if (curWrites) injectExtended()
+            restart()
+          } else if (st.tx?.op === 'begin' || st.tx?.op === 'rollback') restart()
+          else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog))
+        }
         push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: targets.length > 1 && !!a && plainRead(a, ctx.catalog) })
         break
       }
@@ -378,14 +435,24 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         push({ code: F.Close, bytes: f.bytes, targets })
         break
       }
-      case F.Query:
+      case F.Query: {
         plan.hasQuery = true
         // Reads get the transaction's clock too: now() must read the same value the writes stored.
         const text = queryText(body(f))
-        const bytes = rewriteQuery(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock) ?? f.bytes
-        push({ code: F.Query, bytes, targets: route, rowsMayDiffer: everywhere && plainRead(analyzeForRouting(text), ctx.catalog) })
+        const sent = rewriteQueryText(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock)
+        const a = analyzeForRouting(text)
+        const idx = plan.msgs.length
+        const m: PlannedMsg = { code: F.Query, bytes: sent === text ? f.bytes : queryMessage(sent), targets: route, rowsMayDiffer: everywhere && plainRead(a, ctx.catalog) }
+        if (log && a.ok) logQuery(a.statements.filter((s) => s.kind !== 'empty'), sent, idx, m)
+        push(m)
         break
+      }
       case F.Sync: {
+        // An autocommit extended batch that wrote: the log row joins its implicit transaction.
+        if (log && !ctx.inTransaction && !batchTx && curWrites) {
+          injectExtended()
+          restart()
+        }
         // Sync goes wherever this batch (or an earlier Flush batch) did work.
         const targets = touched.size ? [...touched].sort((a, b) => a - b) : route
         plan.msgs.push({ code: F.Sync, bytes: f.bytes, targets })
@@ -396,6 +463,47 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         break
     }
   }
+  /** A simple query's statements into the log: the INSERT added to the text where the transaction commits. */
+  function logQuery(stmts: StatementInfo[], sent: string, idx: number, m: PlannedMsg): void {
+    if (!stmts.some(txControl)) {
+      const writes = stmts.some((s) => changesData(s, ctx.catalog))
+      const copy = stmts.some((s) => s.kind === 'copy-in')
+      if (ctx.inTransaction) {
+        if (stmts.some((s) => logged(s, ctx.catalog))) add(idx, copy ? { q: sent, copy: true } : { q: sent }, writes)
+        return
+      }
+      // Autocommit: the text is one implicit transaction; the INSERT is its last statement.
+      // COPY (data not in the record) and statements refusing a transaction block are not logged.
+      if (!writes || copy || stmts.some((s) => s.noTransactionBlock)) return
+      add(idx, { q: sent }, writes)
+      const json = recordJson(log!.settings, cur)
+      plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = queryMessage(`${sent}\n;${insertText(lsn, at, json)}`)) }
+      m.dropUnit = stmts.length
+      restart()
+      return
+    }
+    const spans = statementSpans(sent)
+    if (!spans || spans.length !== stmts.length) return
+    const bytes = Buffer.from(sent, 'utf8')
+    let spliced = false
+    stmts.forEach((s, k) => {
+      const span = spans[k]!
+      if (s.tx?.op === 'begin' || s.tx?.op === 'rollback') restart()
+      else if (isCommit(s)) {
+        if (curWrites && !spliced) {
+          // One INSERT per text: it goes just before the (first) COMMIT, and its answer is not relayed.
+          spliced = true
+          const json = recordJson(log!.settings, cur)
+          const head = bytes.toString('utf8', 0, span.start)
+          const tail = bytes.toString('utf8', span.start)
+          plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = queryMessage(`${head}${insertText(lsn, at, json)};\n${tail}`)) }
+          m.dropUnit = k
+        }
+        restart()
+      } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog))
+    })
+  }
+
   // A Flush must reach the backends so they send what they have.
   if (last?.type === F.Flush) {
     const flushTargets = touched.size ? [...touched].sort((a, b) => a - b) : route

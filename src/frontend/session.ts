@@ -21,6 +21,7 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
+import type { LogContext } from './log-plan.ts'
 import type { ServerContext } from '../server-context.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
@@ -53,6 +54,10 @@ export class Session implements LinkHost {
   private savepoints = 0
   private pendingNotify: Buffer[] = []
   private copy: CopyIn | null = null
+  /** Recovery log: session settings, the open transaction's entries, log statement prepared per backend. */
+  private readonly logSettings = new Map<string, string>()
+  private logCtx: LogContext = { settings: [], pending: [], pendingWrites: false, prepared: new Set() }
+  private logReady = false
   private pausedBackends = false
   log: Logger
 
@@ -264,6 +269,10 @@ export class Session implements LinkHost {
     }
     let plan: Plan
     try {
+      if (!this.logReady) {
+        await this.ctx.recovery(this.database).ready()
+        this.logReady = true
+      }
       const catalog = await this.ctx.catalog(this.database).get()
       plan = planBatch(frames, {
         registry: this.registry,
@@ -277,6 +286,8 @@ export class Session implements LinkHost {
         allowFunctions: this.ctx.config.determinism.allowFunctions,
         allowTriggers: this.ctx.config.determinism.allowTriggers,
         snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
+        // A failed transaction commits nothing: its COMMIT (a ROLLBACK) gets no log row.
+        log: this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
@@ -308,6 +319,8 @@ export class Session implements LinkHost {
       this.ctx.locks.releaseAll(this.owner)
       return
     }
+    // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
+    if (plan.commit) plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     this.plan = plan
     try {
       await this.execute(plan)
@@ -456,6 +469,7 @@ export class Session implements LinkHost {
       if (sk !== undefined) link.skipping = sk
     }
     if (plan.ddl) this.ctx.catalog(this.database).invalidate()
+    this.trackLog(plan, ex)
     if (plan.endsWithSync) {
       this.sinceSync.clear()
       this.clientSkipping = false
@@ -467,6 +481,38 @@ export class Session implements LinkHost {
       for (const m of plan.msgs) for (const t of m.targets) this.sinceSync.add(t)
       if (ex.outcome.errored.size) this.clientSkipping = true
     }
+  }
+
+  /** The recovery log's view after a batch: the open transaction's entries, session settings, prepared log statement. */
+  private trackLog(plan: Plan, ex: Exchange): void {
+    const c = this.logCtx
+    let pending = plan.logReset ? [] : [...c.pending]
+    let writes = plan.logReset ? false : c.pendingWrites
+    for (const e of plan.logEntries) {
+      const targets = plan.msgs[e.msg]?.targets ?? []
+      if (targets.some((t) => ex.answered(e.msg, t, B.ErrorResponse))) continue
+      pending.push(e.entry)
+      writes ||= e.writes
+    }
+    if (plan.logParse !== null) for (const t of plan.msgs[plan.logParse]!.targets) if (ex.answered(plan.logParse, t, B.ParseComplete)) c.prepared.add(t)
+    const ok = ex.outcome.errored.size === 0
+    for (const s of plan.executed) {
+      const op = s.session?.op
+      if (op === 'discard_all' || (op === 'deallocate' && !s.session?.name)) c.prepared.clear()
+      if (!ok || !plan.everywhere) continue
+      if (op === 'set' && s.session?.name) this.logSettings.set(s.session.name, s.text)
+      else if (op === 'reset' && s.session?.name) this.logSettings.delete(s.session.name)
+      else if (op === 'reset_all' || op === 'discard_all') this.logSettings.clear()
+    }
+    if (plan.endsWithSync) {
+      const final = plan.msgs[plan.msgs.length - 1]
+      const st = final?.targets[0] !== undefined ? ex.outcome.status.get(final.targets[0]) : undefined
+      if (st === 'I') {
+        pending = []
+        writes = false
+      }
+    }
+    this.logCtx = { settings: [...this.logSettings.values()], pending, pendingWrites: writes, prepared: c.prepared }
   }
 
   /** Isolation of the session's transactions, as far as pgraid saw it being set. */

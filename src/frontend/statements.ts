@@ -18,6 +18,9 @@ export interface Statement {
   time?: TimeParams | undefined
   /** Value rewrites of its text (covered random calls, a refused default). */
   rewrite?: Rewrite | null
+  /** The text as sent to the backends (after rewrites) and its declared parameter types: the recovery log's copy. */
+  sent: string
+  paramTypes: number[]
 }
 
 export interface Portal {
@@ -26,6 +29,8 @@ export interface Portal {
   targets: number[]
   /** Its parameters, for key locks when it is executed in a later batch. */
   params: BindParams | null
+  /** The Bind body as sent (after rewrites), for the recovery log. */
+  bindBody: Buffer | null
 }
 
 export class StatementRegistry {

@@ -45,14 +45,14 @@ function cstr(s: string): Buffer {
 }
 
 /** A Parse with the slots turned into parameters, or null if it needs no rewrite. */
-export function rewriteParse(p: ParseMsg, rw: Rewrite | null): { bytes: Buffer; time: TimeParams } | null {
+export function rewriteParse(p: ParseMsg, rw: Rewrite | null): { bytes: Buffer; time: TimeParams; text: string } | null {
   if (!rw || !rw.edits.length) return null
   const first = Math.max(p.paramTypes.length, rw.maxParam) + 1
   const text = withParams(p.query, rw.edits, first)
   const types = Buffer.alloc(2 + 4 * p.paramTypes.length)
   types.writeInt16BE(p.paramTypes.length, 0)
   p.paramTypes.forEach((oid, i) => types.writeInt32BE(oid, 2 + 4 * i))
-  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { slots: slotsOf(rw.edits) } }
+  return { bytes: message(F.Parse, Buffer.concat([cstr(p.name), cstr(text), types])), time: { slots: slotsOf(rw.edits) }, text }
 }
 
 /** The Bind with the slot values appended as text parameters. */
@@ -91,8 +91,12 @@ export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffe
   return message(F.Bind, Buffer.concat([cstr(portal), cstr(statement), head, values, ...extraBytes, rest]))
 }
 
-/** A simple Query with the slots replaced by literals, or null if it needs no rewrite. */
-export function rewriteQuery(sql: string, rw: Rewrite | null, clock: Clock): Buffer | null {
-  if (!rw || !rw.edits.length) return null
-  return message(F.Query, cstr(withLiterals(sql, rw.edits, clock.tx, clock.stmt)))
+/** A simple Query's text with the slots replaced by literals (the text itself if it needs no rewrite). */
+export function rewriteQueryText(sql: string, rw: Rewrite | null, clock: Clock): string {
+  if (!rw || !rw.edits.length) return sql
+  return withLiterals(sql, rw.edits, clock.tx, clock.stmt)
+}
+
+export function queryMessage(text: string): Buffer {
+  return message(F.Query, cstr(text))
 }

@@ -1,0 +1,71 @@
+// Which statements of a batch go into the recovery log, and where the log
+// INSERT is placed so it commits with the transaction: before the COMMIT
+// (extended protocol: a named statement; simple query: a statement spliced
+// into the text), or, for an autocommit write, before the Sync / at the end
+// of the text. The LSN is filled in after the batch's locks are granted, so
+// conflicting transactions get LSNs in their commit order.
+
+import { parseSync } from 'libpg-query'
+import type { StatementInfo } from '../sql/types.ts'
+import type { CatalogData } from '../scheduler/catalog.ts'
+import type { LogEntry } from '../recovery/record.ts'
+
+export interface LogContext {
+  /** Session-level SET statements in effect. */
+  settings: readonly string[]
+  /** Entries of the open transaction so far, and whether one changes data. */
+  pending: readonly LogEntry[]
+  pendingWrites: boolean
+  /** Backends whose connection has the log statement prepared (updated by the planner). */
+  prepared: Set<number>
+}
+
+export interface BatchLogEntry {
+  /** Index of the message in the plan (success is checked on its answer). */
+  msg: number
+  entry: LogEntry
+  writes: boolean
+}
+
+/** The log INSERT of a committing batch; `fill` writes LSN and time into its message. */
+export interface LogCommit {
+  fill(lsn: number, at: string): void
+}
+
+function unqualified(name: string): string {
+  const dot = name.lastIndexOf('.')
+  return dot >= 0 ? name.slice(dot + 1) : name
+}
+
+/** Changes data, so the transaction needs a log record. */
+export function changesData(s: StatementInfo, cat: CatalogData): boolean {
+  if (s.kind === 'write' || s.kind === 'ddl' || s.kind === 'copy-in') return true
+  if (s.kind === 'read' || s.kind === 'copy-out') return !!s.sequences || s.functions.some((f) => !cat.nonVolatile.has(unqualified(f)))
+  return !!s.session?.cursorQuery
+}
+
+/** Belongs in the record: everything sent everywhere except plain reads and BEGIN/COMMIT/ROLLBACK themselves. */
+export function logged(s: StatementInfo, cat: CatalogData): boolean {
+  if (s.kind === 'empty') return false
+  if (s.kind === 'transaction') return s.tx?.op === 'savepoint' || s.tx?.op === 'release' || s.tx?.op === 'rollback_to' || s.tx?.op === 'set_transaction'
+  if (s.kind === 'read' || s.kind === 'copy-out') return changesData(s, cat)
+  return true
+}
+
+export function isCommit(s: StatementInfo): boolean {
+  return s.tx?.op === 'commit' || s.tx?.op === 'prepare'
+}
+
+/** Byte spans of each statement in a text, from the parser; null if it does not parse. */
+export function statementSpans(text: string): { start: number; end: number }[] | null {
+  try {
+    const tree = parseSync(text) as { stmts?: { stmt_location?: number; stmt_len?: number }[] }
+    const total = Buffer.byteLength(text, 'utf8')
+    return (tree.stmts ?? []).map((s) => {
+      const start = s.stmt_location ?? 0
+      return { start, end: s.stmt_len ? start + s.stmt_len : total }
+    })
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,110 @@
+// One recovery-log record: what a committed write transaction did, exactly
+// as pgraid sent it (statement texts after rewriting, bind parameters with
+// their types and formats) and the session settings it ran under. And the
+// ways pgraid inserts it, in the same transaction, pipelined with COMMIT: a
+// named prepared statement in extended-protocol batches, a statement added
+// to the text of a simple query.
+
+import { F } from '../protocol/codes.ts'
+import { message } from '../protocol/encode.ts'
+import { Reader } from '../protocol/decode.ts'
+
+/** One statement of a transaction as sent to every backend. */
+export interface LogEntry {
+  /** Query text after pgraid's rewrites (a whole simple-query text, or one prepared statement). */
+  q: string
+  /** Extended protocol: parameter type OIDs of the Parse, format codes and values of the Bind. */
+  t?: number[]
+  f?: number[]
+  /** Text values as strings, binary values base64-encoded (f[i] = 1); null = SQL NULL. */
+  p?: (string | null)[]
+  /** COPY FROM STDIN: the data is not in the record (replay impossible; clone instead). */
+  copy?: true
+}
+
+export interface LogRecord {
+  v: 1
+  /** Session-level SET statements in effect, in order (replayed before the transaction). */
+  settings: string[]
+  stmts: LogEntry[]
+}
+
+export const LOG_STATEMENT = '__pgraid_log'
+const INSERT = 'INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)'
+const INT8 = 20
+const TIMESTAMPTZ = 1184
+const JSONB = 3802
+
+/** The entry for an executed prepared statement: its text and the Bind's parameters. */
+export function entryFromBind(query: string, paramTypes: readonly number[], bindBody: Buffer): LogEntry {
+  const r = new Reader(bindBody)
+  r.cstring()
+  r.cstring()
+  const nFmt = r.int16()
+  const fmts: number[] = []
+  for (let i = 0; i < nFmt; i++) fmts.push(r.int16())
+  const n = r.int16()
+  const f: number[] = []
+  const p: (string | null)[] = []
+  for (let i = 0; i < n; i++) {
+    const fmt = nFmt === 0 ? 0 : nFmt === 1 ? fmts[0]! : fmts[i] ?? 0
+    const len = r.int32()
+    f.push(fmt)
+    if (len < 0) p.push(null)
+    else {
+      const v = r.bytes(len)
+      p.push(fmt === 1 ? v.toString('base64') : v.toString('utf8'))
+    }
+  }
+  const e: LogEntry = { q: query }
+  if (n || paramTypes.length) {
+    e.t = [...paramTypes]
+    e.f = f
+    e.p = p
+  }
+  return e
+}
+
+export function recordJson(settings: readonly string[], stmts: readonly LogEntry[]): string {
+  const rec: LogRecord = { v: 1, settings: [...settings], stmts: [...stmts] }
+  return JSON.stringify(rec)
+}
+
+/** The INSERT of a record as SQL text, to add to a simple query (dollar-quoted: no escaping rules apply). */
+export function insertText(lsn: number, at: string, json: string): string {
+  let tag = 'pgraid'
+  for (let i = 0; json.includes(`$${tag}$`); i++) tag = `pgraid${i}`
+  return `INSERT INTO pgraid.log (lsn, at, record) VALUES (${lsn}, '${at}', $${tag}$${json}$${tag}$)`
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.from(s + '\0', 'utf8')
+}
+
+/** Parse of the log INSERT as a named statement (once per backend connection). */
+export function logParse(): Buffer {
+  const types = Buffer.alloc(2 + 12)
+  types.writeInt16BE(3, 0)
+  types.writeInt32BE(INT8, 2)
+  types.writeInt32BE(TIMESTAMPTZ, 6)
+  types.writeInt32BE(JSONB, 10)
+  return message(F.Parse, Buffer.concat([cstr(LOG_STATEMENT), cstr(INSERT), types]))
+}
+
+/** Bind of the log INSERT to a named portal (the client's unnamed portal is left alone). */
+export function logBind(lsn: number, at: string, json: string): Buffer {
+  const vals = [String(lsn), at, json].map((v) => Buffer.from(v, 'utf8'))
+  const parts: Buffer[] = [cstr(LOG_STATEMENT), cstr(LOG_STATEMENT), Buffer.from([0, 0]), Buffer.from([0, 3])]
+  for (const v of vals) {
+    const len = Buffer.alloc(4)
+    len.writeInt32BE(v.length)
+    parts.push(len, v)
+  }
+  parts.push(Buffer.from([0, 0]))
+  return message(F.Bind, Buffer.concat(parts))
+}
+
+export function logExecute(): Buffer {
+  const body = Buffer.concat([cstr(LOG_STATEMENT), Buffer.alloc(4)])
+  return message(F.Execute, body)
+}
