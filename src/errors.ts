@@ -42,6 +42,10 @@ export const errors = {
     new PgError('08006', `pgraid could not reach backend "${name}": ${reason}`, 'FATAL'),
   backendLost: (name: string, reason: string) =>
     new PgError('08006', `pgraid lost its connection to backend "${name}": ${reason}`, 'FATAL'),
+  readLost: (name: string, reason: string) =>
+    new PgError('08006', `pgraid lost backend "${name}" while it was answering this query (${reason})`, 'ERROR', undefined, 'the backend was taken out of service; the session continues on the others: retry the query'),
+  writeQuorum: (enabled: number, quorum: number, missing: string) =>
+    new PgError('57P03', `pgraid refuses writes: ${enabled} backend(s) in service, the write quorum is ${quorum}`, 'ERROR', `out of service: ${missing}`, 'reads still work; bring backends back with pgraid resync/clone, or lower writeQuorum'),
   divergence: (what: string, detail: string) =>
     new PgError('XX000', `pgraid: backends disagreed on ${what}`, 'ERROR', detail, 'the transaction was made to fail on every backend; run pgraid verify'),
   deadlock: (detail: string) => new PgError('40P01', 'deadlock detected', 'ERROR', detail, 'see pgraid SHOW LOCKS for the lock order'),

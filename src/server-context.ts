@@ -10,6 +10,7 @@ import type { Balancer, BalancedBackend } from './router/balancer.ts'
 import type { Catalog } from './scheduler/catalog.ts'
 import type { Session } from './frontend/session.ts'
 import type { RecoveryLog } from './recovery/log.ts'
+import type { BackendStates } from './cluster/states.ts'
 
 export interface ServerContext {
   config: Config
@@ -18,8 +19,14 @@ export interface ServerContext {
   balancer: Balancer
   stats: BalancedBackend[]
   nextSessionId(): number
-  /** Enabled backends, in configuration order. */
+  /** Every configured backend, in configuration order (index = backend index). */
   backends(): BackendTarget[]
+  /** Which backends are in service; sessions follow its 'out' events. */
+  states: BackendStates
+  /** Takes a backend out of service (all sessions stop using it; recorded in the remaining backends). */
+  takeOut(index: number, state: 'disabled' | 'inconsistent', reason: string): void
+  /** Backends that must be in service for a write to be accepted. */
+  writeQuorum: number
   catalog(database: string): Catalog
   /** The recovery log of a database (schema ensured on first use). */
   recovery(database: string): RecoveryLog

@@ -7,6 +7,7 @@ import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
 import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
+import { BackendStates } from './cluster/states.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
@@ -36,7 +37,18 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   const catalogs = new Map<string, Catalog>()
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1
+  const states = new BackendStates(targets.map((t) => t.name))
+  states.setMaxListeners(0) // one listener per session
+  const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
   const ctx: ServerContext = {
+    states,
+    writeQuorum,
+    takeOut(index, state, reason) {
+      if (!states.takeOut(index, state, reason)) return
+      logger.error({ backend: targets[index]?.name, state, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
+      // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
+      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+    },
     config,
     log: logger,
     locks: new LockManager(),
@@ -46,12 +58,12 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     backends: () => targets,
     catalog(database) {
       let c = catalogs.get(database)
-      if (!c) catalogs.set(database, (c = new Catalog(() => targets[0], database)))
+      if (!c) catalogs.set(database, (c = new Catalog(() => targets[states.enabled()[0] ?? 0]!, database)))
       return c
     },
     recovery(database) {
       let l = logs.get(database)
-      if (!l) logs.set(database, (l = new RecoveryLog(() => targets, database, logger)))
+      if (!l) logs.set(database, (l = new RecoveryLog(targets, states, (i, state, reason) => ctx.takeOut(i, state, reason), database, logger)))
       return l
     },
     admit(s) {

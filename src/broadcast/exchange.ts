@@ -47,11 +47,19 @@ export interface RowDigest {
 
 const MOD48 = 2 ** 48
 
+/**
+ * What a backend answers before any result: safe to hold back while a read may
+ * still be retried. Notices too: a dying backend warns (57P01) before it goes.
+ */
+const PREAMBLE = new Set<number>([B.ParseComplete, B.BindComplete, B.ParameterDescription, B.RowDescription, B.NoData, B.CloseComplete, B.NoticeResponse])
+
 export interface ExchangeHost {
   /** Writes bytes to the client. */
   out(slice: Buffer): void
   /** Called before a ReadyForQuery is relayed (deliver queued notifications). */
   beforeReady(): void
+  /** Backend `idx` sent a FATAL error in the middle of a batch: its session there is over. */
+  backendFatal(idx: number, what: string): void
   /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
   enterCopyIn(targets: number[], extended: boolean): void
   names: string[]
@@ -73,6 +81,8 @@ export interface Outcome {
   diverged: string | null
   /** Last ReadyForQuery status per backend index that answered a Sync/Query. */
   status: Map<number, string>
+  /** A read's only backend was lost: the batch must be retried or failed by the session. */
+  lostRead?: boolean
   /** Backends whose answer contained an ErrorResponse. */
   errored: Set<number>
   /** First error SQLSTATE seen on the primary answer, if any. */
@@ -145,7 +155,20 @@ export class Exchange {
     const m = lp.queue[lp.qpos]
     const msg = this.msgs[m]
     if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged && msg.dropUnit === undefined) {
+      // Until a result arrives, the answer's preamble is held back: if the backend dies now, the
+      // client has seen nothing and the read can run again elsewhere.
+      if (this.holdPreamble && !this.relayed && PREAMBLE.has(type)) {
+        this.held.push(slice)
+        return
+      }
+      // An error is relayed once whole: a FATAL one means the backend is going away, not an answer.
+      if (type === B.ErrorResponse) {
+        this.errorHeld.push(slice)
+        return
+      }
+      this.releaseHeld()
       this.host.out(slice)
+      this.relayed = true
       this.midMessage = true
     } else {
       lp.slices.push(slice)
@@ -157,6 +180,23 @@ export class Exchange {
   /** A whole message from backend `idx` ended. */
   end(idx: number, type: number, body: Buffer | null): void {
     this.midMessage = false
+    if (type === B.ErrorResponse && body) {
+      const f = errorFields(body)
+      const severity = f.V ?? f.S
+      if (severity === 'FATAL' || severity === 'PANIC') {
+        this.errorHeld = []
+        const lp = this.links.get(idx)
+        if (lp) lp.slices = []
+        this.host.backendFatal(idx, `${f.C}: ${f.M}`)
+        return
+      }
+      if (this.errorHeld.length) {
+        this.releaseHeld()
+        for (const s of this.errorHeld) this.host.out(s)
+        this.errorHeld = []
+        this.relayed = true
+      }
+    }
     if (!isTerminator(type)) {
       if (type === B.DataRow) this.rowEnded(idx)
       return
@@ -236,7 +276,9 @@ export class Exchange {
         if (!this.finished[i].has(t)) {
           const lp = this.links.get(t)!
           if (lp.queue[lp.qpos] === i && lp.slices.length && !msg.swallow) {
+            this.releaseHeld()
             for (const s of lp.slices) this.host.out(s)
+            this.relayed = true
             lp.slices = []
           }
           return
@@ -295,8 +337,10 @@ export class Exchange {
     if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow)
       this.outcome.errorCode = errorFields(unit.body).C ?? null
     if ((msg.swallow && !(msg.surfaceErrors && unit.type === B.ErrorResponse)) || drop) return
+    if (unit.slices.length) this.releaseHeld()
     if (unit.type === B.ReadyForQuery) this.host.beforeReady()
     for (const s of unit.slices) this.host.out(s)
+    if (unit.slices.length) this.relayed = true
     if (unit.type === B.CopyInResponse) this.host.enterCopyIn(targets, msg.code === F.Execute)
   }
 
@@ -322,8 +366,48 @@ export class Exchange {
     if (this.outcome.diverged) {
       for (const lp of this.links.values()) if (lp.qpos < lp.queue.length) return
     } else if (this.cursor < this.msgs.length) return
+    if (!this.outcome.diverged) this.releaseHeld()
     this.isComplete = true
     this.resolveDone(this.outcome)
+  }
+
+  /** Some answer bytes of this batch reached the client (a lost read can no longer be retried). */
+  relayed = false
+  /** Hold ParseComplete/BindComplete/RowDescription... until a result comes (set for reads ending in Sync). */
+  holdPreamble = false
+  private held: Buffer[] = []
+  private errorHeld: Buffer[] = []
+
+  private releaseHeld(): void {
+    if (!this.held.length) return
+    for (const h of this.held) this.host.out(h)
+    this.held = []
+    this.relayed = true
+  }
+
+  /**
+   * Backend `idx` is gone (taken out of service). Messages it shared with
+   * other backends are decided by the others; returns true if it was the only
+   * target of a message still unanswered (a read: the caller retries or fails
+   * the batch).
+   */
+  dropBackend(idx: number): boolean {
+    if (!this.links.delete(idx)) return false
+    let lostSingle = false
+    this.msgs.forEach((m, i) => {
+      if (!m.targets.includes(idx)) return
+      if (m.targets.length === 1) {
+        if (!this.finished[i]!.has(idx)) lostSingle = true
+        return
+      }
+      m.targets = m.targets.filter((t) => t !== idx)
+      this.responses[i]!.delete(idx)
+      this.finished[i]!.delete(idx)
+    })
+    this.outcome.status.delete(idx)
+    this.outcome.errored.delete(idx)
+    if (!lostSingle && !this.isComplete) this.advance()
+    return lostSingle
   }
 
   /** True when no message is half-relayed to the client (an ErrorResponse may be written). */

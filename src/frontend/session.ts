@@ -21,7 +21,8 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
-import type { LogContext } from './log-plan.ts'
+import type { CatalogData } from '../scheduler/catalog.ts'
+import { changesData, type LogContext } from './log-plan.ts'
 import type { ServerContext } from '../server-context.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
@@ -176,31 +177,48 @@ export class Session implements LinkHost {
     const params: Record<string, string> = {}
     for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
     params.database = this.database
-    const targets = this.ctx.backends()
+    const all = this.ctx.backends()
+    const enabled = this.ctx.states.enabled()
     const results = await Promise.allSettled(
-      targets.map((t) => BackendConnection.connect({ ...t, database: t.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)),
+      enabled.map((i) => BackendConnection.connect({ ...all[i]!, database: all[i]!.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)),
     )
     if ((this.phase as Phase) === 'closed') {
       for (const r of results) if (r.status === 'fulfilled') r.value.close()
       return
     }
-    const failed = results.findIndex((r) => r.status === 'rejected')
-    if (failed >= 0) {
+    const closeAll = () => {
       for (const r of results) if (r.status === 'fulfilled') r.value.close()
-      const err = (results[failed] as PromiseRejectedResult).reason as Error
-      if (err instanceof BackendLoginError && err.body) {
-        // The backend's own refusal (unknown database, ...) is what PostgreSQL would say.
-        this.socket.write(message(B.ErrorResponse, err.body))
-        return this.close(`backend ${targets[failed].name} refused: ${err.message}`, true)
-      }
-      return this.fatal(errors.backendUnavailable(targets[failed].name, err.message))
     }
-    this.links = results.map((r, i) => {
-      const conn = (r as PromiseFulfilledResult<BackendConnection>).value
-      const link = new BackendLink(i, targets[i].name, conn, this)
-      conn.onClose((reason) => this.backendLost(link, reason))
-      return link
+    // A backend's own refusal (unknown database, bad password...) is what PostgreSQL would say.
+    const refused = results.findIndex((r) => r.status === 'rejected' && r.reason instanceof BackendLoginError && r.reason.body)
+    if (refused >= 0) {
+      closeAll()
+      const err = (results[refused] as PromiseRejectedResult).reason as BackendLoginError
+      this.socket.write(message(B.ErrorResponse, err.body!))
+      return this.close(`backend ${all[enabled[refused]!]!.name} refused: ${err.message}`, true)
+    }
+    // Unreachable backends are taken out of service; the session runs on the others.
+    const up = results.flatMap((r, k) => (r.status === 'fulfilled' ? [k] : []))
+    if (!up.length) {
+      const err = results.length ? ((results[0] as PromiseRejectedResult).reason as Error) : new Error('no backend in service')
+      return this.fatal(errors.backendUnavailable(enabled.length ? all[enabled[0]!]!.name : 'any', err.message))
+    }
+    results.forEach((r, k) => {
+      if (r.status === 'rejected') this.ctx.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`)
     })
+    this.links = up.flatMap((k) => {
+      const i = enabled[k]!
+      const conn = (results[k] as PromiseFulfilledResult<BackendConnection>).value
+      if (!this.ctx.states.isEnabled(i)) {
+        conn.close() // taken out while we connected
+        return []
+      }
+      const link = new BackendLink(i, all[i]!.name, conn, this)
+      conn.onClose((reason) => this.loseBackend(link.index, reason))
+      return [link]
+    })
+    if (!this.links.length) return this.fatal(errors.backendUnavailable('any', 'no backend in service'))
+    this.ctx.states.on('out', this.onBackendOut)
     const primary = this.links[0].conn
     for (const [k, v] of primary.params) this.socket.write(parameterStatus(k, v))
     this.socket.write(backendKeyData(this.pid, this.secret))
@@ -248,6 +266,14 @@ export class Session implements LinkHost {
   }
 
   private async runFrames(frames: Frame[]): Promise<void> {
+    // A read whose only backend was lost before any byte reached the client runs again elsewhere.
+    for (let attempt = 0; attempt <= this.ctx.backends().length; attempt++) {
+      if ((await this.runOnce(frames)) !== 'retry') return
+      this.log.info({ attempt }, 'read retried on another backend')
+    }
+  }
+
+  private async runOnce(frames: Frame[]): Promise<'retry' | void> {
     const last = frames[frames.length - 1]
     switch (last.type) {
       case F.Terminate:
@@ -268,12 +294,13 @@ export class Session implements LinkHost {
       return
     }
     let plan: Plan
+    let catalog: CatalogData
     try {
       if (!this.logReady) {
         await this.ctx.recovery(this.database).ready()
         this.logReady = true
       }
-      const catalog = await this.ctx.catalog(this.database).get()
+      catalog = await this.ctx.catalog(this.database).get()
       plan = planBatch(frames, {
         registry: this.registry,
         catalog,
@@ -295,6 +322,11 @@ export class Session implements LinkHost {
     }
     if (this.phase !== 'ready') return
     if (plan.nonDeterministic) return this.refuse(plan.nonDeterministic, plan.endsWithSync)
+    const enabled = this.ctx.states.enabled()
+    if (plan.everywhere && enabled.length < this.ctx.writeQuorum && (plan.commit || plan.executed.some((s) => changesData(s, catalog)))) {
+      const missing = this.ctx.states.list.filter((b) => b.state !== 'enabled').map((b) => `${b.name} (${b.state}: ${b.reason})`).join(', ')
+      return this.refuse(errors.writeQuorum(enabled.length, this.ctx.writeQuorum, missing), plan.endsWithSync)
+    }
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
       // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
       // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.
@@ -319,11 +351,13 @@ export class Session implements LinkHost {
       this.ctx.locks.releaseAll(this.owner)
       return
     }
+    // A backend lost while we waited for locks: plan again for the backends that are left.
+    if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
     // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
     if (plan.commit) plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     this.plan = plan
     try {
-      await this.execute(plan)
+      return await this.execute(plan)
     } finally {
       this.plan = null
     }
@@ -374,14 +408,15 @@ export class Session implements LinkHost {
     return idx
   }
 
-  private async execute(plan: Plan): Promise<void> {
-    const ex = new Exchange(plan.msgs, this, (idx) => this.links[idx].skipping)
+  private async execute(plan: Plan): Promise<'retry' | void> {
+    const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    ex.holdPreamble = !plan.everywhere && plan.endsWithSync
     this.exchange = ex
     const stats = this.ctx.stats
     const payloads = ex.payloads()
     for (const [idx, bufs] of payloads) {
       stats[idx].outstanding++
-      this.links[idx].conn.write(bufs)
+      this.linkAt(idx)?.conn.write(bufs)
     }
     const stallMs = this.ctx.config.timeouts.stallMs
     const watch = stallMs && payloads.size > 1 ? this.watchStall(ex, [...payloads.keys()], stallMs) : null
@@ -395,6 +430,12 @@ export class Session implements LinkHost {
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
     if (this.phase !== 'ready') return
+    if (outcome.lostRead) {
+      if (!ex.relayed && this.links.length) return 'retry'
+      if (!ex.atBoundary()) return this.closeWith(errors.backendLost(this.lostReadReason, 'while relaying a row'))
+      await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
+      return
+    }
     this.afterBatch(plan, ex)
     if (outcome.diverged) {
       this.log.error({ divergence: outcome.diverged }, 'backends disagreed')
@@ -421,9 +462,10 @@ export class Session implements LinkHost {
       othersDoneAt ||= Date.now()
       if (Date.now() - othersDoneAt < stallMs) return
       clearInterval(timer)
-      const names = pending.map((i) => this.links[i].name).join(', ')
-      this.log.error({ backends: names, stallMs }, 'backend stalled')
-      this.closeWith(errors.backendStalled(names, stallMs))
+      const names = pending.map((i) => this.linkAt(i)?.name ?? String(i)).join(', ')
+      this.log.error({ backends: names, stallMs }, 'backend stalled: taking it out of service')
+      // Not cancelled: a cancel could stop it after it committed. It is out; resync brings it back.
+      for (const i of pending) this.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`)
     }, Math.min(1000, Math.max(10, Math.floor(stallMs / 4))))
     timer.unref()
     return timer
@@ -554,16 +596,17 @@ export class Session implements LinkHost {
   private async forceError(targets: number[], withSync: boolean): Promise<void> {
     const msgs: PlannedMsg[] = [{ code: F.Describe, bytes: FORCE_ERROR, targets, swallow: true, describeStatement: true }]
     if (withSync) msgs.push({ code: F.Sync, bytes: SYNC, targets, swallow: true })
-    const ex = new Exchange(msgs, this, (idx) => this.links[idx].skipping)
+    const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     this.exchange = ex
-    for (const [idx, bufs] of ex.payloads()) this.links[idx].conn.write(bufs)
+    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
     try {
       await ex.done
     } finally {
       this.exchange = null
     }
     for (const t of targets) {
-      const link = this.links[t]
+      const link = this.linkAt(t)
+      if (!link) continue
       const st = ex.outcome.status.get(t)
       if (st) link.txStatus = st
       link.skipping = !withSync
@@ -632,7 +675,7 @@ export class Session implements LinkHost {
 
   enterCopyIn(targets: number[], extended: boolean): void {
     const copy = new CopyIn(
-      targets.map((t) => this.links[t].conn.socket),
+      targets.flatMap((t) => this.linkAt(t)?.conn.socket ?? []),
       extended,
       this.socket,
     )
@@ -646,16 +689,21 @@ export class Session implements LinkHost {
     copy.flush()
   }
 
+  backendFatal(idx: number, what: string): void {
+    this.loseBackend(idx, `FATAL ${what}`)
+  }
+
   // ---- LinkHost ---------------------------------------------------------------
 
   unsolicited(link: BackendLink, type: number, body: Buffer | null, bytes: Buffer[]): void {
     if (type === B.ErrorResponse && body) {
       const f = errorFields(body)
       if (f.S === 'FATAL' || f.S === 'PANIC') {
-        // The backend ended this session (terminated, shut down): end the client's too, as PostgreSQL would.
+        // The backend ended this session (terminated, shut down): the session goes on without it;
+        // with no backend left it ends, as PostgreSQL's would.
         this.log.warn({ backend: link.name, code: f.C, message: f.M }, 'backend session ended')
-        if (this.phase === 'ready' && !this.running) for (const b of bytes) this.out(b)
-        return this.close(`backend ${link.name}: ${f.M}`, true)
+        if (this.links.length === 1 && this.phase === 'ready' && !this.running) for (const b of bytes) this.out(b)
+        return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`)
       }
     }
     if ((type === B.NoticeResponse || type === B.ParameterStatus) && link.index === this.links[0]?.index && !this.running) for (const b of bytes) this.out(b)
@@ -669,11 +717,40 @@ export class Session implements LinkHost {
   }
 
 
-  private backendLost(link: BackendLink, reason: string): void {
-    if (this.phase === 'closed') return
-    this.log.warn({ backend: link.name, reason }, 'backend connection lost')
-    this.closeWith(errors.backendLost(link.name, reason))
+  private linkAt(idx: number): BackendLink | undefined {
+    for (const l of this.links) if (l.index === idx) return l
+    return undefined
   }
+
+  /** Another session (or this one) took a backend out: stop using it here too. */
+  private readonly onBackendOut = (b: { index: number; reason: string | null }) => this.loseBackend(b.index, b.reason ?? 'taken out of service')
+
+  /**
+   * A backend of this session is gone (connection lost, or taken out of
+   * service). The session continues on the others (issue 5, item 3): what was
+   * in flight there is decided by the remaining backends; a read it alone was
+   * answering is retried elsewhere if nothing reached the client yet.
+   */
+  private loseBackend(idx: number, reason: string): void {
+    const link = this.linkAt(idx)
+    if (!link || this.phase === 'closed') return
+    this.log.warn({ backend: link.name, reason }, 'backend lost: continuing on the others')
+    this.links = this.links.filter((l) => l !== link)
+    link.conn.destroy()
+    this.ctx.takeOut(idx, 'disabled', `connection lost: ${reason}`)
+    this.registry.forgetBackend(idx)
+    this.sinceSync.delete(idx)
+    this.logCtx.prepared.delete(idx)
+    if (this.sticky === idx) this.sticky = null
+    if (!this.links.length) return this.closeWith(errors.backendLost(link.name, reason))
+    const ex = this.exchange
+    if (ex && ex.dropBackend(idx)) {
+      ex.outcome.lostRead = true
+      this.lostReadReason = `${link.name}: ${reason}`
+      ex.abort(`backend ${link.name} lost`)
+    }
+  }
+  private lostReadReason = ''
 
   // ---- cancel and close -------------------------------------------------------
 
@@ -681,7 +758,7 @@ export class Session implements LinkHost {
     if (this.ctx.locks.abortWait(this.owner, new LockWaitAborted('canceled'))) return
     const ex = this.exchange
     if (!ex) return
-    for (const idx of ex.pendingBackends()) this.links[idx].conn.cancel()
+    for (const idx of ex.pendingBackends()) this.linkAt(idx)?.conn.cancel()
   }
 
   private fatal(err: PgError): void {
@@ -693,6 +770,7 @@ export class Session implements LinkHost {
   close(reason: string, endClient = false): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    this.ctx.states.off('out', this.onBackendOut)
     this.log.debug({ reason }, 'session closed')
     this.ctx.release(this)
     if (endClient) this.socket.end()
@@ -714,7 +792,7 @@ export class Session implements LinkHost {
     }
     // Otherwise stop what the client started, so nothing keeps running for nobody.
     if (ex) {
-      for (const idx of ex.pendingBackends()) this.links[idx]?.conn.cancel()
+      for (const idx of ex.pendingBackends()) this.linkAt(idx)?.conn.cancel()
       ex.abort('session closed')
     }
     finish()

@@ -51,6 +51,17 @@ export class StatementRegistry {
     if (st) for (const b of backends) st.on.delete(b)
   }
 
+  /** A backend left the session: nothing is prepared there any more, portals bound there are gone. */
+  forgetBackend(idx: number): void {
+    for (const st of this.statements.values()) st.on.delete(idx)
+    for (const [name, p] of this.portals) {
+      if (p.targets.includes(idx)) {
+        if (p.targets.length === 1) this.portals.delete(name)
+        else p.targets = p.targets.filter((t) => t !== idx)
+      }
+    }
+  }
+
   /** Protocol-level portals do not outlive their transaction. */
   endTransaction(): void {
     this.portals.clear()

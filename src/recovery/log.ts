@@ -9,22 +9,35 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import type { BackendTarget } from '../backend/connection.ts'
 import { ensureSchema } from './schema.ts'
+import type { BackendStates, BackendStatus } from '../cluster/states.ts'
 
 export interface BackendLogState {
+  index: number
   backend: string
   /** Highest LSN in this backend's log (0 = empty). */
   maxLsn: number
   records: number
+  /** LSNs of its recent records (the window every backend is compared on). */
+  recent: Set<number>
+  /** What it records about the backends' states. */
+  states: { backend: string; state: string; reason: string | null }[]
 }
+
+type TakeOut = (index: number, state: 'disabled' | 'inconsistent', reason: string) => void
+
+/** How far back the logs are compared at startup to find a backend that lacks records. */
+const WINDOW = 100_000
 
 export class RecoveryLog {
   private next = 1
   private readying: Promise<void> | null = null
-  /** What each backend's log held when pgraid first looked. */
+  /** What each reachable backend's log held when pgraid first looked. */
   initial: BackendLogState[] = []
 
   constructor(
-    private readonly targets: () => BackendTarget[],
+    private readonly targets: BackendTarget[],
+    private readonly states: BackendStates,
+    private readonly takeOut: TakeOut,
     readonly database: string,
     private readonly log: Logger,
   ) {}
@@ -43,14 +56,47 @@ export class RecoveryLog {
     return this.next++
   }
 
-  private async prepare(): Promise<void> {
-    const states = await Promise.all(this.targets().map((t) => this.inspect(t)))
-    this.initial = states
-    this.next = Math.max(this.next, ...states.map((s) => s.maxLsn + 1))
-    this.log.debug({ database: this.database, next: this.next, backends: states }, 'recovery log ready')
+  /** Highest LSN handed out so far. */
+  get last(): number {
+    return this.next - 1
   }
 
-  private async inspect(t: BackendTarget): Promise<BackendLogState> {
+  /**
+   * Looks at every backend in service: unreachable ones are taken out; states
+   * the others recorded are restored (a backend recorded as out never comes
+   * back by itself); a backend lacking committed records the others have is
+   * behind and taken out. Then LSNs continue after the highest anywhere.
+   */
+  private async prepare(): Promise<void> {
+    const enabled = this.states.enabled()
+    const results = await Promise.allSettled(enabled.map((i) => this.inspect(i)))
+    const found: BackendLogState[] = []
+    results.forEach((r, k) => {
+      if (r.status === 'fulfilled') found.push(r.value)
+      else this.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`)
+    })
+    if (!found.length) throw new Error(`no backend reachable for database "${this.database}"`)
+    for (const s of found) {
+      for (const rec of s.states) {
+        const i = this.targets.findIndex((t) => t.name === rec.backend)
+        if (i < 0 || i === s.index || rec.state === 'enabled') continue
+        this.takeOut(i, rec.state === 'inconsistent' ? 'inconsistent' : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`)
+      }
+    }
+    const live = found.filter((s) => this.states.isEnabled(s.index))
+    const all = new Set<number>()
+    for (const s of live) for (const l of s.recent) all.add(l)
+    for (const s of live) {
+      const missing = [...all].filter((l) => !s.recent.has(l))
+      if (missing.length && live.length > 1)
+        this.takeOut(s.index, 'disabled', `behind: lacks ${missing.length} committed transaction(s) the others have (LSN ${Math.min(...missing)}..${Math.max(...missing)})`)
+    }
+    this.initial = found
+    this.next = Math.max(this.next, ...found.map((s) => s.maxLsn + 1))
+    this.log.debug({ database: this.database, next: this.next }, 'recovery log ready')
+  }
+
+  private connect(t: BackendTarget): Promise<pg.Client> {
     const client = new pg.Client({
       host: t.host,
       port: t.port,
@@ -58,15 +104,49 @@ export class RecoveryLog {
       password: t.password ?? undefined,
       database: t.database ?? this.database,
       application_name: 'pgraid recovery log',
+      connectionTimeoutMillis: 10_000,
     })
     client.on('error', () => {})
-    await client.connect()
+    return client.connect().then(() => client)
+  }
+
+  private async inspect(index: number): Promise<BackendLogState> {
+    const t = this.targets[index]!
+    const client = await this.connect(t)
     try {
       await ensureSchema(client)
       const r = await client.query<{ max: string; n: string }>('SELECT coalesce(max(lsn), 0) AS max, count(*) AS n FROM pgraid.log')
-      return { backend: t.name, maxLsn: Number(r.rows[0]!.max), records: Number(r.rows[0]!.n) }
+      const maxLsn = Number(r.rows[0]!.max)
+      return {
+        index,
+        backend: t.name,
+        maxLsn,
+        records: Number(r.rows[0]!.n),
+        recent: new Set((await client.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [maxLsn - WINDOW])).rows.map((x) => Number(x.lsn))),
+        states: (await client.query('SELECT backend, state, reason FROM pgraid.backend_state')).rows,
+      }
     } finally {
       await client.end().catch(() => {})
     }
+  }
+
+  /** Writes the backends' states into every backend still in service. */
+  async recordStates(list: readonly BackendStatus[]): Promise<void> {
+    if (!this.readying) return
+    await Promise.allSettled(
+      this.states.enabled().map(async (i) => {
+        const client = await this.connect(this.targets[i]!)
+        try {
+          for (const b of list)
+            await client.query(
+              `INSERT INTO pgraid.backend_state (backend, state, reason, lsn, at) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (backend) DO UPDATE SET state = excluded.state, reason = excluded.reason, lsn = excluded.lsn, at = excluded.at`,
+              [b.name, b.state, b.reason, b.state === 'enabled' ? null : this.last, b.since],
+            )
+        } finally {
+          await client.end().catch(() => {})
+        }
+      }),
+    )
   }
 }

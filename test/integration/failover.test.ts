@@ -1,0 +1,145 @@
+// Backend failure (issue 5, items 3, 4, 7): a backend that dies or stops
+// answering is taken out of service, client sessions keep going on the
+// others (none is dropped), open transactions continue, every commit the
+// clients saw is on every remaining backend, and the failed backend does not
+// come back by itself. Below the write quorum, writes are refused (57P03)
+// and reads continue.
+
+import t from 'tap'
+import type { Test } from 'tap'
+import { stackFor, client, bounded } from '../harness/stack.ts'
+import type { Stack } from '../harness/stack.ts'
+
+async function identicalOn(t: Test, stack: Stack, indexes: number[], sql: string): Promise<void> {
+  const rows = await Promise.all(
+    indexes.map(async (i) => {
+      const c = await stack.cluster.backends[i]!.client()
+      try {
+        return JSON.stringify((await c.query(sql)).rows)
+      } finally {
+        await c.end()
+      }
+    }),
+  )
+  t.ok(rows.every((r) => r === rows[0]), `same answer on ${indexes.map((i) => stack.cluster.backends[i]!.name).join(', ')}: ${sql}`)
+}
+
+t.test('a backend killed mid-transaction: the session and its transaction continue', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  const idle = await client(stack)
+  t.teardown(() => Promise.all([c.end(), idle.end()]))
+  await c.query('CREATE TABLE f1 (id int PRIMARY KEY, v text)')
+  await c.query("INSERT INTO f1 VALUES (1, 'before')")
+  await c.query('BEGIN')
+  await c.query("INSERT INTO f1 VALUES (2, 'in the transaction')")
+  await stack.cluster.backends[2]!.kill()
+  await c.query("INSERT INTO f1 VALUES (3, 'after the kill')")
+  await c.query('COMMIT')
+  const r = await c.query('SELECT count(*)::int AS n FROM f1')
+  t.equal(r.rows[0].n, 3, 'the transaction committed on the remaining backends')
+  await idle.query("INSERT INTO f1 VALUES (4, 'from a session idle during the kill')")
+  const states = stack.proxy.context.states.list.map((b) => b.state)
+  t.same(states, ['enabled', 'enabled', 'disabled'])
+  await identicalOn(t, stack, [0, 1], 'SELECT * FROM f1 ORDER BY id')
+  // It is recorded in the remaining backends.
+  const c0 = await stack.cluster.backends[0]!.client()
+  const rec = await bounded(
+    (async () => {
+      for (let i = 0; i < 100; i++) {
+        const rows = (await c0.query("SELECT state FROM pgraid.backend_state WHERE backend = 'pg3'")).rows
+        if (rows.length) return rows[0].state
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      return null
+    })(),
+    10_000,
+    'backend_state row for pg3',
+  )
+  await c0.end()
+  t.equal(rec, 'disabled')
+  // Restarted, it stays out: it missed writes.
+  await stack.cluster.backends[2]!.start()
+  const again = await client(stack)
+  await again.query("INSERT INTO f1 VALUES (5, 'after the restart')")
+  await again.end()
+  t.equal(stack.proxy.context.states.list[2]!.state, 'disabled', 'a backend that came back is not used until resynced')
+  const onPg3 = await stack.cluster.backends[2]!.client()
+  t.equal((await onPg3.query('SELECT count(*)::int AS n FROM f1')).rows[0].n, 1, 'pg3 has only what it had when it died')
+  await onPg3.end()
+})
+
+t.test('below the write quorum writes are refused with 57P03, reads continue', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE f2 (id int PRIMARY KEY)')
+  await c.query('INSERT INTO f2 VALUES (1)')
+  await stack.cluster.backends[1]!.kill()
+  await stack.cluster.backends[2]!.kill()
+  const e = await c.query('INSERT INTO f2 VALUES (2)').then(
+    () => null,
+    (err: { code?: string; detail?: string }) => err,
+  )
+  t.equal(e?.code, '57P03')
+  t.match(e?.detail ?? '', /pg2.*pg3|pg3.*pg2/)
+  const r = await c.query('SELECT count(*)::int AS n FROM f2')
+  t.equal(r.rows[0].n, 1, 'reads still work')
+})
+
+t.test('a read whose backend dies is retried on another one', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE f3 (id int PRIMARY KEY)')
+  await c.query('INSERT INTO f3 SELECT generate_series(1, 100)')
+  // A slow read (no volatile function: it runs on one backend), simple and prepared, while its backend is killed.
+  // One row, at the end: nothing reaches the client before the backend has done all the work.
+  const slow = 'SELECT count(*)::int AS n FROM f3, generate_series(1, 100000) g'
+  const readers = await Promise.all([0, 1, 2, 3, 4, 5].map(() => client(stack)))
+  t.teardown(() => Promise.all(readers.map((r) => r.end())))
+  const reads = readers.map((r, i) => (i % 2 ? r.query(slow) : r.query({ text: slow + ' WHERE g > $1::int', values: [0] })))
+  // Kill pg1 once it is running at least one of them.
+  const watch = await stack.cluster.backends[0]!.client()
+  let running = 0
+  for (let i = 0; i < 200 && !running; i++) {
+    running = (await watch.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%generate_series(1, 100000)%' AND pid <> pg_backend_pid()")).rows[0].n
+    if (!running) await new Promise((r) => setTimeout(r, 10))
+  }
+  await watch.end()
+  t.ok(running > 0, `pg1 was answering ${running} of the reads when it was killed`)
+  await stack.cluster.backends[0]!.kill()
+  const results = await bounded(Promise.all(reads), 30_000, 'reads during the kill')
+  t.ok(results.every((r) => r.rows[0].n === 10_000_000), 'every read answered, the ones on the killed backend after a retry elsewhere')
+  const after = await c.query('SELECT count(*)::int AS n FROM f3')
+  t.equal(after.rows[0].n, 100, 'the session that saw the kill goes on')
+})
+
+t.test('pgbench -c 8 while a backend is killed: no client aborted, the others identical', async (t) => {
+  const stack = await stackFor(t)
+  const { execFile } = await import('node:child_process')
+  const env = { ...process.env, PGPASSWORD: 'app-secret' }
+  const pgbench = (args: string[]) =>
+    new Promise<{ code: number; out: string }>((resolve) =>
+      execFile('pgbench', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'app', ...args, 'postgres'], { env, timeout: 120_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+      ),
+    )
+  const init = await pgbench(['-i', '-s', '1', '-q'])
+  t.equal(init.code, 0, init.out)
+  const run = pgbench(['-c', '8', '-j', '2', '-T', '6', '-n'])
+  await new Promise((r) => setTimeout(r, 2000))
+  await stack.cluster.backends[1]!.kill()
+  const res = await run
+  t.equal(res.code, 0, res.out)
+  t.match(res.out, /number of failed transactions: 0/)
+  t.notMatch(res.out, /aborted|terminated/i, 'no client aborted')
+  const done = Number(/number of transactions actually processed: (\d+)/.exec(res.out)?.[1] ?? 0)
+  t.ok(done > 0, `${done} transactions`)
+  for (const tbl of ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'])
+    await identicalOn(t, stack, [0, 2], `SELECT count(*), sum(hashtext(x::text)) FROM ${tbl} x`)
+  const hist = await client(stack)
+  const n = (await hist.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n
+  await hist.end()
+  t.equal(n, done, 'every transaction pgbench saw committed is in the history')
+})
