@@ -58,6 +58,8 @@ export interface ExchangeHost {
   out(slice: Buffer): void
   /** Called before a ReadyForQuery is relayed (deliver queued notifications). */
   beforeReady(): void
+  /** Backend `idx` disagreed with the majority: take it out of service as inconsistent. */
+  inconsistent(idx: number, detail: string): void
   /** Backend `idx` sent a FATAL error in the middle of a batch: its session there is over. */
   backendFatal(idx: number, what: string): void
   /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
@@ -81,6 +83,8 @@ export interface Outcome {
   diverged: string | null
   /** Last ReadyForQuery status per backend index that answered a Sync/Query. */
   status: Map<number, string>
+  /** Backends that disagreed with the majority, taken out during this batch. */
+  expelled: { backend: number; detail: string }[]
   /** A read's only backend was lost: the batch must be retried or failed by the session. */
   lostRead?: boolean
   /** Backends whose answer contained an ErrorResponse. */
@@ -100,7 +104,7 @@ export class Exchange {
   private finished: Set<number>[] = []
   private resolveDone!: (o: Outcome) => void
   readonly done: Promise<Outcome>
-  readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map() }
+  readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map(), expelled: [] }
 
   constructor(
     readonly msgs: PlannedMsg[],
@@ -302,16 +306,20 @@ export class Exchange {
       const units = targets.map((t) => this.responses[i].get(t)![this.consumed])
       this.consumed++
       if (this.outcome.diverged) continue
-      if (have < targets.length) {
-        this.diverge(i, targets, units)
-        continue
+      let winner = 0
+      if (have < targets.length || compareUnits(units as Unit[])) {
+        // Invariant 6: the majority's answer goes to the client, the minority is taken out.
+        const v = majority(units)
+        if (!v) {
+          this.diverge(i, targets, units)
+          continue
+        }
+        const describe = this.describeAll(i, targets, units)
+        for (const k of v.losers) this.expel(targets[k]!, describe)
+        winner = v.winner
+        if (!units[winner]) continue
       }
-      const diff = compareUnits(units as Unit[])
-      if (diff) {
-        this.diverge(i, targets, units)
-        continue
-      }
-      const u = units[0]!
+      const u = units[winner]!
       // Statements of a simple query end with exactly one of these; count them to find pgraid's own.
       const ends = u.type === B.CommandComplete || u.type === B.ErrorResponse || u.type === B.EmptyQueryResponse ? this.statementEnds++ : -1
       this.emit(msg, u, targets, i, msg.dropUnit === ends && u.type === B.CommandComplete)
@@ -344,21 +352,30 @@ export class Exchange {
     if (unit.type === B.CopyInResponse) this.host.enterCopyIn(targets, msg.code === F.Execute)
   }
 
+  /**
+   * Takes a backend that disagreed with the majority out of this batch (the
+   * host takes it out of service): it no longer owes or decides anything.
+   */
+  private expel(idx: number, detail: string): void {
+    this.links.delete(idx)
+    this.msgs.forEach((m, i) => {
+      if (!m.targets.includes(idx)) return
+      m.targets = m.targets.filter((t) => t !== idx)
+      this.responses[i]!.delete(idx)
+      this.finished[i]!.delete(idx)
+    })
+    this.outcome.status.delete(idx)
+    this.outcome.errored.delete(idx)
+    this.outcome.expelled.push({ backend: idx, detail })
+    this.host.inconsistent(idx, detail)
+  }
+
+  private describeAll(i: number, targets: number[], units: (Unit | undefined)[]): string {
+    return targets.map((t, k) => `${this.host.names[t] ?? t} answered ${describeUnit(units[k])}`).join('; ') + ` (message ${i + 1} of the batch)`
+  }
+
   private diverge(i: number, targets: number[], units: (Unit | undefined)[]): void {
-    const describe = (u: Unit | undefined): string => {
-      if (!u) return 'nothing'
-      if (u.type === B.CommandComplete && u.body) {
-        const rows = u.rows ? ` with rows ${u.rows.s1.toString(16)}${u.rows.s2.toString(16)}` : ''
-        return `"${u.body.toString('utf8', 0, u.body.length - 1)}"${rows}`
-      }
-      if (u.type === B.ErrorResponse && u.body) {
-        const f = errorFields(u.body)
-        return `error ${f.C}: ${f.M}`
-      }
-      if (u.type === B.ReadyForQuery && u.body) return `ready (transaction status ${String.fromCharCode(u.body[0])})`
-      return `message '${String.fromCharCode(u.type)}'`
-    }
-    this.outcome.diverged = targets.map((t, k) => `${this.host.names[t] ?? t} answered ${describe(units[k])}`).join('; ') + ` (message ${i + 1} of the batch)`
+    this.outcome.diverged = this.describeAll(i, targets, units)
   }
 
   private maybeFinish(): void {
@@ -433,6 +450,34 @@ export class Exchange {
   skippingAfter(idx: number): boolean | undefined {
     return this.links.get(idx)?.skipping
   }
+}
+
+function describeUnit(u: Unit | undefined): string {
+  if (!u) return 'nothing'
+  if (u.type === B.CommandComplete && u.body) {
+    const rows = u.rows ? ` with rows ${u.rows.s1.toString(16)}${u.rows.s2.toString(16)}` : ''
+    return `"${u.body.toString('utf8', 0, u.body.length - 1)}"${rows}`
+  }
+  if (u.type === B.ErrorResponse && u.body) {
+    const f = errorFields(u.body)
+    return `error ${f.C}: ${f.M}`
+  }
+  if (u.type === B.ReadyForQuery && u.body) return `ready (transaction status ${String.fromCharCode(u.body[0])})`
+  return `message '${String.fromCharCode(u.type)}'`
+}
+
+/** The answer more than half of the backends gave (index of one of them) and the others; null when no strict majority. */
+export function majority(units: (Unit | undefined)[]): { winner: number; losers: number[] } | null {
+  const same = (a: Unit | undefined, b: Unit | undefined) => (!a || !b ? a === b : compareUnits([a, b]) === null)
+  const groups: number[][] = []
+  units.forEach((u, k) => {
+    const g = groups.find((g) => same(units[g[0]!], u))
+    if (g) g.push(k)
+    else groups.push([k])
+  })
+  const best = groups.reduce((a, b) => (b.length > a.length ? b : a))
+  if (best.length * 2 <= units.length) return null
+  return { winner: best[0]!, losers: units.map((_, k) => k).filter((k) => !best.includes(k)) }
 }
 
 /** null when the units agree; else a short reason. */

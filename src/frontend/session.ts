@@ -689,6 +689,11 @@ export class Session implements LinkHost {
     copy.flush()
   }
 
+  inconsistent(idx: number, detail: string): void {
+    this.log.error({ backend: this.linkAt(idx)?.name, detail }, 'backend disagreed with the majority: taking it out as inconsistent')
+    this.ctx.takeOut(idx, 'inconsistent', `disagreed with the majority: ${detail}`)
+  }
+
   backendFatal(idx: number, what: string): void {
     this.loseBackend(idx, `FATAL ${what}`)
   }

@@ -1,0 +1,74 @@
+// Divergence (invariant 6, issue 5 item 5): when backends disagree about a
+// write (row counts, RETURNING rows, an error on one only), the majority's
+// answer goes to the client and the minority is taken out of service as
+// `inconsistent`; with no majority the transaction fails everywhere (XX000).
+
+import t from 'tap'
+import { stackFor, client } from '../harness/stack.ts'
+import type { Stack } from '../harness/stack.ts'
+
+async function direct(stack: Stack, i: number, sql: string): Promise<void> {
+  const c = await stack.cluster.backends[i]!.client()
+  try {
+    await c.query(sql)
+  } finally {
+    await c.end()
+  }
+}
+
+const setup = async (stack: Stack) => {
+  const c = await client(stack)
+  await c.query('CREATE TABLE d (id int PRIMARY KEY, v int)')
+  await c.query('INSERT INTO d VALUES (1, 1), (2, 2), (3, 3)')
+  return c
+}
+
+t.test('row counts differ: the minority is taken out, the client gets the majority answer', async (t) => {
+  const stack = await stackFor(t)
+  const c = await setup(stack)
+  t.teardown(() => c.end())
+  await direct(stack, 1, 'DELETE FROM d WHERE id = 3')
+  const r = await c.query('UPDATE d SET v = v + 1 WHERE id >= 2')
+  t.equal(r.rowCount, 2, "pg1 and pg3 agree on 2 rows; pg2's 1 is outvoted")
+  const pg2 = stack.proxy.context.states.list[1]!
+  t.equal(pg2.state, 'inconsistent')
+  t.match(pg2.reason ?? '', /UPDATE 1/)
+  const again = await c.query('UPDATE d SET v = v + 1 WHERE id = 3')
+  t.equal(again.rowCount, 1, 'the session goes on with the others')
+  const fresh = await client(stack)
+  t.equal((await fresh.query('SELECT count(*)::int AS n FROM d')).rows[0].n, 3, 'new sessions do not use the inconsistent backend')
+  await fresh.end()
+})
+
+t.test('a unique violation on one backend only: it is the minority', async (t) => {
+  const stack = await stackFor(t)
+  const c = await setup(stack)
+  t.teardown(() => c.end())
+  await direct(stack, 0, 'INSERT INTO d VALUES (10, 0)')
+  await c.query('BEGIN')
+  const r = await c.query('INSERT INTO d VALUES (10, 10)')
+  t.equal(r.rowCount, 1, 'the majority inserted')
+  await c.query('COMMIT')
+  t.equal(stack.proxy.context.states.list[0]!.state, 'inconsistent')
+  t.match(stack.proxy.context.states.list[0]!.reason ?? '', /23505/)
+})
+
+t.test('no majority (one against one): the transaction fails everywhere with XX000', async (t) => {
+  const stack = await stackFor(t)
+  const c = await setup(stack)
+  t.teardown(() => c.end())
+  await stack.cluster.backends[2]!.kill()
+  await c.query('SELECT 1').catch(() => {}) // the session notices pg3 is gone
+  await direct(stack, 1, 'DELETE FROM d WHERE id = 2')
+  await c.query('BEGIN')
+  const e = await c.query('UPDATE d SET v = 0 WHERE id = 2').then(
+    () => null,
+    (err: { code?: string; detail?: string }) => err,
+  )
+  t.equal(e?.code, 'XX000', 'nothing silently picked')
+  t.match(e?.detail ?? '', /pg1 answered "UPDATE 1".*pg2 answered "UPDATE 0"/)
+  await c.query('ROLLBACK')
+  const pg1 = await stack.cluster.backends[0]!.client()
+  t.equal((await pg1.query('SELECT v FROM d WHERE id = 2')).rows[0].v, 2, 'rolled back on pg1')
+  await pg1.end()
+})
