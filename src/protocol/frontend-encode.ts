@@ -42,3 +42,39 @@ export function cancelRequest(pid: number, secret: number): Buffer {
 }
 
 export const TERMINATE = message(F.Terminate)
+
+
+function int16(n: number): Buffer {
+  const b = Buffer.alloc(2)
+  b.writeInt16BE(n)
+  return b
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.alloc(4)
+  b.writeInt32BE(n)
+  return b
+}
+
+export function query(text: string): Buffer {
+  return message(F.Query, cstr(text))
+}
+
+/** Parse of the unnamed statement with declared parameter types (0 = let the server infer). */
+export function parse(text: string, types: readonly number[]): Buffer {
+  return message(F.Parse, Buffer.concat([cstr(''), cstr(text), int16(types.length), ...types.map(int32)]))
+}
+
+/** Bind of the unnamed portal: per-parameter format codes, values (null = SQL NULL), text results. */
+export function bind(formats: readonly number[], values: readonly (Buffer | null)[]): Buffer {
+  const parts: Buffer[] = [cstr(''), cstr(''), int16(formats.length), ...formats.map(int16), int16(values.length)]
+  for (const v of values) parts.push(v === null ? int32(-1) : Buffer.concat([int32(v.length), v]))
+  parts.push(int16(0))
+  return message(F.Bind, Buffer.concat(parts))
+}
+
+export function execute(): Buffer {
+  return message(F.Execute, Buffer.concat([cstr(''), int32(0)]))
+}
+
+export const SYNC = message(F.Sync)

@@ -9,6 +9,8 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import type { BackendTarget } from '../backend/connection.ts'
 import { ensureSchema } from './schema.ts'
+import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
+import type { LogRecord } from './record.ts'
 import type { BackendStates, BackendStatus } from '../cluster/states.ts'
 
 export interface BackendLogState {
@@ -27,6 +29,8 @@ type TakeOut = (index: number, state: 'disabled' | 'inconsistent', reason: strin
 
 /** How far back the logs are compared at startup to find a backend that lacks records. */
 const WINDOW = 100_000
+/** More missing records than this is a backend that was behind, not commits in doubt. */
+const MAX_IN_DOUBT = 10_000
 
 export class RecoveryLog {
   private next = 1
@@ -83,17 +87,58 @@ export class RecoveryLog {
         this.takeOut(i, rec.state === 'inconsistent' ? 'inconsistent' : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`)
       }
     }
-    const live = found.filter((s) => this.states.isEnabled(s.index))
-    const all = new Set<number>()
-    for (const s of live) for (const l of s.recent) all.add(l)
-    for (const s of live) {
-      const missing = [...all].filter((l) => !s.recent.has(l))
-      if (missing.length && live.length > 1)
-        this.takeOut(s.index, 'disabled', `behind: lacks ${missing.length} committed transaction(s) the others have (LSN ${Math.min(...missing)}..${Math.max(...missing)})`)
-    }
+    await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
     this.initial = found
     this.next = Math.max(this.next, ...found.map((s) => s.maxLsn + 1))
     this.log.debug({ database: this.database, next: this.next }, 'recovery log ready')
+  }
+
+  /**
+   * In-doubt commits (issue 5, item 6): pgraid stopped (killed) while a
+   * COMMIT had reached some backends and not others. The record is in the
+   * backends that committed; the others get it replayed, in LSN order, so
+   * every backend in service has every committed transaction. A backend
+   * lacking more than a handful is behind, not in doubt: it is taken out
+   * (resync brings it back).
+   */
+  private async complete(live: BackendLogState[]): Promise<void> {
+    const all = new Set<number>()
+    for (const s of live) for (const l of s.recent) all.add(l)
+    for (const s of live) {
+      const missing = [...all].filter((l) => !s.recent.has(l)).sort((a, b) => a - b)
+      if (!missing.length) continue
+      if (missing.length > MAX_IN_DOUBT) {
+        this.takeOut(s.index, 'disabled', `behind: lacks ${missing.length} committed transaction(s) the others have (LSN ${missing[0]}..${missing[missing.length - 1]})`)
+        continue
+      }
+      let target: ReplayConnection | null = null
+      try {
+        target = await ReplayConnection.open(this.targets[s.index]!, this.database)
+        for (const lsn of missing) {
+          const source = live.find((o) => o.recent.has(lsn))!
+          const rec = await this.fetch(source.index, lsn)
+          await applyRecord(target, lsn, rec.at, JSON.parse(rec.record) as LogRecord, rec.record)
+          s.recent.add(lsn)
+          this.log.warn({ database: this.database, backend: s.backend, lsn, from: source.backend }, 'completed an in-doubt commit by replaying its log record')
+        }
+      } catch (e) {
+        const state = e instanceof ReplayError && !(e instanceof NotReplayable) ? 'inconsistent' : 'disabled'
+        this.takeOut(s.index, state, `could not complete in-doubt commits: ${(e as Error).message}`)
+      } finally {
+        target?.close()
+      }
+    }
+  }
+
+  private async fetch(index: number, lsn: number): Promise<{ at: string; record: string }> {
+    const client = await this.connect(this.targets[index]!)
+    try {
+      const r = await client.query<{ at: string; record: string }>('SELECT at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = $1', [lsn])
+      if (!r.rows.length) throw new Error(`record ${lsn} vanished from ${this.targets[index]!.name}`)
+      return r.rows[0]!
+    } finally {
+      await client.end().catch(() => {})
+    }
   }
 
   private connect(t: BackendTarget): Promise<pg.Client> {
