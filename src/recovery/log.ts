@@ -31,6 +31,9 @@ type TakeOut = (index: number, state: 'disabled' | 'inconsistent', reason: strin
 const WINDOW = 100_000
 /** More missing records than this is a backend that was behind, not commits in doubt. */
 const MAX_IN_DOUBT = 10_000
+/** LSNs skipped at startup: more than a killed pgraid can have had in flight. */
+const LSN_MARGIN = 10_000
+const RECHECK_MS = 3_000
 
 export class RecoveryLog {
   private next = 1
@@ -59,6 +62,12 @@ export class RecoveryLog {
   take(): number {
     return this.next++
   }
+
+  /** The first LSN this pgraid hands out (records below it were written by earlier instances). */
+  private get firstOwn(): number {
+    return this.initialNext
+  }
+  private initialNext = Infinity
 
   /** Highest LSN handed out so far. */
   get last(): number {
@@ -89,8 +98,27 @@ export class RecoveryLog {
     }
     await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
     this.initial = found
-    this.next = Math.max(this.next, ...found.map((s) => s.maxLsn + 1))
+    // A killed pgraid may have COMMITs still landing (its backend sessions finish what they
+    // received): its LSNs are at most a few thousand beyond what is visible now, so skip past them.
+    this.next = Math.max(this.next, ...found.map((s) => s.maxLsn + 1 + LSN_MARGIN))
+    this.initialNext = this.next
     this.log.debug({ database: this.database, next: this.next }, 'recovery log ready')
+    // ...and look again once those have landed, to complete any that reached some backends only.
+    const again = setTimeout(() => void this.recheck(), RECHECK_MS)
+    again.unref()
+  }
+
+  /** A second look at the logs after startup (commits of a killed pgraid that landed late). */
+  private async recheck(): Promise<void> {
+    try {
+      const enabled = this.states.enabled()
+      const found = (await Promise.allSettled(enabled.map((i) => this.inspect(i)))).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+      // Only records older than the ones this pgraid writes: ours may be mid-COMMIT right now.
+      for (const f of found) for (const l of [...f.recent]) if (l >= this.firstOwn) f.recent.delete(l)
+      await this.complete(found.filter((f) => this.states.isEnabled(f.index)))
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'recovery log recheck failed')
+    }
   }
 
   /**

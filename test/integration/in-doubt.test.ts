@@ -45,6 +45,7 @@ t.test('a fresh pgraid completes commits that reached only some backends', async
   t.same(logs[2], logs[0], 'pg3 has the same log as pg1')
   // Continues after the completed records.
   await cc.query("INSERT INTO doubt VALUES (4, 'after', NULL)")
-  t.equal(Number((await onEachBackend<{ m: string }>(stack, 'SELECT max(lsn) AS m FROM pgraid.log'))[2]![0]!.m), max + 3)
+  // LSNs continue past the completed records, with a margin for commits a killed pgraid had in flight.
+  t.equal(Number((await onEachBackend<{ m: string }>(stack, 'SELECT max(lsn) AS m FROM pgraid.log'))[2]![0]!.m), max + 2 + 1 + 10_000)
   await cc.end()
 })

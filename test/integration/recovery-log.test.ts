@@ -110,5 +110,5 @@ t.test('a fresh pgraid on the same backends continues after the highest LSN it f
   await c.connect()
   await c.query('UPDATE acct SET bal = bal WHERE id = 1')
   await c.end()
-  t.equal(await maxLsn(), before + 1)
+  t.equal(await maxLsn(), before + 1 + 10_000, 'after the highest, with a margin for commits a killed pgraid had in flight')
 })
