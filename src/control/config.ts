@@ -144,6 +144,15 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('Logging.'),
+      recovery: z
+        .strictObject({
+          log: z
+            .boolean('must be true or false')
+            .default(true)
+            .describe('Keep the recovery log (one pgraid.log row per committed write transaction). Turn off only to measure its cost: without it in-doubt commits cannot be completed after a crash and a behind backend cannot be resynced.'),
+        })
+        .prefault({})
+        .describe('The recovery log kept in the backends (docs/recovery.md).'),
       determinism: z
         .strictObject({
           allowFunctions: z

@@ -314,7 +314,7 @@ export class Session implements LinkHost {
         allowTriggers: this.ctx.config.determinism.allowTriggers,
         snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
         // A failed transaction commits nothing: its COMMIT (a ROLLBACK) gets no log row.
-        log: this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
+        log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
