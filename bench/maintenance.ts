@@ -44,16 +44,19 @@ export async function vacuumAnalyze(b: RunningBackend, database: string): Promis
 /**
  * What `pgbench` does before a run unless -n (vacuum the two small hot tables, empty the history), plus a
  * CHECKPOINT so no run pays for the previous run's dirty buffers. `truncateVia` sends the TRUNCATE through
- * pgraid instead, so it is ordered after any replicated writes a lagging backend has not applied yet.
+ * pgraid instead, so it is ordered after any replicated writes a lagging backend has not applied yet. With
+ * several pgraid instances over the same database, pass them all: each orders its TRUNCATE after its own
+ * writes (one after the other: TRUNCATEs commute with each other).
  */
-export async function prepareRun(backends: RunningBackend[], database: string, truncateVia?: Endpoint): Promise<void> {
-  if (truncateVia) await withEndpoint(truncateVia, (c) => c.query('TRUNCATE pgbench_history'))
+export async function prepareRun(backends: RunningBackend[], database: string, truncateVia?: Endpoint | Endpoint[]): Promise<void> {
+  const via = truncateVia === undefined ? [] : Array.isArray(truncateVia) ? truncateVia : [truncateVia]
+  for (const ep of via) await withEndpoint(ep, (c) => c.query('TRUNCATE pgbench_history'))
   await Promise.all(
     backends.map((b) =>
       withClient(b, database, async (c) => {
         await c.query('VACUUM pgbench_branches')
         await c.query('VACUUM pgbench_tellers')
-        if (!truncateVia) await c.query('TRUNCATE pgbench_history')
+        if (!via.length) await c.query('TRUNCATE pgbench_history')
         await c.query('CHECKPOINT')
       }),
     ),

@@ -21,6 +21,10 @@ export interface BenchOptions {
   singleClient: boolean
   /** Profile pgraid (node --cpu-prof) during one extra TPC-B -M prepared run ("Where the time goes"). */
   profile: boolean
+  /** Also run TPC-B (8-client cases) through a second pgraid started with `recovery: { log: false }`. */
+  logCost: boolean
+  /** Run the failover scenario: a backend of a separate cluster killed under TPC-B, with a write probe. */
+  failover: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -62,6 +66,8 @@ export function readOptions(env = process.env): BenchOptions {
     modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
     singleClient: (env.BENCH_SINGLE_CLIENT ?? '1') !== '0',
     profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0',
+    logCost: (env.BENCH_LOGCOST ?? '1') !== '0',
+    failover: (env.BENCH_FAILOVER ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

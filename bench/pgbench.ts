@@ -1,6 +1,7 @@
 // Running pgbench and parsing what it prints.
 import type { QueryMode, Workload } from './options.ts'
-import { runTracked, type ProcResult } from './procs.ts'
+import type { ChildProcess } from 'node:child_process'
+import { runTracked, spawnTracked, type ProcResult } from './procs.ts'
 
 /** Where a pgbench process connects. */
 export interface Endpoint {
@@ -128,7 +129,29 @@ export function parseRunOutput(text: string): Omit<RunResult, 'endpoint' | 'wall
  * it cannot parse, and on any failed transaction.
  */
 export async function benchRun(ep: Endpoint, spec: RunSpec): Promise<RunResult> {
-  const args = [
+  const args = benchArgs(ep, spec)
+  const r = await runTracked(PGBENCH, args, env(ep))
+  const cmd = commandLine(args)
+  if (r.code !== 0) throw new PgbenchError(`pgbench against ${ep.name} exited with ${r.code ?? r.signal}`, cmd, r)
+  const parsed = parseRunOutput(r.stdout)
+  if (!parsed) throw new PgbenchError(`pgbench against ${ep.name}: could not parse its output`, cmd, r)
+  if (parsed.failed > 0) throw new PgbenchError(`pgbench against ${ep.name}: ${parsed.failed} failed transactions`, cmd, r)
+  if (parsed.processed === 0) throw new PgbenchError(`pgbench against ${ep.name}: no transaction completed`, cmd, r)
+  return { endpoint: ep.name, wallMs: r.ms, ...parsed }
+}
+
+/**
+ * A pgbench run as a tracked child process the caller watches (e.g. its `-P` progress lines on stderr) and
+ * judges itself: nothing is thrown for a non-zero exit or failed transactions. `extra` goes before the
+ * connection arguments.
+ */
+export function spawnBench(ep: Endpoint, spec: RunSpec, extra: string[] = []): { child: ChildProcess; command: string } {
+  const args = benchArgs(ep, spec, extra)
+  return { child: spawnTracked(PGBENCH, args, { env: env(ep) }), command: commandLine(args) }
+}
+
+function benchArgs(ep: Endpoint, spec: RunSpec, extra: string[] = []): string[] {
+  return [
     '-n',
     ...(spec.workload === 'select' ? ['-S'] : []),
     '-M',
@@ -139,15 +162,8 @@ export async function benchRun(ep: Endpoint, spec: RunSpec): Promise<RunResult> 
     String(spec.threads),
     '-T',
     String(spec.seconds),
+    ...extra,
     ...connArgs(ep),
     ep.database,
   ]
-  const r = await runTracked(PGBENCH, args, env(ep))
-  const cmd = commandLine(args)
-  if (r.code !== 0) throw new PgbenchError(`pgbench against ${ep.name} exited with ${r.code ?? r.signal}`, cmd, r)
-  const parsed = parseRunOutput(r.stdout)
-  if (!parsed) throw new PgbenchError(`pgbench against ${ep.name}: could not parse its output`, cmd, r)
-  if (parsed.failed > 0) throw new PgbenchError(`pgbench against ${ep.name}: ${parsed.failed} failed transactions`, cmd, r)
-  if (parsed.processed === 0) throw new PgbenchError(`pgbench against ${ep.name}: no transaction completed`, cmd, r)
-  return { endpoint: ep.name, wallMs: r.ms, ...parsed }
 }

@@ -40,12 +40,18 @@ export interface Proxy {
   stop(): Promise<void>
 }
 
-export function proxyConfig(backends: ProxyBackend[], user: ProxyUser, logLevel: LogLevel): Record<string, unknown> {
+export interface ProxyConfigOptions {
+  /** false: `recovery: { log: false }`, no pgraid.log row per write transaction (to measure the log's cost). */
+  recoveryLog?: boolean
+}
+
+export function proxyConfig(backends: ProxyBackend[], user: ProxyUser, logLevel: LogLevel, opts: ProxyConfigOptions = {}): Record<string, unknown> {
   return {
     listen: { host: '127.0.0.1', port: 0 },
     backends: backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })),
     users: [{ name: user.name, auth: 'scram-sha-256', password: user.password }],
     log: { level: logLevel },
+    ...(opts.recoveryLog === false ? { recovery: { log: false } } : {}),
   }
 }
 

@@ -4,9 +4,18 @@ import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
 import type { ProfileOutcome } from './profile.ts'
+import type { FailoverOutcome } from './failover.ts'
 
-export type Target = 'direct' | 'pgraid' | 'ceiling'
+/** 'pgraid-nolog': a second pgraid over the same backends and database, started with `recovery: { log: false }`. */
+export type Target = 'direct' | 'pgraid' | 'ceiling' | 'pgraid-nolog'
 export const TARGETS: Target[] = ['direct', 'pgraid', 'ceiling']
+/** Targets of the TPC-B cases at the full client count when the log's cost is measured (BENCH_LOGCOST). */
+export const TPCB_TARGETS_WITH_NOLOG: Target[] = ['direct', 'pgraid', 'ceiling', 'pgraid-nolog']
+
+/** Targets that run pgbench through a pgraid instance. */
+export function isPgraid(t: Target): boolean {
+  return t === 'pgraid' || t === 'pgraid-nolog'
+}
 
 /** One benchmark case: a workload and mode at a client count, measured against some targets. */
 export interface Case {
@@ -31,7 +40,7 @@ export interface Sample {
   latencyMs: number
   /** The ceiling's three runs; one run otherwise. */
   runs: RunResult[]
-  /** pgraid's CPU use during a pgraid run, in % of one core. */
+  /** pgraid's CPU use during a pgraid or pgraid-nolog run, in % of one core. */
   proxyCpuPct?: number
 }
 
@@ -59,6 +68,8 @@ export interface BenchData {
   rss: { afterStart: number; peakAfterInit: number; peak: number }
   replication: { afterInit: string; afterTpcb: { checks: number; failures: string[] }; atEnd: string; identicalAtEnd: boolean }
   proxyProblems: { count: number; recent: string[] }
+  /** The failover scenario (BENCH_FAILOVER), or why it did not complete; undefined when skipped. */
+  failover?: FailoverOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */
@@ -77,6 +88,10 @@ export interface CaseSummary {
   ceilingPerBackendTps: number
   ceilingLat: number
   proxyCpuPct: number
+  /** The pgraid-nolog target (recovery log off); NaN when not measured. */
+  nologTps: number
+  nologLat: number
+  nologCpuPct: number
   n: number
 }
 
@@ -99,6 +114,7 @@ export function summarise(data: BenchData, clients = data.options.clients): Case
       const d = of('direct')
       const p = of('pgraid')
       const c = of('ceiling')
+      const nl = of('pgraid-nolog')
       if (d.length + p.length + c.length === 0) continue
       out.push({
         workload,
@@ -112,6 +128,9 @@ export function summarise(data: BenchData, clients = data.options.clients): Case
         ceilingPerBackendTps: median(c.map((s) => s.tps / Math.max(1, s.runs.length))),
         ceilingLat: median(c.map((s) => s.latencyMs)),
         proxyCpuPct: median(p.map((s) => s.proxyCpuPct ?? Number.NaN).filter((x) => !Number.isNaN(x))),
+        nologTps: median(nl.map((s) => s.tps)),
+        nologLat: median(nl.map((s) => s.latencyMs)),
+        nologCpuPct: median(nl.map((s) => s.proxyCpuPct ?? Number.NaN).filter((x) => !Number.isNaN(x))),
         n: Math.max(d.length, p.length, c.length),
       })
     }

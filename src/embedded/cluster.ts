@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs'
 // Starts N real, independent PostgreSQL servers on loopback for the tests, the demo and the benchmark.
 //
 // Design, in the order a server comes to life:
@@ -44,6 +45,9 @@ export interface RunningBackend {
   dataDir: string
   stop(): Promise<void>
   kill(): Promise<void>
+  /** SIGSTOP / SIGCONT to the server and all its sessions (a hung machine, for fault tests). */
+  pause(): void
+  resume(): void
   start(): Promise<void>
   client(database?: string): Promise<pg.Client>
 }
@@ -585,6 +589,38 @@ class Backend implements RunningBackend {
     const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
     await this.exited
     clearTimeout(timer)
+  }
+
+  pause(): void {
+    this.signalGroup('SIGSTOP')
+  }
+
+  resume(): void {
+    this.signalGroup('SIGCONT')
+  }
+
+  /** The postmaster and every process it forked (each calls setsid, so a process group would miss them). Linux /proc. */
+  private signalGroup(sig: NodeJS.Signals): void {
+    const pid = this.child?.pid
+    if (!pid) return
+    const pids = [pid]
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+        if (ppid === pid) pids.push(Number(entry))
+      } catch {
+        // exited meanwhile
+      }
+    }
+    for (const p of pids) {
+      try {
+        process.kill(p, sig)
+      } catch {
+        // already gone
+      }
+    }
   }
 
   signalSync(sig: NodeJS.Signals): void {

@@ -143,3 +143,65 @@ t.test('pgbench -c 8 while a backend is killed: no client aborted, the others id
   await hist.end()
   t.equal(n, done, 'every transaction pgbench saw committed is in the history')
 })
+
+t.test('a hung backend (SIGSTOP) is taken out after the stall timeout; SIGCONT does not bring it back', async (t) => {
+  const stack = await stackFor(t, { config: { timeouts: { stallMs: 1000 } } })
+  const c = await client(stack)
+  t.teardown(async () => {
+    stack.cluster.backends[1]!.resume()
+    await c.end()
+  })
+  await c.query('CREATE TABLE f4 (id int PRIMARY KEY)')
+  stack.cluster.backends[1]!.pause()
+  await bounded(c.query('INSERT INTO f4 VALUES (1)'), 20_000, 'insert while pg2 hangs')
+  const pg2 = stack.proxy.context.states.list[1]!
+  t.equal(pg2.state, 'disabled')
+  t.match(pg2.reason ?? '', /stalled/)
+  await c.query('INSERT INTO f4 VALUES (2)')
+  stack.cluster.backends[1]!.resume()
+  await new Promise((r) => setTimeout(r, 200))
+  await c.query('INSERT INTO f4 VALUES (3)')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'disabled', 'it stays out once it answers again')
+  await identicalOn(t, stack, [0, 2], 'SELECT * FROM f4 ORDER BY id')
+})
+
+t.test('a backend killed while COMMITs are in flight: every acknowledged commit is on the others', async (t) => {
+  const stack = await stackFor(t)
+  const setup = await client(stack)
+  await setup.query('CREATE TABLE f5 (id int PRIMARY KEY, w int)')
+  await setup.end()
+  const acked: number[] = []
+  let stop = false
+  let next = 1
+  const errors: string[] = []
+  const workers = [0, 1, 2, 3].map(async (w) => {
+    const c = await client(stack)
+    while (!stop) {
+      const id = next++
+      try {
+        await c.query('BEGIN')
+        await c.query('INSERT INTO f5 VALUES ($1, $2)', [id, w])
+        await c.query('COMMIT')
+        acked.push(id)
+      } catch (e) {
+        errors.push((e as Error).message)
+        await c.query('ROLLBACK').catch(() => {})
+      }
+    }
+    await c.end()
+  })
+  await new Promise((r) => setTimeout(r, 500))
+  await stack.cluster.backends[0]!.kill()
+  await new Promise((r) => setTimeout(r, 500))
+  stop = true
+  await bounded(Promise.all(workers), 20_000, 'workers')
+  t.same(errors, [], 'no client saw an error: the sessions went on')
+  t.ok(acked.length > 10, `${acked.length} commits acknowledged`)
+  for (const i of [1, 2]) {
+    const d = await stack.cluster.backends[i]!.client()
+    const have = new Set((await d.query('SELECT id FROM f5')).rows.map((r) => r.id))
+    await d.end()
+    t.same(acked.filter((id) => !have.has(id)), [], `${stack.cluster.backends[i]!.name} has every acknowledged commit`)
+  }
+  await identicalOn(t, stack, [1, 2], 'SELECT * FROM f5 ORDER BY id')
+})
