@@ -82,6 +82,14 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       if (s && s.secret === secret) s.cancelRequested()
     },
   }
+  const purge = setInterval(() => {
+    for (const l of logs.values())
+      void l.purge(config.recovery.retainRecords).then(
+        (n) => n && logger.debug({ database: l.database, purged: n }, 'recovery log purged'),
+        (e: Error) => logger.warn({ err: e.message }, 'recovery log purge failed'),
+      )
+  }, config.recovery.purgeIntervalMs)
+  purge.unref()
   const server = net.createServer((socket) => {
     socket.on('error', () => {})
     new Session(socket, ctx)
@@ -101,6 +109,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     port: addr.port,
     context: ctx,
     async close() {
+      clearInterval(purge)
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         for (const s of sessions) s.close('pgraid shutting down')

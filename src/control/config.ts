@@ -150,6 +150,16 @@ export const configObjectSchema = z
             .boolean('must be true or false')
             .default(true)
             .describe('Keep the recovery log (one pgraid.log row per committed write transaction). Turn off only to measure its cost: without it in-doubt commits cannot be completed after a crash and a behind backend cannot be resynced.'),
+          retainRecords: z
+            .int('must be a whole number of records')
+            .min(0, 'must be 0 or more')
+            .default(1_000_000)
+            .describe('Records kept below the newest one; older ones are purged while every backend is in service (never while one is out: it may need them).'),
+          purgeIntervalMs: z
+            .int('must be a whole number of milliseconds')
+            .min(100, 'must be at least 100 ms')
+            .default(60_000)
+            .describe('How often old records are purged.'),
         })
         .prefault({})
         .describe('The recovery log kept in the backends (docs/recovery.md).'),

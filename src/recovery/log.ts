@@ -203,6 +203,28 @@ export class RecoveryLog {
     }
   }
 
+  /**
+   * Retention (issue 5, item 8): records more than `retain` below the newest
+   * are deleted from every backend, only while every configured backend is in
+   * service; a backend out of service may need any of them to catch up.
+   */
+  async purge(retain: number): Promise<number> {
+    if (!this.readying || this.states.enabled().length !== this.targets.length) return 0
+    const below = this.last - retain
+    if (below <= 0) return 0
+    const counts = await Promise.allSettled(
+      this.targets.map(async (t) => {
+        const client = await this.connect(t)
+        try {
+          return (await client.query('DELETE FROM pgraid.log WHERE lsn <= $1', [below])).rowCount ?? 0
+        } finally {
+          await client.end().catch(() => {})
+        }
+      }),
+    )
+    return Math.max(0, ...counts.map((c) => (c.status === 'fulfilled' ? c.value : 0)))
+  }
+
   /** Writes the backends' states into every backend still in service. */
   async recordStates(list: readonly BackendStatus[]): Promise<void> {
     if (!this.readying) return

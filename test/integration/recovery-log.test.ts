@@ -112,3 +112,30 @@ t.test('a fresh pgraid on the same backends continues after the highest LSN it f
   await c.end()
   t.equal(await maxLsn(), before + 1 + 10_000, 'after the highest, with a margin for commits a killed pgraid had in flight')
 })
+
+t.test('retention: old records are purged everywhere, but not while a backend is out', async (t) => {
+  const s2 = await stackFor(t, { config: { recovery: { retainRecords: 5, purgeIntervalMs: 200 } } })
+  const c = await client(s2)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE ret (id int PRIMARY KEY)')
+  for (let i = 0; i < 20; i++) await c.query('INSERT INTO ret VALUES ($1)', [i])
+  const counts = async () => (await onEachBackend<{ n: number }>(s2, 'SELECT count(*)::int AS n FROM pgraid.log')).map((r) => r[0]!.n)
+  let n: number[] = []
+  for (let i = 0; i < 50; i++) {
+    n = await counts()
+    if (n.every((x) => x <= 6)) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  t.ok(n.every((x) => x <= 6), `at most retainRecords + 1 records left on each backend (${n.join(', ')})`)
+  await s2.cluster.backends[2]!.kill()
+  await c.query('SELECT 1').catch(() => {})
+  for (let i = 20; i < 40; i++) await c.query('INSERT INTO ret VALUES ($1)', [i])
+  await new Promise((r) => setTimeout(r, 600))
+  const left = await Promise.all([0, 1].map(async (i) => {
+    const d = await s2.cluster.backends[i]!.client()
+    const r = (await d.query('SELECT count(*)::int AS n FROM pgraid.log')).rows[0].n
+    await d.end()
+    return r
+  }))
+  t.ok(left.every((x) => x >= 20), `nothing purged while pg3 is out: it will need them (${left.join(', ')})`)
+})
