@@ -67,6 +67,21 @@ t.test('a backend killed mid-transaction: the session and its transaction contin
   const onPg3 = await stack.cluster.backends[2]!.client()
   t.equal((await onPg3.query('SELECT count(*)::int AS n FROM f1')).rows[0].n, 1, 'pg3 has only what it had when it died')
   await onPg3.end()
+  // A fresh pgraid (another machine, same config) learns it from the backends themselves.
+  const { startPgraid } = await import('../../src/server.ts')
+  const { createLogger } = await import('../../src/control/logger.ts')
+  c.on('error', () => {}) // their proxy goes away
+  idle.on('error', () => {})
+  await stack.proxy.close()
+  const fresh = await startPgraid({ ...stack.config, listen: { ...stack.config.listen, port: 0 } }, createLogger('silent'))
+  t.teardown(() => fresh.close())
+  const pg = (await import('pg')).default
+  const fc = new pg.Client({ host: fresh.host, port: fresh.port, user: 'app', password: 'app-secret', database: 'postgres' })
+  await fc.connect()
+  t.equal((await fc.query('SELECT count(*)::int AS n FROM f1')).rows[0].n, 5)
+  await fc.end()
+  t.same(fresh.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'disabled'], 'the fresh pgraid has the same view: pg3 stays out')
+  t.match(fresh.context.states.list[2]!.reason ?? '', /recorded as disabled by pg1/)
 })
 
 t.test('below the write quorum writes are refused with 57P03, reads continue', async (t) => {
