@@ -3,7 +3,8 @@
 // written once per received chunk (pgbench sends one CopyData per row). In
 // the extended protocol the backends ignore the batch's own Sync during COPY,
 // so the client's Sync after CopyDone is forwarded too and ends the COPY.
-// A backend that does not drain pauses the client.
+// A backend that does not drain pauses the client (until it drains or is
+// gone: a lost backend does not hold the COPY).
 
 import type net from 'node:net'
 import { F } from '../protocol/codes.ts'
@@ -47,9 +48,17 @@ export class CopyIn {
     const buf = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending)
     this.pending = []
     for (const sock of this.targets) {
+      // A backend lost mid-COPY is out of service: the COPY goes on with the others.
+      if (sock.destroyed || !sock.writable) continue
       if (!sock.write(buf) && !this.client.isPaused()) {
         this.client.pause()
-        sock.once('drain', () => this.client.resume())
+        const resume = () => {
+          sock.off('drain', resume)
+          sock.off('close', resume)
+          this.client.resume()
+        }
+        sock.on('drain', resume)
+        sock.on('close', resume)
       }
     }
   }

@@ -220,3 +220,35 @@ t.test('a backend killed while COMMITs are in flight: every acknowledged commit 
   }
   await identicalOn(t, stack, [1, 2], 'SELECT * FROM f5 ORDER BY id')
 })
+
+t.test('a backend killed mid-COPY and mid-pipeline: the statements complete on the others', async (t) => {
+  // Two backends die in this test: with writeQuorum 1 the last one keeps accepting writes.
+  const stack = await stackFor(t, { config: { writeQuorum: 1 } })
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE f6 (id int PRIMARY KEY, v text)')
+  const { from } = await import('pg-copy-streams')
+  const stream = c.query(from('COPY f6 FROM STDIN'))
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('finish', resolve)
+    stream.on('error', reject)
+  })
+  for (let i = 0; i < 5000; i++) stream.write(`${i}\trow ${i}\n`)
+  await new Promise((r) => setTimeout(r, 100))
+  await stack.cluster.backends[1]!.kill()
+  for (let i = 5000; i < 10000; i++) stream.write(`${i}\trow ${i}\n`)
+  stream.end()
+  await bounded(done, 20_000, 'COPY after the kill')
+  t.equal((await c.query('SELECT count(*)::int AS n FROM f6')).rows[0].n, 10000, 'every row copied')
+  // A pipeline (several extended-protocol statements before one Sync), pg3 killed while it runs.
+  const raw = await client(stack)
+  t.teardown(() => raw.end())
+  await raw.query('BEGIN')
+  const pipeline = Promise.all(Array.from({ length: 200 }, (_, i) => raw.query('UPDATE f6 SET v = $1 WHERE id = $2', [`updated ${i}`, i])))
+  await new Promise((r) => setTimeout(r, 5))
+  await stack.cluster.backends[2]!.kill()
+  await bounded(pipeline, 20_000, 'pipeline after the kill')
+  await raw.query('COMMIT')
+  t.equal((await c.query("SELECT count(*)::int AS n FROM f6 WHERE v LIKE 'updated%'")).rows[0].n, 200)
+  t.same(stack.proxy.context.states.enabled(), [0], 'pg1 alone in service')
+})
