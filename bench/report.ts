@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import { f0, f1, f2, mib, table } from './format.ts'
 import { WORKLOAD_LABEL } from './options.ts'
 import { renderMicro, renderProfile } from './report-sections.ts'
+import { recoveryTargets, renderFailover, renderLogCost } from './report-recovery.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -43,6 +44,9 @@ export interface TargetCheck {
   lines: string[]
   selectMet: boolean | undefined
   initMet: boolean
+  /** undefined when not measured (BENCH_LOGCOST=0 / BENCH_FAILOVER=0, or no TPC-B). */
+  logCostMet: boolean | undefined
+  failoverMet: boolean | undefined
 }
 
 export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(data)): TargetCheck {
@@ -60,7 +64,9 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
     `- \`pgbench -i -s ${data.options.scale}\` through pgraid <= ${INIT_TARGET} x direct: ` +
       `whole init ${f2(r.total)}x, COPY step (client-side generate) ${r.copy === undefined ? 'n/a' : `${f2(r.copy)}x`} - ${verdict(initMet)}`,
   )
-  return { lines, selectMet, initMet }
+  const rec = recoveryTargets(data, cases)
+  lines.push(...rec.lines)
+  return { lines, selectMet, initMet, logCostMet: rec.logCostMet, failoverMet: rec.failoverMet }
 }
 
 export function renderReport(data: BenchData, previous?: string): string {
@@ -130,6 +136,12 @@ export function renderReport(data: BenchData, previous?: string): string {
     `- **pgraid**: one pgbench at pgraid, which sends every write to all ${data.backendAuth.length} backends ` +
       'and each read outside a write transaction to one of them.',
   )
+  const nolog = data.cases.some((c) => c.targets.includes('pgraid-nolog'))
+  if (nolog)
+    out.push(
+      '- **pgraid-nolog** (TPC-B only): a second pgraid over the same backends and database without the recovery log ' +
+        '(`recovery: { log: false }`); see "Cost of the recovery log" below.',
+    )
   out.push(
     `- **ceiling**: ${data.backendAuth.length} pgbench processes at once, one straight at each backend, no proxy: ` +
       'what three independent databases can do on this machine. "sum" adds their tps; "per backend" is the mean.',
@@ -195,6 +207,8 @@ export function renderReport(data: BenchData, previous?: string): string {
     }
   }
 
+  out.push(...renderLogCost(data, cases))
+  out.push(...renderFailover(data))
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 
@@ -275,7 +289,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(
     `- pgbench scale ${o.scale}, \`-c ${o.clients} -j ${o.threads} -T ${o.seconds}\`, \`-M simple\` and \`-M prepared\`; ` +
       `${o.rounds} interleaved round${o.rounds === 1 ? '' : 's'}: each round runs every (workload, mode) against all ` +
-      'three targets back to back, in an order that rotates from round to round.',
+      `${nolog ? 'its targets (TPC-B: four, with pgraid-nolog)' : 'three targets'} back to back, in an order that rotates from round to round.`,
   )
   out.push(
     `- ${data.backendAuth.length} embedded PostgreSQL servers (\`src/embedded/cluster.ts\`): loopback TCP, ` +
@@ -284,7 +298,8 @@ export function renderReport(data: BenchData, previous?: string): string {
   )
   out.push(
     `- pgraid: default config apart from the backends and one scram-sha-256 user; writeQuorum ${data.writeQuorum} ` +
-      `(default majority), log level ${o.logLevel}.`,
+      `(default majority), log level ${o.logLevel}.` +
+      (nolog ? " pgraid-nolog: the same plus `recovery: { log: false }`; the memory figures are the first instance's." : ''),
   )
   out.push(
     '- Datasets: pgraid uses database `postgres`, initialised through pgraid (so identical on every backend). ' +
@@ -300,7 +315,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(`- Replication check after init: ${data.replication.afterInit}`)
   const tc = data.replication.afterTpcb
   out.push(
-    `- Replication check after each TPC-B run through pgraid (all tables digested on every backend, ` +
+    `- Replication check after each TPC-B run through pgraid${nolog ? ' or pgraid-nolog' : ''} (all tables digested on every backend, ` +
       `pgbench_history included): ${tc.checks} check(s), ` +
       (tc.failures.length === 0 ? 'backends identical every time.' : `**${tc.failures.length} found differences**: ${tc.failures.join(' / ')}`),
   )

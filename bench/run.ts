@@ -19,6 +19,15 @@
 //                        pgraid child started with `node --cpu-prof`, stopped with SIGTERM so the profile is
 //                        written; self time per function / source file goes to "Where the time goes".
 //                        Default on, off with BENCH_QUICK=1 unless set; 0 = skip
+//   BENCH_LOGCOST=1      the cost of the recovery log: the TPC-B cases (BENCH_CLIENTS clients, every mode) also run
+//                        against a second pgraid over the same backends and database, started with
+//                        `recovery: { log: false }` (target "pgraid-nolog"), interleaved with the others; the
+//                        report compares its tps with the normal pgraid's. 0 = skip
+//   BENCH_FAILOVER=1     the failover figure: after the measured runs, a separate fresh 3-backend cluster with its
+//                        own pgraid; pgbench TPC-B -c 8 through it plus a probe client inserting a row every 50 ms;
+//                        one backend is killed (immediate shutdown) after 3 s, the run goes on ~5 s more. Reports the
+//                        longest gap between successful probe writes, aborted pgbench clients, and whether the two
+//                        remaining backends are identical (bench/failover.ts, ~30 s). 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -43,7 +52,8 @@ import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
 import { renderReport, checkTargets, previousReport } from './report.ts'
 import { runMicro } from './micro.ts'
 import { profileTpcb } from './profile.ts'
-import { TARGETS, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
+import { runFailover } from './failover.ts'
+import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
 const PGRAID_DB = 'postgres'
@@ -66,7 +76,8 @@ function log(msg: string): void {
 // last resort). A second signal more than a second later exits immediately.
 
 let aborting: number | undefined
-let activeCluster: Cluster | undefined
+/** The clusters running now: the measured one, and the failover scenario's while it runs. */
+const activeClusters = new Set<Cluster>()
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 function onSignal(sig: NodeJS.Signals): void {
@@ -82,10 +93,9 @@ function onSignal(sig: NodeJS.Signals): void {
   process.stderr.write(`\n[bench] ${sig}: stopping pgbench, pgraid and the PostgreSQL servers\n`)
   killAllChildren('SIGKILL')
   runAbortCleanups()
-  const cluster = activeCluster
-  const stop = cluster
-    ? Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())
-    : Promise.resolve()
+  const stop = Promise.all(
+    [...activeClusters].map((cluster) => Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())),
+  )
   const deadline = new Promise((resolve) => setTimeout(resolve, 30_000).unref())
   void Promise.race([stop, deadline])
     .catch((e: unknown) => process.stderr.write(`[bench] while stopping: ${String(e)}\n`))
@@ -147,14 +157,19 @@ function fmtRun(r: { tps: number; latencyMs: number }): string {
   return `${r.tps.toFixed(0)} tps, ${r.latencyMs.toFixed(2)} ms`
 }
 
+/** The pgraid instances over the measured cluster: the normal one, and the one without the recovery log. */
+interface Pgraids {
+  pgraid: { proxy: Proxy; ep: Endpoint }
+  nolog?: { proxy: Proxy; ep: Endpoint }
+}
+
 async function measure(
   opts: BenchOptions,
   round: number,
   cs: Case,
   target: Target,
   backends: RunningBackend[],
-  pgraidEp: Endpoint,
-  proxy: Proxy,
+  pgraids: Pgraids,
 ): Promise<Sample> {
   const spec = { workload: cs.workload, mode: cs.mode, seconds: opts.seconds, clients: cs.clients, threads: cs.threads }
   const base = { round, workload: cs.workload, mode: cs.mode, clients: cs.clients, target }
@@ -164,8 +179,12 @@ async function measure(
     const r = await benchRun(backendEndpoint(backends[0]!, DIRECT_DB), spec)
     return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r] }
   }
-  if (target === 'pgraid') {
-    await prepareRun(backends, PGRAID_DB, pgraidEp)
+  if (isPgraid(target)) {
+    const through = target === 'pgraid' ? pgraids.pgraid : pgraids.nolog
+    if (!through) throw new Error(`no pgraid instance for target ${target}`)
+    const { proxy, ep: pgraidEp } = through
+    // Through every instance: each orders its TRUNCATE after its own last writes.
+    await prepareRun(backends, PGRAID_DB, [pgraids.pgraid.ep, ...(pgraids.nolog ? [pgraids.nolog.ep] : [])])
     const load1 = os.loadavg()[0] ?? 0
     const cpu0 = proxy.cpuSeconds()
     const r = await benchRun(pgraidEp, spec)
@@ -187,7 +206,11 @@ async function measure(
 function benchCases(opts: BenchOptions): Case[] {
   const cases: Case[] = []
   for (const workload of opts.workloads)
-    for (const mode of opts.modes) cases.push({ workload, mode, clients: opts.clients, threads: opts.threads, targets: TARGETS })
+    for (const mode of opts.modes) {
+      // The recovery log's cost: TPC-B also through a pgraid without the log (BENCH_LOGCOST).
+      const targets = workload === 'tpcb' && opts.logCost ? TPCB_TARGETS_WITH_NOLOG : TARGETS
+      cases.push({ workload, mode, clients: opts.clients, threads: opts.threads, targets })
+    }
   // One client, no contention: what the proxy hop and replication add to each statement.
   if (opts.singleClient && opts.clients !== 1)
     for (const workload of opts.workloads) cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: ['direct', 'pgraid'] })
@@ -200,10 +223,11 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
-      `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}; measuring takes ~${estimate.toFixed(0)} min after init`,
+      `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
+      `measuring takes ~${estimate.toFixed(0)} min after init`,
   )
   const pgbenchVer = await pgbenchVersion()
   // In-process micro-benchmarks first, while nothing else of ours runs (bench/micro.ts).
@@ -213,12 +237,13 @@ async function main(): Promise<number> {
 
   let cluster: Cluster | undefined
   let proxy: Proxy | undefined
+  let nologProxy: Proxy | undefined
   const samples: Sample[] = []
   const tpcbChecks = { checks: 0, failures: [] as string[] }
   try {
     log('starting 3 PostgreSQL backends')
     cluster = await startCluster({ count: 3, auth: BACKEND_AUTH })
-    activeCluster = cluster
+    activeClusters.add(cluster)
     takeOverSignals()
     if (aborting !== undefined) return 130 // interrupted while the servers were starting
     const backends = cluster.backends
@@ -245,27 +270,42 @@ async function main(): Promise<number> {
     const vacuumThroughPgraid = await probeVacuum(pgraidEp)
     log(`VACUUM through pgraid: ${vacuumThroughPgraid}`)
 
+    // The second pgraid, without the recovery log, over the same backends and database (started after the
+    // init, so the two never wrote concurrently; it writes no pgraid.log rows, so the LSNs stay the first's).
+    const pgraids: Pgraids = { pgraid: { proxy, ep: pgraidEp } }
+    if (cases.some((c) => c.targets.includes('pgraid-nolog'))) {
+      const rawNolog = proxyConfig(backends, { name: CLIENT_USER, password: CLIENT_PASSWORD }, opts.logLevel, { recoveryLog: false })
+      log(`starting a second pgraid without the recovery log (${opts.proxy})`)
+      nologProxy = await startProxy(opts.proxy, rawNolog, opts.repoRoot)
+      log(`pgraid-nolog pid ${nologProxy.pid} on ${nologProxy.host}:${nologProxy.port}`)
+      pgraids.nolog = {
+        proxy: nologProxy,
+        ep: { name: 'pgraid-nolog', host: nologProxy.host, port: nologProxy.port, user: CLIENT_USER, password: CLIENT_PASSWORD, database: PGRAID_DB },
+      }
+    }
+
     for (let round = 1; round <= opts.rounds; round++) {
       for (const [ci, cs] of cases.entries()) {
         // Rotate the target order from case to case and round to round, so no target always goes first.
         const shift = (round - 1 + ci) % cs.targets.length
         const order = [...cs.targets.slice(shift), ...cs.targets.slice(0, shift)]
         for (const target of order) {
-          const s = await measure(opts, round, cs, target, backends, pgraidEp, proxy)
+          const s = await measure(opts, round, cs, target, backends, pgraids)
           samples.push(s)
+          const used = target === 'pgraid-nolog' ? nologProxy : proxy
           const extra =
             target === 'ceiling'
               ? ` (per backend: ${s.runs.map((r) => r.tps.toFixed(0)).join(' / ')})`
-              : target === 'pgraid'
-                ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, RSS ${(proxy.rss() / 2 ** 20).toFixed(0)} MiB)`
+              : isPgraid(target) && used
+                ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, RSS ${(used.rss() / 2 ** 20).toFixed(0)} MiB)`
                 : ''
           log(`round ${round}/${opts.rounds} ${cs.workload} ${cs.mode} -c ${cs.clients} ${target}: ${fmtRun(s)}${extra} [load ${s.load1.toFixed(1)}]`)
-          if (target === 'pgraid' && cs.workload === 'tpcb') {
+          if (isPgraid(target) && cs.workload === 'tpcb') {
             // Every backend must have applied the same writes, pgbench_history rows included.
             const check = await checkReplicas(backends, PGRAID_DB)
             tpcbChecks.checks++
             if (!check.identical) {
-              tpcbChecks.failures.push(`round ${round} ${cs.mode} -c ${cs.clients}: ${check.report.replace(/\n/g, '; ')}`)
+              tpcbChecks.failures.push(`round ${round} ${cs.mode} -c ${cs.clients} ${target}: ${check.report.replace(/\n/g, '; ')}`)
               log(`  BACKENDS DIFFER after this run:\n${check.report}`)
             }
           }
@@ -275,6 +315,14 @@ async function main(): Promise<number> {
 
     const peak = proxy.peakRss()
     const problems = proxy.problems()
+    if (nologProxy) {
+      // Its warnings go into the same report section, marked.
+      const p = nologProxy.problems()
+      problems.count += p.count
+      problems.recent.push(...p.recent.map((l) => `[pgraid-nolog] ${l}`))
+      await nologProxy.stop()
+      nologProxy = undefined
+    }
     await proxy.stop()
     proxy = undefined
     const profile = opts.profile
@@ -284,6 +332,26 @@ async function main(): Promise<number> {
     log('comparing the backends behind pgraid after the runs')
     const atEnd = await checkReplicas(backends, PGRAID_DB)
     log(`  ${atEnd.identical ? atEnd.report : `DIFFERENT:\n${atEnd.report}`}`)
+
+    const failover = opts.failover
+      ? await runFailover({
+          opts,
+          auth: BACKEND_AUTH,
+          user: CLIENT_USER,
+          password: CLIENT_PASSWORD,
+          initSteps: init.steps,
+          initFallback: init.fallback !== undefined,
+          log,
+          clusterStarted(c) {
+            activeClusters.add(c)
+            takeOverSignals()
+          },
+          clusterStopped(c) {
+            activeClusters.delete(c)
+          },
+        })
+      : undefined
+    if (aborting !== undefined) return 130
 
     const data: BenchData = {
       startedAt,
@@ -306,6 +374,7 @@ async function main(): Promise<number> {
         identicalAtEnd: atEnd.identical,
       },
       proxyProblems: problems,
+      failover,
       micro,
       profile,
     }
@@ -316,6 +385,10 @@ async function main(): Promise<number> {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
       return 1
     }
+    if (failover && !failover.ok) {
+      log(`FAILED: the failover scenario did not complete (report written anyway): ${failover.error}`)
+      return 1
+    }
     return 0
   } catch (e) {
     if (samples.length > 0) {
@@ -324,9 +397,10 @@ async function main(): Promise<number> {
     }
     throw Object.assign(e as object, { proxyProblems: proxy?.problems() })
   } finally {
+    if (nologProxy) await nologProxy.stop().catch((e: unknown) => log(`stopping pgraid-nolog: ${String(e)}`))
     if (proxy) await proxy.stop().catch((e: unknown) => log(`stopping pgraid: ${String(e)}`))
     if (cluster) await cluster.stop().catch((e: unknown) => log(`stopping the backends: ${String(e)}`))
-    activeCluster = undefined
+    if (cluster) activeClusters.delete(cluster)
   }
 }
 
@@ -335,7 +409,8 @@ function printSummary(data: BenchData): void {
     log(
       `${c.workload} ${c.mode}: direct ${c.directTps.toFixed(0)} tps / ${c.directLat.toFixed(2)} ms, ` +
         `pgraid ${c.pgraidTps.toFixed(0)} tps / ${c.pgraidLat.toFixed(2)} ms, ceiling ${c.ceilingSumTps.toFixed(0)} ` +
-        `(${c.ceilingPerBackendTps.toFixed(0)} per backend); pgraid/direct ${(c.pgraidTps / c.directTps).toFixed(2)}`,
+        `(${c.ceilingPerBackendTps.toFixed(0)} per backend); pgraid/direct ${(c.pgraidTps / c.directTps).toFixed(2)}` +
+        (Number.isFinite(c.nologTps) ? `; without the recovery log ${c.nologTps.toFixed(0)} tps, with/without ${(c.pgraidTps / c.nologTps).toFixed(2)}` : ''),
     )
   }
   for (const l of checkTargets(data).lines) log(l.replace(/\*\*/g, ''))

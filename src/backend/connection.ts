@@ -39,6 +39,7 @@ const WANTED = new Set<number>([
   B.Authentication,
   B.BackendKeyData,
   B.CopyInResponse,
+  B.NoticeResponse,
 ])
 
 export class BackendConnection {

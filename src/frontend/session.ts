@@ -176,6 +176,10 @@ export class Session implements LinkHost {
     this.auth = null
     const params: Record<string, string> = {}
     for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
+    // Settings the client gave at startup change what statements mean (TimeZone, DateStyle,
+    // search_path via options): a replay must run under them too.
+    for (const [k, v] of startupSettings(this.startupParams)) this.logSettings.set(k, `SET ${k} = ${quoteLiteral(v)}`)
+    this.logCtx = { ...this.logCtx, settings: [...this.logSettings.values()] }
     params.database = this.database
     const all = this.ctx.backends()
     const enabled = this.ctx.states.enabled()
@@ -711,6 +715,8 @@ export class Session implements LinkHost {
         return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`)
       }
     }
+    // A backend announcing its own shutdown (57P01-57P03) is about to be taken out: not the client's news.
+    if (type === B.NoticeResponse && body && /^57P0[123]$/.test(errorFields(body).C ?? '')) return
     if ((type === B.NoticeResponse || type === B.ParameterStatus) && link.index === this.links[0]?.index && !this.running) for (const b of bytes) this.out(b)
   }
 
@@ -827,6 +833,34 @@ function isoMicros(t: number): string {
   const ms = Math.floor(t)
   const us = Math.min(999, Math.floor((t - ms) * 1000))
   return new Date(ms).toISOString().slice(0, 23) + String(us).padStart(3, '0') + 'Z'
+}
+
+/** GUCs set by the startup packet (and its `options` -c switches), as name/value pairs. */
+export function startupSettings(params: Record<string, string>): [string, string][] {
+  const out: [string, string][] = []
+  for (const [k, v] of Object.entries(params)) {
+    if (k === 'user' || k === 'database' || k === 'replication' || k === 'application_name' || k.startsWith('_pq_')) continue
+    if (k === 'options') {
+      // -c name=value or --name=value, space separated; backslash escapes a space.
+      const words = v.match(/(?:\\.|[^\s])+/g) ?? []
+      for (let i = 0; i < words.length; i++) {
+        let w = words[i]!.replace(/\\(.)/g, '$1')
+        if (w === '-c' && i + 1 < words.length) w = words[++i]!.replace(/\\(.)/g, '$1')
+        else if (w.startsWith('--')) w = w.slice(2)
+        else if (w.startsWith('-c')) w = w.slice(2)
+        else continue
+        const eq = w.indexOf('=')
+        if (eq > 0) out.push([w.slice(0, eq).replace(/-/g, '_').toLowerCase(), w.slice(eq + 1)])
+      }
+      continue
+    }
+    if (/^[a-z_][a-z0-9_.]*$/i.test(k)) out.push([k.toLowerCase(), v])
+  }
+  return out
+}
+
+function quoteLiteral(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`
 }
 
 function printable(code: number): string {

@@ -85,6 +85,15 @@ t.test('session settings and rewritten values are in the record', async (t) => {
   t.match(last.stmts[0]!.q, /'\d{4}-\d\d-\d\dT[\d:.]+Z'::timestamptz/)
 })
 
+t.test('settings from the startup packet (and its options) are in the record', async (t) => {
+  const c = await client(stack, { options: '-c statement_timeout=50000' })
+  t.teardown(() => c.end())
+  await c.query('UPDATE acct SET bal = bal WHERE id = 1')
+  const per = await logs()
+  const last = per[0]![per[0]!.length - 1]!.record
+  t.ok(last.settings.includes("SET statement_timeout = '50000'"), `settings: ${last.settings.join('; ')}`)
+})
+
 t.test('conflicting transactions get LSNs in the order they commit', async (t) => {
   const a = await client(stack)
   const b = await client(stack)
