@@ -27,6 +27,10 @@ export interface ServerContext {
   takeOut(index: number, state: 'disabled' | 'inconsistent', reason: string): void
   /** Backends that must be in service for a write to be accepted. */
   writeQuorum: number
+  /** Client sessions, for the admin console. */
+  sessions(): Session[]
+  /** Databases pgraid has a recovery log for (served since it started). */
+  databases(): string[]
   catalog(database: string): Catalog
   /** The recovery log of a database (schema ensured on first use). */
   recovery(database: string): RecoveryLog

@@ -55,6 +55,8 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     balancer: new Balancer(stats),
     stats,
     nextSessionId: () => nextId++,
+    sessions: () => [...sessions],
+    databases: () => [...logs.keys()],
     backends: () => targets,
     catalog(database) {
       let c = catalogs.get(database)

@@ -54,6 +54,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       exitCode = await hashPassword(password === '-' ? await readStdinLine() : password, opts.method, opts.user);
     });
 
+  program
+    .command('status')
+    .description('ask a running pgraid (its admin console) for each backend\'s state, log position and lag; exit 0 all in service, 1 degraded, 2 could not ask')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
+    .option('-u, --user <user>', 'an admin user (users[].admin in the config); default: the first admin user')
+    .option('--json', 'print JSON instead of tables')
+    .action(async (opts: { config: string; user?: string; json?: boolean }) => {
+      exitCode = await status(opts.config, opts.user, opts.json ?? false);
+    });
+
   try {
     await program.parseAsync([...argv]);
   } catch (err) {
@@ -157,4 +167,26 @@ async function readStdinLine(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '');
+}
+
+/** `pgraid status`: the password comes from PGRAID_PASSWORD (or the config, for a plain-text admin password). */
+async function status(configPath: string, userOpt: string | undefined, json: boolean): Promise<number> {
+  const config = await loadConfigOrReport(configPath);
+  if (config === undefined) return EXIT_USAGE;
+  const admin = userOpt ? config.users.find((u) => u.name === userOpt) : config.users.find((u) => u.admin);
+  if (!admin) {
+    process.stderr.write(`pgraid status: ${userOpt ? `no user "${userOpt}" in ${configPath}` : `no admin user in ${configPath}: set "admin": true for one of the users`}\n`);
+    return EXIT_USAGE;
+  }
+  const plain = admin.password && !/^(SCRAM-SHA-256\$|md5[0-9a-f]{32}$)/.test(admin.password) ? admin.password : undefined;
+  const password = process.env.PGRAID_PASSWORD ?? plain;
+  try {
+    const { fetchStatus, renderStatus } = await import('./status.ts');
+    const report = await fetchStatus(config, admin.name, password);
+    process.stdout.write(json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report));
+    return report.backends.every((b) => b.state === 'enabled') ? EXIT_OK : EXIT_FAILURE;
+  } catch (e) {
+    process.stderr.write(`pgraid status: could not ask pgraid at ${config.listen.host}:${config.listen.port}: ${(e as Error).message}\n`);
+    return EXIT_USAGE;
+  }
 }

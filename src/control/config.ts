@@ -90,6 +90,10 @@ const userSchema = z
         'Plain password, or a verifier/hash from `pgraid hash-password`; required unless auth is "trust". ' +
           'md5 auth needs a plain password or md5 hash; scram-sha-256 needs a plain password or SCRAM verifier.',
       ),
+    admin: z
+      .boolean('must be true or false')
+      .default(false)
+      .describe('May log in to the admin console (database "pgraid": SHOW BACKENDS, DISABLE, ...) and use `pgraid status`.'),
   })
   .describe('A user clients may log in to pgraid as.');
 

@@ -24,6 +24,7 @@ import type { StatementInfo } from '../sql/types.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
 import type { ServerContext } from '../server-context.ts'
+import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 
@@ -97,6 +98,12 @@ export class Session implements LinkHost {
     if (this.phase === 'closed') return
     if (this.phase === 'startup') return this.onStartup(f)
     if (this.phase === 'auth') return this.onAuth(f)
+    if (this.admin) {
+      // One command at a time, in order (SHOW LOG waits for the backends).
+      const admin = this.admin
+      this.adminQueue = this.adminQueue.then(() => admin.onFrame(f)).then((more) => more || this.close('client sent Terminate'))
+      return
+    }
     if (this.copy?.take(f)) return
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
@@ -153,7 +160,31 @@ export class Session implements LinkHost {
     this.auth = new ClientAuth(this.user, this.ctx.config.users.find((u) => u.name === this.user))
     const step = this.auth.begin()
     for (const b of step.reply) this.socket.write(b)
-    if (step.done) void this.connectBackends()
+    if (step.done) void this.authenticated()
+  }
+
+  /** Login done: the admin console, or connections to the backends. */
+  private authenticated(): void {
+    if (this.database !== ADMIN_DATABASE) return void this.connectBackends()
+    if (!this.ctx.config.users.find((u) => u.name === this.user)?.admin)
+      return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'))
+    this.admin = new AdminConsole(this.socket, this.ctx, this.user, this.pid, this.secret)
+    this.phase = 'ready'
+    this.admin.start()
+  }
+  private admin: AdminConsole | null = null
+  private adminQueue: Promise<unknown> = Promise.resolve()
+
+  get clientAddress(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`
+  }
+
+  get transactionStatus(): string {
+    return this.admin ? 'admin' : this.txStatus === 'I' ? 'idle' : this.txStatus === 'T' ? 'in transaction' : 'failed transaction'
+  }
+
+  get backendNames(): string[] {
+    return this.links.map((l) => l.name)
   }
 
   private onAuth(f: Frame): void {
@@ -161,7 +192,7 @@ export class Session implements LinkHost {
     try {
       const step = this.auth.next(f.bytes.subarray(f.bodyOffset))
       for (const b of step.reply) this.socket.write(b)
-      if (step.done) void this.connectBackends()
+      if (step.done) this.authenticated()
     } catch (e) {
       if (e instanceof PgError) {
         this.log.info({ reason: e.message }, 'authentication failed')

@@ -1,0 +1,233 @@
+// The admin console: a client that logs in to the reserved database
+// `pgraid` (as PgBouncer's `pgbouncer`) with a user marked `admin` gets no
+// backend connections but a small command language over the simple query
+// protocol, answered as ordinary rows so psql, node-postgres or any driver
+// can read them. `pgraid status` (src/control/status.ts) uses it.
+
+import pg from 'pg'
+import type net from 'node:net'
+import { B } from '../protocol/codes.ts'
+import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData } from '../protocol/encode.ts'
+import { PgError } from '../errors.ts'
+import type { ServerContext } from '../server-context.ts'
+import type { Frame } from '../protocol/framer.ts'
+import { F } from '../protocol/codes.ts'
+import { queryText } from '../protocol/decode.ts'
+
+export const ADMIN_DATABASE = 'pgraid'
+
+type Row = (string | number | boolean | null)[]
+interface Result {
+  columns: string[]
+  rows: Row[]
+  tag: string
+}
+
+const HELP: [string, string][] = [
+  ['SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent), why, since when, reads in flight'],
+  ['SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend'],
+  ['SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use'],
+  ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
+  ['SHOW CONFIG', 'the running configuration (passwords hidden)'],
+  ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
+  ['SHOW HELP', 'this list'],
+]
+
+export class AdminConsole {
+  private skipping = false
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly ctx: ServerContext,
+    private readonly user: string,
+    private readonly pid: number,
+    private readonly secret: number,
+  ) {}
+
+  start(): void {
+    for (const [k, v] of [
+      ['server_version', '18.0 (pgraid admin console)'],
+      ['server_encoding', 'UTF8'],
+      ['client_encoding', 'UTF8'],
+      ['DateStyle', 'ISO, MDY'],
+      ['integer_datetimes', 'on'],
+      ['standard_conforming_strings', 'on'],
+    ])
+      this.socket.write(parameterStatus(k!, v!))
+    this.socket.write(backendKeyData(this.pid, this.secret))
+    this.socket.write(readyForQuery('I'))
+  }
+
+  /** One client message; false when the client said goodbye. */
+  async onFrame(f: Frame): Promise<boolean> {
+    switch (f.type) {
+      case F.Terminate:
+        return false
+      case F.Query: {
+        const text = queryText(f.bytes.subarray(f.bodyOffset))
+        try {
+          for (const cmd of text.split(';').map((c) => c.trim()).filter(Boolean)) this.send(await this.run(cmd))
+          if (!text.trim()) this.socket.write(message(B.EmptyQueryResponse))
+        } catch (e) {
+          const err = e instanceof PgError ? e : new PgError('XX000', (e as Error).message)
+          this.socket.write(err.toMessage())
+        }
+        this.socket.write(readyForQuery('I'))
+        return true
+      }
+      case F.Sync:
+        this.skipping = false
+        this.socket.write(readyForQuery('I'))
+        return true
+      default:
+        // Extended protocol: one error, then skip to Sync as PostgreSQL does.
+        if (!this.skipping) {
+          this.skipping = true
+          this.socket.write(new PgError('0A000', 'the pgraid admin console speaks the simple query protocol only', 'ERROR', undefined, 'psql and "SELECT"-free commands such as SHOW BACKENDS work; drivers: use a simple query').toMessage())
+        }
+        return true
+    }
+  }
+
+  private send(r: Result): void {
+    const parts: Buffer[] = [Buffer.alloc(2)]
+    parts[0]!.writeInt16BE(r.columns.length)
+    for (const c of r.columns) {
+      const meta = Buffer.alloc(18)
+      meta.writeInt32BE(0, 0) // table oid
+      meta.writeInt16BE(0, 4) // column number
+      meta.writeInt32BE(25, 6) // text
+      meta.writeInt16BE(-1, 10)
+      meta.writeInt32BE(-1, 12)
+      meta.writeInt16BE(0, 16)
+      parts.push(Buffer.from(c + '\0', 'utf8'), meta)
+    }
+    const out: Buffer[] = [message(B.RowDescription, Buffer.concat(parts))]
+    for (const row of r.rows) {
+      const fields: Buffer[] = [Buffer.alloc(2)]
+      fields[0]!.writeInt16BE(row.length)
+      for (const v of row) {
+        const len = Buffer.alloc(4)
+        if (v === null) {
+          len.writeInt32BE(-1)
+          fields.push(len)
+        } else {
+          const b = Buffer.from(String(v), 'utf8')
+          len.writeInt32BE(b.length)
+          fields.push(len, b)
+        }
+      }
+      out.push(message(B.DataRow, Buffer.concat(fields)))
+    }
+    out.push(commandComplete(r.tag))
+    this.socket.write(Buffer.concat(out))
+  }
+
+  private async run(cmd: string): Promise<Result> {
+    const words = cmd.split(/\s+/)
+    const verb = words.map((w) => w.toUpperCase()).slice(0, 2).join(' ')
+    const targets = this.ctx.backends()
+    switch (verb) {
+      case 'SHOW BACKENDS':
+        return {
+          columns: ['name', 'host', 'port', 'state', 'reason', 'since', 'weight', 'reads_in_flight'],
+          rows: this.ctx.states.list.map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
+          tag: 'SHOW',
+        }
+      case 'SHOW SESSIONS':
+        return {
+          columns: ['id', 'user', 'database', 'client', 'transaction', 'backends'],
+          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.transactionStatus, s.backendNames.join(',')]),
+          tag: 'SHOW',
+        }
+      case 'SHOW LOCKS':
+        return {
+          columns: ['resource', 'holders', 'waiters'],
+          rows: this.ctx.locks.snapshot().filter((l) => l.holders.length || l.waiters.length).map((l) => [l.resource, l.holders.join(' '), l.waiters.join(' ')]),
+          tag: 'SHOW',
+        }
+      case 'SHOW CONFIG':
+        return { columns: ['key', 'value'], rows: flatten(this.ctx.config as unknown as Record<string, unknown>), tag: 'SHOW' }
+      case 'SHOW LOG':
+        return { columns: ['database', 'backend', 'state', 'max_lsn', 'records', 'lag_transactions', 'lag_bytes', 'error'], rows: await this.logRows(), tag: 'SHOW' }
+      case 'SHOW HELP':
+        return { columns: ['command', 'what'], rows: HELP, tag: 'SHOW' }
+    }
+    if (words[0]!.toUpperCase() === 'DISABLE' && words.length === 2) {
+      const name = words[1]!.replace(/^"|"$/g, '')
+      const idx = targets.findIndex((t) => t.name === name)
+      if (idx < 0) throw new PgError('42704', `no backend named "${name}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
+      if (this.ctx.states.list[idx]!.state !== 'enabled') return { columns: ['name', 'state'], rows: [[name, this.ctx.states.list[idx]!.state]], tag: 'DISABLE' }
+      if (this.ctx.states.enabled().length === 1) throw new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`)
+      this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`)
+      return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
+    }
+    throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)
+  }
+
+  /** Per backend: records (and their size) the most advanced backend `top` has above that backend's highest LSN. */
+  private async lags(top: Target, database: string, maxes: (number | null)[]): Promise<({ n: number; bytes: number } | null)[]> {
+    const c = clientFor(top, database)
+    try {
+      await c.connect()
+      return await Promise.all(
+        maxes.map(async (m) => {
+          if (m === null) return null
+          const r = await c.query<{ n: string; bytes: string }>('SELECT count(*) AS n, coalesce(sum(pg_column_size(record)), 0) AS bytes FROM pgraid.log WHERE lsn > $1', [m])
+          return { n: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.bytes) }
+        }),
+      )
+    } catch {
+      return maxes.map(() => null)
+    } finally {
+      await c.end().catch(() => {})
+    }
+  }
+
+  /** Each backend's log position per database pgraid has served, read from the backends now. */
+  private async logRows(): Promise<Row[]> {
+    const targets = this.ctx.backends()
+    const rows: Row[] = []
+    for (const database of this.ctx.databases()) {
+      const per = await Promise.all(
+        targets.map(async (t) => {
+          const c = clientFor(t, database)
+          try {
+            await c.connect()
+            const r = await c.query<{ max: string; n: string }>('SELECT coalesce(max(lsn), 0) AS max, count(*) AS n FROM pgraid.log')
+            return { max: Number(r.rows[0]!.max), n: Number(r.rows[0]!.n), error: null as string | null }
+          } catch (e) {
+            return { max: null, n: null, error: (e as Error).message }
+          } finally {
+            await c.end().catch(() => {})
+          }
+        }),
+      )
+      // Lag: the records the most advanced backend has beyond this one's highest LSN (LSNs have gaps).
+      const top = per.reduce((best, p, i) => ((p.max ?? -1) > (per[best]!.max ?? -1) ? i : best), 0)
+      const lags = await this.lags(targets[top]!, database, per.map((p) => p.max))
+      per.forEach((p, i) => rows.push([database, targets[i]!.name, this.ctx.states.list[i]!.state, p.max, p.n, lags[i]?.n ?? null, lags[i]?.bytes ?? null, p.error]))
+    }
+    return rows
+  }
+}
+
+type Target = ReturnType<ServerContext['backends']>[number]
+
+function clientFor(t: Target, database: string): pg.Client {
+  const c = new pg.Client({ host: t.host, port: t.port, user: t.user, password: t.password ?? undefined, database: t.database ?? database, connectionTimeoutMillis: 5000, application_name: 'pgraid admin' })
+  c.on('error', () => {})
+  return c
+}
+
+function flatten(o: Record<string, unknown>, prefix = ''): Row[] {
+  const out: Row[] = []
+  for (const [k, v] of Object.entries(o)) {
+    const key = prefix ? `${prefix}.${k}` : k
+    if (k === 'password') out.push([key, '(hidden)'])
+    else if (Array.isArray(v)) v.forEach((x, i) => (x && typeof x === 'object' ? out.push(...flatten(x as Record<string, unknown>, `${key}[${i}]`)) : out.push([`${key}[${i}]`, String(x)])))
+    else if (v && typeof v === 'object') out.push(...flatten(v as Record<string, unknown>, key))
+    else out.push([key, v === undefined ? null : String(v)])
+  }
+  return out
+}

@@ -1,0 +1,49 @@
+// `pgraid status`: asks a running pgraid, through its admin console (the
+// reserved database `pgraid`), for the state of every backend, each
+// backend's recovery-log position and lag, and the client sessions. Human
+// table by default, --json for scripts. Exit codes: 0 every backend in
+// service, 1 some backend out of service (degraded), 2 could not ask.
+
+import pg from 'pg'
+import type { Config } from './config.ts'
+
+export interface StatusReport {
+  backends: Record<string, string | null>[]
+  log: Record<string, string | null>[]
+  sessions: number
+}
+
+export async function fetchStatus(config: Config, user: string, password: string | undefined): Promise<StatusReport> {
+  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host
+  const c = new pg.Client({ host, port: config.listen.port, user, password, database: 'pgraid', application_name: 'pgraid status', connectionTimeoutMillis: 10_000 })
+  c.on('error', () => {})
+  await c.connect()
+  try {
+    const backends = (await c.query('SHOW BACKENDS')).rows
+    const log = (await c.query('SHOW LOG')).rows
+    const sessions = (await c.query('SHOW SESSIONS')).rows.length
+    return { backends, log, sessions }
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
+export function renderStatus(r: StatusReport): string {
+  const lines: string[] = []
+  lines.push(table(['backend', 'state', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.since, b.reason ?? ''])))
+  if (r.log.length) {
+    lines.push('')
+    lines.push(table(['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'], r.log.map((l) => [l.database, l.backend, l.max_lsn ?? `unreachable: ${l.error}`, l.records ?? '', l.lag_transactions ?? '', l.lag_bytes ?? ''])))
+  }
+  lines.push('')
+  const out = r.backends.filter((b) => b.state !== 'enabled')
+  lines.push(`${r.sessions} client session(s). ${out.length ? `DEGRADED: ${out.map((b) => `${b.name} is ${b.state}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`)
+  return lines.join('\n') + '\n'
+}
+
+function table(head: string[], rows: (string | null | undefined)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map((c) => c ?? ''))]
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)))
+  const fmt = (r: (string | null | undefined)[]) => r.map((c, i) => String(c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()
+  return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n')
+}

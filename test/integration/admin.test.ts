@@ -1,0 +1,94 @@
+// The admin console (database "pgraid", admin users only) and `pgraid
+// status`: backend states, recovery-log positions and lag, sessions, locks,
+// config without secrets, DISABLE; answers as ordinary rows (node-postgres,
+// psql); the CLI's exit code says whether the cluster is degraded.
+
+import t from 'tap'
+import pg from 'pg'
+import { execFile } from 'node:child_process'
+import { mkdtemp, writeFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { stackFor, client } from '../harness/stack.ts'
+
+const stack = await stackFor(t, {
+  config: {
+    users: [
+      { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+      { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+    ],
+  },
+})
+const admin = async () => {
+  const c = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await c.connect()
+  return c
+}
+
+t.test('only admin users get the console', async (t) => {
+  const c = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'app', password: 'app-secret', database: 'pgraid' })
+  const e = await c.connect().then(
+    () => null,
+    (err: { code?: string }) => err,
+  )
+  t.equal(e?.code, '42501')
+  await c.end().catch(() => {})
+})
+
+t.test('SHOW BACKENDS, SESSIONS, LOCKS, CONFIG, HELP; DISABLE; SHOW LOG lag', async (t) => {
+  const a = await admin()
+  const app = await client(stack)
+  t.teardown(() => Promise.all([a.end(), app.end()]))
+  const b = await a.query('SHOW BACKENDS')
+  t.same(b.rows.map((r) => [r.name, r.state]), [['pg1', 'enabled'], ['pg2', 'enabled'], ['pg3', 'enabled']])
+  await app.query('CREATE TABLE adm (id int PRIMARY KEY)')
+  await app.query('BEGIN')
+  await app.query('INSERT INTO adm VALUES (1)')
+  const sessions = await a.query('SHOW SESSIONS')
+  t.ok(sessions.rows.some((r) => r.user === 'app' && r.transaction === 'in transaction' && r.backends === 'pg1,pg2,pg3'), 'the app session, in its transaction')
+  const locks = await a.query('SHOW LOCKS')
+  t.ok(locks.rows.some((r) => /adm/.test(r.resource)), 'the open transaction holds a lock on adm')
+  await app.query('COMMIT')
+  const cfg = await a.query('SHOW CONFIG')
+  t.ok(cfg.rows.some((r) => r.key === 'users[1].admin' && r.value === 'true'))
+  t.notOk(cfg.rows.some((r) => /secret/.test(r.value ?? '')), 'no password in SHOW CONFIG')
+  t.ok((await a.query('SHOW HELP')).rows.length >= 6)
+  let log = await a.query('SHOW LOG')
+  t.same(log.rows.map((r) => r.lag_transactions), ['0', '0', '0'], 'every backend has every record')
+  t.same((await a.query('DISABLE pg2')).rows, [{ name: 'pg2', state: 'disabled' }])
+  await app.query('INSERT INTO adm VALUES (2)')
+  await app.query('INSERT INTO adm VALUES (3)')
+  log = await a.query('SHOW LOG')
+  t.same(log.rows.map((r) => [r.backend, r.state, r.lag_transactions]), [['pg1', 'enabled', '0'], ['pg2', 'disabled', '2'], ['pg3', 'enabled', '0']], 'pg2 lags by the two commits it missed')
+  t.ok(Number(log.rows[1].lag_bytes) > 0)
+  const e = await a.query('FROBNICATE').then(() => null, (err: { code?: string }) => err)
+  t.equal(e?.code, '42601')
+  const x = await a.query('SHOW BACKENDS WHERE $1', [1]).then(() => null, (err: { code?: string }) => err)
+  t.equal(x?.code, '0A000', 'the extended protocol gets a clear error')
+  t.equal((await a.query('SHOW BACKENDS')).rows.length, 3, 'and the console goes on')
+})
+
+t.test('psql reads the console; pgraid status reports a degraded cluster with exit 1', async (t) => {
+  const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) =>
+      execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
+    )
+  const psql = await run('psql', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'ops', '-d', 'pgraid', '-At', '-c', 'SHOW BACKENDS'], { PGPASSWORD: 'ops-secret' })
+  t.equal(psql.code, 0, psql.err)
+  t.match(psql.out, /pg2\|.*\|disabled\|disabled by admin ops/)
+  const dir = await mkdtemp(join(tmpdir(), 'pgraid-status-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'pgraid.json')
+  await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port: stack.port }, backends: stack.config.backends, users: [{ name: 'ops', password: 'ops-secret', admin: true }] }))
+  const human = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file])
+  t.equal(human.code, 1, 'degraded: exit 1')
+  t.match(human.out, /DEGRADED: pg2 is disabled/)
+  t.match(human.out, /pg2\s+disabled/)
+  const json = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file, '--json'])
+  t.equal(json.code, 1)
+  const parsed = JSON.parse(json.out) as { backends: { name: string; state: string }[] }
+  t.same(parsed.backends.map((b) => b.state), ['enabled', 'disabled', 'enabled'])
+  const wrong = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file], { PGRAID_PASSWORD: 'wrong' })
+  t.equal(wrong.code, 2, 'could not ask: exit 2')
+  t.match(wrong.err, /could not ask pgraid/)
+})
