@@ -27,6 +27,17 @@ export interface ServerContext {
   takeOut(index: number, state: 'disabled' | 'inconsistent', reason: string): void
   /** Backends that must be in service for a write to be accepted. */
   writeQuorum: number
+  /** Puts a backend back in service (resync, clone, ENABLE FORCE). */
+  enable(index: number, reason: string): void
+  /** Holds new COMMITs until the returned function is called (resync's last step). */
+  holdCommits(): () => void
+  /** Resolves when no hold is in place; `held()` says whether one is. */
+  waitHold(): Promise<void>
+  held(): boolean
+  /** COMMITs sent and not yet finished (including their replay on late backends). */
+  commitsInFlight(): number
+  commitStarted(): void
+  commitEnded(): void
   /** Client sessions, for the admin console. */
   sessions(): Session[]
   /** Databases pgraid has a recovery log for (served since it started). */

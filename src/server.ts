@@ -37,6 +37,8 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   const catalogs = new Map<string, Catalog>()
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1
+  let hold: Promise<void> | null = null
+  let inFlight = 0
   const states = new BackendStates(targets.map((t) => t.name))
   states.setMaxListeners(0) // one listener per session
   const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
@@ -54,6 +56,25 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     locks: new LockManager(),
     balancer: new Balancer(stats),
     stats,
+    enable(index, reason) {
+      if (!states.enable(index, reason)) return
+      logger.warn({ backend: targets[index]?.name, reason }, 'backend back in service')
+      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+    },
+    holdCommits() {
+      let release!: () => void
+      const p = new Promise<void>((r) => (release = r))
+      hold = p
+      return () => {
+        if (hold === p) hold = null
+        release()
+      }
+    },
+    waitHold: () => hold ?? Promise.resolve(),
+    held: () => hold !== null,
+    commitsInFlight: () => inFlight,
+    commitStarted: () => void inFlight++,
+    commitEnded: () => void inFlight--,
     nextSessionId: () => nextId++,
     sessions: () => [...sessions],
     databases: () => [...logs.keys()],

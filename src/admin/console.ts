@@ -7,7 +7,8 @@
 import pg from 'pg'
 import type net from 'node:net'
 import { B } from '../protocol/codes.ts'
-import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData } from '../protocol/encode.ts'
+import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData, errorResponse } from '../protocol/encode.ts'
+import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
 import { PgError } from '../errors.ts'
 import type { ServerContext } from '../server-context.ts'
 import type { Frame } from '../protocol/framer.ts'
@@ -30,6 +31,8 @@ const HELP: [string, string][] = [
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
   ['SHOW CONFIG', 'the running configuration (passwords hidden)'],
   ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
+  ['RESYNC <backend>', 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)'],
+  ['ENABLE <backend> [FORCE]', 'put a backend back that has every record (else: resync or clone); FORCE skips the check'],
   ['SHOW HELP', 'this list'],
 ]
 
@@ -87,6 +90,10 @@ export class AdminConsole {
         }
         return true
     }
+  }
+
+  private notice(text: string): void {
+    this.socket.write(errorResponse({ severity: 'NOTICE', code: '00000', message: text }, B.NoticeResponse))
   }
 
   private send(r: Result): void {
@@ -153,10 +160,35 @@ export class AdminConsole {
       case 'SHOW HELP':
         return { columns: ['command', 'what'], rows: HELP, tag: 'SHOW' }
     }
-    if (words[0]!.toUpperCase() === 'DISABLE' && words.length === 2) {
-      const name = words[1]!.replace(/^"|"$/g, '')
+    const op = words[0]!.toUpperCase()
+    const backendArg = () => {
+      const name = (words[1] ?? '').replace(/^"|"$/g, '')
       const idx = targets.findIndex((t) => t.name === name)
       if (idx < 0) throw new PgError('42704', `no backend named "${name}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
+      return { name, idx }
+    }
+    if (op === 'RESYNC' && words.length === 2) {
+      const { name, idx } = backendArg()
+      try {
+        const r = await resync(this.ctx, idx, (m) => this.notice(m))
+        return { columns: ['name', 'state', 'records_applied', 'commits_held_ms'], rows: [[name, 'enabled', r.applied, r.heldMs]], tag: 'RESYNC' }
+      } catch (e) {
+        if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
+        throw new PgError('XX000', `resync of ${name} failed: ${(e as Error).message}`, 'ERROR', undefined, 'the backend stays out of service; fix the cause and run RESYNC again (it resumes where it stopped)')
+      }
+    }
+    if (op === 'ENABLE' && (words.length === 2 || (words.length === 3 && words[2]!.toUpperCase() === 'FORCE'))) {
+      const { name, idx } = backendArg()
+      if (this.ctx.states.isEnabled(idx)) return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
+      const force = words.length === 3
+      const why = this.ctx.states.list[idx]!.state === 'inconsistent' ? 'it is inconsistent: clone it' : await behindReason(this.ctx, idx)
+      if (why && !force) throw new PgError('55000', `cannot enable ${name}: ${why}`, 'ERROR', undefined, 'ENABLE ... FORCE puts it back anyway (its data may then differ)')
+      if (why) this.notice(`WARNING: ${name} enabled by force although ${why}; run pgraid verify`)
+      this.ctx.enable(idx, force ? `enabled by force by admin ${this.user}` : `enabled by admin ${this.user}`)
+      return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
+    }
+    if (op === 'DISABLE' && words.length === 2) {
+      const { name, idx } = backendArg()
       if (this.ctx.states.list[idx]!.state !== 'enabled') return { columns: ['name', 'state'], rows: [[name, this.ctx.states.list[idx]!.state]], tag: 'DISABLE' }
       if (this.ctx.states.enabled().length === 1) throw new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`)
       this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`)

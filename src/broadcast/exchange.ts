@@ -158,7 +158,7 @@ export class Exchange {
     if (!lp || lp.qpos >= lp.queue.length) return
     const m = lp.queue[lp.qpos]
     const msg = this.msgs[m]
-    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged && msg.dropUnit === undefined) {
+    if (m === this.cursor && msg.targets.length === 1 && !msg.swallow && !this.outcome.diverged && msg.dropUnit === undefined && !(this.deferReady && m === this.msgs.length - 1)) {
       // Until a result arrives, the answer's preamble is held back: if the backend dies now, the
       // client has seen nothing and the read can run again elsewhere.
       if (this.holdPreamble && !this.relayed && PREAMBLE.has(type)) {
@@ -272,7 +272,7 @@ export class Exchange {
         this.next()
         continue
       }
-      if (targets.length === 1 && !this.outcome.diverged && msg.dropUnit === undefined) {
+      if (targets.length === 1 && !this.outcome.diverged && msg.dropUnit === undefined && !(this.deferReady && i === this.msgs.length - 1)) {
         const t = targets[0]
         const units = this.responses[i].get(t)!
         // Units buffered before the cursor got here go out now; the rest flow live.
@@ -346,6 +346,10 @@ export class Exchange {
       this.outcome.errorCode = errorFields(unit.body).C ?? null
     if ((msg.swallow && !(msg.surfaceErrors && unit.type === B.ErrorResponse)) || drop) return
     if (unit.slices.length) this.releaseHeld()
+    if (unit.type === B.ReadyForQuery && this.deferReady && i === this.msgs.length - 1) {
+      this.deferred.push(...unit.slices)
+      return
+    }
     if (unit.type === B.ReadyForQuery) this.host.beforeReady()
     for (const s of unit.slices) this.host.out(s)
     if (unit.slices.length) this.relayed = true
@@ -390,6 +394,9 @@ export class Exchange {
 
   /** Some answer bytes of this batch reached the client (a lost read can no longer be retried). */
   relayed = false
+  /** The batch's final ReadyForQuery is kept in `deferred` for the session to send (a commit still to replay elsewhere). */
+  deferReady = false
+  deferred: Buffer[] = []
   /** Hold ParseComplete/BindComplete/RowDescription... until a result comes (set for reads ending in Sync). */
   holdPreamble = false
   private held: Buffer[] = []

@@ -45,6 +45,17 @@ export class BackendStates extends EventEmitter {
     return true
   }
 
+  /** Puts a backend back in service (after resync/clone, or ENABLE FORCE); sessions attach it. */
+  enable(index: number, reason: string): boolean {
+    const b = this.list[index]
+    if (!b || b.state === 'enabled') return false
+    b.state = 'enabled'
+    b.reason = reason
+    b.since = new Date()
+    this.emit('in', b)
+    return true
+  }
+
   /** Sets a state learnt from the backends' own records at startup. */
   restore(index: number, state: BackendStateName, reason: string | null): void {
     const b = this.list[index]

@@ -2,7 +2,7 @@
 // exit codes (0 ok, 1 runtime failure, 2 usage or config error) and keeps stdout for results only.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, LOG_LEVELS, loadConfig, type LogLevel } from './config.ts';
+import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from './config.ts';
 import { createLogger } from './logger.ts';
 
 export const EXIT_OK = 0;
@@ -62,6 +62,37 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--json', 'print JSON instead of tables')
     .action(async (opts: { config: string; user?: string; json?: boolean }) => {
       exitCode = await status(opts.config, opts.user, opts.json ?? false);
+    });
+
+  program
+    .command('resync')
+    .description('bring a disabled backend up to date from one in service and put it back, online (exit 0 done, 1 refused or failed, 2 could not ask)')
+    .argument('<backend>', 'the backend name from the config')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
+    .option('-u, --user <user>', 'an admin user (users[].admin in the config); default: the first admin user')
+    .action(async (backend: string, opts: { config: string; user?: string }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `RESYNC ${backend}`);
+    });
+
+  program
+    .command('enable')
+    .description('put a backend back in service if it has every committed record (--force: anyway, with a warning)')
+    .argument('<backend>', 'the backend name from the config')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
+    .option('-u, --user <user>', 'an admin user')
+    .option('--force', 'enable even if it is behind or inconsistent')
+    .action(async (backend: string, opts: { config: string; user?: string; force?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `ENABLE ${backend}${opts.force ? ' FORCE' : ''}`);
+    });
+
+  program
+    .command('disable')
+    .description('take a backend out of service (it stays out until resynced)')
+    .argument('<backend>', 'the backend name from the config')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
+    .option('-u, --user <user>', 'an admin user')
+    .action(async (backend: string, opts: { config: string; user?: string }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `DISABLE ${backend}`);
     });
 
   try {
@@ -167,6 +198,47 @@ async function readStdinLine(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '');
+}
+
+/** The admin user and password `pgraid status/resync/...` log in with. */
+function adminLogin(config: Config, userOpt: string | undefined, configPath: string): { user: string; password: string | undefined } | null {
+  const admin = userOpt ? config.users.find((u) => u.name === userOpt) : config.users.find((u) => u.admin);
+  if (!admin) {
+    process.stderr.write(`pgraid: ${userOpt ? `no user "${userOpt}" in ${configPath}` : `no admin user in ${configPath}: set "admin": true for one of the users`}\n`);
+    return null;
+  }
+  const plain = admin.password && !/^(SCRAM-SHA-256\$|md5[0-9a-f]{32}$)/.test(admin.password) ? admin.password : undefined;
+  return { user: admin.name, password: process.env.PGRAID_PASSWORD ?? plain };
+}
+
+/** Runs one admin-console command, printing its NOTICEs (progress) to stderr and its rows to stdout. */
+async function adminCommand(configPath: string, userOpt: string | undefined, command: string): Promise<number> {
+  const config = await loadConfigOrReport(configPath);
+  if (config === undefined) return EXIT_USAGE;
+  const login = adminLogin(config, userOpt, configPath);
+  if (!login) return EXIT_USAGE;
+  const { default: pg } = await import('pg');
+  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
+  const c = new pg.Client({ host, port: config.listen.port, user: login.user, password: login.password, database: 'pgraid', application_name: 'pgraid cli' });
+  c.on('error', () => {});
+  c.on('notice', (n) => process.stderr.write(`${n.message}\n`));
+  try {
+    await c.connect();
+  } catch (e) {
+    process.stderr.write(`pgraid: could not ask pgraid at ${host}:${config.listen.port}: ${(e as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    const r = await c.query(command);
+    for (const row of r.rows) process.stdout.write(Object.entries(row).map(([k, v]) => `${k}=${v}`).join(' ') + '\n');
+    return EXIT_OK;
+  } catch (e) {
+    const err = e as Error & { hint?: string };
+    process.stderr.write(`pgraid: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ''}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    await c.end().catch(() => {});
+  }
 }
 
 /** `pgraid status`: the password comes from PGRAID_PASSWORD (or the config, for a plain-text admin password). */

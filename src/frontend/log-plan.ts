@@ -30,6 +30,10 @@ export interface BatchLogEntry {
 /** The log INSERT of a committing batch; `fill` writes LSN and time into its message. */
 export interface LogCommit {
   fill(lsn: number, at: string): void
+  /** The record as inserted (JSON), and after fill its LSN and time: replayed on backends the session lacks. */
+  json: string
+  lsn?: number
+  at?: string
 }
 
 function unqualified(name: string): string {

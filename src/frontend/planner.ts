@@ -367,7 +367,19 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     const idx = plan.msgs.length
     push({ code: F.Bind, bytes: Buffer.alloc(0), targets: route, swallow: true, surfaceErrors: true })
     push({ code: F.Execute, bytes: logExecute(), targets: route, swallow: true, surfaceErrors: true })
-    plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = logBind(lsn, at, json)) }
+    plan.commit = commitAt(json, idx, (lsn, at) => logBind(lsn, at, json))
+  }
+  /** The log INSERT at message idx, built once the LSN is known. */
+  const commitAt = (json: string, idx: number, build: (lsn: number, at: string) => Buffer): LogCommit => {
+    const c: LogCommit = {
+      json,
+      fill(lsn, at) {
+        c.lsn = lsn
+        c.at = at
+        plan.msgs[idx]!.bytes = build(lsn, at)
+      },
+    }
+    return c
   }
   const txControl = (s: StatementInfo) => s.tx?.op === 'begin' || s.tx?.op === 'rollback' || isCommit(s)
   const batchTx = plan.executed.some(txControl)
@@ -477,7 +489,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       if (!writes || copy || stmts.some((s) => s.noTransactionBlock)) return
       add(idx, { q: sent }, writes)
       const json = recordJson(log!.settings, cur)
-      plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = queryMessage(`${sent}\n;${insertText(lsn, at, json)}`)) }
+      plan.commit = commitAt(json, idx, (lsn, at) => queryMessage(`${sent}\n;${insertText(lsn, at, json)}`))
       m.dropUnit = stmts.length
       restart()
       return
@@ -496,7 +508,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           const json = recordJson(log!.settings, cur)
           const head = bytes.toString('utf8', 0, span.start)
           const tail = bytes.toString('utf8', span.start)
-          plan.commit = { fill: (lsn, at) => void (plan.msgs[idx]!.bytes = queryMessage(`${head}${insertText(lsn, at, json)};\n${tail}`)) }
+          plan.commit = commitAt(json, idx, (lsn, at) => queryMessage(`${head}${insertText(lsn, at, json)};\n${tail}`))
           m.dropUnit = k
         }
         restart()

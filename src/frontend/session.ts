@@ -21,7 +21,7 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
-import type { CatalogData } from '../scheduler/catalog.ts'
+import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
 import type { ServerContext } from '../server-context.ts'
 import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
@@ -328,6 +328,7 @@ export class Session implements LinkHost {
       this.fatal(errors.protocolViolation(`unknown message type '${printable(last.type)}'`))
       return
     }
+    if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) await this.attachLate()
     let plan: Plan
     let catalog: CatalogData
     try {
@@ -336,6 +337,7 @@ export class Session implements LinkHost {
         this.logReady = true
       }
       catalog = await this.ctx.catalog(this.database).get()
+      this.catalogSeen = catalog
       plan = planBatch(frames, {
         registry: this.registry,
         catalog,
@@ -388,13 +390,67 @@ export class Session implements LinkHost {
     }
     // A backend lost while we waited for locks: plan again for the backends that are left.
     if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
-    // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
-    if (plan.commit) plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
+    // A resync finishing: new COMMITs wait (briefly) until the rejoining backend is in service.
+    let counted = false
+    if (plan.commit) {
+      while (this.ctx.held()) await this.ctx.waitHold()
+      if (this.phase !== 'ready') return
+      if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
+      this.ctx.commitStarted()
+      counted = true
+      // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
+      plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
+    }
     this.plan = plan
     try {
       return await this.execute(plan)
     } finally {
       this.plan = null
+      if (counted) this.ctx.commitEnded()
+    }
+  }
+
+  /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
+  private lateBackends(): number[] {
+    return this.ctx.states.enabled().filter((i) => !this.linkAt(i))
+  }
+
+  private catalogSeen: CatalogData = emptyCatalog()
+
+  /** Session state that cannot be rebuilt on another connection: such a session never attaches a backend that came back. */
+  private pinned = false
+
+  /**
+   * Between transactions, connect to backends that came back into service
+   * and bring the connection to the session's settings; prepared statements
+   * follow lazily (statements.ts).
+   */
+  private async attachLate(): Promise<void> {
+    const all = this.ctx.backends()
+    const params: Record<string, string> = {}
+    for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
+    params.database = this.database
+    for (const idx of this.lateBackends()) {
+      const t = all[idx]!
+      let conn: BackendConnection
+      try {
+        conn = await BackendConnection.connect({ ...t, database: t.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)
+        for (const set of this.logSettings.values()) {
+          const err = await runSetup(conn, set)
+          if (err) throw new Error(`${set}: ${err}`)
+        }
+      } catch (e) {
+        this.ctx.takeOut(idx, 'disabled', `unreachable when a session attached it: ${(e as Error).message}`)
+        continue
+      }
+      if (this.phase !== 'ready' || !this.ctx.states.isEnabled(idx)) {
+        conn.close()
+        continue
+      }
+      const link = new BackendLink(idx, t.name, conn, this)
+      conn.onClose((reason) => this.loseBackend(link.index, reason))
+      this.links = [...this.links, link].sort((a, b) => a.index - b.index)
+      this.log.info({ backend: t.name }, 'attached a backend that came back into service')
     }
   }
 
@@ -446,6 +502,8 @@ export class Session implements LinkHost {
   private async execute(plan: Plan): Promise<'retry' | void> {
     const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
+    // A commit that a backend back in service must also get: acknowledged only once it has it.
+    ex.deferReady = !!plan.commit && this.lateBackends().length > 0
     this.exchange = ex
     const stats = this.ctx.stats
     const payloads = ex.payloads()
@@ -470,6 +528,21 @@ export class Session implements LinkHost {
       if (!ex.atBoundary()) return this.closeWith(errors.backendLost(this.lostReadReason, 'while relaying a row'))
       await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
       return
+    }
+    const late = this.lateBackends()
+    if (late.length && this.links.length) {
+      if (plan.commit?.lsn !== undefined && plan.commit.at) {
+        // Still under this transaction's locks, and before the client hears of it: the backend
+        // that came back gets this commit first.
+        await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late)
+      } else if (plan.everywhere && !plan.commit && this.txStatus === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
+        // A change without a log record (autocommit COPY, CREATE DATABASE...) cannot follow.
+        for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`)
+      }
+    }
+    if (ex.deferred.length) {
+      this.beforeReady()
+      for (const b of ex.deferred) this.out(b)
     }
     this.afterBatch(plan, ex)
     if (outcome.diverged) {
@@ -575,6 +648,7 @@ export class Session implements LinkHost {
     const ok = ex.outcome.errored.size === 0
     for (const s of plan.executed) {
       const op = s.session?.op
+      if (s.temp || op === 'listen' || op === 'prepare' || op === 'declare_cursor' || s.functions.some((f) => /advisory_lock/.test(f))) this.pinned = true
       if (op === 'discard_all' || (op === 'deallocate' && !s.session?.name)) c.prepared.clear()
       if (!ok || !plan.everywhere) continue
       if (op === 'set' && s.session?.name) this.logSettings.set(s.session.name, s.text)
@@ -866,6 +940,21 @@ function isoMicros(t: number): string {
   return new Date(ms).toISOString().slice(0, 23) + String(us).padStart(3, '0') + 'Z'
 }
 
+/** Runs one statement on a fresh backend connection before it joins a session; the error text, if any. */
+function runSetup(conn: BackendConnection, sql: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    let err: string | null = null
+    conn.attach({
+      data() {},
+      end(type, body) {
+        if (type === B.ErrorResponse && body) err ??= errorFields(body).M ?? 'error'
+        if (type === B.ReadyForQuery) resolve(err)
+      },
+    })
+    conn.write(message(F.Query, Buffer.from(sql + '\0', 'utf8')))
+  })
+}
+
 /** GUCs set by the startup packet (and its `options` -c switches), as name/value pairs. */
 export function startupSettings(params: Record<string, string>): [string, string][] {
   const out: [string, string][] = []
@@ -897,4 +986,5 @@ function quoteLiteral(v: string): string {
 function printable(code: number): string {
   return code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : `\\x${code.toString(16).padStart(2, '0')}`
 }
+
 

@@ -225,6 +225,43 @@ export class RecoveryLog {
     return Math.max(0, ...counts.map((c) => (c.status === 'fulfilled' ? c.value : 0)))
   }
 
+  /**
+   * A session that began before a backend came back commits without it: if
+   * the commit happened (its record is on `source`), replay it there now,
+   * while the session still holds its locks, so later conflicting work is
+   * ordered after it.
+   */
+  async applyLate(source: number, lsn: number, at: string, json: string, late: number[]): Promise<void> {
+    const c = await this.connect(this.targets[source]!)
+    let committed: boolean
+    try {
+      committed = (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0
+    } finally {
+      await c.end().catch(() => {})
+    }
+    if (!committed) return
+    await Promise.all(
+      late.map(async (i) => {
+        const prev = this.lateChains.get(i) ?? Promise.resolve()
+        const next = prev.then(async () => {
+          const r = await ReplayConnection.open(this.targets[i]!, this.database)
+          try {
+            await applyRecord(r, lsn, at, JSON.parse(json) as LogRecord, json)
+          } finally {
+            r.close()
+          }
+        })
+        this.lateChains.set(i, next.catch(() => {}))
+        try {
+          await next
+        } catch (e) {
+          this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${(e as Error).message}`)
+        }
+      }),
+    )
+  }
+  private lateChains = new Map<number, Promise<unknown>>()
+
   /** Writes the backends' states into every backend still in service. */
   async recordStates(list: readonly BackendStatus[]): Promise<void> {
     if (!this.readying) return
@@ -245,3 +282,4 @@ export class RecoveryLog {
     )
   }
 }
+

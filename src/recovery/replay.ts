@@ -18,8 +18,10 @@ export class NotReplayable extends ReplayError {}
 
 /** One raw connection and a request/answer loop: enough to replay records. */
 export class ReplayConnection {
-  private waiting: { resolve: (e: Record<string, string> | null) => void } | null = null
+  private waiting: { left: number; results: (Record<string, string> | null)[]; resolve: (r: (Record<string, string> | null)[]) => void } | null = null
   private error: Record<string, string> | null = null
+  /** The settings the connection runs under now (a record with the same ones skips them). */
+  settings: string | null = null
 
   private constructor(private readonly conn: BackendConnection) {
     conn.attach({
@@ -28,17 +30,21 @@ export class ReplayConnection {
         if (type === B.ErrorResponse && body) this.error ??= errorFields(body)
         if (type === B.ReadyForQuery) {
           const w = this.waiting
-          this.waiting = null
           const e = this.error
           this.error = null
-          w?.resolve(e)
+          if (!w) return
+          w.results.push(e)
+          if (--w.left === 0) {
+            this.waiting = null
+            w.resolve(w.results)
+          }
         }
       },
     })
     conn.onClose((reason) => {
       const w = this.waiting
       this.waiting = null
-      w?.resolve({ C: '08006', M: `connection lost: ${reason}` })
+      if (w) w.resolve([...w.results, ...Array(w.left).fill({ C: '08006', M: `connection lost: ${reason}` })])
     })
   }
 
@@ -47,12 +53,18 @@ export class ReplayConnection {
     return new ReplayConnection(conn)
   }
 
-  /** Sends messages ending in Sync or a Query; resolves with the first error, if any. */
-  run(msgs: Buffer[]): Promise<Record<string, string> | null> {
+  /** Sends a pipeline producing `readies` ReadyForQuery; resolves with the first error before each (null = none). */
+  runMany(msgs: Buffer[], readies: number): Promise<(Record<string, string> | null)[]> {
+    if (this.conn.closed) return Promise.resolve(Array(readies).fill({ C: '08006', M: 'connection closed' }))
     return new Promise((resolve) => {
-      this.waiting = { resolve }
+      this.waiting = { left: readies, results: [], resolve }
       this.conn.write(msgs)
     })
+  }
+
+  /** Sends messages ending in one Sync or Query; resolves with its error, if any. */
+  async run(msgs: Buffer[]): Promise<Record<string, string> | null> {
+    return (await this.runMany(msgs, 1))[0] ?? null
   }
 
   async must(msgs: Buffer[], what: string): Promise<void> {
@@ -65,37 +77,86 @@ export class ReplayConnection {
   }
 }
 
-/** Applies one record unless the backend has its LSN already. Returns false when it was there. */
-export async function applyRecord(c: ReplayConnection, lsn: number, at: string, record: LogRecord, json: string): Promise<boolean> {
-  if (record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${lsn} holds a COPY whose data is not in the log`)
-  await c.must([fe.query('RESET ALL')], 'RESET ALL')
-  for (const s of record.settings) await c.must([fe.query(s)], `setting of record ${lsn}`)
-  await c.must([fe.query('BEGIN')], 'BEGIN')
-  try {
-    // The log row first: if the LSN is there already, the primary key says so before anything runs.
-    const ins = await c.run([
-      fe.parse('INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)', [20, 1184, 3802]),
-      fe.bind([0, 0, 0], [Buffer.from(String(lsn)), Buffer.from(at), Buffer.from(json)]),
-      fe.execute(),
-      fe.SYNC,
-    ])
-    if (ins?.C === '23505') {
-      await c.must([fe.query('ROLLBACK')], 'ROLLBACK')
-      return false
+export interface RecordToApply {
+  lsn: number
+  at: string
+  record: LogRecord
+  json: string
+}
+
+/** Messages applying one record in its own transaction, and what each ReadyForQuery of them answers. */
+function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string } {
+  if (r.record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${r.lsn} holds a COPY whose data is not in the log`)
+  const msgs: Buffer[] = []
+  const what: string[] = []
+  const settings = JSON.stringify(r.record.settings)
+  if (settingsBefore !== settings) {
+    msgs.push(fe.query('RESET ALL'))
+    what.push('RESET ALL')
+    for (const s of r.record.settings) {
+      msgs.push(fe.query(s))
+      what.push(`setting "${s}"`)
     }
-    if (ins) throw new ReplayError(`log row of record ${lsn}: ${ins.C} ${ins.M}`)
-    for (const [k, s] of record.stmts.entries()) {
-      const what = `statement ${k + 1} of record ${lsn}`
-      if (!s.t && !s.p) await c.must([fe.query(s.q)], what)
-      else {
-        const values = (s.p ?? []).map((v, i) => (v === null ? null : s.f?.[i] === 1 ? Buffer.from(v, 'base64') : Buffer.from(v, 'utf8')))
-        await c.must([fe.parse(s.q, s.t ?? []), fe.bind(s.f ?? [], values), fe.execute(), fe.SYNC], what)
-      }
-    }
-    await c.must([fe.query('COMMIT')], `COMMIT of record ${lsn}`)
-    return true
-  } catch (e) {
-    await c.run([fe.query('ROLLBACK')]).catch(() => {})
-    throw e
   }
+  msgs.push(fe.query('BEGIN'))
+  what.push('BEGIN')
+  const logAt = what.length
+  msgs.push(
+    fe.parse('INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)', [20, 1184, 3802]),
+    fe.bind([0, 0, 0], [Buffer.from(String(r.lsn)), Buffer.from(r.at), Buffer.from(r.json)]),
+    fe.execute(),
+    fe.SYNC,
+  )
+  what.push('log row')
+  for (const [k, s] of r.record.stmts.entries()) {
+    if (!s.t && !s.p) msgs.push(fe.query(s.q))
+    else {
+      const values = (s.p ?? []).map((v, i) => (v === null ? null : s.f?.[i] === 1 ? Buffer.from(v, 'base64') : Buffer.from(v, 'utf8')))
+      msgs.push(fe.parse(s.q, s.t ?? []), fe.bind(s.f ?? [], values), fe.execute(), fe.SYNC)
+    }
+    what.push(`statement ${k + 1}`)
+  }
+  msgs.push(fe.query('COMMIT'))
+  what.push('COMMIT')
+  return { msgs, what, logAt, settings }
+}
+
+/**
+ * Applies records in LSN order, each in its own transaction, pipelined (one
+ * round trip for the lot): settings when they change, BEGIN, the log row
+ * first (an LSN already there fails on the primary key, and the rest of that
+ * transaction is skipped and rolled back: nothing is applied twice), the
+ * statements as first sent, COMMIT. Returns how many were new.
+ */
+export async function applyRecords(c: ReplayConnection, records: RecordToApply[]): Promise<number> {
+  if (!records.length) return 0
+  const plans: ReturnType<typeof recordMessages>[] = []
+  let settings = c.settings
+  for (const r of records) {
+    const p = recordMessages(r, settings)
+    plans.push(p)
+    settings = p.settings
+  }
+  const results = await c.runMany(plans.flatMap((p) => p.msgs), plans.reduce((n, p) => n + p.what.length, 0))
+  let at = 0
+  let applied = 0
+  c.settings = null
+  for (const [k, p] of plans.entries()) {
+    const mine = results.slice(at, at + p.what.length)
+    at += p.what.length
+    if (mine[p.logAt]?.C === '23505') continue // already there
+    const bad = mine.findIndex((r) => r !== null)
+    if (bad >= 0) {
+      await c.run([fe.query('ROLLBACK')]).catch(() => {})
+      throw new ReplayError(`${p.what[bad]} of record ${records[k]!.lsn}: ${mine[bad]!.C} ${mine[bad]!.M}`)
+    }
+    applied++
+    c.settings = p.settings
+  }
+  return applied
+}
+
+/** Applies one record unless the backend has its LSN already (false then). */
+export async function applyRecord(c: ReplayConnection, lsn: number, at: string, record: LogRecord, json: string): Promise<boolean> {
+  return (await applyRecords(c, [{ lsn, at, record, json }])) === 1
 }

@@ -1,0 +1,173 @@
+// Bringing a backend that was taken out back into service, online (issue 6):
+// the records it lacks are replayed from a backend in service, in LSN order,
+// while clients keep writing; when few are left, new COMMITs are held for a
+// bounded moment, the tail is replayed and the backend is enabled. Open
+// transactions are not waited for: a session whose transaction began before
+// the backend came back replays its commit there itself, under its locks
+// (session.ts, applyToLate), so later conflicting work is ordered after it.
+
+import pg from 'pg'
+import type { BackendTarget } from '../backend/connection.ts'
+import type { ServerContext } from '../server-context.ts'
+import { applyRecords, ReplayConnection } from './replay.ts'
+import type { LogRecord } from './record.ts'
+
+/** How far below the target's highest LSN records are compared. */
+const WINDOW = 100_000
+/** Catch-up rounds end when fewer records than this are missing. */
+const TAIL = 20
+
+export class ResyncRefused extends Error {}
+
+export interface ResyncResult {
+  applied: number
+  databases: string[]
+  heldMs: number
+}
+
+function clientFor(t: BackendTarget, database: string): pg.Client {
+  const c = new pg.Client({ host: t.host, port: t.port, user: t.user, password: t.password ?? undefined, database: t.database ?? database, application_name: 'pgraid resync', connectionTimeoutMillis: 10_000 })
+  c.on('error', () => {})
+  return c
+}
+
+/** Databases on `source` that have a pgraid log. */
+async function loggedDatabases(source: BackendTarget): Promise<string[]> {
+  const c = clientFor(source, source.database ?? 'postgres')
+  await c.connect()
+  try {
+    const dbs = (await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1')).rows.map((r) => r.datname)
+    const out: string[] = []
+    for (const db of dbs) {
+      const d = clientFor(source, db)
+      try {
+        await d.connect()
+        if ((await d.query(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0].ok) out.push(db)
+      } catch {
+        // not reachable with this user: not pgraid's
+      } finally {
+        await d.end().catch(() => {})
+      }
+    }
+    return out
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
+/** LSNs the target lacks (in order) and LSNs only the target has. */
+export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string): Promise<{ missing: number[]; extra: number[] }> {
+  const s = clientFor(source, database)
+  const t = clientFor(target, database)
+  await Promise.all([s.connect(), t.connect()])
+  try {
+    const hasLog = (await t.query(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0].ok
+    const tmax = hasLog ? Number((await t.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : 0
+    const floor = tmax - WINDOW
+    const mine = hasLog ? new Set((await t.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [floor])).rows.map((r) => Number(r.lsn))) : new Set<number>()
+    const theirs = (await s.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1 ORDER BY lsn', [floor])).rows.map((r) => Number(r.lsn))
+    const theirSet = new Set(theirs)
+    if (tmax > 0) {
+      const oldest = Number((await s.query<{ m: string | null }>('SELECT min(lsn) AS m FROM pgraid.log')).rows[0]!.m ?? 0)
+      if (oldest > tmax + 1 && !mine.has(oldest)) throw new ResyncRefused(`the log on ${source.name} no longer reaches back to ${target.name}'s position (LSN ${tmax}; oldest kept ${oldest}): clone it`)
+    }
+    return { missing: theirs.filter((l) => !mine.has(l)), extra: [...mine].filter((l) => !theirSet.has(l)).sort((a, b) => a - b) }
+  } finally {
+    await Promise.all([s.end().catch(() => {}), t.end().catch(() => {})])
+  }
+}
+
+async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void): Promise<number> {
+  if (!lsns.length) return 0
+  const s = clientFor(source, database)
+  await s.connect()
+  const r = await ReplayConnection.open(target, database)
+  let done = 0
+  try {
+    for (let i = 0; i < lsns.length; i += 500) {
+      const batch = lsns.slice(i, i + 500)
+      const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [batch])).rows
+      done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+      progress(done)
+    }
+    return done
+  } finally {
+    r.close()
+    await s.end().catch(() => {})
+  }
+}
+
+/** Why a backend cannot simply be enabled (null = it has every record the others have). */
+export async function behindReason(ctx: ServerContext, index: number): Promise<string | null> {
+  const targets = ctx.backends()
+  const source = ctx.states.enabled()[0]
+  if (source === undefined) return null
+  for (const db of await loggedDatabases(targets[source]!)) {
+    const { missing, extra } = await compareLogs(targets[source]!, targets[index]!, db)
+    if (extra.length) return `it has ${extra.length} committed transaction(s) in database "${db}" the backends in service lack: clone it`
+    if (missing.length) return `it lacks ${missing.length} committed transaction(s) in database "${db}": resync it`
+  }
+  return null
+}
+
+export async function resync(ctx: ServerContext, index: number, notice: (msg: string) => void, holdMs = 1000): Promise<ResyncResult> {
+  const targets = ctx.backends()
+  const b = ctx.states.list[index]
+  if (!b) throw new ResyncRefused(`no backend ${index}`)
+  if (b.state === 'enabled') throw new ResyncRefused(`${b.name} is in service already`)
+  if (b.state === 'inconsistent') throw new ResyncRefused(`${b.name} is inconsistent (${b.reason}): its data cannot be trusted to replay onto; clone it`)
+  const sourceIdx = ctx.states.enabled()[0]
+  if (sourceIdx === undefined) throw new ResyncRefused('no backend in service to resync from')
+  const source = targets[sourceIdx]!
+  const target = targets[index]!
+  const databases = await loggedDatabases(source)
+  let applied = 0
+  /**
+   * Replays what the target lacks: a full comparison first (and last, when
+   * nothing commits: it catches records committed out of LSN order), and in
+   * between only what the source logged since the previous round.
+   */
+  const catchUp = async (db: string, final: boolean) => {
+    const started = Date.now()
+    const { missing, extra } = await compareLogs(source, target, db)
+    if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
+    let done = await applyMissing(source, target, db, missing, () => {})
+    applied += done
+    if (final) return
+    let high = missing.length ? missing[missing.length - 1]! : 0
+    const s = clientFor(source, db)
+    await s.connect()
+    const r = await ReplayConnection.open(target, db)
+    try {
+      for (let round = 0; ; round++) {
+        const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn > $1 ORDER BY lsn LIMIT 5000', [high])).rows
+        const rate = done / Math.max(0.001, (Date.now() - started) / 1000)
+        notice(`resync ${b.name}: database "${db}": ${done} records replayed (${rate.toFixed(0)}/s), ${rows.length} new since the last round`)
+        if (rows.length < TAIL) return
+        if (round >= 200) throw new ResyncRefused(`clients write faster than ${b.name} can replay (still ${rows.length}+ records behind after ${round} rounds); try again when the load is lower`)
+        applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+        done += rows.length
+        high = Number(rows[rows.length - 1]!.lsn)
+      }
+    } finally {
+      r.close()
+      await s.end().catch(() => {})
+    }
+  }
+  notice(`resync ${b.name} from ${source.name}: databases ${databases.join(', ') || '(none)'}`)
+  for (const db of databases) await catchUp(db, false)
+  // The tail: hold new COMMITs, let those in flight finish, replay what they wrote, enable.
+  const heldAt = Date.now()
+  const release = ctx.holdCommits()
+  try {
+    while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 5))
+    if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
+    for (const db of databases) await catchUp(db, true)
+    ctx.enable(index, `resynced from ${source.name} (${applied} records)`)
+  } finally {
+    release()
+  }
+  const heldMs = Date.now() - heldAt
+  notice(`resync ${b.name}: enabled after ${applied} records; new commits were held ${heldMs} ms`)
+  return { applied, databases, heldMs }
+}

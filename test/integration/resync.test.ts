@@ -1,0 +1,118 @@
+// Resync (issue 6, item 2): a disabled backend replays what it missed from a
+// backend in service while clients keep writing, new COMMITs are held for a
+// moment, the tail is replayed and the backend is back. A transaction open
+// across the resync commits on the rejoined backend too; idle sessions attach
+// it; a pinned session (temp table) feeds it its commits. Refused for an
+// inconsistent backend (clone it); ENABLE refuses a backend that is behind.
+
+import t from 'tap'
+import pg from 'pg'
+import { execFile } from 'node:child_process'
+import { mkdtemp, writeFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { stackFor, client, assertIdentical, bounded, onEachBackend } from '../harness/stack.ts'
+
+const USERS = [
+  { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+  { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+]
+
+t.test('resync while clients write, with a transaction open across it', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  const notices: string[] = []
+  admin.on('notice', (n) => notices.push(n.message ?? ''))
+  const a = await client(stack)
+  const b = await client(stack)
+  const pinned = await client(stack)
+  t.teardown(() => Promise.all([admin.end(), a.end(), b.end(), pinned.end()]))
+  await a.query('CREATE TABLE rs (id int PRIMARY KEY, note text)')
+  await a.query("INSERT INTO rs VALUES (1, 'before')")
+  await pinned.query('CREATE TEMP TABLE scratch (x int)')
+  await admin.query('DISABLE pg2')
+  for (let i = 2; i < 30; i++) await a.query(i % 2 ? 'INSERT INTO rs VALUES ($1, $2)' : `INSERT INTO rs VALUES (${i}, 'simple')`, i % 2 ? [i, 'prepared'] : undefined)
+  await a.query('BEGIN')
+  await a.query("UPDATE rs SET note = 'updated while out' WHERE id = 1")
+  await a.query('COMMIT')
+  const behind = await admin.query('ENABLE pg2').then(() => null, (e: { code?: string; message: string }) => e)
+  t.equal(behind?.code, '55000', 'ENABLE refuses a backend that is behind')
+  t.match(behind?.message ?? '', /resync/)
+  // Open across the resync: began without pg2.
+  await b.query('BEGIN')
+  // (A column list: the insert then locks its key only, not the table the writers below insert into.)
+  await b.query("INSERT INTO rs (id, note) VALUES (1000, 'open across the resync')")
+  // Writers keep going during the resync.
+  let stop = false
+  const acked: number[] = []
+  let next = 2000
+  const writers = [0, 1].map(async () => {
+    const w = await client(stack)
+    while (!stop) {
+      const id = next++
+      await w.query('INSERT INTO rs (id, note) VALUES ($1, $2)', [id, 'during'])
+      acked.push(id)
+      await new Promise((r) => setTimeout(r, 2)) // busy clients, not a flood: resync must catch up with them
+    }
+    await w.end()
+  })
+  const r = await bounded(admin.query('RESYNC pg2'), 60_000, 'RESYNC pg2')
+  stop = true
+  await bounded(Promise.all(writers), 20_000, 'writers')
+  t.equal(r.rows[0].state, 'enabled')
+  t.ok(Number(r.rows[0].records_applied) >= 29, `${r.rows[0].records_applied} records replayed`)
+  t.ok(Number(r.rows[0].commits_held_ms) < 1000, `new commits held ${r.rows[0].commits_held_ms} ms`)
+  t.ok(notices.some((n) => /records/.test(n)), 'progress notices')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
+  await b.query('COMMIT') // reaches pg2 by replay, under its locks
+  await a.query("INSERT INTO rs VALUES (3000, 'after, from an idle session that attaches pg2')")
+  await pinned.query("INSERT INTO rs VALUES (3001, 'after, from a pinned session')")
+  await assertIdentical(t, stack)
+  const per = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM rs')
+  const have = new Set(per[1]!.map((x) => x.id))
+  t.same(acked.filter((id) => !have.has(id)), [], 'every write acknowledged during the resync is on pg2')
+  t.ok(have.has(1000) && have.has(3000) && have.has(3001))
+})
+
+t.test('an inconsistent backend cannot be resynced; the CLI says so and resyncs a restarted one', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE rs2 (id int PRIMARY KEY, v int)')
+  await c.query('INSERT INTO rs2 VALUES (1, 1), (2, 2)')
+  const d = await stack.cluster.backends[0]!.client()
+  await d.query('UPDATE rs2 SET v = 99 WHERE id = 2')
+  await d.end()
+  await c.query('UPDATE rs2 SET v = v + 1 RETURNING v') // pg1 is outvoted
+  t.equal(stack.proxy.context.states.list[0]!.state, 'inconsistent')
+  await stack.cluster.backends[2]!.kill()
+  await c.query('INSERT INTO rs2 VALUES (3, 3)').catch(() => {})
+  await c.query('INSERT INTO rs2 VALUES (4, 4)').catch(() => {})
+  const dir = await mkdtemp(join(tmpdir(), 'pgraid-resync-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'pgraid.json')
+  await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port: stack.port }, backends: stack.config.backends, users: [{ name: 'ops', password: 'ops-secret', admin: true }] }))
+  const run = (args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((resolve) =>
+      execFile(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { timeout: 60_000 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
+    )
+  const refused = await run(['resync', 'pg1'])
+  t.equal(refused.code, 1)
+  t.match(refused.err, /inconsistent.*clone/)
+  await stack.cluster.backends[2]!.start()
+  // pg3 is out and pg1 inconsistent: only pg2 takes writes now (quorum 2 refuses them), so pg3 lacks nothing yet
+  // beyond what it had; resync it and the quorum is back.
+  const ok = await run(['resync', 'pg3'])
+  t.equal(ok.code, 0, ok.err)
+  t.match(ok.out, /name=pg3 state=enabled/)
+  t.match(ok.err, /resync pg3/)
+  await c.query('INSERT INTO rs2 VALUES (5, 5)')
+  const rows = await Promise.all([1, 2].map(async (i) => {
+    const x = await stack.cluster.backends[i]!.client()
+    const r = (await x.query('SELECT * FROM rs2 ORDER BY id')).rows
+    await x.end()
+    return JSON.stringify(r)
+  }))
+  t.equal(rows[0], rows[1], 'pg2 and pg3 identical')
+})
