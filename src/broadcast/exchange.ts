@@ -173,6 +173,9 @@ export class Exchange {
       this.releaseHeld()
       this.host.out(slice)
       this.relayed = true
+      // Bytes still owed of the message being relayed (a slice that starts one carries its header).
+      if (!this.midMessage) this.owed = slice.length >= 5 ? 1 + slice.readInt32BE(1) - slice.length : 0
+      else this.owed -= slice.length
       this.midMessage = true
     } else {
       lp.slices.push(slice)
@@ -439,6 +442,20 @@ export class Exchange {
     return !this.midMessage
   }
   private midMessage = false
+  private owed = 0
+
+  /**
+   * The backend relaying a message died in the middle of it: the client's
+   * stream is completed with zero bytes up to the length the header promised,
+   * so the error that follows is read as a message of its own and the session
+   * survives (the half row is garbage, and the query reports the error).
+   */
+  completeMessage(): void {
+    if (!this.midMessage) return
+    if (this.owed > 0) this.host.out(Buffer.alloc(this.owed))
+    this.owed = 0
+    this.midMessage = false
+  }
 
   /** Gives up on the batch (session closed): settles `done` so nothing waits forever. */
   abort(reason: string): void {

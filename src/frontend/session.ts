@@ -525,7 +525,7 @@ export class Session implements LinkHost {
     if (this.phase !== 'ready') return
     if (outcome.lostRead) {
       if (!ex.relayed && this.links.length) return 'retry'
-      if (!ex.atBoundary()) return this.closeWith(errors.backendLost(this.lostReadReason, 'while relaying a row'))
+      ex.completeMessage()
       await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
       return
     }

@@ -252,3 +252,31 @@ t.test('a backend killed mid-COPY and mid-pipeline: the statements complete on t
   t.equal((await c.query("SELECT count(*)::int AS n FROM f6 WHERE v LIKE 'updated%'")).rows[0].n, 200)
   t.same(stack.proxy.context.states.enabled(), [0], 'pg1 alone in service')
 })
+
+t.test('a backend dying while a read streams its rows: 08006 (or a retry before the first row), the session goes on', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query("CREATE TABLE big AS SELECT g, repeat('x', 300) AS pad FROM generate_series(1, 150000) g")
+  const r = await client(stack)
+  t.teardown(() => r.end())
+  const read = r.query('SELECT * FROM big').then(
+    (res) => ({ rows: res.rows.length, code: null as string | null }),
+    (e: { code?: string }) => ({ rows: 0, code: e.code ?? 'none' }),
+  )
+  // Find the backend answering it and kill that one while the rows flow.
+  let victim = -1
+  for (let i = 0; i < 300 && victim < 0; i++) {
+    for (const [k, b] of stack.cluster.backends.entries()) {
+      const d = await b.client()
+      const n = (await d.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT * FROM big' AND pid <> pg_backend_pid()")).rows[0].n
+      await d.end()
+      if (n) victim = k
+    }
+  }
+  t.ok(victim >= 0, 'the read was seen running')
+  await stack.cluster.backends[victim]!.kill()
+  const out = await bounded(read, 30_000, 'the streaming read')
+  t.ok(out.code === '08006' || out.rows === 150000, `the client got 08006 or, retried before its first row, every row (${JSON.stringify(out)})`)
+  t.equal((await r.query('SELECT count(*)::int AS n FROM big')).rows[0].n, 150000, 'the session goes on')
+})
