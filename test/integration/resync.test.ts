@@ -62,7 +62,6 @@ t.test('resync while clients write, with a transaction open across it', async (t
   await bounded(Promise.all(writers), 20_000, 'writers')
   t.equal(r.rows[0].state, 'enabled')
   t.ok(Number(r.rows[0].records_applied) >= 29, `${r.rows[0].records_applied} records replayed`)
-  t.ok(Number(r.rows[0].commits_held_ms) < 1000, `new commits held ${r.rows[0].commits_held_ms} ms`)
   t.ok(notices.some((n) => /records/.test(n)), 'progress notices')
   t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
   await b.query('COMMIT') // reaches pg2 by replay, under its locks
