@@ -47,6 +47,13 @@ export interface PlanContext {
   snapshotEverywhere: boolean
   /** The recovery log's view of the session; null = do not log (tests of the planner alone). */
   log: LogContext | null
+  /**
+   * An even number of backends in service: a disagreement can be a tie with
+   * no majority. Autocommit writes then run inside BEGIN and are committed
+   * only after their answers agreed (one more round trip), so a tie rolls
+   * back everywhere instead of staying committed.
+   */
+  tieSafe?: boolean
 }
 
 export interface Plan {
@@ -76,6 +83,8 @@ export interface Plan {
   commit: LogCommit | null
   /** Index of the injected Parse of the log statement (the session marks it prepared where it succeeded). */
   logParse: number | null
+  /** Tie-safe autocommit: the batch ran inside pgraid's BEGIN; the session commits it (with this record) once the answers agreed. */
+  deferredCommit: { json: string } | null
 }
 
 function unqualified(name: string): string {
@@ -231,6 +240,7 @@ export function locksFor(s: StatementInfo, cat: CatalogData, out: LockRequest[],
 export class PlanError extends Error {}
 
 const EMPTY_BIND = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])
+const BEGIN_QUERY = queryMessage('BEGIN')
 
 export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const plan: Plan = {
@@ -251,6 +261,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     logReset: false,
     commit: null,
     logParse: null,
+    deferredCommit: null,
   }
   const last = frames[frames.length - 1]
   plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
@@ -383,6 +394,10 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   }
   const txControl = (s: StatementInfo) => s.tx?.op === 'begin' || s.tx?.op === 'rollback' || isCommit(s)
   const batchTx = plan.executed.some(txControl)
+  const tieSafe =
+    !!log && !!ctx.tieSafe && !ctx.inTransaction && !batchTx && plan.endsWithSync && !ctx.sinceSync.size &&
+    plan.executed.some((s) => changesData(s, ctx.catalog)) && !plan.executed.some((s) => s.noTransactionBlock || s.kind === 'copy-in')
+  if (tieSafe) push({ code: F.Query, bytes: BEGIN_QUERY, targets: route, swallow: true, surfaceErrors: true })
   for (const f of frames) {
     switch (f.type) {
       case F.Parse: {
@@ -461,7 +476,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       }
       case F.Sync: {
         // An autocommit extended batch that wrote: the log row joins its implicit transaction.
-        if (log && !ctx.inTransaction && !batchTx && curWrites) {
+        if (log && !ctx.inTransaction && !batchTx && curWrites && !tieSafe) {
           injectExtended()
           restart()
         }
@@ -488,6 +503,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       // COPY (data not in the record) and statements refusing a transaction block are not logged.
       if (!writes || copy || stmts.some((s) => s.noTransactionBlock)) return
       add(idx, { q: sent }, writes)
+      if (tieSafe) return // committed by the session after the answers agreed
       const json = recordJson(log!.settings, cur)
       plan.commit = commitAt(json, idx, (lsn, at) => queryMessage(`${sent}\n;${insertText(lsn, at, json)}`))
       m.dropUnit = stmts.length
@@ -514,6 +530,11 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         restart()
       } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog))
     })
+  }
+
+  if (tieSafe) {
+    plan.deferredCommit = { json: recordJson(log!.settings, cur) }
+    restart()
   }
 
   // A Flush must reach the backends so they send what they have.

@@ -23,6 +23,7 @@ import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
+import { insertText } from '../recovery/record.ts'
 import type { ServerContext } from '../server-context.ts'
 import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
 
@@ -352,6 +353,7 @@ export class Session implements LinkHost {
         snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
         // A failed transaction commits nothing: its COMMIT (a ROLLBACK) gets no log row.
         log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
+        tieSafe: this.links.length % 2 === 0,
       })
     } catch (e) {
       if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
@@ -407,6 +409,59 @@ export class Session implements LinkHost {
     } finally {
       this.plan = null
       if (counted) this.ctx.commitEnded()
+    }
+  }
+
+  /**
+   * Tie-safe autocommit (planner.ts, tieSafe): the client's batch ran inside
+   * pgraid's BEGIN and its answers were compared. Agreed and no error: the
+   * log row and COMMIT go out now (its LSN taken under the batch's locks);
+   * otherwise ROLLBACK everywhere, so a tie leaves nothing committed. Then
+   * the client gets the ReadyForQuery 'I' an autocommit statement ends with.
+   */
+  private async finishDeferred(plan: Plan, ex: Exchange): Promise<void> {
+    const outcome = ex.outcome
+    this.afterBatch(plan, ex)
+    const live = this.links.map((l) => l.index)
+    let err: PgError | null = outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
+    const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
+    if (ok) {
+      while (this.ctx.held()) await this.ctx.waitHold()
+      this.ctx.commitStarted()
+      try {
+        const lsn = this.ctx.recovery(this.database).take()
+        const at = isoMicros(performance.timeOrigin + performance.now())
+        const commit = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at, plan.deferredCommit!.json)};COMMIT\0`, 'utf8')), live)
+        if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
+        else if (commit.errorCode) err = new PgError(commit.errorCode, 'pgraid could not commit the statement', 'ERROR')
+        const late = this.lateBackends()
+        if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, plan.deferredCommit!.json, late)
+      } finally {
+        this.ctx.commitEnded()
+      }
+    } else await this.runInternal(message(F.Query, Buffer.from('ROLLBACK\0', 'utf8')), live)
+    for (const l of this.links) l.txStatus = 'I'
+    this.setStatus('I')
+    if (err) {
+      this.log.error({ divergence: err.detail ?? err.message }, 'backends disagreed (no majority): rolled back everywhere')
+      this.out(err.toMessage())
+    }
+    this.beforeReady()
+    this.out(readyForQuery('I'))
+  }
+
+  /** A message of pgraid's own to the session's backends, answers consumed. */
+  private async runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }> {
+    const ex = new Exchange([{ code: F.Query, bytes: msg, targets, swallow: true }], this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    this.exchange = ex
+    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
+    try {
+      const o = await ex.done
+      let code: string | null = null
+      for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
+      return { diverged: o.diverged, errorCode: code }
+    } finally {
+      this.exchange = null
     }
   }
 
@@ -503,7 +558,7 @@ export class Session implements LinkHost {
     const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
     // A commit that a backend back in service must also get: acknowledged only once it has it.
-    ex.deferReady = !!plan.commit && this.lateBackends().length > 0
+    ex.deferReady = (!!plan.commit && this.lateBackends().length > 0) || !!plan.deferredCommit
     this.exchange = ex
     const stats = this.ctx.stats
     const payloads = ex.payloads()
@@ -529,6 +584,7 @@ export class Session implements LinkHost {
       await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
       return
     }
+    if (plan.deferredCommit) return this.finishDeferred(plan, ex)
     const late = this.lateBackends()
     if (late.length && this.links.length) {
       if (plan.commit?.lsn !== undefined && plan.commit.at) {

@@ -72,3 +72,37 @@ t.test('no majority (one against one): the transaction fails everywhere with XX0
   t.equal((await pg1.query('SELECT v FROM d WHERE id = 2')).rows[0].v, 2, 'rolled back on pg1')
   await pg1.end()
 })
+
+t.test('two backends in service: an autocommit write they disagree on is rolled back on both (XX000)', async (t) => {
+  const stack = await stackFor(t)
+  const c = await setup(stack)
+  t.teardown(() => c.end())
+  await stack.cluster.backends[2]!.kill()
+  await c.query('SELECT 1').catch(() => {})
+  // Ordinary autocommit writes still work (and are logged) with an even number of backends.
+  const ok = await c.query('UPDATE d SET v = v + 10 WHERE id = 1')
+  t.equal(ok.rowCount, 1)
+  const prepared = await c.query('UPDATE d SET v = v + $1 WHERE id = $2', [10, 3])
+  t.equal(prepared.rowCount, 1)
+  const dup = await c.query('INSERT INTO d VALUES (1, 1)').then(() => null, (e: { code?: string }) => e)
+  t.equal(dup?.code, '23505', 'an error both agree on reaches the client as usual')
+  t.equal((await c.query('SELECT v FROM d WHERE id = 1')).rows[0].v, 11, 'and the session goes on')
+  await direct(stack, 1, 'DELETE FROM d WHERE id = 2')
+  const e = await c.query('UPDATE d SET v = 0 WHERE id = 2').then(
+    () => null,
+    (err: { code?: string }) => err,
+  )
+  t.equal(e?.code, 'XX000', 'one against one: nothing silently picked')
+  const pg1 = await stack.cluster.backends[0]!.client()
+  t.equal((await pg1.query('SELECT v FROM d WHERE id = 2')).rows[0].v, 2, 'rolled back on pg1: the autocommit write did not stay committed')
+  const logs = (await pg1.query("SELECT count(*)::int AS n FROM pgraid.log WHERE record::text LIKE '%v = 0%'")).rows[0].n
+  await pg1.end()
+  t.equal(logs, 0, 'no log record for it')
+  const d2 = await stack.cluster.backends[1]!.client()
+  const l1 = (await d2.query('SELECT lsn FROM pgraid.log ORDER BY lsn')).rows.map((r) => r.lsn)
+  await d2.end()
+  const d1 = await stack.cluster.backends[0]!.client()
+  const l0 = (await d1.query('SELECT lsn FROM pgraid.log ORDER BY lsn')).rows.map((r) => r.lsn)
+  await d1.end()
+  t.same(l1, l0, 'the two logs agree')
+})
