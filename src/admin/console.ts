@@ -9,6 +9,7 @@ import type net from 'node:net'
 import { B } from '../protocol/codes.ts'
 import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData, errorResponse } from '../protocol/encode.ts'
 import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
+import { NotReplayable } from '../recovery/replay.ts'
 import { PgError } from '../errors.ts'
 import type { ServerContext } from '../server-context.ts'
 import type { Frame } from '../protocol/framer.ts'
@@ -174,6 +175,7 @@ export class AdminConsole {
         return { columns: ['name', 'state', 'records_applied', 'commits_held_ms'], rows: [[name, 'enabled', r.applied, r.heldMs]], tag: 'RESYNC' }
       } catch (e) {
         if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
+        if (e instanceof NotReplayable) throw new PgError('55000', `cannot resync ${name}: ${e.message}: clone it`, 'ERROR', undefined, 'the records applied so far stay; the backend stays out of service')
         throw new PgError('XX000', `resync of ${name} failed: ${(e as Error).message}`, 'ERROR', undefined, 'the backend stays out of service; fix the cause and run RESYNC again (it resumes where it stopped)')
       }
     }

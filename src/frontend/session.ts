@@ -450,6 +450,26 @@ export class Session implements LinkHost {
     this.out(readyForQuery('I'))
   }
 
+  /**
+   * An autocommit change the log cannot hold atomically (COPY FROM STDIN,
+   * whose data is not recorded, or a statement that refuses a transaction
+   * block) still gets a record, right after it and before the locks go: a
+   * marker that a resync across it must refuse (clone instead), so a backend
+   * never silently misses it.
+   */
+  private async markUnlogged(plan: Plan, ex: Exchange): Promise<void> {
+    if (plan.commit || !plan.everywhere || !this.ctx.config.recovery.log || ex.outcome.errored.size || ex.outcome.diverged) return
+    const final = plan.msgs[plan.msgs.length - 1]
+    if (!plan.endsWithSync || ex.outcome.status.get(final?.targets[0] ?? -1) !== 'I') return
+    const marks = plan.executed.filter((s) => s.kind === 'copy-in' || (s.noTransactionBlock && SCHEMA_OUTSIDE_TX.has(s.command)))
+    if (!marks.length || !this.links.length) return
+    const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
+    while (this.ctx.held()) await this.ctx.waitHold()
+    const lsn = this.ctx.recovery(this.database).take()
+    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index))
+    if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
+  }
+
   /** A message of pgraid's own to the session's backends, answers consumed. */
   private async runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }> {
     const ex = new Exchange([{ code: F.Query, bytes: msg, targets, swallow: true }], this, (idx) => this.linkAt(idx)?.skipping ?? false)
@@ -585,6 +605,7 @@ export class Session implements LinkHost {
       return
     }
     if (plan.deferredCommit) return this.finishDeferred(plan, ex)
+    await this.markUnlogged(plan, ex)
     const late = this.lateBackends()
     if (late.length && this.links.length) {
       if (plan.commit?.lsn !== undefined && plan.commit.at) {
@@ -980,6 +1001,9 @@ export class Session implements LinkHost {
 }
 
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
+
+/** Statements outside a transaction block that change what a replica holds (VACUUM, ANALYZE, REINDEX do not). */
+const SCHEMA_OUTSIDE_TX = new Set(['CREATE DATABASE', 'DROP DATABASE', 'CREATE INDEX', 'DROP INDEX', 'CREATE TABLESPACE', 'DROP TABLESPACE'])
 
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
 

@@ -20,6 +20,8 @@ export interface LogEntry {
   p?: (string | null)[]
   /** COPY FROM STDIN: the data is not in the record (replay impossible; clone instead). */
   copy?: true
+  /** A statement that ran outside a transaction block (CREATE DATABASE, CREATE INDEX CONCURRENTLY, ...): recorded after it, not replayed. */
+  noTx?: true
 }
 
 export interface LogRecord {

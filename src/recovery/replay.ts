@@ -87,6 +87,7 @@ export interface RecordToApply {
 /** Messages applying one record in its own transaction, and what each ReadyForQuery of them answers. */
 function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string } {
   if (r.record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${r.lsn} holds a COPY whose data is not in the log`)
+  if (r.record.stmts.some((s) => s.noTx)) throw new NotReplayable(`record ${r.lsn} holds a statement that ran outside a transaction block`)
   const msgs: Buffer[] = []
   const what: string[] = []
   const settings = JSON.stringify(r.record.settings)
