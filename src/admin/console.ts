@@ -10,6 +10,7 @@ import { B } from '../protocol/codes.ts'
 import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData, errorResponse } from '../protocol/encode.ts'
 import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
 import { NotReplayable } from '../recovery/replay.ts'
+import { controlClient } from '../backend/control-client.ts'
 import { PgError } from '../errors.ts'
 import type { ServerContext } from '../server-context.ts'
 import type { Frame } from '../protocol/framer.ts'
@@ -249,9 +250,7 @@ export class AdminConsole {
 type Target = ReturnType<ServerContext['backends']>[number]
 
 function clientFor(t: Target, database: string): pg.Client {
-  const c = new pg.Client({ host: t.host, port: t.port, user: t.user, password: t.password ?? undefined, database: t.database ?? database, connectionTimeoutMillis: 5000, application_name: 'pgraid admin' })
-  c.on('error', () => {})
-  return c
+  return controlClient(t, database, 'admin', 5000)
 }
 
 function flatten(o: Record<string, unknown>, prefix = ''): Row[] {

@@ -9,6 +9,7 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import type { BackendTarget } from '../backend/connection.ts'
 import { ensureSchema } from './schema.ts'
+import { controlClient } from '../backend/control-client.ts'
 import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
 import type { LogRecord } from './record.ts'
 import type { BackendStates, BackendStatus } from '../cluster/states.ts'
@@ -170,16 +171,7 @@ export class RecoveryLog {
   }
 
   private connect(t: BackendTarget): Promise<pg.Client> {
-    const client = new pg.Client({
-      host: t.host,
-      port: t.port,
-      user: t.user,
-      password: t.password ?? undefined,
-      database: t.database ?? this.database,
-      application_name: 'pgraid recovery log',
-      connectionTimeoutMillis: 10_000,
-    })
-    client.on('error', () => {})
+    const client = controlClient(t, this.database, 'recovery log')
     return client.connect().then(() => client)
   }
 

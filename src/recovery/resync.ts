@@ -8,6 +8,7 @@
 
 import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
+import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
 import { applyRecords, ReplayConnection } from './replay.ts'
 import type { LogRecord } from './record.ts'
@@ -26,9 +27,7 @@ export interface ResyncResult {
 }
 
 function clientFor(t: BackendTarget, database: string): pg.Client {
-  const c = new pg.Client({ host: t.host, port: t.port, user: t.user, password: t.password ?? undefined, database: t.database ?? database, application_name: 'pgraid resync', connectionTimeoutMillis: 10_000 })
-  c.on('error', () => {})
-  return c
+  return controlClient(t, database, 'resync')
 }
 
 /** Databases on `source` that have a pgraid log. */
