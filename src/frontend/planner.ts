@@ -277,6 +277,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const body = (f: Frame) => f.bytes.subarray(f.bodyOffset)
   const batchStatements = new Map<string, Statement>()
   const frameStatements = new Map<Frame, Statement>()
+  /** Each simple query's analysis from pass 1, reused in pass 2 (the shape cache costs two regex passes per call). */
+  const frameAnalyses = new Map<Frame, Analysis>()
   const batchPortals = new Map<string, Statement | null>()
   const batchParams = new Map<string, BindParams | null>()
   let everywhere = ctx.snapshotEverywhere
@@ -287,6 +289,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       case F.Query: {
         const text = queryText(body(f))
         const a = analyzeForRouting(text)
+        frameAnalyses.set(f, a)
         executes.push({ analysis: a, params: null, text, rewrite: rewriteText(text) })
         if (needsAll(a, ctx.catalog, ctx.inTransaction) || anyTxOrSession(a)) everywhere = true
         break
@@ -467,7 +470,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         // Reads get the transaction's clock too: now() must read the same value the writes stored.
         const text = queryText(body(f))
         const sent = rewriteQueryText(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock)
-        const a = analyzeForRouting(text)
+        const a = frameAnalyses.get(f) ?? analyzeForRouting(text)
         const idx = plan.msgs.length
         const m: PlannedMsg = { code: F.Query, bytes: sent === text ? f.bytes : queryMessage(sent), targets: route, rowsMayDiffer: everywhere && plainRead(a, ctx.catalog) }
         if (log && a.ok) logQuery(a.statements.filter((s) => s.kind !== 'empty'), sent, idx, m)
