@@ -10,6 +10,8 @@ import { B } from '../protocol/codes.ts'
 import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData, errorResponse } from '../protocol/encode.ts'
 import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
 import { NotReplayable } from '../recovery/replay.ts'
+import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts'
+import { SnapshotRefused } from '../lifecycle/snapshots.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { PgError } from '../errors.ts'
 import type { ServerContext } from '../server-context.ts'
@@ -35,6 +37,7 @@ const HELP: [string, string][] = [
   ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
   ['RESYNC <backend>', 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)'],
   ['ENABLE <backend> [FORCE]', 'put a backend back that has every record (else: resync or clone); FORCE skips the check'],
+  ['VERIFY [JSON] [TABLES t1, t2 ...]', 'compare the backends in service at one log position: each difference as a row (JSON: one row with the whole report)'],
   ['SHOW HELP', 'this list'],
 ]
 
@@ -94,8 +97,9 @@ export class AdminConsole {
     }
   }
 
-  private notice(text: string): void {
-    this.socket.write(errorResponse({ severity: 'NOTICE', code: '00000', message: text }, B.NoticeResponse))
+  /** A NOTICE; `progress` goes in its DETAIL as JSON so `pgraid` can draw a progress bar (psql shows it as text). */
+  private notice(text: string, progress?: { done: number; total: number; unit: string }): void {
+    this.socket.write(errorResponse({ severity: 'NOTICE', code: '00000', message: text, detail: progress ? JSON.stringify({ progress }) : undefined }, B.NoticeResponse))
   }
 
   private send(r: Result): void {
@@ -180,6 +184,7 @@ export class AdminConsole {
         throw new PgError('XX000', `resync of ${name} failed: ${(e as Error).message}`, 'ERROR', undefined, 'the backend stays out of service; fix the cause and run RESYNC again (it resumes where it stopped)')
       }
     }
+    if (op === 'VERIFY') return await this.verify(cmd)
     if (op === 'ENABLE' && (words.length === 2 || (words.length === 3 && words[2]!.toUpperCase() === 'FORCE'))) {
       const { name, idx } = backendArg()
       if (this.ctx.states.isEnabled(idx)) return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
@@ -198,6 +203,23 @@ export class AdminConsole {
       return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
     }
     throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)
+  }
+
+  private async verify(cmd: string): Promise<Result> {
+    const m = /^VERIFY(\s+JSON)?(?:\s+TABLES\s+(.+))?$/is.exec(cmd.trim())
+    if (!m) throw new PgError('42601', `usage: VERIFY [JSON] [TABLES t1, t2 ...]`)
+    const tables = m[2]?.split(/[\s,]+/).filter(Boolean)
+    let report: VerifyReport
+    try {
+      report = await verify(this.ctx, { tables, progress: (msg, done, total) => this.notice(msg, { done, total, unit: 'tables' }) })
+    } catch (e) {
+      if (e instanceof VerifyRefused || e instanceof SnapshotRefused) throw new PgError('55000', `cannot verify: ${e.message}`)
+      throw new PgError('XX000', `verify failed: ${(e as Error).message}`, 'ERROR', undefined, 'nothing was changed; run it again')
+    }
+    if (m[1]) return { columns: ['report'], rows: [[JSON.stringify(report)]], tag: 'VERIFY' }
+    const compared = report.tables.filter((t) => t.rows || t.chunks).length
+    this.notice(`verify: ${report.identical ? 'identical' : `${report.differences.length} difference(s)`}: ${report.backends.join(', ')} compared at ${report.databases.map((d) => `"${d.name}" LSN ${d.lsn ?? '-'}`).join(', ')}; ${compared} tables, ${report.tables.reduce((n, t) => n + t.rows, 0)} rows${report.skipped.length ? `; not compared (out of service): ${report.skipped.join(', ')}` : ''}`)
+    return { columns: ['database', 'table', 'backend', 'problem', 'key', 'detail'], rows: report.differences.map((d) => [d.database, d.table, d.backend, d.problem, d.key, d.detail]), tag: 'VERIFY' }
   }
 
   /** Per backend: records (and their size) the most advanced backend `top` has above that backend's highest LSN. */

@@ -2,6 +2,8 @@
 // exit codes (0 ok, 1 runtime failure, 2 usage or config error) and keeps stdout for results only.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { ProgressPrinter } from './progress.ts';
+import type { VerifyReport } from '../lifecycle/verify.ts';
 import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from './config.ts';
 import { createLogger } from './logger.ts';
 
@@ -75,6 +77,22 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
 
   program
+    .command('verify')
+    .description('compare every backend in service, read at one log position, table by table (exit 0 identical, 1 differences or refused, 2 could not ask)')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
+    .option('-u, --user <user>', 'an admin user')
+    .option('-t, --tables <tables...>', 'only these tables (name or schema.name; comma or space separated)')
+    .option('--json', 'print the whole report as JSON')
+    .action(async (opts: { config: string; user?: string; tables?: string[]; json?: boolean }) => {
+      const tables = (opts.tables ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+      exitCode = await adminCommand(opts.config, opts.user, `VERIFY JSON${tables.length ? ` TABLES ${tables.join(', ')}` : ''}`, (rows) => {
+        const report = JSON.parse(String(rows[0]?.report)) as VerifyReport;
+        process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderVerify(report));
+        return report.identical ? EXIT_OK : EXIT_FAILURE;
+      });
+    });
+
+  program
     .command('enable')
     .description('put a backend back in service if it has every committed record (--force: anyway, with a warning)')
     .argument('<backend>', 'the backend name from the config')
@@ -104,6 +122,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
   return exitCode;
+}
+
+/** Human output of `pgraid verify`. */
+export function renderVerify(r: VerifyReport): string {
+  const lines: string[] = [];
+  const rows = r.tables.reduce((n, t) => n + t.rows, 0);
+  const at = r.databases.map((d) => `"${d.name}" at LSN ${d.lsn ?? '-'} (commits held ${d.heldMs} ms)`).join(', ');
+  lines.push(`compared ${r.backends.join(', ')}: ${r.tables.length} tables and sequences, ${rows} rows; ${at || 'no database with a pgraid log'}`);
+  if (r.skipped.length) lines.push(`not compared (out of service): ${r.skipped.join(', ')}`);
+  for (const d of r.differences) lines.push(`  ${d.database}: ${d.table}: ${d.backend}: ${d.problem}${d.key ? ` ${d.key}` : ''}: ${d.detail}`);
+  lines.push(r.identical ? 'identical' : `${r.differences.length} difference(s) in ${new Set(r.differences.map((d) => `${d.database}.${d.table}`)).size} table(s)`);
+  return lines.join('\n') + '\n';
 }
 
 /** Entry point for bin/pgraid.js: runs main, then exits once stdout/stderr have drained. */
@@ -212,7 +242,7 @@ function adminLogin(config: Config, userOpt: string | undefined, configPath: str
 }
 
 /** Runs one admin-console command, printing its NOTICEs (progress) to stderr and its rows to stdout. */
-async function adminCommand(configPath: string, userOpt: string | undefined, command: string): Promise<number> {
+async function adminCommand(configPath: string, userOpt: string | undefined, command: string, render?: (rows: Record<string, unknown>[]) => number): Promise<number> {
   const config = await loadConfigOrReport(configPath);
   if (config === undefined) return EXIT_USAGE;
   const login = adminLogin(config, userOpt, configPath);
@@ -221,7 +251,8 @@ async function adminCommand(configPath: string, userOpt: string | undefined, com
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const c = new pg.Client({ host, port: config.listen.port, user: login.user, password: login.password, database: 'pgraid', application_name: 'pgraid cli' });
   c.on('error', () => {});
-  c.on('notice', (n) => process.stderr.write(`${n.message}\n`));
+  const progress = new ProgressPrinter(process.stderr);
+  c.on('notice', (n) => progress.notice(n.message ?? '', n.detail));
   try {
     await c.connect();
   } catch (e) {
@@ -230,9 +261,12 @@ async function adminCommand(configPath: string, userOpt: string | undefined, com
   }
   try {
     const r = await c.query(command);
+    progress.clear();
+    if (render) return render(r.rows);
     for (const row of r.rows) process.stdout.write(Object.entries(row).map(([k, v]) => `${k}=${v}`).join(' ') + '\n');
     return EXIT_OK;
   } catch (e) {
+    progress.clear();
     const err = e as Error & { hint?: string };
     process.stderr.write(`pgraid: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ''}\n`);
     return EXIT_FAILURE;

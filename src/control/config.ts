@@ -167,6 +167,28 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('The recovery log kept in the backends (docs/recovery.md).'),
+      lifecycle: z
+        .strictObject({
+          holdMs: z
+            .int('must be a whole number of milliseconds')
+            .min(10, 'must be at least 10 ms')
+            .max(10_000, 'must be at most 10000 ms')
+            .default(1000)
+            .describe('Longest time resync, clone and verify hold new COMMITs (to replay the last records, or to take aligned snapshots). Open transactions are never waited for.'),
+          verifyChunkRows: z
+            .int('must be a whole number of rows')
+            .min(10, 'must be at least 10')
+            .default(10_000)
+            .describe('Rows per checksum chunk in verify; a differing chunk is then compared row by row.'),
+          cloneJobs: z
+            .int('must be a whole number')
+            .min(1, 'must be at least 1')
+            .max(16, 'must be at most 16')
+            .default(2)
+            .describe('Tables clone copies in parallel (each a COPY stream from the source snapshot to the target).'),
+        })
+        .prefault({})
+        .describe('Resync, clone and verify (docs/operations.md).'),
       determinism: z
         .strictObject({
           allowFunctions: z

@@ -31,7 +31,7 @@ function clientFor(t: BackendTarget, database: string): pg.Client {
 }
 
 /** Databases on `source` that have a pgraid log. */
-async function loggedDatabases(source: BackendTarget): Promise<string[]> {
+export async function loggedDatabases(source: BackendTarget): Promise<string[]> {
   const c = clientFor(source, source.database ?? 'postgres')
   await c.connect()
   try {
