@@ -11,6 +11,7 @@ import type { Catalog } from './scheduler/catalog.ts'
 import type { Session } from './frontend/session.ts'
 import type { RecoveryLog } from './recovery/log.ts'
 import type { BackendStates } from './cluster/states.ts'
+import type { RateMeter } from './control/rate.ts'
 
 export interface ServerContext {
   config: Config
@@ -24,7 +25,9 @@ export interface ServerContext {
   /** Which backends are in service; sessions follow its 'out' events. */
   states: BackendStates
   /** Takes a backend out of service (all sessions stop using it; recorded in the remaining backends). */
-  takeOut(index: number, state: 'disabled' | 'inconsistent', reason: string): void
+  takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain?: boolean): void
+  /** Changes the state of a backend already out of service (recorded like takeOut). */
+  markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string): void
   /** Backends that must be in service for a write to be accepted. */
   writeQuorum: number
   /** Puts a backend back in service (resync, clone, ENABLE FORCE). */
@@ -38,6 +41,8 @@ export interface ServerContext {
   commitsInFlight(): number
   commitStarted(): void
   commitEnded(): void
+  /** Committed write transactions (counted as their COMMITs finish), for status. */
+  commits: RateMeter
   /** Client sessions, for the admin console. */
   sessions(): Session[]
   /** Databases pgraid has a recovery log for (served since it started). */

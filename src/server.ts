@@ -8,6 +8,7 @@ import { Balancer, type BalancedBackend } from './router/balancer.ts'
 import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
 import { BackendStates } from './cluster/states.ts'
+import { RateMeter } from './control/rate.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
@@ -39,16 +40,22 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   let nextId = 1
   let hold: Promise<void> | null = null
   let inFlight = 0
+  const commits = new RateMeter()
   const states = new BackendStates(targets.map((t) => t.name))
   states.setMaxListeners(0) // one listener per session
   const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
   const ctx: ServerContext = {
     states,
     writeQuorum,
-    takeOut(index, state, reason) {
-      if (!states.takeOut(index, state, reason)) return
+    takeOut(index, state, reason, drain = false) {
+      if (!states.takeOut(index, state, reason, drain)) return
       logger.error({ backend: targets[index]?.name, state, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
       // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
+      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+    },
+    markOut(index, state, reason) {
+      if (!states.mark(index, state, reason)) return
+      logger.warn({ backend: targets[index]?.name, state, reason }, 'backend state changed')
       for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
     },
     config,
@@ -74,7 +81,11 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     held: () => hold !== null,
     commitsInFlight: () => inFlight,
     commitStarted: () => void inFlight++,
-    commitEnded: () => void inFlight--,
+    commitEnded: () => {
+      inFlight--
+      commits.mark()
+    },
+    commits,
     nextSessionId: () => nextId++,
     sessions: () => [...sessions],
     databases: () => [...logs.keys()],

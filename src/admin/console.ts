@@ -12,6 +12,7 @@ import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
 import { NotReplayable } from '../recovery/replay.ts'
 import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts'
 import { SnapshotRefused } from '../lifecycle/snapshots.ts'
+import { clone, CloneRefused } from '../lifecycle/clone.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { PgError } from '../errors.ts'
 import type { ServerContext } from '../server-context.ts'
@@ -33,9 +34,12 @@ const HELP: [string, string][] = [
   ['SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend'],
   ['SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use'],
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
+  ['SHOW STATS', 'committed write transactions: total and per second (last 10 s and 60 s), in flight, held'],
   ['SHOW CONFIG', 'the running configuration (passwords hidden)'],
   ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
   ['RESYNC <backend>', 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)'],
+  ['CLONE <backend> [FROM <backend>]', 'make a new, empty or inconsistent backend a full copy of one in service, online, then put it back'],
+  ['... DRY RUN', 'after CLONE, RESYNC, ENABLE or DISABLE: say what it would do, change nothing'],
   ['ENABLE <backend> [FORCE]', 'put a backend back that has every record (else: resync or clone); FORCE skips the check'],
   ['VERIFY [JSON] [TABLES t1, t2 ...]', 'compare the backends in service at one log position: each difference as a row (JSON: one row with the whole report)'],
   ['SHOW HELP', 'this list'],
@@ -43,6 +47,12 @@ const HELP: [string, string][] = [
 
 export class AdminConsole {
   private skipping = false
+  /** Aborted when the client goes away: a resync or clone it started stops (running it again resumes or restarts it). */
+  private readonly aborter = new AbortController()
+
+  abort(reason: string): void {
+    this.aborter.abort(new Error(`the admin client went away (${reason})`))
+  }
 
   constructor(
     private readonly socket: net.Socket,
@@ -137,14 +147,17 @@ export class AdminConsole {
   }
 
   private async run(cmd: string): Promise<Result> {
+    // "... DRY RUN" on a command that changes something: say what it would do instead.
+    const dry = /\s+DRY\s+RUN$/i.test(cmd)
+    if (dry) cmd = cmd.replace(/\s+DRY\s+RUN$/i, '')
     const words = cmd.split(/\s+/)
     const verb = words.map((w) => w.toUpperCase()).slice(0, 2).join(' ')
     const targets = this.ctx.backends()
     switch (verb) {
       case 'SHOW BACKENDS':
         return {
-          columns: ['name', 'host', 'port', 'state', 'reason', 'since', 'weight', 'reads_in_flight'],
-          rows: this.ctx.states.list.map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
+          columns: ['name', 'host', 'port', 'state', 'activity', 'reason', 'since', 'weight', 'reads_in_flight'],
+          rows: this.ctx.states.list.map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.activity, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
           tag: 'SHOW',
         }
       case 'SHOW SESSIONS':
@@ -163,6 +176,12 @@ export class AdminConsole {
         return { columns: ['key', 'value'], rows: flatten(this.ctx.config as unknown as Record<string, unknown>), tag: 'SHOW' }
       case 'SHOW LOG':
         return { columns: ['database', 'backend', 'state', 'max_lsn', 'records', 'lag_transactions', 'lag_bytes', 'error'], rows: await this.logRows(), tag: 'SHOW' }
+      case 'SHOW STATS':
+        return {
+          columns: ['sessions', 'commits_total', 'commits_per_s_10s', 'commits_per_s_60s', 'commits_in_flight', 'commits_held'],
+          rows: [[this.ctx.sessions().length, this.ctx.commits.total, round(this.ctx.commits.perSecond(10)), round(this.ctx.commits.perSecond(60)), this.ctx.commitsInFlight(), this.ctx.held()]],
+          tag: 'SHOW',
+        }
       case 'SHOW HELP':
         return { columns: ['command', 'what'], rows: HELP, tag: 'SHOW' }
     }
@@ -173,10 +192,34 @@ export class AdminConsole {
       if (idx < 0) throw new PgError('42704', `no backend named "${name}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
       return { name, idx }
     }
+    if (op === 'CLONE' && (words.length === 2 || (words.length === 4 && words[2]!.toUpperCase() === 'FROM'))) {
+      const { name, idx } = backendArg()
+      const from = words.length === 4 ? targets.findIndex((t) => t.name === words[3]!.replace(/^"|"$/g, '')) : undefined
+      if (from === -1) throw new PgError('42704', `no backend named "${words[3]}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
+      try {
+        const r = await clone(this.ctx, idx, { from, dryRun: dry, signal: this.aborter.signal, notice: (m, p) => this.notice(m, p) })
+        return {
+          columns: ['name', 'state', 'database', 'lsn', 'tables', 'rows', 'records_replayed', 'commits_held_ms'],
+          rows: r.databases.map((d) => [name, dry ? this.ctx.states.list[idx]!.state : 'enabled', d.name, d.lsn, d.tables, d.rows, r.replayed, r.heldMs]),
+          tag: 'CLONE',
+        }
+      } catch (e) {
+        if (e instanceof CloneRefused || e instanceof ResyncRefused) throw new PgError('55000', `cannot clone ${name}: ${e.message}`)
+        throw new PgError('XX000', `clone of ${name} failed: ${(e as Error).message}`, 'ERROR', undefined, `${name} stays out of service (state new); fix the cause and run CLONE again (it starts over)`)
+      }
+    }
+    if (op === 'RESYNC' && words.length === 2 && dry) {
+      const { name, idx } = backendArg()
+      const b = this.ctx.states.list[idx]!
+      if (b.state === 'enabled') return this.dryRun(name, `${name} is in service: nothing to do`)
+      if (b.state !== 'disabled') return this.dryRun(name, `would refuse: ${name} is ${b.state}: clone it`)
+      const why = await behindReason(this.ctx, idx).catch((e: Error) => `would refuse: ${e.message}`)
+      return this.dryRun(name, why ? `${why.startsWith('would') ? why : `${why.replace(/: resync it$/, '')}: would replay them from ${targets[this.ctx.states.enabled()[0]!]!.name}, hold new commits up to ${this.ctx.config.lifecycle.holdMs} ms and enable it`}` : `has every record: would enable it`)
+    }
     if (op === 'RESYNC' && words.length === 2) {
       const { name, idx } = backendArg()
       try {
-        const r = await resync(this.ctx, idx, (m) => this.notice(m))
+        const r = await resync(this.ctx, idx, (m, p) => this.notice(m, p), undefined, this.aborter.signal)
         return { columns: ['name', 'state', 'records_applied', 'commits_held_ms'], rows: [[name, 'enabled', r.applied, r.heldMs]], tag: 'RESYNC' }
       } catch (e) {
         if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
@@ -189,7 +232,9 @@ export class AdminConsole {
       const { name, idx } = backendArg()
       if (this.ctx.states.isEnabled(idx)) return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
       const force = words.length === 3
-      const why = this.ctx.states.list[idx]!.state === 'inconsistent' ? 'it is inconsistent: clone it' : await behindReason(this.ctx, idx)
+      const state = this.ctx.states.list[idx]!.state
+      const why = state === 'inconsistent' || state === 'new' ? `it is ${state}: clone it` : await behindReason(this.ctx, idx)
+      if (dry) return this.dryRun(name, why ? (force ? `would enable it by force although ${why}` : `would refuse: ${why}`) : 'would enable it')
       if (why && !force) throw new PgError('55000', `cannot enable ${name}: ${why}`, 'ERROR', undefined, 'ENABLE ... FORCE puts it back anyway (its data may then differ)')
       if (why) this.notice(`WARNING: ${name} enabled by force although ${why}; run pgraid verify`)
       this.ctx.enable(idx, force ? `enabled by force by admin ${this.user}` : `enabled by admin ${this.user}`)
@@ -199,10 +244,15 @@ export class AdminConsole {
       const { name, idx } = backendArg()
       if (this.ctx.states.list[idx]!.state !== 'enabled') return { columns: ['name', 'state'], rows: [[name, this.ctx.states.list[idx]!.state]], tag: 'DISABLE' }
       if (this.ctx.states.enabled().length === 1) throw new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`)
-      this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`)
+      if (dry) return this.dryRun(name, `would take it out of service (${this.ctx.states.enabled().length - 1} left; writes need ${this.ctx.writeQuorum})`)
+      this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`, true)
       return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
     }
     throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)
+  }
+
+  private dryRun(name: string, what: string): Result {
+    return { columns: ['name', 'dry_run'], rows: [[name, what]], tag: 'DRY RUN' }
   }
 
   private async verify(cmd: string): Promise<Result> {
@@ -273,6 +323,10 @@ type Target = ReturnType<ServerContext['backends']>[number]
 
 function clientFor(t: Target, database: string): pg.Client {
   return controlClient(t, database, 'admin', 5000)
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10
 }
 
 function flatten(o: Record<string, unknown>, prefix = ''): Row[] {

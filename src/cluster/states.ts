@@ -8,7 +8,8 @@
 
 import { EventEmitter } from 'node:events'
 
-export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent'
+/** `new`: a database added to the configuration (or found without a recovery log) that must be cloned first. */
+export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent' | 'new'
 
 export interface BackendStatus {
   index: number
@@ -16,6 +17,10 @@ export interface BackendStatus {
   state: BackendStateName
   reason: string | null
   since: Date
+  /** Taken out by DISABLE: sessions finish what they have in flight there before leaving it. */
+  drain: boolean
+  /** What a lifecycle command is doing to it right now ('cloning', 'catching up'), shown by status. */
+  activity: string | null
 }
 
 export class BackendStates extends EventEmitter {
@@ -23,7 +28,7 @@ export class BackendStates extends EventEmitter {
 
   constructor(names: string[]) {
     super()
-    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date() }))
+    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date(), activity: null, drain: false }))
   }
 
   enabled(): number[] {
@@ -35,9 +40,10 @@ export class BackendStates extends EventEmitter {
   }
 
   /** Takes a backend out of service; the first reason wins. Returns false if it already was out. */
-  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string): boolean {
+  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain = false): boolean {
     const b = this.list[index]
     if (!b || b.state !== 'enabled') return false
+    b.drain = drain
     b.state = state
     b.reason = reason
     b.since = new Date()
@@ -53,6 +59,16 @@ export class BackendStates extends EventEmitter {
     b.reason = reason
     b.since = new Date()
     this.emit('in', b)
+    return true
+  }
+
+  /** Changes why a backend is out (clone: `new` while copying, `disabled` once it only lacks log records). */
+  mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string): boolean {
+    const b = this.list[index]
+    if (!b || b.state === 'enabled') return false
+    b.state = state
+    b.reason = reason
+    b.since = new Date()
     return true
   }
 

@@ -72,8 +72,21 @@ export async function main(argv: readonly string[]): Promise<number> {
     .argument('<backend>', 'the backend name from the config')
     .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
     .option('-u, --user <user>', 'an admin user (users[].admin in the config); default: the first admin user')
-    .action(async (backend: string, opts: { config: string; user?: string }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `RESYNC ${backend}`);
+    .option('--dry-run', 'say what it would do, change nothing')
+    .action(async (backend: string, opts: { config: string; user?: string; dryRun?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `RESYNC ${backend}${opts.dryRun ? ' DRY RUN' : ''}`);
+    });
+
+  program
+    .command('clone')
+    .description('make a new, empty or inconsistent backend a full copy of one in service, online: its databases are dropped and copied again, then it catches up from the log and is put back (exit 0 done, 1 refused or failed, 2 could not ask)')
+    .argument('<backend>', 'the backend to overwrite (name from the config)')
+    .option('--from <backend>', 'the backend in service to copy (default: the first in service)')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
+    .option('-u, --user <user>', 'an admin user')
+    .option('--dry-run', 'say what it would do, change nothing')
+    .action(async (backend: string, opts: { config: string; user?: string; from?: string; dryRun?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `CLONE ${backend}${opts.from ? ` FROM ${opts.from}` : ''}${opts.dryRun ? ' DRY RUN' : ''}`);
     });
 
   program
@@ -99,8 +112,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
     .option('-u, --user <user>', 'an admin user')
     .option('--force', 'enable even if it is behind or inconsistent')
-    .action(async (backend: string, opts: { config: string; user?: string; force?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `ENABLE ${backend}${opts.force ? ' FORCE' : ''}`);
+    .option('--dry-run', 'say what it would do, change nothing')
+    .action(async (backend: string, opts: { config: string; user?: string; force?: boolean; dryRun?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `ENABLE ${backend}${opts.force ? ' FORCE' : ''}${opts.dryRun ? ' DRY RUN' : ''}`);
     });
 
   program
@@ -109,8 +123,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .argument('<backend>', 'the backend name from the config')
     .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
     .option('-u, --user <user>', 'an admin user')
-    .action(async (backend: string, opts: { config: string; user?: string }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `DISABLE ${backend}`);
+    .option('--dry-run', 'say what it would do, change nothing')
+    .action(async (backend: string, opts: { config: string; user?: string; dryRun?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `DISABLE ${backend}${opts.dryRun ? ' DRY RUN' : ''}`);
     });
 
   try {

@@ -51,9 +51,11 @@ export class ProgressPrinter {
       this.out.write(`${message}\n`)
       return
     }
-    // The rate is measured from the first report of this unit on.
+    // The rate is measured from the first report of this step on (a step that starts over starts afresh).
     const t = this.now()
-    const start = this.first.get(p.unit) ?? (this.first.set(p.unit, { at: t, done: p.done }), { at: t, done: p.done })
+    const key = `${message}\0${p.unit}`
+    let start = this.first.get(key)
+    if (!start || p.done < start.done) this.first.set(key, (start = { at: t, done: p.done }))
     const rate = (p.done - start.done) / Math.max(0.001, (t - start.at) / 1000)
     const line = `${message}  ${progressLine(p, rate)}`
     if (this.out.isTTY) {

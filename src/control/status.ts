@@ -11,6 +11,7 @@ export interface StatusReport {
   backends: Record<string, string | null>[]
   log: Record<string, string | null>[]
   sessions: number
+  stats: Record<string, string | null>
 }
 
 export async function fetchStatus(config: Config, user: string, password: string | undefined): Promise<StatusReport> {
@@ -22,7 +23,8 @@ export async function fetchStatus(config: Config, user: string, password: string
     const backends = (await c.query('SHOW BACKENDS')).rows
     const log = (await c.query('SHOW LOG')).rows
     const sessions = (await c.query('SHOW SESSIONS')).rows.length
-    return { backends, log, sessions }
+    const stats = (await c.query('SHOW STATS')).rows[0]
+    return { backends, log, sessions, stats }
   } finally {
     await c.end().catch(() => {})
   }
@@ -30,14 +32,14 @@ export async function fetchStatus(config: Config, user: string, password: string
 
 export function renderStatus(r: StatusReport): string {
   const lines: string[] = []
-  lines.push(table(['backend', 'state', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.since, b.reason ?? ''])))
+  lines.push(table(['backend', 'state', 'activity', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.activity ?? '', b.since, b.reason ?? ''])))
   if (r.log.length) {
     lines.push('')
     lines.push(table(['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'], r.log.map((l) => [l.database, l.backend, l.max_lsn ?? `unreachable: ${l.error}`, l.records ?? '', l.lag_transactions ?? '', l.lag_bytes ?? ''])))
   }
   lines.push('')
   const out = r.backends.filter((b) => b.state !== 'enabled')
-  lines.push(`${r.sessions} client session(s). ${out.length ? `DEGRADED: ${out.map((b) => `${b.name} is ${b.state}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`)
+  lines.push(`${r.sessions} client session(s); writes: ${r.stats.commits_per_s_10s} commits/s (last 10 s), ${r.stats.commits_per_s_60s}/s (last 60 s), ${r.stats.commits_total} since start. ${out.length ? `DEGRADED: ${out.map((b) => `${b.name} is ${b.state}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`)
   return lines.join('\n') + '\n'
 }
 

@@ -481,7 +481,7 @@ export class Session implements LinkHost {
       for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
       return { diverged: o.diverged, errorCode: code }
     } finally {
-      this.exchange = null
+      this.endExchange()
     }
   }
 
@@ -593,7 +593,7 @@ export class Session implements LinkHost {
       outcome = await ex.done
     } finally {
       if (watch) clearInterval(watch)
-      this.exchange = null
+      this.endExchange()
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
@@ -788,7 +788,7 @@ export class Session implements LinkHost {
     try {
       await ex.done
     } finally {
-      this.exchange = null
+      this.endExchange()
     }
     for (const t of targets) {
       const link = this.linkAt(t)
@@ -916,7 +916,18 @@ export class Session implements LinkHost {
   }
 
   /** Another session (or this one) took a backend out: stop using it here too. */
-  private readonly onBackendOut = (b: { index: number; reason: string | null }) => this.loseBackend(b.index, b.reason ?? 'taken out of service')
+  private readonly onBackendOut = (b: { index: number; reason: string | null; drain: boolean }) => {
+    // DISABLE drains: what this session has in flight there finishes first (a healthy backend).
+    if (b.drain && this.exchange && this.linkAt(b.index)) this.draining.add(b.index)
+    else this.loseBackend(b.index, b.reason ?? 'taken out of service')
+  }
+  private readonly draining = new Set<number>()
+
+  private endExchange(): void {
+    this.exchange = null
+    for (const idx of this.draining) this.loseBackend(idx, 'disabled: drained')
+    this.draining.clear()
+  }
 
   /**
    * A backend of this session is gone (connection lost, or taken out of
@@ -964,6 +975,7 @@ export class Session implements LinkHost {
     if (this.phase === 'closed') return
     this.phase = 'closed'
     this.ctx.states.off('out', this.onBackendOut)
+    this.admin?.abort(reason)
     this.log.debug({ reason }, 'session closed')
     this.ctx.release(this)
     if (endClient) this.socket.end()

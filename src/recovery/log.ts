@@ -22,11 +22,13 @@ export interface BackendLogState {
   records: number
   /** LSNs of its recent records (the window every backend is compared on). */
   recent: Set<number>
+  /** Its pgraid schema was created just now (it had none). */
+  createdNow: boolean
   /** What it records about the backends' states. */
   states: { backend: string; state: string; reason: string | null }[]
 }
 
-type TakeOut = (index: number, state: 'disabled' | 'inconsistent', reason: string) => void
+type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string) => void
 
 /** How far back the logs are compared at startup to find a backend that lacks records. */
 const WINDOW = 100_000
@@ -94,9 +96,16 @@ export class RecoveryLog {
       for (const rec of s.states) {
         const i = this.targets.findIndex((t) => t.name === rec.backend)
         if (i < 0 || i === s.index || rec.state === 'enabled') continue
-        this.takeOut(i, rec.state === 'inconsistent' ? 'inconsistent' : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`)
+        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`)
       }
     }
+    // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
+    // everything written before pgraid and the log cannot rebuild that. It waits to be cloned.
+    const known = found.filter((s) => !s.createdNow)
+    if (known.length)
+      for (const s of found)
+        if (s.createdNow && this.states.isEnabled(s.index))
+          this.takeOut(s.index, 'new', `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`)
     await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
     this.initial = found
     // A killed pgraid may have COMMITs still landing (its backend sessions finish what they
@@ -179,12 +188,13 @@ export class RecoveryLog {
     const t = this.targets[index]!
     const client = await this.connect(t)
     try {
-      await ensureSchema(client)
+      const createdNow = (await ensureSchema(client)) === 0
       const r = await client.query<{ max: string; n: string }>('SELECT coalesce(max(lsn), 0) AS max, count(*) AS n FROM pgraid.log')
       const maxLsn = Number(r.rows[0]!.max)
       return {
         index,
         backend: t.name,
+        createdNow,
         maxLsn,
         records: Number(r.rows[0]!.n),
         recent: new Set((await client.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [maxLsn - WINDOW])).rows.map((x) => Number(x.lsn))),

@@ -76,7 +76,7 @@ export async function compareLogs(source: BackendTarget, target: BackendTarget, 
   }
 }
 
-async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void): Promise<number> {
+async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void, signal?: AbortSignal): Promise<number> {
   if (!lsns.length) return 0
   const s = clientFor(source, database)
   await s.connect()
@@ -84,6 +84,7 @@ async function applyMissing(source: BackendTarget, target: BackendTarget, databa
   let done = 0
   try {
     for (let i = 0; i < lsns.length; i += 500) {
+      if (signal?.aborted) throw signal.reason
       const batch = lsns.slice(i, i + 500)
       const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [batch])).rows
       done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
@@ -109,14 +110,28 @@ export async function behindReason(ctx: ServerContext, index: number): Promise<s
   return null
 }
 
-export async function resync(ctx: ServerContext, index: number, notice: (msg: string) => void, holdMs = 1000): Promise<ResyncResult> {
+export async function resync(ctx: ServerContext, index: number, notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void, holdMs = ctx.config.lifecycle.holdMs, signal?: AbortSignal): Promise<ResyncResult> {
   const targets = ctx.backends()
   const b = ctx.states.list[index]
   if (!b) throw new ResyncRefused(`no backend ${index}`)
   if (b.state === 'enabled') throw new ResyncRefused(`${b.name} is in service already`)
+  if (b.state === 'new') throw new ResyncRefused(`${b.name} is new (${b.reason}): clone it`)
   if (b.state === 'inconsistent') throw new ResyncRefused(`${b.name} is inconsistent (${b.reason}): its data cannot be trusted to replay onto; clone it`)
   const sourceIdx = ctx.states.enabled()[0]
   if (sourceIdx === undefined) throw new ResyncRefused('no backend in service to resync from')
+  if (b.activity) throw new ResyncRefused(`${b.name} is busy: ${b.activity}`)
+  b.activity = 'catching up'
+  try {
+    return await catchUpAndEnable(ctx, index, sourceIdx, notice, holdMs, signal)
+  } finally {
+    b.activity = null
+  }
+}
+
+/** Resync's work once the checks are done (clone calls it after its copy). */
+export async function catchUpAndEnable(ctx: ServerContext, index: number, sourceIdx: number, notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void, holdMs: number, signal: AbortSignal | undefined): Promise<ResyncResult> {
+  const targets = ctx.backends()
+  const b = ctx.states.list[index]!
   const source = targets[sourceIdx]!
   const target = targets[index]!
   const databases = await loggedDatabases(source)
@@ -130,7 +145,7 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
     const started = Date.now()
     const { missing, extra } = await compareLogs(source, target, db)
     if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
-    let done = await applyMissing(source, target, db, missing, () => {})
+    let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal)
     applied += done
     if (final) return
     let high = missing.length ? missing[missing.length - 1]! : 0
@@ -139,6 +154,7 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
     const r = await ReplayConnection.open(target, db)
     try {
       for (let round = 0; ; round++) {
+        if (signal?.aborted) throw signal.reason
         const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn > $1 ORDER BY lsn LIMIT 5000', [high])).rows
         const rate = done / Math.max(0.001, (Date.now() - started) / 1000)
         notice(`resync ${b.name}: database "${db}": ${done} records replayed (${rate.toFixed(0)}/s), ${rows.length} new since the last round`)

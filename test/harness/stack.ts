@@ -63,3 +63,12 @@ export function cancel(stack: Stack, c: pg.Client): Promise<void> {
 export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what}: not done within ${ms} ms (hang)`)), ms).unref())])
 }
+
+/** Polls `check` until it holds; throws naming `what` after `ms` (a bounded wait on progress, not a timing assertion). */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, ms = 60_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}

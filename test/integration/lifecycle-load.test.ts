@@ -1,0 +1,112 @@
+// Resync under real load (issue 6 tests): a backend is killed (immediate
+// stop) while pgbench runs, restarted and `pgraid resync`ed while pgbench
+// keeps running: pgbench sees no failed transaction, `pgraid verify` reports
+// identical. The same with a client holding a SELECT ... FOR UPDATE
+// transaction open across the whole resync (ActiveMQ's locker does this),
+// committing afterwards. And a resync interrupted half way (the CLI killed)
+// completes when run again.
+
+import t from 'tap'
+import pg from 'pg'
+import type { Test } from 'tap'
+import { execFile } from 'node:child_process'
+import { stackFor, client, waitFor, type Stack } from '../harness/stack.ts'
+import { cliFor, killWhen, ADMIN } from '../harness/cli.ts'
+
+const USERS = [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, ADMIN]
+
+function pgbench(stack: Stack, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) =>
+    execFile('pgbench', ['-h', stack.host, '-p', String(stack.port), '-U', stack.user, ...args, 'postgres'], { env: { ...process.env, PGPASSWORD: stack.password }, timeout: 180_000 }, (e, stdout, stderr) =>
+      resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    ),
+  )
+}
+
+/** pgbench for `seconds` while pg3 is killed, restarted and resynced; `during` runs with the load, before the kill. */
+async function killRestartResync(t: Test, stack: Stack, seconds: number, during?: () => Promise<void>) {
+  const run = await cliFor(t, stack)
+  const ctx = stack.proxy.context
+  const load = pgbench(stack, ['-n', '-c', '4', '-j', '2', '-T', String(seconds), '-M', 'prepared'])
+  await waitFor('pgbench to commit', () => ctx.commits.total > 100)
+  await during?.()
+  await stack.cluster.backends[2]!.kill()
+  await waitFor('pg3 to be taken out', () => ctx.states.list[2]!.state !== 'enabled')
+  const out = ctx.commits.total
+  await waitFor('commits while pg3 is down', () => ctx.commits.total > out + 200)
+  await stack.cluster.backends[2]!.start()
+  const r = await run(['resync', 'pg3'])
+  t.equal(r.code, 0, `resync: ${r.err}`)
+  t.match(r.out, /name=pg3 state=enabled/)
+  const committedAfter = ctx.commits.total
+  const bench = await load
+  t.ok(ctx.commits.total > committedAfter, 'pgbench went on committing after the resync')
+  t.equal(bench.code, 0, 'pgbench exit 0')
+  t.match(bench.out, /number of failed transactions: 0 /, 'pgbench: no failed transaction')
+  t.notMatch(bench.out, /aborted|error/i, 'pgbench: no client aborted, no error')
+  return run
+}
+
+t.test('kill a backend under pgbench, restart, resync while pgbench runs; verify identical', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const init = await pgbench(stack, ['-i', '-s', '1', '-q'])
+  t.equal(init.code, 0, init.out)
+  const run = await killRestartResync(t, stack, 20)
+  const v = await run(['verify'])
+  t.equal(v.code, 0, `verify: ${v.out}${v.err}`)
+  t.match(v.out, /pgbench_accounts|identical/)
+})
+
+t.test('the same with a SELECT ... FOR UPDATE transaction held open across the resync', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const init = await pgbench(stack, ['-i', '-s', '1', '-q'])
+  t.equal(init.code, 0, init.out)
+  const locker = await client(stack)
+  t.teardown(() => locker.end())
+  await locker.query('CREATE TABLE activemq_lock (id bigint PRIMARY KEY, time bigint, broker_name varchar(250))')
+  await locker.query('INSERT INTO activemq_lock (id) VALUES (1)')
+  const run = await killRestartResync(t, stack, 20, async () => {
+    // ActiveMQ's database locker: one transaction for the broker's lifetime, the lock row held FOR UPDATE, keep-alive updates.
+    await locker.query('BEGIN')
+    await locker.query('SELECT * FROM activemq_lock WHERE id = 1 FOR UPDATE')
+    await locker.query("UPDATE activemq_lock SET time = 1, broker_name = 'broker-a' WHERE id = 1")
+  })
+  t.equal(stack.proxy.context.sessions().find((s) => s.transactionStatus === 'in transaction') !== undefined, true, 'the locker transaction stayed open through the resync')
+  await locker.query("UPDATE activemq_lock SET time = 2, broker_name = 'broker-a' WHERE id = 1")
+  await locker.query('COMMIT')
+  const v = await run(['verify'])
+  t.equal(v.code, 0, `verify after the held transaction committed: ${v.out}${v.err}`)
+  const rows = await Promise.all(stack.cluster.backends.map(async (b) => {
+    const x = await b.client()
+    const r = (await x.query('SELECT time, broker_name FROM activemq_lock')).rows
+    await x.end()
+    return r
+  }))
+  t.same(rows, [0, 1, 2].map(() => [{ time: '2', broker_name: 'broker-a' }]), "the locker's commit reached every backend, including the resynced one")
+})
+
+t.test('a resync interrupted half way (the CLI killed) completes when run again', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE many (id int PRIMARY KEY, v text)')
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: ADMIN.name, password: ADMIN.password, database: 'pgraid' })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  await admin.query('DISABLE pg3')
+  // Thousands of small transactions for pg3 to replay, sent pipelined.
+  await Promise.all(Array.from({ length: 6000 }, (_, i) => c.query('INSERT INTO many (id, v) VALUES ($1, $2)', [i, `row ${i}`])))
+  const run = await cliFor(t, stack)
+  t.ok(await killWhen(run.spawn(['resync', 'pg3']), /replaying/), 'the CLI was killed while records were being replayed')
+  const ctx = stack.proxy.context
+  await waitFor('the interrupted resync to stop', () => ctx.states.list[2]!.activity === null)
+  t.equal(ctx.states.list[2]!.state, 'disabled', 'the backend stays out')
+  const d = await stack.cluster.backends[2]!.client()
+  const partial = Number((await d.query<{ n: string }>('SELECT count(*) AS n FROM many')).rows[0]!.n)
+  await d.end()
+  t.ok(partial < 6000, `interrupted with ${partial} of 6000 rows replayed`)
+  const r = await run(['resync', 'pg3'])
+  t.equal(r.code, 0, r.err)
+  const v = await run(['verify'])
+  t.equal(v.code, 0, `verify: ${v.out}${v.err}`)
+})
