@@ -94,8 +94,14 @@ t.test('a resync interrupted half way (the CLI killed) completes when run again'
   await admin.connect()
   t.teardown(() => admin.end())
   await admin.query('DISABLE pg3')
-  // Thousands of small transactions for pg3 to replay, sent pipelined.
-  await Promise.all(Array.from({ length: 6000 }, (_, i) => c.query('INSERT INTO many (id, v) VALUES ($1, $2)', [i, `row ${i}`])))
+  // Thousands of small transactions for pg3 to replay, from six clients at once.
+  await Promise.all(
+    Array.from({ length: 6 }, async (_, k) => {
+      const w = await client(stack)
+      for (let i = k * 1000; i < (k + 1) * 1000; i++) await w.query('INSERT INTO many (id, v) VALUES ($1, $2)', [i, `row ${i}`])
+      await w.end()
+    }),
+  )
   const run = await cliFor(t, stack)
   t.ok(await killWhen(run.spawn(['resync', 'pg3']), /replaying/), 'the CLI was killed while records were being replayed')
   const ctx = stack.proxy.context
