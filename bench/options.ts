@@ -25,6 +25,8 @@ export interface BenchOptions {
   logCost: boolean
   /** Run the failover scenario: a backend of a separate cluster killed under TPC-B, with a write probe. */
   failover: boolean
+  /** Resync, clone and verify figures on a separate cluster (bench/lifecycle.ts). */
+  lifecycle: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -68,6 +70,7 @@ export function readOptions(env = process.env): BenchOptions {
     profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0',
     logCost: (env.BENCH_LOGCOST ?? '1') !== '0',
     failover: (env.BENCH_FAILOVER ?? '1') !== '0',
+    lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

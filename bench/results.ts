@@ -1,5 +1,6 @@
 // What one benchmark run collects, and the medians/ratios computed from it.
 import type { BenchOptions, QueryMode, Workload } from './options.ts'
+import type { LifecycleOutcome } from './lifecycle.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
@@ -70,6 +71,8 @@ export interface BenchData {
   proxyProblems: { count: number; recent: string[] }
   /** The failover scenario (BENCH_FAILOVER), or why it did not complete; undefined when skipped. */
   failover?: FailoverOutcome
+  /** Resync, clone and verify figures (BENCH_LIFECYCLE), or why they are missing; undefined when skipped. */
+  lifecycle?: LifecycleOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */

@@ -28,6 +28,10 @@
 //                        one backend is killed (immediate shutdown) after 3 s, the run goes on ~5 s more. Reports the
 //                        longest gap between successful probe writes, aborted pgbench clients, and whether the two
 //                        remaining backends are identical (bench/failover.ts, ~30 s). 0 = skip
+//   BENCH_LIFECYCLE=1    resync, clone and verify figures (issue 6): a separate fresh 3-backend cluster, pgbench
+//                        scale BENCH_SCALE through pgraid; VERIFY under load, RESYNC after 10 s without pg3 (records/s,
+//                        commit hold, a probe's longest gap), CLONE under load vs a plain COPY dump-and-restore of the
+//                        same tables (bench/lifecycle.ts, ~2 min at scale 10). 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -53,6 +57,7 @@ import { renderReport, checkTargets, previousReport } from './report.ts'
 import { runMicro } from './micro.ts'
 import { profileTpcb } from './profile.ts'
 import { runFailover } from './failover.ts'
+import { runLifecycle } from './lifecycle.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -223,7 +228,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -352,6 +357,23 @@ async function main(): Promise<number> {
         })
       : undefined
     if (aborting !== undefined) return 130
+    const lifecycle = opts.lifecycle
+      ? await runLifecycle({
+          opts,
+          auth: BACKEND_AUTH,
+          user: CLIENT_USER,
+          password: CLIENT_PASSWORD,
+          log,
+          clusterStarted(c) {
+            activeClusters.add(c)
+            takeOverSignals()
+          },
+          clusterStopped(c) {
+            activeClusters.delete(c)
+          },
+        })
+      : undefined
+    if (aborting !== undefined) return 130
 
     const data: BenchData = {
       startedAt,
@@ -375,6 +397,7 @@ async function main(): Promise<number> {
       },
       proxyProblems: problems,
       failover,
+      lifecycle,
       micro,
       profile,
     }
@@ -383,6 +406,10 @@ async function main(): Promise<number> {
     printSummary(data)
     if (!atEnd.identical || tpcbChecks.failures.length > 0) {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
+      return 1
+    }
+    if (lifecycle && !lifecycle.ok) {
+      log(`FAILED: the lifecycle scenario did not complete (report written anyway): ${lifecycle.error}`)
       return 1
     }
     if (failover && !failover.ok) {
