@@ -82,6 +82,8 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
   try {
     // While the copy is incomplete the target must not look like a backend that only lacks log records.
     ctx.markOut(index, 'new', `being cloned from ${source.name}; if interrupted, clone it again`)
+    const roles = await copyRoles(source, target)
+    if (roles.length) opts.notice(`clone ${target.name}: roles created (server-wide, named by grants and policies): ${roles.join(', ')}`)
     for (const db of databases) {
       checkAbort(opts.signal)
       result.databases.push(await cloneDatabase(ctx, source, target, db, opts))
@@ -131,6 +133,43 @@ async function cloneDatabase(ctx: ServerContext, source: BackendTarget, target: 
     opts.signal?.removeEventListener('abort', stop)
     await dst.end().catch(() => {})
     await snap.close()
+  }
+}
+
+/**
+ * Roles are server-wide, not part of a database, but grants, policies and
+ * default privileges name them: the ones the target lacks are created with
+ * the source's attributes (and password hash, when the source lets us read
+ * it) and memberships. Existing roles are left as they are.
+ */
+async function copyRoles(source: BackendTarget, target: BackendTarget): Promise<string[]> {
+  const s = controlClient(source, MAINTENANCE_DB, 'clone')
+  const t = controlClient(target, MAINTENANCE_DB, 'clone')
+  await Promise.all([s.connect(), t.connect()])
+  try {
+    const cols = 'rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit'
+    type Role = { rolname: string; rolsuper: boolean; rolinherit: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolcanlogin: boolean; rolreplication: boolean; rolbypassrls: boolean; rolconnlimit: number; rolpassword?: string | null }
+    const where = "WHERE rolname !~ '^pg_'"
+    const rows = await s.query<Role>(`SELECT ${cols}, rolpassword FROM pg_authid ${where}`).then(
+      (r) => r.rows,
+      async () => (await s.query<Role>(`SELECT ${cols} FROM pg_roles ${where}`)).rows,
+    )
+    const have = new Set((await t.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname))
+    const created: string[] = []
+    for (const r of rows) {
+      if (have.has(r.rolname)) continue
+      const attrs = [r.rolsuper ? 'SUPERUSER' : '', r.rolinherit ? '' : 'NOINHERIT', r.rolcreaterole ? 'CREATEROLE' : '', r.rolcreatedb ? 'CREATEDB' : '', r.rolcanlogin ? 'LOGIN' : '', r.rolreplication ? 'REPLICATION' : '', r.rolbypassrls ? 'BYPASSRLS' : '', r.rolconnlimit >= 0 ? `CONNECTION LIMIT ${r.rolconnlimit}` : '']
+      if (r.rolpassword) attrs.push(`PASSWORD '${r.rolpassword.replace(/'/g, "''")}'`)
+      await t.query(`CREATE ROLE ${quoteIdent(r.rolname)} ${attrs.filter(Boolean).join(' ')}`)
+      created.push(r.rolname)
+    }
+    if (created.length) {
+      const members = await s.query<{ role: string; member: string }>('SELECT r.rolname AS role, m.rolname AS member FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member WHERE m.rolname = ANY($1)', [created])
+      for (const m of members.rows) await t.query(`GRANT ${quoteIdent(m.role)} TO ${quoteIdent(m.member)}`).catch(() => {})
+    }
+    return created
+  } finally {
+    await Promise.all([s.end().catch(() => {}), t.end().catch(() => {})])
   }
 }
 

@@ -15,6 +15,8 @@ import type { LogRecord } from './record.ts'
 
 /** How far below the target's highest LSN records are compared. */
 const WINDOW = 100_000
+/** Under the hold, LSNs this far below the last full comparison's top are compared (commits in flight then). */
+const TAIL_WINDOW = 5_000
 /** Catch-up rounds end when fewer records than this are missing. */
 const TAIL = 20
 
@@ -55,14 +57,14 @@ export async function loggedDatabases(source: BackendTarget): Promise<string[]> 
 }
 
 /** LSNs the target lacks (in order) and LSNs only the target has. */
-export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string): Promise<{ missing: number[]; extra: number[] }> {
+export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string, since?: number): Promise<{ missing: number[]; extra: number[]; top: number }> {
   const s = clientFor(source, database)
   const t = clientFor(target, database)
   await Promise.all([s.connect(), t.connect()])
   try {
     const hasLog = (await t.query(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0].ok
     const tmax = hasLog ? Number((await t.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : 0
-    const floor = tmax - WINDOW
+    const floor = since ?? tmax - WINDOW
     const mine = hasLog ? new Set((await t.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [floor])).rows.map((r) => Number(r.lsn))) : new Set<number>()
     const theirs = (await s.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1 ORDER BY lsn', [floor])).rows.map((r) => Number(r.lsn))
     const theirSet = new Set(theirs)
@@ -70,7 +72,7 @@ export async function compareLogs(source: BackendTarget, target: BackendTarget, 
       const oldest = Number((await s.query<{ m: string | null }>('SELECT min(lsn) AS m FROM pgraid.log')).rows[0]!.m ?? 0)
       if (oldest > tmax + 1 && !mine.has(oldest)) throw new ResyncRefused(`the log on ${source.name} no longer reaches back to ${target.name}'s position (LSN ${tmax}; oldest kept ${oldest}): clone it`)
     }
-    return { missing: theirs.filter((l) => !mine.has(l)), extra: [...mine].filter((l) => !theirSet.has(l)).sort((a, b) => a - b) }
+    return { missing: theirs.filter((l) => !mine.has(l)), extra: [...mine].filter((l) => !theirSet.has(l)).sort((a, b) => a - b), top: Math.max(tmax, theirs[theirs.length - 1] ?? 0) }
   } finally {
     await Promise.all([s.end().catch(() => {}), t.end().catch(() => {})])
   }
@@ -141,13 +143,22 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
    * nothing commits: it catches records committed out of LSN order), and in
    * between only what the source logged since the previous round.
    */
-  const catchUp = async (db: string, final: boolean) => {
+  const tops = new Map<string, number>()
+  /**
+   * 'rounds': a full comparison, then what the source logged since, round
+   * after round; 'compare': a full comparison again just before the hold (it
+   * catches records committed out of LSN order while the rounds ran);
+   * 'tail', under the hold: only the LSNs near the top, so the pause stays
+   * short whatever the log's size.
+   */
+  const catchUp = async (db: string, mode: 'rounds' | 'compare' | 'tail') => {
     const started = Date.now()
-    const { missing, extra } = await compareLogs(source, target, db)
+    const { missing, extra, top } = await compareLogs(source, target, db, mode === 'tail' ? (tops.get(db) ?? 0) - TAIL_WINDOW : undefined)
+    tops.set(db, top)
     if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
     let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal)
     applied += done
-    if (final) return
+    if (mode !== 'rounds') return
     let high = missing.length ? missing[missing.length - 1]! : 0
     const s = clientFor(source, db)
     await s.connect()
@@ -170,14 +181,15 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
     }
   }
   notice(`resync ${b.name} from ${source.name}: databases ${databases.join(', ') || '(none)'}`)
-  for (const db of databases) await catchUp(db, false)
+  for (const db of databases) await catchUp(db, 'rounds')
+  for (const db of databases) await catchUp(db, 'compare')
   // The tail: hold new COMMITs, let those in flight finish, replay what they wrote, enable.
   const heldAt = Date.now()
   const release = ctx.holdCommits()
   try {
     while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 5))
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
-    for (const db of databases) await catchUp(db, true)
+    for (const db of databases) await catchUp(db, 'tail')
     ctx.enable(index, `resynced from ${source.name} (${applied} records)`)
   } finally {
     release()

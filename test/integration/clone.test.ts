@@ -65,6 +65,9 @@ t.test('a fourth, empty database added to the configuration is cloned under load
   const c = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' })
   await c.connect()
   await schema(c, 2000)
+  // A role (server-wide: the new server lacks it) named by a grant.
+  await c.query('CREATE ROLE reporter NOLOGIN')
+  await c.query('GRANT SELECT ON acct TO reporter')
   await c.end()
   await proxy.close()
   // The same backends and a new, empty one.
@@ -102,6 +105,10 @@ t.test('a fourth, empty database added to the configuration is cloned under load
   await after.end()
   const v2 = await run(['verify'])
   t.equal(v2.code, 0, v2.out)
+  const pg4 = await cluster.backends[3]!.client()
+  const grant = await pg4.query<{ ok: boolean }>("SELECT has_table_privilege('reporter', 'acct', 'SELECT') AS ok")
+  await pg4.end()
+  t.equal(grant.rows[0]!.ok, true, 'the role was created on the new server and the grant copied')
 })
 
 t.test('an inconsistent backend is cloned back; an interrupted clone is run again', async (t) => {

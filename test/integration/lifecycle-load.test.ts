@@ -9,11 +9,27 @@
 import t from 'tap'
 import pg from 'pg'
 import type { Test } from 'tap'
-import { execFile } from 'node:child_process'
-import { stackFor, client, waitFor, type Stack } from '../harness/stack.ts'
+import { execFile, spawn } from 'node:child_process'
+import { stackFor, client, waitFor, bounded, type Stack } from '../harness/stack.ts'
 import { cliFor, killWhen, ADMIN } from '../harness/cli.ts'
 
 const USERS = [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, ADMIN]
+
+/** pgbench running until stopped (its -T far away): everything it printed is kept, errors show up there as they happen. */
+function pgbenchUntilStopped(stack: Stack, args: string[]): { stop: () => Promise<string> } {
+  const child = spawn('pgbench', ['-h', stack.host, '-p', String(stack.port), '-U', stack.user, ...args, '-T', '600', 'postgres'], { env: { ...process.env, PGPASSWORD: stack.password } })
+  let out = ''
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()))
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  return {
+    async stop() {
+      child.kill('SIGINT')
+      await bounded(exited, 30_000, 'pgbench to stop')
+      return out
+    },
+  }
+}
 
 function pgbench(stack: Stack, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) =>
@@ -23,27 +39,26 @@ function pgbench(stack: Stack, args: string[]): Promise<{ code: number; out: str
   )
 }
 
-/** pgbench for `seconds` while pg3 is killed, restarted and resynced; `during` runs with the load, before the kill. */
-async function killRestartResync(t: Test, stack: Stack, seconds: number, during?: () => Promise<void>) {
+/** pgbench runs while pg3 is killed, restarted and resynced, and goes on afterwards; `during` runs with the load, before the kill. */
+async function killRestartResync(t: Test, stack: Stack, during?: () => Promise<void>) {
   const run = await cliFor(t, stack)
   const ctx = stack.proxy.context
-  const load = pgbench(stack, ['-n', '-c', '4', '-j', '2', '-T', String(seconds), '-M', 'prepared'])
+  const load = pgbenchUntilStopped(stack, ['-n', '-c', '4', '-j', '2', '-M', 'prepared'])
   await waitFor('pgbench to commit', () => ctx.commits.total > 100)
   await during?.()
   await stack.cluster.backends[2]!.kill()
   await waitFor('pg3 to be taken out', () => ctx.states.list[2]!.state !== 'enabled')
-  const out = ctx.commits.total
-  await waitFor('commits while pg3 is down', () => ctx.commits.total > out + 200)
+  const down = ctx.commits.total
+  await waitFor('commits while pg3 is down', () => ctx.commits.total > down + 200)
   await stack.cluster.backends[2]!.start()
   const r = await run(['resync', 'pg3'])
   t.equal(r.code, 0, `resync: ${r.err}`)
   t.match(r.out, /name=pg3 state=enabled/)
   const committedAfter = ctx.commits.total
-  const bench = await load
-  t.ok(ctx.commits.total > committedAfter, 'pgbench went on committing after the resync')
-  t.equal(bench.code, 0, 'pgbench exit 0')
-  t.match(bench.out, /number of failed transactions: 0 /, 'pgbench: no failed transaction')
-  t.notMatch(bench.out, /aborted|error/i, 'pgbench: no client aborted, no error')
+  await waitFor('pgbench to go on committing after the resync', () => ctx.commits.total > committedAfter + 200)
+  const out = await load.stop()
+  t.ok(ctx.commits.total > committedAfter + 200, 'pgbench went on committing after the resync')
+  t.notMatch(out, /abort|error|fail/i, `pgbench printed no error, no aborted client, no failed transaction (${out.trim().slice(0, 300) || 'nothing'})`)
   return run
 }
 
@@ -51,7 +66,7 @@ t.test('kill a backend under pgbench, restart, resync while pgbench runs; verify
   const stack = await stackFor(t, { config: { users: USERS } })
   const init = await pgbench(stack, ['-i', '-s', '1', '-q'])
   t.equal(init.code, 0, init.out)
-  const run = await killRestartResync(t, stack, 20)
+  const run = await killRestartResync(t, stack)
   const v = await run(['verify'])
   t.equal(v.code, 0, `verify: ${v.out}${v.err}`)
   t.match(v.out, /pgbench_accounts|identical/)
@@ -65,7 +80,7 @@ t.test('the same with a SELECT ... FOR UPDATE transaction held open across the r
   t.teardown(() => locker.end())
   await locker.query('CREATE TABLE activemq_lock (id bigint PRIMARY KEY, time bigint, broker_name varchar(250))')
   await locker.query('INSERT INTO activemq_lock (id) VALUES (1)')
-  const run = await killRestartResync(t, stack, 20, async () => {
+  const run = await killRestartResync(t, stack, async () => {
     // ActiveMQ's database locker: one transaction for the broker's lifetime, the lock row held FOR UPDATE, keep-alive updates.
     await locker.query('BEGIN')
     await locker.query('SELECT * FROM activemq_lock WHERE id = 1 FOR UPDATE')
