@@ -70,7 +70,9 @@ export async function runLifecycle(ctx: LifecycleContext): Promise<LifecycleOutc
     }
     const verify = async () => {
       const r = await admin.query<{ report: string }>('VERIFY JSON')
-      return JSON.parse(r.rows[0]!.report) as { identical: boolean; tables: { rows: number }[]; databases: { heldMs: number }[] }
+      const report = JSON.parse(r.rows[0]!.report) as { identical: boolean; tables: { rows: number }[]; databases: { heldMs: number }[]; differences: { table: string; backend: string; problem: string; key: string | null; detail: string }[] }
+      for (const d of report.differences.slice(0, 10)) ctx.log(`  DIFFERENCE ${d.table} ${d.backend} ${d.problem} ${d.key ?? ''} ${d.detail}`)
+      return report
     }
 
     ctx.log('lifecycle: VERIFY under pgbench -c 2')
@@ -116,6 +118,7 @@ export async function runLifecycle(ctx: LifecycleContext): Promise<LifecycleOutc
     ctx.log('lifecycle: baseline dump-and-restore pg1 -> pg3 (scratch database)')
     const dump = await dumpRestore(cluster, ctx.opts.scale)
     await admin.end()
+    if (!v.identical || !afterResync.identical || !afterClone.identical) throw new Error(`the backends differ after ${!v.identical ? 'nothing (before resync)' : !afterResync.identical ? 'the resync' : 'the clone'} (differences in the log above)`)
     return {
       ok: true,
       scale: ctx.opts.scale,

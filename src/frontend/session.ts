@@ -485,6 +485,15 @@ export class Session implements LinkHost {
     }
   }
 
+  /** Replays the commit `plan` sent (if it happened) on the backends in service this session is not connected to. */
+  private async commitToLate(plan: Plan): Promise<void> {
+    const late = this.lateBackends()
+    const source = this.links.find((l) => !l.conn.closed) ?? this.links[0]
+    if (!late.length || !source || plan.commit?.lsn === undefined || !plan.commit.at) return
+    await this.ctx.recovery(this.database).applyLate(source.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late)
+  }
+  private pendingLate: Promise<void> = Promise.resolve()
+
   /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
   private lateBackends(): number[] {
     return this.ctx.states.enabled().filter((i) => !this.linkAt(i))
@@ -597,7 +606,13 @@ export class Session implements LinkHost {
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
-    if (this.phase !== 'ready') return
+    if (this.phase !== 'ready') {
+      // The client went away with its COMMIT in flight: the commit still happened on the backends, so a
+      // backend back in service must get it too, under this transaction's locks (close() waits for this).
+      this.pendingLate = this.commitToLate(plan)
+      await this.pendingLate
+      return
+    }
     if (outcome.lostRead) {
       if (!ex.relayed && this.links.length) return 'retry'
       ex.completeMessage()
@@ -611,7 +626,7 @@ export class Session implements LinkHost {
       if (plan.commit?.lsn !== undefined && plan.commit.at) {
         // Still under this transaction's locks, and before the client hears of it: the backend
         // that came back gets this commit first.
-        await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late)
+        await this.commitToLate(plan)
       } else if (plan.everywhere && !plan.commit && this.txStatus === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
         // A change without a log record (autocommit COPY, CREATE DATABASE...) cannot follow.
         for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`)
@@ -991,7 +1006,7 @@ export class Session implements LinkHost {
       // then close (an open transaction is rolled back by the backends when we disconnect).
       const lost = this.links.some((l) => l.conn.closed)
       if (!lost) {
-        void ex.done.then(finish)
+        void ex.done.then(() => this.pendingLate).then(finish, finish)
         return
       }
     }

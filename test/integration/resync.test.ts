@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, client, assertIdentical, bounded, onEachBackend } from '../harness/stack.ts'
+import { stackFor, client, assertIdentical, bounded, onEachBackend, waitFor } from '../harness/stack.ts'
 
 const USERS = [
   { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
@@ -136,4 +136,36 @@ t.test('a COPY while the backend was out: resync refuses (clone it) instead of m
   t.equal(e?.code, '55000')
   t.match(e?.message ?? '', /COPY.*clone it/)
   t.equal(stack.proxy.context.states.list[2]!.state, 'disabled', 'it stays out')
+})
+
+t.test('a client that goes away while its COMMIT is in flight: the commit still reaches a backend that came back', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  const setup = await client(stack)
+  t.teardown(() => Promise.all([admin.end(), setup.end()]))
+  await setup.query('CREATE TABLE gone (id int PRIMARY KEY)')
+  await admin.query('DISABLE pg3')
+  const c = await client(stack)
+  c.on('error', () => {})
+  await c.query('BEGIN')
+  await c.query('INSERT INTO gone (id) VALUES (1)')
+  await admin.query('RESYNC pg3') // pg3 is back; this transaction began without it
+  // pg2 frozen: the COMMIT completes on pg1 and hangs on pg2, then the client vanishes.
+  stack.cluster.backends[1]!.pause()
+  let resumed = false
+  t.teardown(() => void (resumed || stack.cluster.backends[1]!.resume()))
+  void c.query('COMMIT').catch(() => {})
+  const pg1 = await stack.cluster.backends[0]!.client()
+  t.teardown(() => pg1.end())
+  await waitFor('the commit on pg1', async () => (await pg1.query('SELECT 1 FROM gone WHERE id = 1')).rows.length === 1)
+  ;(c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+  await new Promise((r) => setTimeout(r, 100))
+  stack.cluster.backends[1]!.resume()
+  resumed = true
+  const pg3 = await stack.cluster.backends[2]!.client()
+  t.teardown(() => pg3.end())
+  await waitFor('the commit replayed on pg3', async () => (await pg3.query('SELECT 1 FROM gone WHERE id = 1')).rows.length === 1, 30_000)
+  t.pass('pg3 has the commit of the client that went away')
+  await assertIdentical(t, stack)
 })
