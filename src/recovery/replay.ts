@@ -23,7 +23,11 @@ export class ReplayConnection {
   /** The settings the connection runs under now (a record with the same ones skips them). */
   settings: string | null = null
 
-  private constructor(private readonly conn: BackendConnection) {
+  private constructor(
+    private readonly conn: BackendConnection,
+    /** Commits without waiting for the WAL flush (bulk catch-up; see flush()). */
+    readonly async: boolean,
+  ) {
     conn.attach({
       data() {},
       end: (type, body) => {
@@ -48,9 +52,21 @@ export class ReplayConnection {
     })
   }
 
-  static async open(target: BackendTarget, database: string): Promise<ReplayConnection> {
-    const conn = await BackendConnection.connect({ ...target, database: target.database ?? database }, { application_name: 'pgraid replay' }, 10_000)
-    return new ReplayConnection(conn)
+  /**
+   * `async`: each replayed transaction commits without waiting for its WAL
+   * flush (one fsync per record otherwise bounds replay at the disk's fsync
+   * rate). Safe for a backend out of service: a crash loses a suffix of the
+   * replayed records, log rows included, and the next resync replays them
+   * again. Call flush() before the backend is enabled.
+   */
+  static async open(target: BackendTarget, database: string, opts: { async?: boolean } = {}): Promise<ReplayConnection> {
+    const conn = await BackendConnection.connect({ ...target, database: target.database ?? database }, { application_name: 'pgraid replay', ...(opts.async ? { synchronous_commit: 'off' } : {}) }, 10_000)
+    return new ReplayConnection(conn, !!opts.async)
+  }
+
+  /** Makes every commit of this backend so far durable: a synchronous commit flushes the WAL up to it. */
+  async flush(): Promise<void> {
+    await this.must([fe.query("SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT")], 'flushing the replayed records')
   }
 
   /** Sends a pipeline producing `readies` ReadyForQuery; resolves with the first error before each (null = none). */
@@ -92,6 +108,7 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
   const what: string[] = []
   const settings = JSON.stringify(r.record.settings)
   if (settingsBefore !== settings) {
+    // RESET ALL goes back to the startup packet's settings (synchronous_commit for an async connection).
     msgs.push(fe.query('RESET ALL'))
     what.push('RESET ALL')
     for (const s of r.record.settings) {

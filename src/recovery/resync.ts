@@ -78,11 +78,16 @@ export async function compareLogs(source: BackendTarget, target: BackendTarget, 
   }
 }
 
-async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void, signal?: AbortSignal): Promise<number> {
-  if (!lsns.length) return 0
+async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void, signal: AbortSignal | undefined, durable: boolean): Promise<number> {
+  // Asynchronous commits throughout; one flush at the end makes them all durable.
+  const r = await ReplayConnection.open(target, database, { async: true })
+  if (!lsns.length) {
+    if (durable) await r.flush().finally(() => r.close())
+    else r.close()
+    return 0
+  }
   const s = clientFor(source, database)
   await s.connect()
-  const r = await ReplayConnection.open(target, database)
   let done = 0
   try {
     for (let i = 0; i < lsns.length; i += 500) {
@@ -92,6 +97,8 @@ async function applyMissing(source: BackendTarget, target: BackendTarget, databa
       done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
       progress(done)
     }
+    // Before the backend is enabled, everything replayed on it (asynchronously before) must be durable.
+    if (durable) await r.flush()
     return done
   } finally {
     r.close()
@@ -156,13 +163,13 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
     const { missing, extra, top } = await compareLogs(source, target, db, mode === 'tail' ? (tops.get(db) ?? 0) - TAIL_WINDOW : undefined)
     tops.set(db, top)
     if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
-    let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal)
+    let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal, mode === 'tail')
     applied += done
     if (mode !== 'rounds') return
     let high = missing.length ? missing[missing.length - 1]! : 0
     const s = clientFor(source, db)
     await s.connect()
-    const r = await ReplayConnection.open(target, db)
+    const r = await ReplayConnection.open(target, db, { async: true })
     try {
       for (let round = 0; ; round++) {
         if (signal?.aborted) throw signal.reason
