@@ -220,7 +220,7 @@ export class AdminConsole {
       const { name, idx } = backendArg()
       try {
         const r = await resync(this.ctx, idx, (m, p) => this.notice(m, p), undefined, this.aborter.signal)
-        return { columns: ['name', 'state', 'records_applied', 'commits_held_ms'], rows: [[name, 'enabled', r.applied, r.heldMs]], tag: 'RESYNC' }
+        return { columns: ['name', 'state', 'records_applied', 'commits_held_ms', 'replay_ms'], rows: [[name, 'enabled', r.applied, r.heldMs, Math.round(r.replayMs)]], tag: 'RESYNC' }
       } catch (e) {
         if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
         if (e instanceof NotReplayable) throw new PgError('55000', `cannot resync ${name}: ${e.message}: clone it`, 'ERROR', undefined, 'the records applied so far stay; the backend stays out of service')

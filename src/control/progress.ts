@@ -7,6 +7,8 @@ export interface Progress {
   done: number
   total: number
   unit: string
+  /** Names the step the rate is measured over when the message text changes within it (clone names its tables). */
+  step?: string
 }
 
 export function progressOf(detail: string | undefined): Progress | null {
@@ -53,7 +55,7 @@ export class ProgressPrinter {
     }
     // The rate is measured from the first report of this step on (a step that starts over starts afresh).
     const t = this.now()
-    const key = `${message}\0${p.unit}`
+    const key = `${p.step ?? message}\0${p.unit}`
     let start = this.first.get(key)
     if (!start || p.done < start.done) this.first.set(key, (start = { at: t, done: p.done }))
     const rate = (p.done - start.done) / Math.max(0.001, (t - start.at) / 1000)

@@ -26,7 +26,7 @@ export interface CloneOptions {
   from?: number
   dryRun?: boolean
   signal?: AbortSignal
-  notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void
+  notice: (msg: string, progress?: { done: number; total: number; unit: string; step?: string }) => void
 }
 
 export interface CloneResult {
@@ -193,11 +193,15 @@ async function copyTables(ctx: ServerContext, source: BackendTarget, target: Bac
   const queue = [...script.tables].sort((a, b) => b.estimatedRows - a.estimatedRows)
   const total = Math.max(1, queue.reduce((n, t) => n + Math.max(0, t.estimatedRows), 0))
   let done = 0
+  let tablesDone = 0
   let lastNotice = 0
+  /** Tables being copied now: rows so far and rows in the snapshot. */
+  const current = new Map<string, { done: number; total: number }>()
   const report = (force = false) => {
     if (!force && Date.now() - lastNotice < 500) return
     lastNotice = Date.now()
-    opts.notice(`clone ${target.name}: "${db}": copying tables`, { done: Math.min(done, total), total, unit: 'rows' })
+    const tables = [...current].map(([name, c]) => `${name} ${c.total ? Math.floor((100 * Math.min(c.done, c.total)) / c.total) : 100}%`).join(', ')
+    opts.notice(`clone ${target.name}: "${db}": ${tablesDone}/${script.tables.length} tables copied${tables ? `; copying ${tables}` : ''}`, { done: Math.min(done, total), total, unit: 'rows', step: `copy ${db}` })
   }
   const worker = async () => {
     const s = controlClient(source, db, 'clone reader')
@@ -215,15 +219,19 @@ async function copyTables(ctx: ServerContext, source: BackendTarget, target: Bac
       for (let table = queue.shift(); table; table = queue.shift()) {
         checkAbort(opts.signal)
         const cols = table.columns.join(', ')
+        const mine = { done: 0, total: table.estimatedRows }
+        current.set(table.name, mine)
         // Rows are counted by line ends: text-format COPY escapes newlines inside values.
         const counter = new Transform({
           transform(chunk: Buffer, _enc, cb) {
-            for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) done++
+            for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) done++, mine.done++
             report()
             cb(null, chunk)
           },
         })
         await pipeline(s.query(copyTo(`COPY ${table.name} (${cols}) TO STDOUT`)), counter, t.query(copyFrom(`COPY ${table.name} (${cols}) FROM STDIN`)))
+        current.delete(table.name)
+        tablesDone++
       }
     } finally {
       opts.signal?.removeEventListener('abort', stop)

@@ -26,6 +26,8 @@ export interface ResyncResult {
   applied: number
   databases: string[]
   heldMs: number
+  /** Time spent fetching and replaying records (the replay rate is applied / replayMs). */
+  replayMs: number
 }
 
 function clientFor(t: BackendTarget, database: string): pg.Client {
@@ -57,14 +59,14 @@ export async function loggedDatabases(source: BackendTarget): Promise<string[]> 
 }
 
 /** LSNs the target lacks (in order) and LSNs only the target has. */
-export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string, since?: number): Promise<{ missing: number[]; extra: number[]; top: number }> {
+export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string): Promise<{ missing: number[]; extra: number[]; top: number }> {
   const s = clientFor(source, database)
   const t = clientFor(target, database)
   await Promise.all([s.connect(), t.connect()])
   try {
     const hasLog = (await t.query(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0].ok
     const tmax = hasLog ? Number((await t.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : 0
-    const floor = since ?? tmax - WINDOW
+    const floor = tmax - WINDOW
     const mine = hasLog ? new Set((await t.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [floor])).rows.map((r) => Number(r.lsn))) : new Set<number>()
     const theirs = (await s.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1 ORDER BY lsn', [floor])).rows.map((r) => Number(r.lsn))
     const theirSet = new Set(theirs)
@@ -78,14 +80,10 @@ export async function compareLogs(source: BackendTarget, target: BackendTarget, 
   }
 }
 
-async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void, signal: AbortSignal | undefined, durable: boolean): Promise<number> {
-  // Asynchronous commits throughout; one flush at the end makes them all durable.
+/** Replays `lsns` from source on target, committing asynchronously (the Tail's flush makes it all durable). */
+async function applyMissing(source: BackendTarget, target: BackendTarget, database: string, lsns: number[], progress: (done: number) => void, signal: AbortSignal | undefined): Promise<number> {
+  if (!lsns.length) return 0
   const r = await ReplayConnection.open(target, database, { async: true })
-  if (!lsns.length) {
-    if (durable) await r.flush().finally(() => r.close())
-    else r.close()
-    return 0
-  }
   const s = clientFor(source, database)
   await s.connect()
   let done = 0
@@ -97,8 +95,6 @@ async function applyMissing(source: BackendTarget, target: BackendTarget, databa
       done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
       progress(done)
     }
-    // Before the backend is enabled, everything replayed on it (asynchronously before) must be durable.
-    if (durable) await r.flush()
     return done
   } finally {
     r.close()
@@ -151,20 +147,23 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
    * between only what the source logged since the previous round.
    */
   const tops = new Map<string, number>()
+  let replayMs = 0
   /**
    * 'rounds': a full comparison, then what the source logged since, round
    * after round; 'compare': a full comparison again just before the hold (it
-   * catches records committed out of LSN order while the rounds ran);
-   * 'tail', under the hold: only the LSNs near the top, so the pause stays
-   * short whatever the log's size.
+   * catches records committed out of LSN order while the rounds ran). The
+   * hold itself only looks at the LSNs near the top (Tail), so the pause
+   * stays short whatever the log's size.
    */
-  const catchUp = async (db: string, mode: 'rounds' | 'compare' | 'tail') => {
+  const catchUp = async (db: string, mode: 'rounds' | 'compare') => {
     const started = Date.now()
-    const { missing, extra, top } = await compareLogs(source, target, db, mode === 'tail' ? (tops.get(db) ?? 0) - TAIL_WINDOW : undefined)
+    const { missing, extra, top } = await compareLogs(source, target, db)
     tops.set(db, top)
     if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
-    let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal, mode === 'tail')
+    let t0 = performance.now()
+    let done = await applyMissing(source, target, db, missing, (n) => notice(`resync ${b.name}: database "${db}": replaying`, { done: n, total: missing.length, unit: 'records' }), signal)
     applied += done
+    replayMs += performance.now() - t0
     if (mode !== 'rounds') return
     let high = missing.length ? missing[missing.length - 1]! : 0
     const s = clientFor(source, db)
@@ -178,7 +177,9 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
         notice(`resync ${b.name}: database "${db}": ${done} records replayed (${rate.toFixed(0)}/s), ${rows.length} new since the last round`)
         if (rows.length < TAIL) return
         if (round >= 200) throw new ResyncRefused(`clients write faster than ${b.name} can replay (still ${rows.length}+ records behind after ${round} rounds); try again when the load is lower`)
+        t0 = performance.now()
         applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+        replayMs += performance.now() - t0
         done += rows.length
         high = Number(rows[rows.length - 1]!.lsn)
       }
@@ -190,18 +191,61 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
   notice(`resync ${b.name} from ${source.name}: databases ${databases.join(', ') || '(none)'}`)
   for (const db of databases) await catchUp(db, 'rounds')
   for (const db of databases) await catchUp(db, 'compare')
-  // The tail: hold new COMMITs, let those in flight finish, replay what they wrote, enable.
+  // The tail: connections opened first, so the pause is only queries. Then hold new COMMITs, let those in
+  // flight finish, replay what they wrote, make it durable, enable.
+  const tails = await Promise.all(databases.map((db) => Tail.open(source, target, db, (tops.get(db) ?? 0) - TAIL_WINDOW)))
   const heldAt = Date.now()
   const release = ctx.holdCommits()
   try {
-    while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 5))
+    while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
-    for (const db of databases) await catchUp(db, 'tail')
+    for (const tail of tails) applied += await tail.run(b.name, source.name)
     ctx.enable(index, `resynced from ${source.name} (${applied} records)`)
   } finally {
     release()
+    await Promise.all(tails.map((tail) => tail.close()))
   }
   const heldMs = Date.now() - heldAt
   notice(`resync ${b.name}: enabled after ${applied} records; new commits were held ${heldMs} ms`)
-  return { applied, databases, heldMs }
+  return { applied, databases, heldMs, replayMs }
+}
+
+/** The last step of a resync, under the commit hold: only the top of the log, on connections opened beforehand. */
+class Tail {
+  private constructor(
+    private readonly s: pg.Client,
+    private readonly t: pg.Client,
+    private readonly r: ReplayConnection,
+    private readonly db: string,
+    private readonly floor: number,
+  ) {}
+
+  static async open(source: BackendTarget, target: BackendTarget, db: string, floor: number): Promise<Tail> {
+    const s = clientFor(source, db)
+    const t = clientFor(target, db)
+    await Promise.all([s.connect(), t.connect()])
+    return new Tail(s, t, await ReplayConnection.open(target, db, { async: true }), db, floor)
+  }
+
+  async run(name: string, sourceName: string): Promise<number> {
+    const q = 'SELECT lsn FROM pgraid.log WHERE lsn > $1'
+    const [theirs, mine] = await Promise.all([this.s.query<{ lsn: string }>(q, [this.floor]), this.t.query<{ lsn: string }>(q, [this.floor])])
+    const have = new Set(mine.rows.map((x) => x.lsn))
+    const theirSet = new Set(theirs.rows.map((x) => x.lsn))
+    const extra = mine.rows.filter((x) => !theirSet.has(x.lsn))
+    if (extra.length) throw new ResyncRefused(`${name} has ${extra.length} committed transaction(s) in "${this.db}" that ${sourceName} lacks: clone it`)
+    const missing = theirs.rows.filter((x) => !have.has(x.lsn)).map((x) => x.lsn)
+    let applied = 0
+    if (missing.length) {
+      const rows = (await this.s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [missing])).rows
+      applied = await applyRecords(this.r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+    }
+    await this.r.flush()
+    return applied
+  }
+
+  async close(): Promise<void> {
+    this.r.close()
+    await Promise.all([this.s.end().catch(() => {}), this.t.end().catch(() => {})])
+  }
 }

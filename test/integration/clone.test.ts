@@ -90,7 +90,7 @@ t.test('a fourth, empty database added to the configuration is cloned under load
   const r = await run(['clone', 'pg4'])
   t.equal(r.code, 0, r.err)
   t.match(r.out, /name=pg4 state=enabled database=postgres/)
-  t.match(r.err, /copying tables/)
+  t.match(r.err, /tables copied; copying /)
   t.ok(w.commits() > before, 'clients committed while the clone ran')
   t.equal(proxy.context.states.list[3]!.state, 'enabled')
   await bounded(w.stop(), 30_000, 'writers')
@@ -125,7 +125,7 @@ t.test('an inconsistent backend is cloned back; an interrupted clone is run agai
   await waitFor('first commits', () => w.commits() > 5)
   const run = await cliFor(t, stack)
   // Interrupt: kill the CLI (-9) once the copy is under way.
-  t.ok(await killWhen(run.spawn(['clone', 'pg2']), /copying tables/), 'the CLI was killed while the clone was copying')
+  t.ok(await killWhen(run.spawn(["clone", "pg2"]), /tables copied; copying /), 'the CLI was killed while the clone was copying')
   await waitFor('the interrupted clone to stop', () => stack.proxy.context.states.list[1]!.activity === null)
   t.equal(stack.proxy.context.states.list[1]!.state, 'new', 'an interrupted clone leaves the backend out, to be cloned again')
   const r = await run(['clone', 'pg2'])
