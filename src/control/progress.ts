@@ -38,7 +38,7 @@ export function progressLine(p: Progress, rate: number, width = 24): string {
 
 export class ProgressPrinter {
   private first = new Map<string, { at: number; done: number }>()
-  private lastPlain = 0
+  private lastPlain = -Infinity
   private drawn = false
 
   constructor(

@@ -45,7 +45,9 @@ function unqualified(name: string): string {
 export function changesData(s: StatementInfo, cat: CatalogData): boolean {
   if (s.kind === 'write' || s.kind === 'ddl' || s.kind === 'copy-in') return true
   if (s.kind === 'read' || s.kind === 'copy-out') return !!s.sequences || s.functions.some((f) => !cat.nonVolatile.has(unqualified(f)))
-  return !!s.session?.cursorQuery
+  // A cursor changes data only if its query does (FOR UPDATE, a data-modifying WITH, volatile functions).
+  const q = s.session?.cursorQuery
+  return !!q && (q.kind !== 'read' || changesData(q, cat))
 }
 
 /** Belongs in the record: everything sent everywhere except plain reads and BEGIN/COMMIT/ROLLBACK themselves. */

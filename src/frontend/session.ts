@@ -32,6 +32,8 @@ type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 /** Describe of a statement that cannot exist: makes a backend fail its transaction on purpose. */
 const FORCE_ERROR = message(F.Describe, Buffer.from('S__pgraid_abort__\0', 'binary'))
 const SYNC = message(F.Sync)
+/** The longest a session keeps working on a backend DISABLE took out (its open transaction, cursor, batch). */
+const DRAIN_MS = 10_000
 
 export class Session implements LinkHost {
   readonly id: number
@@ -329,6 +331,7 @@ export class Session implements LinkHost {
       this.fatal(errors.protocolViolation(`unknown message type '${printable(last.type)}'`))
       return
     }
+    if (this.draining.size && this.txStatus === 'I' && !this.sinceSync.size && !this.copy) this.dropDrained()
     if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) await this.attachLate()
     let plan: Plan
     let catalog: CatalogData
@@ -481,7 +484,7 @@ export class Session implements LinkHost {
       for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
       return { diverged: o.diverged, errorCode: code }
     } finally {
-      this.endExchange()
+      this.exchange = null
     }
   }
 
@@ -602,7 +605,7 @@ export class Session implements LinkHost {
       outcome = await ex.done
     } finally {
       if (watch) clearInterval(watch)
-      this.endExchange()
+      this.exchange = null
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
@@ -803,7 +806,7 @@ export class Session implements LinkHost {
     try {
       await ex.done
     } finally {
-      this.endExchange()
+      this.exchange = null
     }
     for (const t of targets) {
       const link = this.linkAt(t)
@@ -931,15 +934,22 @@ export class Session implements LinkHost {
   }
 
   /** Another session (or this one) took a backend out: stop using it here too. */
+  /**
+   * DISABLE drains: a session busy on that backend (a batch in flight, an
+   * extended-protocol batch not yet synced, a cursor being fetched, an open
+   * transaction) finishes that work there first; it leaves the backend when
+   * it is next idle, or after DRAIN_MS at the latest. Idle sessions leave at once.
+   */
   private readonly onBackendOut = (b: { index: number; reason: string | null; drain: boolean }) => {
-    // DISABLE drains: what this session has in flight there finishes first (a healthy backend).
-    if (b.drain && this.exchange && this.linkAt(b.index)) this.draining.add(b.index)
-    else this.loseBackend(b.index, b.reason ?? 'taken out of service')
+    const busy = this.exchange || this.sinceSync.size || this.copy || this.txStatus !== 'I'
+    if (b.drain && busy && this.linkAt(b.index) && !this.draining.has(b.index)) {
+      this.draining.add(b.index)
+      setTimeout(() => this.draining.delete(b.index) && this.loseBackend(b.index, 'disabled: still busy there after the drain time'), DRAIN_MS).unref()
+    } else this.loseBackend(b.index, b.reason ?? 'taken out of service')
   }
   private readonly draining = new Set<number>()
 
-  private endExchange(): void {
-    this.exchange = null
+  private dropDrained(): void {
     for (const idx of this.draining) this.loseBackend(idx, 'disabled: drained')
     this.draining.clear()
   }

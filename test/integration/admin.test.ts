@@ -92,3 +92,29 @@ t.test('psql reads the console; pgraid status reports a degraded cluster with ex
   t.equal(wrong.code, 2, 'could not ask: exit 2')
   t.match(wrong.err, /could not ask pgraid/)
 })
+
+t.test('DISABLE drains: a cursor being fetched from the disabled backend finishes there', async (t) => {
+  const own = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const c = await client(own)
+  const a = new pg.Client({ host: '127.0.0.1', port: own.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await a.connect()
+  t.teardown(() => Promise.all([c.end(), a.end()]))
+  // A cursor in a read-only transaction: its reads go to one backend, which then holds the portal.
+  await c.query('BEGIN READ ONLY')
+  await c.query("DECLARE big CURSOR FOR SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 1000) g")
+  const first = await c.query('FETCH 100 FROM big')
+  t.equal(first.rows.length, 100)
+  const used = own.proxy.context.sessions().find((s) => s.user === 'app')!.backendNames
+  const onlyOne = own.cluster.backends.findIndex((b) => used.length === 1 && used[0] === b.name)
+  // Whichever backend(s) the session uses: disable one it is reading from.
+  const victim = onlyOne >= 0 ? onlyOne : own.cluster.backends.findIndex((b) => used.includes(b.name))
+  await a.query(`DISABLE ${own.cluster.backends[victim]!.name}`)
+  let rows = 100
+  for (let r = await c.query('FETCH 100 FROM big'); r.rows.length; r = await c.query('FETCH 100 FROM big')) rows += r.rows.length
+  await c.query('COMMIT')
+  t.equal(rows, 1000, 'the cursor was read to the end after DISABLE')
+  t.equal(own.proxy.context.states.list[victim]!.state, 'disabled')
+  const after = await c.query('SELECT 1 AS one')
+  t.equal(after.rows[0].one, 1, 'the session goes on')
+  t.notOk(own.proxy.context.sessions().some((s) => s.backendNames.includes(own.cluster.backends[victim]!.name)), 'no session uses the disabled backend any more')
+})
