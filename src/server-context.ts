@@ -12,6 +12,7 @@ import type { Session } from './frontend/session.ts'
 import type { RecoveryLog } from './recovery/log.ts'
 import type { BackendStates } from './cluster/states.ts'
 import type { RateMeter } from './control/rate.ts'
+import type { Counters } from './control/metrics.ts'
 
 export interface ServerContext {
   config: Config
@@ -43,6 +44,8 @@ export interface ServerContext {
   commitEnded(): void
   /** Committed write transactions (counted as their COMMITs finish), for status. */
   commits: RateMeter
+  /** Plain counters the data path bumps, and the batch-duration histogram (src/control/metrics.ts). */
+  counters: Counters
   /** Client sessions, for the admin console. */
   sessions(): Session[]
   /** Databases pgraid has a recovery log for (served since it started). */

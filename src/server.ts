@@ -9,6 +9,7 @@ import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
 import { BackendStates } from './cluster/states.ts'
 import { RateMeter } from './control/rate.ts'
+import { Counters, startMetrics, type MetricsServer } from './control/metrics.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
@@ -20,6 +21,8 @@ export interface PgraidHandle {
   close(): Promise<void>
   /** Shared state, for the admin interface and tests. */
   context: ServerContext
+  /** Where GET /metrics is served (null: metrics.port not set). */
+  metricsPort: number | null
 }
 
 export async function startPgraid(config: Config, logger: Logger): Promise<PgraidHandle> {
@@ -41,6 +44,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   let hold: Promise<void> | null = null
   let inFlight = 0
   const commits = new RateMeter()
+  const counters = new Counters()
   const states = new BackendStates(targets.map((t) => t.name))
   states.setMaxListeners(0) // one listener per session
   const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
@@ -49,6 +53,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     writeQuorum,
     takeOut(index, state, reason, drain = false) {
       if (!states.takeOut(index, state, reason, drain)) return
+      if (state === 'inconsistent') counters.divergences++
       logger.error({ backend: targets[index]?.name, state, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
       // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
       for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
@@ -86,6 +91,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       commits.mark()
     },
     commits,
+    counters,
     nextSessionId: () => nextId++,
     sessions: () => [...sessions],
     databases: () => [...logs.keys()],
@@ -136,14 +142,17 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       resolve()
     })
   })
+  const metrics: MetricsServer | null = config.metrics.port === null ? null : await startMetrics(ctx, config.metrics.host, config.metrics.port)
   const addr = server.address() as net.AddressInfo
-  logger.info({ host: addr.address, port: addr.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
+  logger.info({ host: addr.address, port: addr.port, metricsPort: metrics?.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
   return {
     host: addr.address,
     port: addr.port,
     context: ctx,
+    metricsPort: metrics?.port ?? null,
     async close() {
       clearInterval(purge)
+      await metrics?.close()
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         for (const s of sessions) s.close('pgraid shutting down')

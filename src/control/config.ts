@@ -167,6 +167,23 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('The recovery log kept in the backends (docs/recovery.md).'),
+      metrics: z
+        .strictObject({
+          host: z
+            .string('must be an address')
+            .min(1, 'must not be empty')
+            .default('127.0.0.1')
+            .describe('Address of the Prometheus metrics endpoint (GET /metrics).'),
+          port: z
+            .int('must be a port number or null')
+            .min(0, 'must be 0-65535')
+            .max(65535, 'must be 0-65535')
+            .nullable()
+            .default(null)
+            .describe('Port of the Prometheus metrics endpoint; null (the default) serves none, 0 picks a free port.'),
+        })
+        .prefault({})
+        .describe('Prometheus metrics (docs/operations.md).'),
       lifecycle: z
         .strictObject({
           holdMs: z

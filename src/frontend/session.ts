@@ -87,6 +87,7 @@ export class Session implements LinkHost {
 
   private onData(chunk: Buffer): void {
     if (this.phase === 'closed') return
+    this.ctx.counters.bytesFromClients += chunk.length
     try {
       this.framer.push(chunk, (f) => this.onFrame(f))
       this.copy?.flush()
@@ -601,8 +602,10 @@ export class Session implements LinkHost {
     const stallMs = this.ctx.config.timeouts.stallMs
     const watch = stallMs && payloads.size > 1 ? this.watchStall(ex, [...payloads.keys()], stallMs) : null
     let outcome
+    const sentAt = performance.now()
     try {
       outcome = await ex.done
+      this.ctx.counters.batch.observe({ kind: plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read' }, (performance.now() - sentAt) / 1000)
     } finally {
       if (watch) clearInterval(watch)
       this.exchange = null
@@ -846,6 +849,7 @@ export class Session implements LinkHost {
 
   out(slice: Buffer): void {
     if (this.phase === 'closed') return
+    this.ctx.counters.bytesToClients += slice.length
     if (!this.corked) {
       // One answer is many small messages (and slices): send them as one segment per tick.
       this.corked = true

@@ -1,0 +1,76 @@
+// Prometheus metrics over HTTP (issue 8, item 4): `metrics.port` in the
+// config. Gauges are read from the running proxy when scraped (sessions,
+// backend states, lock manager, commits); the data path only bumps plain
+// counters and one histogram (batch duration per kind), so an unscraped
+// pgraid pays almost nothing.
+
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import client from 'prom-client'
+import type { ServerContext } from '../server-context.ts'
+
+/** What the data path counts (plain numbers: cheaper than prom-client calls per message). */
+export class Counters {
+  bytesFromClients = 0
+  bytesToClients = 0
+  divergences = 0
+  readonly batch = new client.Histogram({
+    name: 'pgraid_batch_duration_seconds',
+    help: 'Time from sending a batch (statements up to a Sync or a simple Query) to the backends until their answers are in, by kind: read (one backend), write (every backend), commit (a write batch carrying a COMMIT)',
+    labelNames: ['kind'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [],
+  })
+}
+
+export function metricsRegistry(ctx: ServerContext): client.Registry {
+  const r = new client.Registry()
+  r.registerMetric(ctx.counters.batch)
+  const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void) =>
+    r.registerMetric(new client.Gauge({ name, help, labelNames, registers: [], collect() { this.reset(); collect(this) } }))
+  const counter = (name: string, help: string, value: () => number) =>
+    r.registerMetric(new client.Counter({ name, help, registers: [], collect() { this.reset(); this.inc(value()) } }))
+  gauge('pgraid_sessions', 'Client sessions (admin console sessions included)', [], (g) => g.set(ctx.sessions().length))
+  gauge('pgraid_backend_up', 'Backend state: 1 for the state it is in (enabled, disabled, inconsistent, new), 0 for the others', ['backend', 'state'], (g) => {
+    for (const b of ctx.states.list) for (const s of ['enabled', 'disabled', 'inconsistent', 'new']) g.set({ backend: b.name, state: s }, b.state === s ? 1 : 0)
+  })
+  gauge('pgraid_backend_reads_in_flight', 'Batches in flight per backend', ['backend'], (g) => ctx.states.list.forEach((b) => g.set({ backend: b.name }, ctx.stats[b.index]?.outstanding ?? 0)))
+  gauge('pgraid_commits_in_flight', 'COMMITs sent and not yet finished', [], (g) => g.set(ctx.commitsInFlight()))
+  gauge('pgraid_commits_held', '1 while new COMMITs are held (resync, clone, verify)', [], (g) => g.set(ctx.held() ? 1 : 0))
+  counter('pgraid_commits_total', 'Committed write transactions (with a recovery-log record)', () => ctx.commits.total)
+  counter('pgraid_lock_waits_total', "Requests that waited in pgraid's lock manager", () => ctx.locks.waits)
+  counter('pgraid_deadlocks_total', "Deadlocks pgraid's lock manager resolved (a victim got 40P01)", () => ctx.locks.deadlocks)
+  counter('pgraid_divergences_total', 'Answers from a backend that disagreed with the majority (it was taken out as inconsistent)', () => ctx.counters.divergences)
+  counter('pgraid_client_bytes_received_total', 'Bytes received from clients', () => ctx.counters.bytesFromClients)
+  counter('pgraid_client_bytes_sent_total', 'Bytes sent to clients', () => ctx.counters.bytesToClients)
+  client.collectDefaultMetrics({ register: r, prefix: 'pgraid_' })
+  return r
+}
+
+export interface MetricsServer {
+  port: number
+  close(): Promise<void>
+}
+
+/** GET /metrics in the Prometheus text format; anything else 404. */
+export async function startMetrics(ctx: ServerContext, host: string, port: number): Promise<MetricsServer> {
+  const registry = metricsRegistry(ctx)
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('pgraid serves GET /metrics only\n')
+      return
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
+    )
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
