@@ -18,7 +18,8 @@ import type { BackendTarget } from './backend/connection.ts'
 export interface PgraidHandle {
   host: string
   port: number
-  close(): Promise<void>
+  /** Stops accepting clients; closes sessions between transactions, waiting at most graceMs for busy ones (0: at once). */
+  close(graceMs?: number): Promise<void>
   /** Shared state, for the admin interface and tests. */
   context: ServerContext
   /** Where GET /metrics is served (null: metrics.port not set). */
@@ -150,13 +151,18 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     port: addr.port,
     context: ctx,
     metricsPort: metrics?.port ?? null,
-    async close() {
+    async close(graceMs = 0) {
       clearInterval(purge)
       await metrics?.close()
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        for (const s of sessions) s.close('pgraid shutting down')
-      })
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      // Graceful: no new clients; sessions are closed as each is between transactions, the rest after graceMs.
+      const until = Date.now() + graceMs
+      while (sessions.size && Date.now() < until) {
+        for (const s of sessions) if (s.idle()) s.terminate()
+        if (sessions.size) await new Promise((r) => setTimeout(r, 20))
+      }
+      for (const s of sessions) s.close('pgraid shutting down')
+      await closed
       await Promise.all([...catalogs.values()].map((c) => c.close()))
     },
   }

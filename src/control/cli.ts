@@ -203,7 +203,7 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
       }
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      server.close().then(
+      server.close(config.timeouts.shutdownMs).then(
         () => {
           logger.info('stopped');
           resolve(EXIT_OK);

@@ -125,6 +125,7 @@ export const configObjectSchema = z
             0,
             'Disconnect a client idle inside an open transaction for this long (it holds locks on every backend).',
           ),
+          shutdownMs: timeoutMs(10_000, 'On SIGTERM/SIGINT, how long open transactions may still finish before their sessions are closed (a second signal closes at once).'),
         })
         .prefault({})
         .describe('Timeouts in milliseconds; 0 disables a timeout.'),

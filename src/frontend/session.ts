@@ -994,6 +994,16 @@ export class Session implements LinkHost {
     for (const idx of ex.pendingBackends()) this.linkAt(idx)?.conn.cancel()
   }
 
+  /** Between transactions with nothing in flight or queued: it can be closed without losing any work. */
+  idle(): boolean {
+    return this.phase !== 'closed' && (this.admin !== null || (this.txStatus === 'I' && !this.exchange && !this.inbox.length && !this.sinceSync.size && !this.copy))
+  }
+
+  /** Shutdown: a FATAL 57P01 (as PostgreSQL's own shutdown sends), then the connection is closed. */
+  terminate(): void {
+    this.fatal(errors.shuttingDown())
+  }
+
   private fatal(err: PgError): void {
     if (this.phase === 'closed') return
     this.socket.write(err.toMessage())
