@@ -38,6 +38,12 @@ export interface ServerContext {
   /** Resolves when no hold is in place; `held()` says whether one is. */
   waitHold(): Promise<void>
   held(): boolean
+  /** PAUSE: new transactions wait until the returned function (RESUME) is called. */
+  pause(): () => void
+  paused(): boolean
+  waitPause(): Promise<void>
+  /** SHUTDOWN from the admin console: closes gracefully, as SIGTERM. */
+  shutdown(): void
   /** COMMITs sent and not yet finished (including their replay on late backends). */
   commitsInFlight(): number
   commitStarted(): void

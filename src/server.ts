@@ -24,6 +24,8 @@ export interface PgraidHandle {
   context: ServerContext
   /** Where GET /metrics is served (null: metrics.port not set). */
   metricsPort: number | null
+  /** Who handles the admin console's SHUTDOWN (the CLI: as SIGTERM); by default pgraid closes itself. */
+  onShutdownRequest(cb: () => void): void
 }
 
 export async function startPgraid(config: Config, logger: Logger): Promise<PgraidHandle> {
@@ -44,6 +46,9 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   let nextId = 1
   let hold: Promise<void> | null = null
   let inFlight = 0
+  let pausedBy: Promise<void> | null = null
+  // SHUTDOWN: whoever runs pgraid (the CLI) may take it over; otherwise pgraid closes itself.
+  let onShutdown: () => void = () => void handle.close(config.timeouts.shutdownMs)
   const commits = new RateMeter()
   const counters = new Counters()
   const states = new BackendStates(targets.map((t) => t.name))
@@ -74,6 +79,19 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       logger.warn({ backend: targets[index]?.name, reason }, 'backend back in service')
       for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
     },
+    pause() {
+      let release!: () => void
+      const p = new Promise<void>((r) => (release = r))
+      pausedBy ??= p
+      const mine = pausedBy
+      return () => {
+        if (pausedBy === mine) pausedBy = null
+        release()
+      }
+    },
+    paused: () => pausedBy !== null,
+    waitPause: () => pausedBy ?? Promise.resolve(),
+    shutdown: () => onShutdown(),
     holdCommits() {
       let release!: () => void
       const p = new Promise<void>((r) => (release = r))
@@ -146,11 +164,14 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   const metrics: MetricsServer | null = config.metrics.port === null ? null : await startMetrics(ctx, config.metrics.host, config.metrics.port)
   const addr = server.address() as net.AddressInfo
   logger.info({ host: addr.address, port: addr.port, metricsPort: metrics?.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
-  return {
+  const handle: PgraidHandle = {
     host: addr.address,
     port: addr.port,
     context: ctx,
     metricsPort: metrics?.port ?? null,
+    onShutdownRequest(cb) {
+      onShutdown = cb
+    },
     async close(graceMs = 0) {
       clearInterval(purge)
       await metrics?.close()
@@ -166,4 +187,5 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       await Promise.all([...catalogs.values()].map((c) => c.close()))
     },
   }
+  return handle
 }

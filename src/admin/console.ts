@@ -22,6 +22,9 @@ import { queryText } from '../protocol/decode.ts'
 
 export const ADMIN_DATABASE = 'pgraid'
 
+/** RESUME for the PAUSE in force, per pgraid instance (whichever admin session paused). */
+const resumes = new WeakMap<ServerContext, () => void>()
+
 type Row = (string | number | boolean | null)[]
 interface Result {
   columns: string[]
@@ -35,6 +38,10 @@ const HELP: [string, string][] = [
   ['SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use'],
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
   ['SHOW STATS', 'committed write transactions: total and per second (last 10 s and 60 s), in flight, held'],
+  ['SHOW CLIENTS', 'client sessions with application_name and connect time'],
+  ['PAUSE', 'new transactions wait (open ones finish); answers when none is open'],
+  ['RESUME', 'ends PAUSE'],
+  ['SHUTDOWN', 'stop accepting clients, close sessions as their transactions end (as SIGTERM)'],
   ['SHOW CONFIG', 'the running configuration (passwords hidden)'],
   ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
   ['RESYNC <backend>', 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)'],
@@ -166,6 +173,12 @@ export class AdminConsole {
           rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.transactionStatus, s.backendNames.join(',')]),
           tag: 'SHOW',
         }
+      case 'SHOW CLIENTS':
+        return {
+          columns: ['id', 'user', 'database', 'client', 'application_name', 'connected_at', 'transaction', 'backends'],
+          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.applicationName, s.connectedAt.toISOString(), s.transactionStatus, s.backendNames.join(',')]),
+          tag: 'SHOW',
+        }
       case 'SHOW LOCKS':
         return {
           columns: ['resource', 'holders', 'waiters'],
@@ -228,6 +241,19 @@ export class AdminConsole {
       }
     }
     if (op === 'VERIFY') return await this.verify(cmd)
+    if (op === 'PAUSE' && words.length === 1) return await this.pause()
+    if (op === 'RESUME' && words.length === 1) {
+      const resume = resumes.get(this.ctx)
+      resume?.()
+      resumes.delete(this.ctx)
+      const was = !!resume
+      return { columns: ['paused'], rows: [[false]], tag: was ? 'RESUME' : 'RESUME (was not paused)' }
+    }
+    if (op === 'SHUTDOWN' && words.length === 1) {
+      this.notice(`pgraid shuts down: no new clients; sessions are closed as their transactions end (at most ${this.ctx.config.timeouts.shutdownMs} ms)`)
+      setImmediate(() => this.ctx.shutdown())
+      return { columns: ['shutting_down'], rows: [[true]], tag: 'SHUTDOWN' }
+    }
     if (op === 'ENABLE' && (words.length === 2 || (words.length === 3 && words[2]!.toUpperCase() === 'FORCE'))) {
       const { name, idx } = backendArg()
       if (this.ctx.states.isEnabled(idx)) return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
@@ -249,6 +275,21 @@ export class AdminConsole {
       return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
     }
     throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)
+  }
+
+  /** PAUSE: new transactions wait; answers once every open transaction has ended (NOTICEs while waiting). */
+  private async pause(): Promise<Result> {
+    if (!resumes.has(this.ctx)) resumes.set(this.ctx, this.ctx.pause())
+    const busy = () => this.ctx.sessions().filter((s) => s.transactionStatus !== 'idle' && s.transactionStatus !== 'admin')
+    let last = 0
+    while (busy().length && !this.aborter.signal.aborted) {
+      if (Date.now() - last >= 1000) {
+        last = Date.now()
+        this.notice(`paused: new transactions wait; waiting for ${busy().length} open transaction(s) to end (sessions ${busy().map((s) => s.id).join(', ')})`)
+      }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    return { columns: ['paused', 'open_transactions'], rows: [[true, busy().length]], tag: 'PAUSE' }
   }
 
   private dryRun(name: string, what: string): Result {

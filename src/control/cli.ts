@@ -216,6 +216,7 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    server.onShutdownRequest(() => onSignal('SIGTERM'));
   });
 }
 

@@ -179,6 +179,12 @@ export class Session implements LinkHost {
   private admin: AdminConsole | null = null
   private adminQueue: Promise<unknown> = Promise.resolve()
 
+  readonly connectedAt = new Date()
+
+  get applicationName(): string {
+    return this.logSettings.get('application_name')?.replace(/^SET application_name = '(.*)'$/s, '$1').replace(/''/g, "'") ?? this.startupParams.application_name ?? ''
+  }
+
   get clientAddress(): string {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}`
   }
@@ -333,6 +339,9 @@ export class Session implements LinkHost {
       return
     }
     if (this.draining.size && this.txStatus === 'I' && !this.sinceSync.size && !this.copy) this.dropDrained()
+    // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
+    if (this.txStatus === 'I' && !this.sinceSync.size && !this.copy) while (this.ctx.paused()) await this.ctx.waitPause()
+    if (this.phase !== 'ready') return
     if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) await this.attachLate()
     let plan: Plan
     let catalog: CatalogData

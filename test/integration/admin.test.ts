@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, client } from '../harness/stack.ts'
+import { stackFor, client, waitFor, bounded } from '../harness/stack.ts'
 
 const stack = await stackFor(t, {
   config: {
@@ -117,4 +117,40 @@ t.test('DISABLE drains: a cursor being fetched from the disabled backend finishe
   const after = await c.query('SELECT 1 AS one')
   t.equal(after.rows[0].one, 1, 'the session goes on')
   t.notOk(own.proxy.context.sessions().some((s) => s.backendNames.includes(own.cluster.backends[victim]!.name)), 'no session uses the disabled backend any more')
+})
+
+t.test('PAUSE holds new transactions until RESUME and waits for open ones; SHOW CLIENTS; SHUTDOWN', async (t) => {
+  const own = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const a = new pg.Client({ host: '127.0.0.1', port: own.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await a.connect()
+  const open = await client(own, { application_name: 'the-open-one' })
+  const other = await client(own)
+  // SHUTDOWN ends with a FATAL to every session: expected here.
+  for (const c of [a, open, other]) c.on('error', () => {})
+  t.teardown(() => Promise.all([a.end().catch(() => {}), open.end().catch(() => {}), other.end().catch(() => {})]))
+  await open.query('CREATE TABLE pz (id int PRIMARY KEY)')
+  const clients = await a.query('SHOW CLIENTS')
+  t.ok(clients.rows.some((r) => r.application_name === 'the-open-one'), 'SHOW CLIENTS shows application_name')
+  await open.query('BEGIN')
+  await open.query('INSERT INTO pz (id) VALUES (1)')
+  let paused = false
+  const notices: string[] = []
+  a.on('notice', (n) => notices.push(n.message ?? ''))
+  const pause = a.query('PAUSE').then((r) => ((paused = true), r))
+  await waitFor('PAUSE to announce the wait', () => notices.some((n) => /waiting for 1 open transaction/.test(n)))
+  t.notOk(paused, 'PAUSE waits for the open transaction')
+  let otherDone = false
+  const waiting = other.query('INSERT INTO pz (id) VALUES (2)').then(() => (otherDone = true))
+  await open.query('INSERT INTO pz (id) VALUES (3)') // the open transaction goes on
+  await open.query('COMMIT')
+  const r = await bounded(pause, 10_000, 'PAUSE')
+  t.equal(r.rows[0].paused, 'true')
+  t.notOk(otherDone, 'a new statement waits while paused')
+  await a.query('RESUME')
+  await bounded(waiting, 10_000, 'the held statement')
+  t.ok(otherDone, 'RESUME lets it run')
+  await a.query('SHUTDOWN')
+  const e = await other.query('SELECT 1').then(() => null, (err: { code?: string; message: string }) => err)
+  t.ok(e, 'after SHUTDOWN the session is closed')
+  await waitFor('the listener to close', async () => (await client(own).then((c) => (c.end(), false), () => true)))
 })
