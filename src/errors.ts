@@ -53,6 +53,8 @@ export const errors = {
     new PgError('55P03', 'could not obtain lock on row: another transaction holds a conflicting pgraid lock', 'ERROR', undefined, 'pgraid locks whole tables for now; NOWAIT fails whenever the table is locked by another transaction'),
   backendStalled: (names: string, ms: number) =>
     new PgError('08006', `pgraid backend ${names} stalled: no answer ${ms} ms after the other backends answered`, 'FATAL', undefined, 'check that backend; timeouts.stallMs sets how long pgraid waits'),
+  idleSessionTimeout: (ms: number) => new PgError('57P05', `terminating connection due to idle-session timeout (pgraid timeouts.clientIdleMs = ${ms})`, 'FATAL'),
+  tooManyForUser: (user: string, max: number) => new PgError('53300', `too many connections for role "${user}" (pgraid users[].maxConnections = ${max})`, 'FATAL'),
   idleInTransactionTimeout: (ms: number) =>
     new PgError('25P03', `terminating connection due to idle-in-transaction timeout (pgraid timeouts.clientIdleInTransactionMs = ${ms})`, 'FATAL'),
   nonDeterministic: (fn: string, position?: number) =>

@@ -13,6 +13,7 @@ import type { RecoveryLog } from './recovery/log.ts'
 import type { BackendStates } from './cluster/states.ts'
 import type { RateMeter } from './control/rate.ts'
 import type { Counters } from './control/metrics.ts'
+import type { PgError } from './errors.ts'
 
 export interface ServerContext {
   config: Config
@@ -59,8 +60,8 @@ export interface ServerContext {
   catalog(database: string): Catalog
   /** The recovery log of a database (schema ensured on first use). */
   recovery(database: string): RecoveryLog
-  /** Counts the session against limits.maxClients; false when full. */
-  admit(s: Session): boolean
+  /** Counts the session against limits.maxClients and the user's maxConnections; the FATAL error when full. */
+  admit(s: Session): PgError | null
   release(s: Session): void
   cancel(pid: number, secret: number): void
 }

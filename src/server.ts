@@ -9,6 +9,7 @@ import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
 import { BackendStates } from './cluster/states.ts'
 import { RateMeter } from './control/rate.ts'
+import { errors } from './errors.ts'
 import { Counters, startMetrics, type MetricsServer } from './control/metrics.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
@@ -126,10 +127,12 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       return l
     },
     admit(s) {
-      if (sessions.size >= config.limits.maxClients) return false
+      if (sessions.size >= config.limits.maxClients) return errors.tooManyClients(config.limits.maxClients)
+      const max = config.users.find((u) => u.name === s.user)?.maxConnections
+      if (max !== undefined && [...sessions].filter((o) => o.user === s.user).length >= max) return errors.tooManyForUser(s.user, max)
       sessions.add(s)
       byPid.set(s.pid, s)
-      return true
+      return null
     },
     release(s) {
       sessions.delete(s)

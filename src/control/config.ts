@@ -94,6 +94,11 @@ const userSchema = z
       .boolean('must be true or false')
       .default(false)
       .describe('May log in to the admin console (database "pgraid": SHOW BACKENDS, DISABLE, ...) and use `pgraid status`.'),
+    maxConnections: z
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .optional()
+      .describe("Most concurrent sessions of this user (beyond it: FATAL 53300, like a role's CONNECTION LIMIT); default: only limits.maxClients."),
   })
   .describe('A user clients may log in to pgraid as.');
 
@@ -125,6 +130,7 @@ export const configObjectSchema = z
             0,
             'Disconnect a client idle inside an open transaction for this long (it holds locks on every backend).',
           ),
+          clientIdleMs: timeoutMs(0, 'Disconnect a client idle outside a transaction for this long (PgBouncer client_idle_timeout).'),
           shutdownMs: timeoutMs(10_000, 'On SIGTERM/SIGINT, how long open transactions may still finish before their sessions are closed (a second signal closes at once).'),
         })
         .prefault({})

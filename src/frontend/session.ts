@@ -158,7 +158,8 @@ export class Session implements LinkHost {
     this.database = packet.params.database || this.user
     this.startupParams = packet.params
     this.log = this.log.child({ user: this.user, database: this.database })
-    if (!this.ctx.admit(this)) return this.fatal(errors.tooManyClients(this.ctx.config.limits.maxClients))
+    const full = this.ctx.admit(this)
+    if (full) return this.fatal(full)
     this.framer.untyped = false
     this.phase = 'auth'
     this.auth = new ClientAuth(this.user, this.ctx.config.users.find((u) => u.name === this.user))
@@ -576,15 +577,20 @@ export class Session implements LinkHost {
 
   private idleTimer: NodeJS.Timeout | null = null
 
-  /** PostgreSQL's idle_in_transaction_session_timeout, at the proxy: an idle open transaction holds locks everywhere. */
+  /**
+   * PostgreSQL's idle_in_transaction_session_timeout (an idle open transaction
+   * holds locks everywhere) and idle_session_timeout (PgBouncer's
+   * client_idle_timeout), at the proxy.
+   */
   private armIdleTimer(): void {
-    const ms = this.ctx.config.timeouts.clientIdleInTransactionMs
-    if (!ms || this.txStatus === 'I' || this.idleTimer || this.phase !== 'ready') return
+    const inTx = this.txStatus !== 'I'
+    const ms = inTx ? this.ctx.config.timeouts.clientIdleInTransactionMs : this.ctx.config.timeouts.clientIdleMs
+    if (!ms || this.idleTimer || this.phase !== 'ready' || this.admin) return
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null
-      if (this.running || this.inbox.length || this.txStatus === 'I') return
-      this.log.info({ ms }, 'idle in transaction timeout')
-      this.fatal(errors.idleInTransactionTimeout(ms))
+      if (this.running || this.inbox.length || (this.txStatus !== 'I') !== inTx) return
+      this.log.info({ ms, inTx }, inTx ? 'idle in transaction timeout' : 'idle session timeout')
+      this.fatal(inTx ? errors.idleInTransactionTimeout(ms) : errors.idleSessionTimeout(ms))
     }, ms)
     this.idleTimer.unref()
   }

@@ -57,3 +57,31 @@ t.test('a backend lagging the others by stallMs is taken out; the session goes o
   const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 1')
   t.same([per[0]![0]!.v, per[1]![0]!.v], [1, 1], 'the backends in service agree')
 })
+
+t.test('idle session timeout (57P05) and a per-user connection limit (53300)', async (t) => {
+  const own = await stackFor(t, {
+    config: {
+      timeouts: { clientIdleMs: 500 },
+      users: [
+        { name: 'app', auth: 'scram-sha-256', password: 'app-secret', maxConnections: 2 },
+        { name: 'other', auth: 'scram-sha-256', password: 'other-secret' },
+      ],
+    },
+  })
+  const a = await client(own)
+  const gone = new Promise<{ code?: string }>((resolve) => a.on('error', (e) => resolve(e as { code?: string })))
+  await a.query('SELECT 1') // active, then idle
+  const e = await gone
+  t.equal(e.code, '57P05', 'an idle session is closed with 57P05')
+  const b = await client(own)
+  const c = await client(own)
+  const third = await client(own).then(() => null, (err: { code?: string; message: string }) => err)
+  t.equal(third?.code, '53300', 'a third session of the same user is refused')
+  t.match(third?.message ?? '', /too many connections for role "app"/)
+  const o = await client(own, { user: 'other', password: 'other-secret' })
+  t.equal((await o.query('SELECT 1 AS x')).rows[0].x, 1, 'another user is not limited by it')
+  for (const x of [b, c, o]) {
+    x.on('error', () => {})
+    await x.end().catch(() => {})
+  }
+})
