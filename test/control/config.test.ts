@@ -39,7 +39,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.equal(c.writeQuorum, 2, 'majority of 3 backends');
   t.same(c.backends[0], { name: 'pg1', host: '127.0.0.1', port: 5432, database: null, user: 'postgres', weight: 1 });
   t.same(c.users[0], { name: 'app', auth: 'trust', admin: false });
-  t.same(c.timeouts, { connectMs: 10000, stallMs: 60000, clientIdleInTransactionMs: 0 });
+  t.same(c.timeouts, { connectMs: 10000, stallMs: 60000, clientIdleInTransactionMs: 0, clientIdleMs: 0, shutdownMs: 10000 });
   t.same(c.limits, { maxMessageBytes: 1073741824, maxClients: 1000 });
   t.same(c.log, { level: 'info' });
   t.equal(parseConfig({ ...minimal(), backends: [backend('a', 1)] }, 'x').writeQuorum, 1, 'majority of 1');
