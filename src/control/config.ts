@@ -152,6 +152,11 @@ export const configObjectSchema = z
             .enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}`)
             .default('info')
             .describe('Least severe log level written (JSON lines on stderr); "silent" disables logging.'),
+          slowMs: z
+            .int('must be a whole number of milliseconds')
+            .min(0, 'must be 0 or more')
+            .default(0)
+            .describe('Log (level warn) every batch whose answers took longer than this, with its statements and backends; 0 = off.'),
         })
         .prefault({})
         .describe('Logging.'),

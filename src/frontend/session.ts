@@ -620,7 +620,11 @@ export class Session implements LinkHost {
     const sentAt = performance.now()
     try {
       outcome = await ex.done
-      this.ctx.counters.batch.observe({ kind: plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read' }, (performance.now() - sentAt) / 1000)
+      const took = performance.now() - sentAt
+      this.ctx.counters.batch.observe({ kind: plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read' }, took / 1000)
+      const slow = this.ctx.config.log.slowMs
+      if (slow && took > slow)
+        this.log.warn({ ms: Math.round(took), backends: [...payloads.keys()].map((i) => this.ctx.backends()[i]?.name), statements: plan.executed.map((s) => s.text.slice(0, 500)) }, 'slow batch')
     } finally {
       if (watch) clearInterval(watch)
       this.exchange = null

@@ -62,3 +62,26 @@ t.test('metrics endpoint', async (t) => {
   const other = await get(port, '/')
   t.equal(other.status, 404)
 })
+
+t.test('slow batch log: statements, backends and duration of a batch over log.slowMs', async (t) => {
+  const cluster = (await import('../../src/embedded/cluster.ts')).startCluster
+  const { startPgraid } = await import('../../src/server.ts')
+  const { parseConfig } = await import('../../src/control/config.ts')
+  const { createLogger } = await import('../../src/control/logger.ts')
+  const c = await cluster({ count: 2 })
+  t.teardown(() => c.stop())
+  const lines: string[] = []
+  const config = parseConfig({ listen: { host: '127.0.0.1', port: 0 }, backends: c.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })), users: [{ name: 'app', password: 'app-secret' }], log: { level: 'warn', slowMs: 100 } }, 'slow')
+  const proxy = await startPgraid(config, createLogger('warn', { write: (s: string) => void lines.push(s) }))
+  t.teardown(() => proxy.close())
+  const p = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' })
+  await p.connect()
+  t.teardown(() => p.end())
+  await p.query('SELECT 1 AS fast')
+  await p.query('SELECT pg_sleep(0.3) AS slow')
+  const slow = lines.map((l) => JSON.parse(l) as { msg: string; ms: number; statements: string[]; backends: string[] }).filter((l) => l.msg === 'slow batch')
+  t.equal(slow.length, 1, 'one slow batch logged')
+  t.same(slow[0]?.statements, ['SELECT pg_sleep(0.3) AS slow'])
+  t.ok((slow[0]?.ms ?? 0) >= 100, 'with its duration')
+  t.ok((slow[0]?.backends.length ?? 0) >= 1, 'and its backends')
+})
