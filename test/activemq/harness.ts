@@ -307,6 +307,8 @@ export interface BrokerOptions {
   lockAcquireSleepInterval?: number
   /** Registers kill + temp dir removal as teardown. */
   t?: Test
+  /** false: return as soon as the process runs (a slave waiting for the lock); call broker.ready() later. */
+  waitReady?: boolean
   readyTimeoutMs?: number
 }
 
@@ -336,6 +338,8 @@ export interface Broker {
   logTail(lines?: number): string
   /** The log split into entries (a timestamped line plus its continuation lines). */
   entries(): LogEntry[]
+  /** Waits until the broker serves OpenWire (see BrokerOptions.waitReady). */
+  ready(ms?: number): Promise<void>
 }
 
 function xml(s: string): string {
@@ -534,36 +538,42 @@ async function startOnce(opts: BrokerOptions): Promise<Broker> {
     },
     logTail,
     entries: () => parseEntries(readLog()),
+    ready: async () => {},
   }
   opts.t?.teardown(async () => {
     await kill()
     await removeDir()
   })
 
-  const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS
-  const until = Date.now() + readyMs
-  for (;;) {
-    const log = readLog()
-    if (exit !== null) {
-      const e: { code: number | null; signal: NodeJS.Signals | null } = exit
-      if (!opts.t) await removeDir()
-      const msg = `broker ${name} exited before it was ready (exit ${e.code}${e.signal ? `, signal ${e.signal}` : ''}); log tail:\n${tail(log, 60)}`
-      throw /Address already in use|BindException/.test(log) ? new BindError(msg) : new Error(msg)
+  /** Resolves once the broker serves OpenWire (a slave only after it got the lock); kills it and throws after ms. */
+  const ready = async (readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS): Promise<void> => {
+    const until = Date.now() + readyMs
+    for (;;) {
+      const log = readLog()
+      if (exit !== null) {
+        const e: { code: number | null; signal: NodeJS.Signals | null } = exit
+        if (!opts.t) await removeDir()
+        const msg = `broker ${name} exited before it was ready (exit ${e.code}${e.signal ? `, signal ${e.signal}` : ''}); log tail:\n${tail(log, 60)}`
+        throw /Address already in use|BindException/.test(log) ? new BindError(msg) : new Error(msg)
+      }
+      if (STARTED.test(log) && new RegExp(`Listening for connections at: tcp://[^:\\s]+:${port}\\b`).test(log)) return
+      if (/Address already in use|BindException/.test(log)) {
+        await kill()
+        if (!opts.t) await removeDir()
+        throw new BindError(`broker ${name}: port ${port} taken; log tail:\n${tail(log, 30)}`)
+      }
+      if (Date.now() > until) {
+        await kill()
+        const msg = `broker ${name} not ready within ${readyMs} ms (no "Listening for connections at: tcp://...:${port}" and "Apache ActiveMQ ... started" lines); killed; log tail:\n${tail(readLog(), 60)}`
+        if (!opts.t) await removeDir()
+        throw new Error(msg)
+      }
+      await new Promise((r) => setTimeout(r, 200))
     }
-    if (STARTED.test(log) && new RegExp(`Listening for connections at: tcp://[^:\\s]+:${port}\\b`).test(log)) return broker
-    if (/Address already in use|BindException/.test(log)) {
-      await kill()
-      if (!opts.t) await removeDir()
-      throw new BindError(`broker ${name}: port ${port} taken; log tail:\n${tail(log, 30)}`)
-    }
-    if (Date.now() > until) {
-      await kill()
-      const msg = `broker ${name} not ready within ${readyMs} ms (no "Listening for connections at: tcp://...:${port}" and "Apache ActiveMQ ... started" lines); killed; log tail:\n${tail(readLog(), 60)}`
-      if (!opts.t) await removeDir()
-      throw new Error(msg)
-    }
-    await new Promise((r) => setTimeout(r, 200))
   }
+  broker.ready = ready
+  if (opts.waitReady !== false) await ready()
+  return broker
 }
 
 // ---------------------------------------------------------------------------------------------
