@@ -27,6 +27,8 @@ export interface BenchOptions {
   failover: boolean
   /** Resync, clone and verify figures on a separate cluster (bench/lifecycle.ts). */
   lifecycle: boolean
+  /** The ActiveMQ send/drain figure (bench/activemq.ts). */
+  activemq: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -71,6 +73,7 @@ export function readOptions(env = process.env): BenchOptions {
     logCost: (env.BENCH_LOGCOST ?? '1') !== '0',
     failover: (env.BENCH_FAILOVER ?? '1') !== '0',
     lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
+    activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

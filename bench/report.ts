@@ -6,6 +6,7 @@ import { WORKLOAD_LABEL } from './options.ts'
 import { renderMicro, renderProfile } from './report-sections.ts'
 import { recoveryTargets, renderFailover, renderLogCost } from './report-recovery.ts'
 import { lifecycleTargets, renderLifecycle } from './report-lifecycle.ts'
+import { renderActivemq } from './activemq.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -68,6 +69,7 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
   const rec = recoveryTargets(data, cases)
   lines.push(...rec.lines)
   lines.push(...lifecycleTargets(data.lifecycle).lines)
+  lines.push(...renderActivemq(data.activemq).targets)
   return { lines, selectMet, initMet, logCostMet: rec.logCostMet, failoverMet: rec.failoverMet }
 }
 
@@ -212,6 +214,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(...renderLogCost(data, cases))
   out.push(...renderFailover(data))
   out.push(...renderLifecycle(data.lifecycle))
+  out.push(...renderActivemq(data.activemq).section)
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 

@@ -1,6 +1,7 @@
 // What one benchmark run collects, and the medians/ratios computed from it.
 import type { BenchOptions, QueryMode, Workload } from './options.ts'
 import type { LifecycleOutcome } from './lifecycle.ts'
+import type { ActivemqOutcome } from './activemq.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
@@ -73,6 +74,8 @@ export interface BenchData {
   failover?: FailoverOutcome
   /** Resync, clone and verify figures (BENCH_LIFECYCLE), or why they are missing; undefined when skipped. */
   lifecycle?: LifecycleOutcome
+  /** ActiveMQ send/drain through pgraid vs one plain backend (BENCH_ACTIVEMQ); undefined when skipped. */
+  activemq?: ActivemqOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */

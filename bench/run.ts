@@ -32,6 +32,10 @@
 //                        scale BENCH_SCALE through pgraid; VERIFY under load, RESYNC after 10 s without pg3 (records/s,
 //                        commit hold, a probe's longest gap), CLONE under load vs a plain COPY dump-and-restore of the
 //                        same tables (bench/lifecycle.ts, ~2 min at scale 10). 0 = skip
+//   BENCH_ACTIVEMQ=1     the ActiveMQ figure (issue 7): a real broker (Debian's activemq) on pgraid over a separate
+//                        3-backend cluster vs the same broker on one plain backend; 4 producers x 500 persistent 1 KiB
+//                        messages (sync sends), then a transacted drain; 2 interleaved rounds (bench/activemq.ts,
+//                        ~2 min). 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -58,6 +62,7 @@ import { runMicro } from './micro.ts'
 import { profileTpcb } from './profile.ts'
 import { runFailover } from './failover.ts'
 import { runLifecycle } from './lifecycle.ts'
+import { runActivemq } from './activemq.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -228,7 +233,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -374,6 +379,22 @@ async function main(): Promise<number> {
         })
       : undefined
     if (aborting !== undefined) return 130
+    const activemq = opts.activemq
+      ? await runActivemq({
+          auth: BACKEND_AUTH,
+          user: CLIENT_USER,
+          password: CLIENT_PASSWORD,
+          log,
+          clusterStarted(c) {
+            activeClusters.add(c)
+            takeOverSignals()
+          },
+          clusterStopped(c) {
+            activeClusters.delete(c)
+          },
+        })
+      : undefined
+    if (aborting !== undefined) return 130
 
     const data: BenchData = {
       startedAt,
@@ -398,6 +419,7 @@ async function main(): Promise<number> {
       proxyProblems: problems,
       failover,
       lifecycle,
+      activemq,
       micro,
       profile,
     }
@@ -406,6 +428,10 @@ async function main(): Promise<number> {
     printSummary(data)
     if (!atEnd.identical || tpcbChecks.failures.length > 0) {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
+      return 1
+    }
+    if (activemq && !activemq.ok) {
+      log(`FAILED: the ActiveMQ scenario did not complete (report written anyway): ${activemq.error}`)
       return 1
     }
     if (lifecycle && !lifecycle.ok) {

@@ -1,7 +1,7 @@
 // A JMS client for the ActiveMQ-on-pgraid tests (test/activemq/activemq.test.ts
 // compiles and runs it through test/activemq/harness.ts).
 //
-//   java -cp OUT:<activemq-client, geronimo-jms, hawtbuf, slf4j jars> JmsCheck produce <brokerUrl> <queue> <count> <seed> [firstId]
+//   java -cp OUT:<activemq-client, geronimo-jms, hawtbuf, slf4j jars> JmsCheck produce <brokerUrl> <queue> <count> <seed> [firstId [size]]
 //   java -cp ... JmsCheck consume <brokerUrl> <queue> <transacted|client-ack> <max> <idleMs>
 //
 // produce: sends `count` persistent BytesMessages with ids firstId..firstId+count-1 (default
@@ -50,12 +50,12 @@ public final class JmsCheck {
   public static void main(String[] args) {
     int status;
     try {
-      if (args.length >= 1 && args[0].equals("produce") && (args.length == 5 || args.length == 6)) {
-        status = produce(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]), args.length == 6 ? Integer.parseInt(args[5]) : 0);
+      if (args.length >= 1 && args[0].equals("produce") && args.length >= 5 && args.length <= 7) {
+        status = produce(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]), args.length >= 6 ? Integer.parseInt(args[5]) : 0, args.length == 7 ? Integer.parseInt(args[6]) : 0);
       } else if (args.length == 6 && args[0].equals("consume")) {
         status = consume(args[1], args[2], args[3], Integer.parseInt(args[4]), Long.parseLong(args[5]));
       } else {
-        System.err.println("usage: JmsCheck produce <brokerUrl> <queue> <count> <seed> [firstId]\n"
+        System.err.println("usage: JmsCheck produce <brokerUrl> <queue> <count> <seed> [firstId [size]]\n"
             + "       JmsCheck consume <brokerUrl> <queue> <transacted|client-ack> <max> <idleMs>");
         status = 2;
       }
@@ -69,9 +69,10 @@ public final class JmsCheck {
   }
 
   /** The body of message `id` for `seed`: deterministic, 100 B..64 KiB. */
-  static byte[] body(long seed, int id) {
+  /** size > 0: every body that many bytes (the benchmark's 1 KiB); 0: 100 B..64 KiB. */
+  static byte[] body(long seed, int id, int size) {
     Random r = new Random(seed * 1_000_003L + id);
-    byte[] b = new byte[MIN_SIZE + r.nextInt(MAX_SIZE - MIN_SIZE + 1)];
+    byte[] b = new byte[size > 0 ? size : MIN_SIZE + r.nextInt(MAX_SIZE - MIN_SIZE + 1)];
     r.nextBytes(b);
     return b;
   }
@@ -93,7 +94,7 @@ public final class JmsCheck {
     return s.toString().replace('\n', ' ');
   }
 
-  static int produce(String url, String queueName, int count, long seed, int firstId) {
+  static int produce(String url, String queueName, int count, long seed, int firstId, int size) {
     int confirmed = 0;
     int id = firstId;
     Connection conn = null;
@@ -105,7 +106,7 @@ public final class JmsCheck {
       MessageProducer producer = session.createProducer(queue);
       producer.setDeliveryMode(DeliveryMode.PERSISTENT);
       for (; id < firstId + count; id++) {
-        byte[] b = body(seed, id);
+        byte[] b = body(seed, id, size);
         BytesMessage m = session.createBytesMessage();
         m.writeBytes(b);
         m.setIntProperty("id", id);

@@ -204,8 +204,8 @@ export interface Produced {
 }
 
 /** `produce`: `count` persistent messages with ids firstId.. (see JmsCheck.java). */
-export async function produce(url: string, queue: string, count: number, seed: number, opts: { firstId?: number; timeoutMs?: number } = {}): Promise<Produced> {
-  const r = await jms(['produce', url, queue, String(count), String(seed), String(opts.firstId ?? 0)], opts.timeoutMs ?? 60_000)
+export async function produce(url: string, queue: string, count: number, seed: number, opts: { firstId?: number; timeoutMs?: number; size?: number } = {}): Promise<Produced> {
+  const r = await jms(['produce', url, queue, String(count), String(seed), String(opts.firstId ?? 0), String(opts.size ?? 0)], opts.timeoutMs ?? 60_000)
   let confirmed = 0
   let complete = false
   let failure: string | null = null
