@@ -10,7 +10,8 @@ import { startCluster, type BackendAuth, type Cluster } from '../src/embedded/cl
 import { startPgraid, type PgraidHandle } from '../src/server.ts'
 import { parseConfig } from '../src/control/config.ts'
 import { createLogger } from '../src/control/logger.ts'
-import { startBroker, produce, consume } from '../test/activemq/harness.ts'
+import type { Test } from 'tap'
+import { needJava, startBroker, produce, consume } from '../test/activemq/harness.ts'
 
 export const ACTIVEMQ = { producers: 4, perProducer: 500, size: 1024, rounds: 2, goal: 0.5 } as const
 
@@ -41,6 +42,8 @@ export async function runActivemq(ctx: ActivemqContext): Promise<ActivemqOutcome
   let cluster: Cluster | undefined
   let proxy: PgraidHandle | undefined
   try {
+    // The tests' check for a JDK, ActiveMQ and the jars; here a missing one ends the scenario with its message.
+    await needJava({ fail: (msg: string) => { throw new Error(msg) } } as unknown as Test)
     ctx.log('activemq: starting a separate 3-backend cluster')
     cluster = await startCluster({ count: 3, auth: ctx.auth })
     ctx.clusterStarted(cluster)
