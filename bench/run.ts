@@ -343,6 +343,16 @@ async function main(): Promise<number> {
     const atEnd = await checkReplicas(backends, PGRAID_DB)
     log(`  ${atEnd.identical ? atEnd.report : `DIFFERENT:\n${atEnd.report}`}`)
 
+    // A separate scenario's cluster is stopped on Ctrl-C like the measured one.
+    const scenarioHooks = {
+      clusterStarted(c: Cluster) {
+        activeClusters.add(c)
+        takeOverSignals()
+      },
+      clusterStopped(c: Cluster) {
+        activeClusters.delete(c)
+      },
+    }
     const failover = opts.failover
       ? await runFailover({
           opts,
@@ -352,13 +362,7 @@ async function main(): Promise<number> {
           initSteps: init.steps,
           initFallback: init.fallback !== undefined,
           log,
-          clusterStarted(c) {
-            activeClusters.add(c)
-            takeOverSignals()
-          },
-          clusterStopped(c) {
-            activeClusters.delete(c)
-          },
+          ...scenarioHooks,
         })
       : undefined
     if (aborting !== undefined) return 130
@@ -369,13 +373,7 @@ async function main(): Promise<number> {
           user: CLIENT_USER,
           password: CLIENT_PASSWORD,
           log,
-          clusterStarted(c) {
-            activeClusters.add(c)
-            takeOverSignals()
-          },
-          clusterStopped(c) {
-            activeClusters.delete(c)
-          },
+          ...scenarioHooks,
         })
       : undefined
     if (aborting !== undefined) return 130
@@ -385,13 +383,7 @@ async function main(): Promise<number> {
           user: CLIENT_USER,
           password: CLIENT_PASSWORD,
           log,
-          clusterStarted(c) {
-            activeClusters.add(c)
-            takeOverSignals()
-          },
-          clusterStopped(c) {
-            activeClusters.delete(c)
-          },
+          ...scenarioHooks,
         })
       : undefined
     if (aborting !== undefined) return 130

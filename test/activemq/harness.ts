@@ -22,7 +22,7 @@ import type { Test } from 'tap'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
+import { freePort } from '../harness/stack.ts'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -347,17 +347,6 @@ function xml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 }
 
-/** A free loopback port (bound and released; the broker start is retried if it is taken meanwhile). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))))
-    })
-  })
-}
 
 function activemqXml(o: BrokerOptions & { name: string; port: number; dataDir: string }): string {
   const locker =
@@ -435,6 +424,8 @@ function tail(text: string, lines: number): string {
  * connects and closes makes the broker log a WARN ("Could not accept connection ... channel has
  * already failed"), which the tests count as a problem.
  */
+export { freePort }
+
 export async function startBroker(opts: BrokerOptions): Promise<Broker> {
   for (let attempt = 1; ; attempt++) {
     try {

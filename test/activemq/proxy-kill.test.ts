@@ -5,21 +5,12 @@
 // process here (bin/pgraid.js) so it can really be killed.
 
 import t from 'tap'
-import net from 'node:net'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, assertIdentical, bounded } from '../harness/stack.ts'
+import { stackFor, assertIdentical, bounded, freePort } from '../harness/stack.ts'
 import { needJava, startBroker, produce, consume, account, ids, type Got } from './harness.ts'
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 if (await needJava(t)) {
   t.test('pgraid killed -9 and restarted under a running broker', async (t) => {

@@ -11,17 +11,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, assertIdentical, onEachBackend, bounded } from '../harness/stack.ts'
+import { stackFor, assertIdentical, onEachBackend, bounded, freePort } from '../harness/stack.ts'
 
 const KILLS = Number(process.env.PROXY_KILLS ?? 10)
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
 
 t.test(`pgraid killed -9 ${KILLS} times under concurrent commits: nothing acknowledged is lost`, async (t) => {
   const stack = await stackFor(t)

@@ -4,20 +4,11 @@
 
 import t from 'tap'
 import pg from 'pg'
-import net from 'node:net'
 import { spawn } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, bounded, onEachBackend } from '../harness/stack.ts'
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((r) => s.close(r))
-  return port
-}
+import { stackFor, bounded, onEachBackend, freePort } from '../harness/stack.ts'
 
 t.test('SIGTERM: no new clients, open transactions finish, sessions closed with 57P01, exit 0', async (t) => {
   const stack = await stackFor(t)
