@@ -21,6 +21,8 @@ export class Counters {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [],
   })
+  /** One child per kind, looked up once: observe() on the data path then does no label hashing. */
+  readonly batchBy = { read: this.batch.labels('read'), write: this.batch.labels('write'), commit: this.batch.labels('commit') }
 }
 
 export function metricsRegistry(ctx: ServerContext): client.Registry {

@@ -621,7 +621,7 @@ export class Session implements LinkHost {
     try {
       outcome = await ex.done
       const took = performance.now() - sentAt
-      this.ctx.counters.batch.observe({ kind: plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read' }, took / 1000)
+      this.ctx.counters.batchBy[plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read'].observe(took / 1000)
       const slow = this.ctx.config.log.slowMs
       if (slow && took > slow)
         this.log.warn({ ms: Math.round(took), backends: [...payloads.keys()].map((i) => this.ctx.backends()[i]?.name), statements: plan.executed.map((s) => s.text.slice(0, 500)) }, 'slow batch')
