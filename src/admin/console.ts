@@ -175,8 +175,8 @@ export class AdminConsole {
         }
       case 'SHOW CLIENTS':
         return {
-          columns: ['id', 'user', 'database', 'client', 'application_name', 'connected_at', 'transaction', 'backends'],
-          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.applicationName, s.connectedAt.toISOString(), s.transactionStatus, s.backendNames.join(',')]),
+          columns: ['id', 'user', 'database', 'client', 'application_name', 'connected_at', 'transaction', 'backends', 'tls'],
+          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.applicationName, s.connectedAt.toISOString(), s.transactionStatus, s.backendNames.join(','), s.tlsProtocol]),
           tag: 'SHOW',
         }
       case 'SHOW LOCKS':

@@ -182,6 +182,7 @@ export const configObjectSchema = z
       timeouts: z
         .strictObject({
           connectMs: timeoutMs(10_000, 'Give up connecting/authenticating to a backend after this long.'),
+          authMs: timeoutMs(60_000, "Close a client connection that has not finished its TLS handshake, startup and login within this long (PostgreSQL's authentication_timeout)."),
           stallMs: timeoutMs(60_000, 'A backend that has not answered a pending request for this long is failed.'),
           clientIdleInTransactionMs: timeoutMs(
             0,

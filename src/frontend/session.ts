@@ -83,6 +83,21 @@ export class Session implements LinkHost {
     this.framer = new Framer(ctx.config.limits.maxMessageBytes, true)
     socket.setNoDelay(true)
     this.listen(socket)
+    // As PostgreSQL's authentication_timeout: a client that never finishes its TLS handshake,
+    // startup or login does not keep a connection forever.
+    const authMs = ctx.config.timeouts.authMs
+    if (authMs > 0) {
+      this.authTimer = setTimeout(() => {
+        if (this.phase === 'startup' || this.phase === 'auth') this.close(`no login within ${authMs} ms (timeouts.authMs)`)
+      }, authMs)
+      this.authTimer.unref()
+    }
+  }
+  private authTimer: NodeJS.Timeout | null = null
+
+  /** TLS protocol of the client connection ('' when plain), for SHOW CLIENTS. */
+  get tlsProtocol(): string {
+    return this.tlsOn ? ((this.socket as tls.TLSSocket).getProtocol() ?? '') : ''
   }
 
   private listen(socket: net.Socket): void {
@@ -1097,6 +1112,7 @@ export class Session implements LinkHost {
   close(reason: string, endClient = false): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    if (this.authTimer) clearTimeout(this.authTimer)
     this.ctx.states.off('out', this.onBackendOut)
     this.admin?.abort(reason)
     this.log.debug({ reason }, 'session closed')

@@ -41,7 +41,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.equal(c.writeQuorum, 2, 'majority of 3 backends');
   t.same(c.backends[0], { name: 'pg1', host: '127.0.0.1', port: 5432, database: null, user: 'postgres', weight: 1, tls: { mode: 'disable', ca: null, cert: null, key: null } });
   t.same(c.users[0], { name: 'app', auth: 'trust', admin: false });
-  t.same(c.timeouts, { connectMs: 10000, stallMs: 60000, clientIdleInTransactionMs: 0, clientIdleMs: 0, shutdownMs: 10000 });
+  t.same(c.timeouts, { connectMs: 10000, authMs: 60000, stallMs: 60000, clientIdleInTransactionMs: 0, clientIdleMs: 0, shutdownMs: 10000 });
   t.same(c.limits, { maxMessageBytes: 1073741824, maxClients: 1000 });
   t.same(c.log, { level: 'info', slowMs: 0 });
   t.equal(parseConfig({ ...minimal(), backends: [backend('a', 1)] }, 'x').writeQuorum, 1, 'majority of 1');

@@ -11,7 +11,7 @@ import { startPgraid } from '../../src/server.ts'
 import { parseConfig } from '../../src/control/config.ts'
 import { createLogger } from '../../src/control/logger.ts'
 import { makeCerts } from '../harness/certs.ts'
-import { stackFor, assertIdentical, onEachBackend, client } from '../harness/stack.ts'
+import { stackFor, assertIdentical, onEachBackend, client, bounded } from '../harness/stack.ts'
 
 const certs = await makeCerts()
 t.teardown(() => certs.remove())
@@ -47,7 +47,9 @@ t.test('client side: TLS, SCRAM-SHA-256-PLUS, hba rules, cert auth, authQuery', 
         { name: 'certuser', auth: 'trust' },
         { name: 'sslonly', auth: 'scram-sha-256', password: 'ssl-secret' },
         { name: 'blocked', auth: 'scram-sha-256', password: 'blocked-secret' },
+        { name: 'admin', auth: 'scram-sha-256', password: 'admin-secret', admin: true },
       ],
+      timeouts: { authMs: 10_000 }, // long enough for a JVM's TLS login on a busy machine
       hba: [
         'hostssl all certuser all cert',
         'host all blocked all reject',
@@ -55,11 +57,16 @@ t.test('client side: TLS, SCRAM-SHA-256-PLUS, hba rules, cert auth, authQuery', 
         'hostnossl all sslonly all reject',
         'host all md5user 127.0.0.1/32 md5',
         'host postgres all 127.0.0.1/32 scram-sha-256',
+        'hostssl pgraid admin 127.0.0.1/32 scram-sha-256',
       ],
       authQuery: { enabled: true },
     },
   })
   const port = stack.port
+  // A client that connects and never says anything: closed after timeouts.authMs (checked at the end).
+  const silent = net.connect({ host: '127.0.0.1', port })
+  const silentClosed = new Promise<void>((resolve) => silent.on('close', () => resolve()))
+  silent.on('error', () => {})
 
   t.test('psql verify-full with channel_binding=require logs in over TLS (SCRAM-SHA-256-PLUS)', async (t) => {
     const r = await psql(port, `user=app sslmode=verify-full sslrootcert=${certs.ca} channel_binding=require`, 'CREATE TABLE tls_t (id int primary key, v text)')
@@ -168,6 +175,16 @@ t.test('client side: TLS, SCRAM-SHA-256-PLUS, hba rules, cert auth, authQuery', 
     })
     t.equal(got[0], 0x45, 'an ErrorResponse, not S')
     t.match(got.toString('latin1'), /08P01.*unencrypted data after SSL request/s)
+  })
+
+  t.test('SHOW CLIENTS names the TLS protocol; a silent client is closed after timeouts.authMs', async (t) => {
+    const c = await client(stack, { ssl: { ca: await readText(certs.ca) } })
+    const r = await psql(port, `user=admin dbname=pgraid sslmode=require`, 'SHOW CLIENTS', 'admin-secret')
+    t.equal(r.code, 0, r.out)
+    t.match(r.out, /\|TLSv1\.3/, 'the TLS client shows its protocol')
+    await c.end()
+    await bounded(silentClosed, 30_000, 'a client that sent nothing to be closed (timeouts.authMs = 10000)')
+    t.pass('the silent connection was closed')
   })
 
   t.test('backends identical', (t) => assertIdentical(t, stack))
