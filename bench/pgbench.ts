@@ -11,6 +11,8 @@ export interface Endpoint {
   user: string
   password?: string
   database: string
+  /** libpq sslmode for pgbench (default disable). */
+  sslmode?: string
 }
 
 export interface RunSpec {
@@ -66,7 +68,7 @@ export const PGBENCH = process.env.BENCH_PGBENCH ?? 'pgbench'
 function env(ep: Endpoint): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {
     ...process.env,
-    PGSSLMODE: 'disable',
+    PGSSLMODE: ep.sslmode ?? 'disable',
     PGGSSENCMODE: 'disable',
     PGAPPNAME: 'pgbench',
     LC_ALL: 'C',
