@@ -7,6 +7,7 @@ import { renderMicro, renderProfile } from './report-sections.ts'
 import { recoveryTargets, renderFailover, renderLogCost } from './report-recovery.ts'
 import { lifecycleTargets, renderLifecycle } from './report-lifecycle.ts'
 import { renderActivemq } from './activemq.ts'
+import { renderTls } from './tls.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -215,6 +216,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(...renderFailover(data))
   out.push(...renderLifecycle(data.lifecycle))
   out.push(...renderActivemq(data.activemq).section)
+  out.push(...renderTls(data.tls))
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 

@@ -36,6 +36,8 @@
 //                        3-backend cluster vs the same broker on one plain backend; 4 producers x 500 persistent 1 KiB
 //                        messages (sync sends), then a transacted drain; 2 interleaved rounds (bench/activemq.ts,
 //                        ~2 min). 0 = skip
+//   BENCH_TLS=1         the TLS figure (issue 8): a separate 3-backend cluster, pgbench TPC-B and select-only through
+//                        one pgraid with sslmode=disable vs sslmode=require, interleaved (bench/tls.ts, ~2 min). 0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -63,6 +65,7 @@ import { profileTpcb } from './profile.ts'
 import { runFailover } from './failover.ts'
 import { runLifecycle } from './lifecycle.ts'
 import { runActivemq } from './activemq.ts'
+import { runTls } from './tls.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -233,7 +236,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -387,6 +390,8 @@ async function main(): Promise<number> {
         })
       : undefined
     if (aborting !== undefined) return 130
+    const tls = opts.tls ? await runTls(log, scenarioHooks) : undefined
+    if (aborting !== undefined) return 130
 
     const data: BenchData = {
       startedAt,
@@ -412,6 +417,7 @@ async function main(): Promise<number> {
       failover,
       lifecycle,
       activemq,
+      tls,
       micro,
       profile,
     }
