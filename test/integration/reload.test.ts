@@ -12,7 +12,9 @@ import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { stackFor, bounded, waitFor, freePort } from '../harness/stack.ts'
+import { stackFor, bounded, waitFor, freePort, client, onEachBackend } from '../harness/stack.ts'
+import { parseConfig } from '../../src/control/config.ts'
+import { ReloadRefused } from '../../src/control/reload.ts'
 
 type Run = { code: number; out: string; err: string }
 const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>
@@ -22,6 +24,27 @@ const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>
 
 t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no session dropped', async (t) => {
   const stack = await stackFor(t)
+
+  // First the in-process pgraid of the stack (started from a Config object): reload() takes a new one.
+  await t.test('in process: a removed backend is drained (an open transaction finishes there), then left', async (t) => {
+    const app = await client(stack)
+    await app.query('CREATE TABLE dr (id int PRIMARY KEY)')
+    await app.query('BEGIN')
+    await app.query('INSERT INTO dr VALUES (1)')
+    const next = parseConfig({ ...stack.config, backends: stack.config.backends.slice(0, 2), writeQuorum: undefined }, 'test')
+    const r = await stack.proxy.reload({ config: next })
+    t.ok(r.changes.some((c) => /^backends: pg3 removed/.test(c)), 'pg3 removed')
+    t.equal(stack.proxy.context.states.list[2]!.state, 'removed')
+    t.equal(stack.proxy.context.writeQuorum, 2, 'a majority of the two backends left')
+    await app.query('INSERT INTO dr VALUES (2)')
+    await app.query('COMMIT')
+    await app.query('INSERT INTO dr VALUES (3)')
+    t.same((await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM dr')).map((rows) => rows[0]!.n), [3, 3, 2], 'the transaction finished on pg3, the next write no longer went there')
+    t.same(stack.proxy.context.sessions().map((s) => s.backendNames.join(',')), ['pg1,pg2'], 'the session left pg3')
+    const e = await stack.proxy.reload().catch((err: unknown) => err)
+    t.ok(e instanceof ReloadRefused && /without a config file/.test(e.problems[0]!), 'no file to re-read: refused')
+    await app.end()
+  })
   await stack.proxy.close()
   const [pg1, pg2, pg3] = stack.config.backends
   const dir = await mkdtemp(join(tmpdir(), 'pgraid-reload-'))
