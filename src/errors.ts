@@ -34,6 +34,17 @@ export const errors = {
   noUser: () => new PgError('28000', 'no PostgreSQL user name specified in startup packet', 'FATAL'),
   authFailed: (user: string, method: string) =>
     new PgError('28P01', `password authentication failed for user "${user}"`, 'FATAL', undefined, method === 'md5' ? undefined : undefined),
+  noHbaRule: (host: string, user: string, database: string, tls: boolean) =>
+    new PgError('28000', `no pgraid hba rule for host "${host}", user "${user}", database "${database}", ${tls ? 'SSL encryption' : 'no encryption'}`, 'FATAL', undefined, 'add a matching rule to "hba" in the pgraid configuration'),
+  hbaReject: (host: string, user: string, database: string, tls: boolean) =>
+    new PgError('28000', `pgraid hba rejects connection for host "${host}", user "${user}", database "${database}", ${tls ? 'SSL encryption' : 'no encryption'}`, 'FATAL'),
+  tlsRequired: () =>
+    new PgError('28000', 'pgraid accepts only TLS connections (listen.tls.mode is "require")', 'FATAL', undefined, 'connect with sslmode=require (or verify-ca / verify-full)'),
+  certRequired: () => new PgError('28000', 'connection requires a valid client certificate', 'FATAL'),
+  certAuthFailed: (user: string) => new PgError('28000', `certificate authentication failed for user "${user}"`, 'FATAL'),
+  clientCertInvalid: (reason: string) =>
+    new PgError('28000', `the client certificate was not accepted: ${reason}`, 'FATAL', undefined, 'present a certificate signed by a CA in listen.tls.ca, or none'),
+  unknownRole: (user: string) => new PgError('28000', `role "${user}" does not exist`, 'FATAL'),
   tooManyClients: (max: number) =>
     new PgError('53300', `sorry, too many clients already (pgraid limits.maxClients = ${max})`, 'FATAL'),
   functionCallUnsupported: () =>

@@ -15,10 +15,18 @@ import type { BackendStates } from './cluster/states.ts'
 import type { RateMeter } from './control/rate.ts'
 import type { Counters } from './control/metrics.ts'
 import type { PgError } from './errors.ts'
+import type { ServerTls } from './tls/server-tls.ts'
+import type { HbaRule } from './auth/hba.ts'
 
 export interface ServerContext {
   /** The running configuration; a reload replaces it (read it anew, do not keep it). */
   config: Config
+  /** TLS for clients (listen.tls), read at start. */
+  tls: ServerTls
+  /** Parsed `hba` rules (empty: users[].auth decides, from anywhere). */
+  hba: HbaRule[]
+  /** authQuery: a user's stored password from a backend (null: not found); null when authQuery is off. */
+  lookupPassword: ((user: string) => Promise<string | null>) | null
   log: Logger
   locks: LockManager
   balancer: Balancer

@@ -16,6 +16,10 @@ import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
 import type { BackendTarget } from './backend/connection.ts'
+import { loadServerTls } from './tls/server-tls.ts'
+import { loadBackendTls } from './tls/backend-tls.ts'
+import { parseHbaRule } from './auth/hba.ts'
+import { lookupStoredPassword } from './auth/auth-query.ts'
 
 export interface PgraidHandle {
   host: string
@@ -41,14 +45,18 @@ export interface StartOptions {
 
 export async function startPgraid(config: Config, logger: Logger, opts: StartOptions = {}): Promise<PgraidHandle> {
   await initParser()
-  const targets: BackendTarget[] = config.backends.map((b) => ({
+  const serverTls = await loadServerTls(config.listen.tls)
+  const backendTls = await Promise.all(config.backends.map((b) => loadBackendTls(b)))
+  const targets: BackendTarget[] = config.backends.map((b, i) => ({
     name: b.name,
     host: b.host,
     port: b.port,
     user: b.user,
     password: b.password ?? undefined,
     database: b.database ?? null,
+    tls: backendTls[i],
   }))
+  const hba = config.hba.map(parseHbaRule)
   const stats: BalancedBackend[] = config.backends.map((b, i) => ({ index: i, weight: b.weight, outstanding: 0 }))
   const sessions = new Set<Session>()
   const byPid = new Map<number, Session>()
@@ -81,6 +89,21 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
     },
     config,
+    tls: serverTls,
+    hba,
+    lookupPassword: config.authQuery.enabled
+      ? async (user) => {
+          const i = states.enabled()[0]
+          if (i === undefined) throw errors.backendUnavailable('any', 'no backend in service for the authQuery lookup')
+          const q = config.authQuery
+          try {
+            return await lookupStoredPassword(targets[i]!, q.database, q.query, user, config.timeouts.connectMs || 10_000)
+          } catch (e) {
+            logger.warn({ backend: targets[i]!.name, err: (e as Error).message }, 'authQuery lookup failed')
+            throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
+          }
+        }
+      : null,
     log: logger,
     locks: new LockManager(),
     balancer: new Balancer(stats),

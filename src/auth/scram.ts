@@ -221,6 +221,13 @@ export function parseScramVerifier(text: string): ScramVerifier | null {
 export interface ScramServerOptions {
   /** Server nonce suffix; random by default. Only tests should set it. */
   nonce?: string;
+  /**
+   * tls-server-end-point channel-binding data (RFC 5929: the hash of our certificate) when the
+   * connection is TLS and SCRAM-SHA-256-PLUS was offered; null/undefined on plain connections.
+   */
+  channelBinding?: Buffer | null;
+  /** The client chose SCRAM-SHA-256-PLUS (its gs2 header must then be p=tls-server-end-point). */
+  plus?: boolean;
 }
 
 /** One login attempt: start() with the SASLInitialResponse data, finish() with the SASLResponse. */
@@ -232,6 +239,8 @@ export class ScramServer {
   #nonce = ''; // client nonce + server nonce
   #clientFirstBare = '';
   #serverFirst = '';
+  readonly #binding: Buffer | null;
+  readonly #plus: boolean;
 
   constructor(verifier: ScramVerifier, options: ScramServerOptions = {}) {
     if (verifier.storedKey.length !== KEY_LEN || verifier.serverKey.length !== KEY_LEN) {
@@ -240,6 +249,9 @@ export class ScramServer {
     this.#verifier = verifier;
     this.#serverNonce = options.nonce ?? newNonce();
     checkNonce(this.#serverNonce, 'server nonce option');
+    this.#binding = options.channelBinding ?? null;
+    this.#plus = options.plus ?? false;
+    if (this.#plus && !this.#binding) throw new TypeError('SCRAM-SHA-256-PLUS needs channel-binding data');
   }
 
   start(clientFirst: Buffer): Buffer {
@@ -247,12 +259,21 @@ export class ScramServer {
       const text = messageText(clientFirst, 'client-first-message');
       const parts = text.split(',');
       const flag = parts[0]!;
+      // The same checks and wording as PostgreSQL's read_client_first_message.
       if (flag.startsWith('p=')) {
-        throw new ScramError('protocol', 'channel binding (SCRAM-SHA-256-PLUS) is not supported');
-      }
-      // 'y' = "client supports channel binding but thinks the server does not". That is true
-      // while we never advertise -PLUS; once we do, 'y' signals a downgrade and must be refused.
-      if (flag !== 'n' && flag !== 'y') {
+        if (!this.#plus) {
+          throw new ScramError('protocol', 'malformed SCRAM message: the client requires channel binding but did not select SCRAM-SHA-256-PLUS');
+        }
+        if (flag !== 'p=tls-server-end-point') {
+          throw new ScramError('protocol', `unsupported SCRAM channel-binding type "${flag.slice(2)}"`);
+        }
+      } else if (this.#plus) {
+        throw new ScramError('protocol', 'malformed SCRAM message: the client selected SCRAM-SHA-256-PLUS without channel binding');
+      } else if (flag === 'y' && this.#binding) {
+        // 'y' = "client supports channel binding but thinks the server does not": we offered -PLUS, so
+        // someone removed it from the list on the way (a downgrade).
+        throw new ScramError('protocol', 'SCRAM channel binding negotiation error: the client supports channel binding but thinks the server does not, while this server does');
+      } else if (flag !== 'n' && flag !== 'y') {
         throw new ScramError('protocol', 'malformed SCRAM message: unexpected channel-binding flag');
       }
       if (parts[1] === undefined) throw new ScramError('protocol', 'malformed SCRAM message: truncated gs2 header');
@@ -287,8 +308,11 @@ export class ScramServer {
       const text = messageText(clientFinal, 'client-final-message');
       const parts = text.split(',');
       const binding = base64OrThrow(attribute(parts[0], 'c', 'client-final-message'), 'channel binding');
-      // Without channel binding the data is exactly the gs2 header the client sent first.
-      if (!binding.equals(Buffer.from(this.#gs2Header, 'utf8'))) {
+      // c= is the gs2 header the client sent first, followed (with -PLUS) by the binding data: the hash
+      // of the certificate this TLS connection really presented, so a man in the middle is caught.
+      const header = Buffer.from(this.#gs2Header, 'utf8');
+      const expected = this.#plus ? Buffer.concat([header, this.#binding!]) : header;
+      if (!binding.equals(expected)) {
         throw new ScramError('protocol', 'SCRAM channel binding check failed');
       }
       const nonce = attribute(parts[1], 'r', 'client-final-message');

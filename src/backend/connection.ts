@@ -9,6 +9,7 @@ import { Scanner, type ScanSink } from '../protocol/scanner.ts'
 import { errorFields, parameterStatusBody, Reader } from '../protocol/decode.ts'
 import { ScramClient } from '../auth/scram.ts'
 import { md5Response } from '../auth/md5.ts'
+import { negotiateBackendTls, type BackendTls } from '../tls/backend-tls.ts'
 
 export interface BackendTarget {
   name: string
@@ -17,6 +18,8 @@ export interface BackendTarget {
   user: string
   password?: string | undefined
   database?: string | null | undefined
+  /** TLS to this backend (null/absent: plain TCP). */
+  tls?: BackendTls | null | undefined
 }
 
 /** A login refused by the backend, with its ErrorResponse fields. */
@@ -58,10 +61,10 @@ export class BackendConnection {
     readonly socket: net.Socket,
   ) {}
 
-  static connect(target: BackendTarget, startup: Record<string, string>, timeoutMs: number): Promise<BackendConnection> {
+  static async connect(target: BackendTarget, startup: Record<string, string>, timeoutMs: number): Promise<BackendConnection> {
+    const until = Date.now() + timeoutMs
+    const socket = await openSocket(target, timeoutMs)
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port })
-      socket.setNoDelay(true)
       const conn = new BackendConnection(target, socket)
       let settled = false
       const fail = (err: Error) => {
@@ -71,14 +74,12 @@ export class BackendConnection {
         socket.destroy()
         reject(err)
       }
-      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), Math.max(1, until - Date.now()))
       socket.once('error', (e) => fail(e))
       socket.once('close', () => fail(new Error('connection closed during login')))
-      socket.once('connect', () => {
-        const params: Record<string, string> = { ...startup, user: target.user }
-        if (target.database) params.database = target.database
-        socket.write(fe.startup(params))
-      })
+      const params: Record<string, string> = { ...startup, user: target.user }
+      if (target.database) params.database = target.database
+      socket.write(fe.startup(params))
       let scram: ScramClient | null = null
       const onData = (chunk: Buffer) => {
         try {
@@ -202,6 +203,38 @@ export class BackendConnection {
     this.closeHandlers = []
     if (!wasClosed || hs.length) for (const h of hs) h(reason)
   }
+}
+
+/** A TCP connection to the backend, encrypted first when its tls mode asks for it; bounded by timeoutMs. */
+function openSocket(target: BackendTarget, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const raw = net.connect({ host: target.host, port: target.port })
+    raw.setNoDelay(true)
+    let done = false
+    const finish = (err: Error | null, s?: net.Socket) => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      raw.off('error', onError)
+      raw.off('close', onClose)
+      if (err) {
+        raw.destroy()
+        reject(err)
+      } else resolve(s!)
+    }
+    const onError = (e: Error) => finish(e)
+    const onClose = () => finish(new Error('connection closed during TLS negotiation'))
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+    raw.once('error', onError)
+    raw.once('close', onClose)
+    raw.once('connect', () => {
+      if (!target.tls) return finish(null, raw)
+      negotiateBackendTls(raw, target.host, target.tls).then(
+        (s) => finish(null, s),
+        (e: Error) => finish(e),
+      )
+    })
+  })
 }
 
 const IGNORE: ScanSink = { data() {}, end() {} }

@@ -6,6 +6,7 @@
 
 import pg from 'pg'
 import type { BackendTarget } from './connection.ts'
+import { tlsOptions } from '../tls/backend-tls.ts'
 
 export function controlClient(t: BackendTarget, database: string, purpose: string, connectMs = 10_000): pg.Client {
   const c = new pg.Client({
@@ -16,6 +17,7 @@ export function controlClient(t: BackendTarget, database: string, purpose: strin
     database: t.database ?? database,
     application_name: `pgraid ${purpose}`,
     connectionTimeoutMillis: connectMs,
+    ssl: t.tls ? tlsOptions(t.host, t.tls) : false,
   })
   c.on('error', () => {})
   return c

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { isMd5Hash } from '../auth/md5.ts';
 import { parseScramVerifier } from '../auth/scram.ts';
+import { parseHbaRule } from '../auth/hba.ts';
 import { ConfigError, describeIssues, formatPath } from './config-issues.ts';
 import { objectKeysAt } from './config-keys.ts';
 
@@ -14,6 +15,8 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
+export const LISTEN_TLS_MODES = ['disable', 'allow', 'require'] as const;
+export const BACKEND_TLS_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 // Node's timers overflow above 2^31-1 ms and then fire after 1 ms, so a huge timeout would act like a tiny one.
@@ -41,6 +44,27 @@ const listenSchema = z
     port: intIn(0, 65535, 'must be an integer 0-65535 (0 = any free port)')
       .default(6432)
       .describe('TCP port clients connect to; 0 picks any free port (the chosen one is printed at start).'),
+    tls: z
+      .strictObject({
+        mode: z
+          .enum(LISTEN_TLS_MODES, `must be one of ${LISTEN_TLS_MODES.map((m) => `"${m}"`).join(', ')}`)
+          .default('allow')
+          .describe(
+            '"disable": answer SSLRequest with N (no TLS); "allow": TLS for clients that ask (needs cert and key), plain for the others; ' +
+              '"require": refuse clients that do not use TLS (FATAL 28000). Without cert/key, "allow" behaves as "disable".',
+          ),
+        cert: nonEmpty('must be the path of a PEM certificate (chain) file').nullable().default(null).describe('PEM file with the server certificate (and intermediates) shown to clients.'),
+        key: nonEmpty('must be the path of a PEM private key file').nullable().default(null).describe('PEM file with the private key of `cert`.'),
+        ca: nonEmpty('must be the path of a PEM file of CA certificates').nullable().default(null).describe(
+          'PEM file of CAs that client certificates are checked against; when set, clients are asked for a certificate (needed for hba method "cert" and clientcert=...). A client that presents a certificate these CAs do not vouch for is refused.',
+        ),
+        minVersion: z
+          .enum(['TLSv1.2', 'TLSv1.3'], 'must be "TLSv1.2" or "TLSv1.3"')
+          .default('TLSv1.2')
+          .describe('Oldest TLS protocol version accepted from clients (PostgreSQL\'s ssl_min_protocol_version).'),
+      })
+      .prefault({})
+      .describe('TLS for client connections (SSLRequest), as PostgreSQL\'s ssl settings. Files are read at start and on reload.'),
   })
   .prefault({})
   .describe('Where pgraid accepts PostgreSQL client connections.');
@@ -72,6 +96,20 @@ const backendSchema = z
       .min(0, 'must be a number >= 0 (0 = never used for reads)')
       .default(1)
       .describe('Share of reads sent to this backend relative to the others; 0 = writes only, never reads.'),
+    tls: z
+      .strictObject({
+        mode: z
+          .enum(BACKEND_TLS_MODES, `must be one of ${BACKEND_TLS_MODES.map((m) => `"${m}"`).join(', ')}`)
+          .default('disable')
+          .describe(
+            'As libpq\'s sslmode: "disable" (plain TCP), "require" (TLS, certificate not checked), "verify-ca" (TLS, certificate signed by `ca`), "verify-full" (also the certificate names `host`).',
+          ),
+        ca: nonEmpty('must be the path of a PEM file of CA certificates').nullable().default(null).describe('PEM file of CAs the backend\'s certificate must chain to (required for verify-ca and verify-full).'),
+        cert: nonEmpty('must be the path of a PEM certificate file').nullable().default(null).describe('Client certificate pgraid presents to the backend (for the backend\'s cert authentication); optional.'),
+        key: nonEmpty('must be the path of a PEM private key file').nullable().default(null).describe('Private key of `cert`.'),
+      })
+      .prefault({})
+      .describe('TLS from pgraid to this backend (data path and control connections alike).'),
   })
   .describe('One PostgreSQL server holding a full copy of the data.');
 
@@ -115,6 +153,25 @@ export const configObjectSchema = z
         .array(userSchema, 'must be a list of user objects')
         .min(1, 'must list at least one user, e.g. [{ "name": "app", "auth": "scram-sha-256", "password": "..." }]')
         .describe('Users allowed to connect to pgraid; at least one. Names must be unique.'),
+      hba: z
+        .array(z.string('must be a rule in pg_hba.conf syntax, e.g. "hostssl all all 0.0.0.0/0 scram-sha-256"'), 'must be a list of rules in pg_hba.conf syntax')
+        .default([])
+        .describe(
+          'Client authentication rules in pg_hba.conf syntax ("TYPE DATABASE USER ADDRESS METHOD [clientcert=verify-ca|verify-full]"; types host, hostssl, hostnossl; methods trust, reject, md5, scram-sha-256, cert), first match wins, no match refuses. Empty (the default): every user of `users` may connect with its own `auth` method from anywhere.',
+        ),
+      authQuery: z
+        .strictObject({
+          enabled: z
+            .boolean('must be true or false')
+            .default(false)
+            .describe('Users not listed in `users` are looked up in the backends (as PgBouncer\'s auth_query): their stored SCRAM verifier or md5 hash checks the password. They are never admins.'),
+          query: nonEmpty('must be a SQL query with one parameter ($1 = the user name) returning the stored password')
+            .default("SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin AND (rolvaliduntil IS NULL OR rolvaliduntil > now())")
+            .describe('Query run on a backend in service with the backend\'s configured user ($1 = the user name); its first column is the stored password (SCRAM-SHA-256$... or md5...). Reading pg_authid needs a superuser; otherwise point it at a SECURITY DEFINER function.'),
+          database: nonEmpty('must be a database name').default('postgres').describe('Database the lookup connects to.'),
+        })
+        .prefault({})
+        .describe('Pass-through authentication against the backends\' own roles.'),
       writeQuorum: z
         .int('must be an integer from 1 to the number of backends')
         .min(1, 'must be an integer from 1 to the number of backends')
@@ -297,6 +354,31 @@ function crossCheckProblems(raw: unknown): string[] {
       else seenUser.set(u.name, i);
     }
     checkUserPassword(u, (message) => problem(['users', i, 'password'], message));
+  });
+
+  if (Array.isArray(raw.hba)) {
+    raw.hba.forEach((line, i) => {
+      if (typeof line !== 'string') return;
+      try {
+        parseHbaRule(line);
+      } catch (e) {
+        problem(['hba', i], `${(e as Error).message} (rule: ${JSON.stringify(line)})`);
+      }
+    });
+  }
+  const listenTls = isRecord(raw.listen) && isRecord(raw.listen.tls) ? raw.listen.tls : undefined;
+  if (Array.isArray(raw.hba) && raw.hba.some((l) => typeof l === 'string' && /\s(cert)(\s|$)|clientcert=/.test(l)) && listenTls?.ca == null)
+    problem(['hba'], 'rules with method cert or clientcert=... need listen.tls.ca (the CAs client certificates are checked against)');
+  if (listenTls) {
+    if ((listenTls.cert == null) !== (listenTls.key == null)) problem(['listen', 'tls'], 'cert and key go together: set both (or neither)');
+    if (listenTls.mode === 'require' && listenTls.cert == null) problem(['listen', 'tls', 'mode'], '"require" needs a certificate: set listen.tls.cert and listen.tls.key');
+  }
+  records(raw.backends).forEach((b, i) => {
+    const t = b && isRecord(b.tls) ? b.tls : undefined;
+    if (!t) return;
+    if ((t.mode === 'verify-ca' || t.mode === 'verify-full') && t.ca == null)
+      problem(['backends', i, 'tls', 'ca'], `required for mode "${String(t.mode)}": the PEM file of CAs the backend certificate must chain to`);
+    if ((t.cert == null) !== (t.key == null)) problem(['backends', i, 'tls'], 'cert and key go together: set both (or neither)');
   });
 
   const wq = raw.writeQuorum;

@@ -33,6 +33,8 @@ export interface StartOptions {
   ports?: number[]
   settings?: Record<string, string>
   log?: (line: string) => void
+  /** Serve TLS with this certificate and key (PEM files, copied into each data dir); TCP logins then need TLS (hostssl). */
+  tls?: { cert: string; key: string }
 }
 
 export interface RunningBackend {
@@ -373,6 +375,7 @@ interface BackendConfig {
   log: (line: string) => void
   bins: PgBinaries
   major: number
+  tls: { cert: string; key: string } | null
 }
 
 class Backend implements RunningBackend {
@@ -408,14 +411,26 @@ class Backend implements RunningBackend {
   }
 
   async writeConfig(): Promise<void> {
-    const { auth, settings, major } = this.cfg
+    const { auth, settings, major, tls } = this.cfg
+    const host = tls ? 'hostssl' : 'host'
     const hba = [
       '# written by pgraid: the unix socket is for the harness itself, TCP uses the configured method',
       'local all all trust',
-      `host all all 127.0.0.1/32 ${auth}`,
-      `host all all ::1/128 ${auth}`,
+      `${host} all all 127.0.0.1/32 ${auth}`,
+      `${host} all all ::1/128 ${auth}`,
       '',
     ].join('\n')
+    const tlsConf: Record<string, string> = {}
+    if (tls) {
+      // The server refuses a key readable by others: a private copy owned by the server user, 0600.
+      for (const [from, to] of [[tls.cert, 'server.crt'], [tls.key, 'server.key']] as const) {
+        const dest = path.join(this.dataDir, to)
+        await fs.copyFile(from, dest)
+        await fs.chmod(dest, 0o600)
+        await chownToServerUser(dest)
+      }
+      Object.assign(tlsConf, { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' })
+    }
     const conf: Record<string, string> = {
       listen_addresses: '127.0.0.1',
       port: String(this.port),
@@ -432,6 +447,7 @@ class Backend implements RunningBackend {
       // fsync and synchronous_commit stay at their defaults so benchmarks measure real
       // durability; tests may pass settings { fsync: 'off' } for speed.
       ...(major >= 18 ? { md5_password_warnings: 'off' } : {}),
+      ...tlsConf,
       ...settings,
     }
     const text =
@@ -632,7 +648,7 @@ class Backend implements RunningBackend {
   }
 
   async client(database = 'postgres'): Promise<pg.Client> {
-    const c = new pg.Client({ host: this.host, port: this.port, user: this.user, password: this.password, database })
+    const c = new pg.Client({ host: this.host, port: this.port, user: this.user, password: this.password, database, ssl: this.cfg.tls ? { rejectUnauthorized: false } : false })
     // Fault tests kill servers under open clients; an unhandled 'error' event would crash the
     // test process, while pending queries still reject with the real error.
     c.on('error', (e) => this.cfg.log(`${this.name}: client error: ${e.message}`))
@@ -736,6 +752,7 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
           log,
           bins,
           major,
+          tls: opts.tls ?? null,
         })
         backends[i] = b
         await b.prepareSocketDir()

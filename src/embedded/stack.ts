@@ -18,6 +18,8 @@ export interface StackOptions {
   /** Extra config keys merged over the generated config. */
   config?: Record<string, unknown>
   settings?: Record<string, string>
+  /** Backends serve TLS with this certificate/key (hostssl only); pgraid connects with `backendTls`. */
+  backendTls?: { cert: string; key: string; ca: string; mode: 'require' | 'verify-ca' | 'verify-full' }
 }
 
 export interface Stack {
@@ -43,11 +45,19 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     reuse: opts.reuse,
     auth: opts.auth ?? ['scram-sha-256', 'md5', 'trust'],
     settings: opts.settings,
+    tls: opts.backendTls,
   })
   try {
     const raw = {
       listen: { host: '127.0.0.1', port: opts.port ?? 0 },
-      backends: cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })),
+      backends: cluster.backends.map((b) => ({
+        name: b.name,
+        host: b.host,
+        port: b.port,
+        user: b.user,
+        password: b.password,
+        ...(opts.backendTls ? { tls: { mode: opts.backendTls.mode, ca: opts.backendTls.ca } } : {}),
+      })),
       users: [
         { name: CLIENT_USER, auth: 'scram-sha-256', password: CLIENT_PASSWORD },
         { name: 'md5user', auth: 'md5', password: 'md5-secret' },

@@ -5,6 +5,7 @@
 // cleanup when the client goes away.
 
 import net from 'node:net'
+import tls from 'node:tls'
 import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
 import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
@@ -15,7 +16,7 @@ import { errors, PgError } from '../errors.ts'
 import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
 import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
 import { DeadlockError, LockWaitAborted, type LockOwner } from '../scheduler/lock-manager.ts'
-import { ClientAuth } from './client-auth.ts'
+import { ClientAuth, planAuth } from './client-auth.ts'
 import { BackendLink, type LinkHost } from './backend-link.ts'
 import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
@@ -66,8 +67,12 @@ export class Session implements LinkHost {
   private pausedBackends = false
   log: Logger
 
+  /** TLS in use (after SSLRequest), and the CN of a client certificate the configured CAs vouched for. */
+  private tlsOn = false
+  private certName: string | null = null
+
   constructor(
-    readonly socket: net.Socket,
+    public socket: net.Socket,
     private readonly ctx: ServerContext,
   ) {
     this.id = ctx.nextSessionId()
@@ -77,10 +82,41 @@ export class Session implements LinkHost {
     this.log = ctx.log.child({ session: this.id, client: `${socket.remoteAddress}:${socket.remotePort}` })
     this.framer = new Framer(ctx.config.limits.maxMessageBytes, true)
     socket.setNoDelay(true)
+    this.listen(socket)
+  }
+
+  private listen(socket: net.Socket): void {
     socket.on('data', (c: Buffer) => this.onData(c))
     socket.on('error', () => this.close('client socket error'))
     socket.on('close', () => this.close('client disconnected'))
     socket.on('drain', () => this.resumeBackends())
+  }
+
+  /** SSLRequest answered 'S': the rest of the connection runs over TLS. */
+  private startTls(): void {
+    const { context, requestCert } = this.ctx.tls
+    const raw = this.socket
+    raw.removeAllListeners('data')
+    raw.removeAllListeners('error')
+    raw.removeAllListeners('close')
+    raw.removeAllListeners('drain')
+    raw.on('error', () => {}) // the TLS socket reports it
+    raw.write('S')
+    // Our own check of a presented certificate (rejectUnauthorized would also refuse clients without one).
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context!, requestCert, rejectUnauthorized: false })
+    this.socket = secure
+    this.tlsOn = true
+    this.listen(secure)
+    secure.once('secure', () => {
+      if (!requestCert) return
+      const peer = secure.getPeerCertificate()
+      if (!peer || !Object.keys(peer).length) return
+      // A TLSSocket made outside tls.Server does not set `authorized`: ask OpenSSL's verify result, as tls.Server does.
+      const verifyError = (secure as unknown as { _handle?: { verifyError?(): Error | null } })._handle?.verifyError?.()
+      if (verifyError !== null) return this.fatal(errors.clientCertInvalid(verifyError ? `${(verifyError as Error & { code?: string }).code ?? verifyError.message}` : 'not verified'))
+      const cn = peer.subject?.CN
+      this.certName = Array.isArray(cn) ? (cn[0] ?? null) : (cn ?? null)
+    })
   }
 
   // ---- client input -------------------------------------------------------
@@ -125,6 +161,12 @@ export class Session implements LinkHost {
     const code = f.bytes.readInt32BE(4)
     if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
       if (len !== 8) return this.fatal(errors.protocolViolation('invalid SSL/GSS request'))
+      if (code === SSL_REQUEST && !this.tlsOn && this.ctx.tls.mode !== 'disable' && this.ctx.tls.context) {
+        // Bytes sent after the SSLRequest before the handshake would be trusted as if encrypted
+        // (CVE-2021-23214): refuse them, as PostgreSQL does.
+        if (this.framer.pending) return this.fatal(errors.protocolViolation('received unencrypted data after SSL request'))
+        return this.startTls()
+      }
       this.socket.write('N')
       return
     }
@@ -155,6 +197,7 @@ export class Session implements LinkHost {
       return this.fatal(new PgError('0A000', 'pgraid does not support replication connections', 'FATAL'))
     this.user = packet.params.user ?? ''
     if (!this.user) return this.fatal(errors.noUser())
+    if (this.ctx.tls.mode === 'require' && !this.tlsOn) return this.fatal(errors.tlsRequired())
     this.database = packet.params.database || this.user
     this.startupParams = packet.params
     this.log = this.log.child({ user: this.user, database: this.database })
@@ -162,10 +205,32 @@ export class Session implements LinkHost {
     if (full) return this.fatal(full)
     this.framer.untyped = false
     this.phase = 'auth'
-    this.auth = new ClientAuth(this.user, this.ctx.config.users.find((u) => u.name === this.user))
-    const step = this.auth.begin()
-    for (const b of step.reply) this.socket.write(b)
-    if (step.done) void this.authenticated()
+    void this.beginAuth()
+  }
+
+  /** Decides the method (hba rules, users, authQuery) and sends the first authentication request. */
+  private async beginAuth(): Promise<void> {
+    const conn = {
+      user: this.user,
+      database: this.database,
+      address: this.socket.remoteAddress ?? '',
+      tls: this.tlsOn,
+      binding: this.tlsOn ? this.ctx.tls.binding : null,
+      certName: this.certName,
+    }
+    try {
+      const plan = await planAuth({ users: this.ctx.config.users, hba: this.ctx.hba, lookup: this.ctx.lookupPassword }, conn)
+      if (this.phase !== 'auth') return
+      this.auth = new ClientAuth(conn, plan)
+      const step = this.auth.begin()
+      for (const b of step.reply) this.socket.write(b)
+      if (step.done) this.authenticated()
+    } catch (e) {
+      if (this.phase !== 'auth') return
+      const err = e instanceof PgError ? e : errors.internal((e as Error).message)
+      this.log.info({ reason: err.message }, 'authentication refused')
+      this.fatal(err)
+    }
   }
 
   /** Login done: the admin console, or connections to the backends. */

@@ -39,9 +39,12 @@ export class Framer {
     this.untyped = untyped
   }
 
-  /** Bytes received but not yet part of a whole message. */
+  /** While onFrame runs: bytes of the current chunk after the frame being handled. */
+  private ahead = 0
+
+  /** Bytes received but not yet part of a whole message (during onFrame: including those after it). */
   get pending(): number {
-    return (this.head?.length ?? 0) + this.filled
+    return (this.head?.length ?? 0) + this.filled + this.ahead
   }
 
   /**
@@ -59,7 +62,9 @@ export class Framer {
       const whole = this.partial
       this.partial = null
       this.filled = 0
+      this.ahead = chunk.length - off
       onFrame({ type: this.untyped ? 0 : whole[0], bytes: whole, bodyOffset: this.untyped ? 4 : 5 })
+      this.ahead = 0
     }
     let buf = chunk
     if (this.head) {
@@ -84,7 +89,9 @@ export class Framer {
         this.filled = avail
         return
       }
+      this.ahead = avail - total
       onFrame({ type: this.untyped ? 0 : buf[off], bytes: buf.subarray(off, off + total), bodyOffset: header })
+      this.ahead = 0
       off += total
     }
   }

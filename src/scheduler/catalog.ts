@@ -3,7 +3,8 @@
 // tables with user triggers, tables whose inserts draw from sequences, and
 // which functions are volatile. Read from one backend, refreshed after DDL.
 
-import pg from 'pg'
+import type pg from 'pg'
+import { controlClient } from '../backend/control-client.ts'
 import type { BackendTarget } from '../backend/connection.ts'
 import { expressionTemplate, type Slot } from '../sql/time-rewrite.ts'
 import { NON_DETERMINISTIC, triggerNonDeterminism } from '../sql/nondeterministic.ts'
@@ -176,14 +177,7 @@ export class Catalog {
     this.idle = null
     if (this.client) return this.client
     const t = this.source()
-    const client = new pg.Client({
-      host: t.host,
-      port: t.port,
-      user: t.user,
-      password: t.password ?? undefined,
-      database: t.database ?? this.database,
-      application_name: 'pgraid catalog',
-    })
+    const client = controlClient(t, this.database, 'catalog')
     client.on('error', () => {
       if (this.client === client) this.client = null
     })

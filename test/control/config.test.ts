@@ -35,9 +35,11 @@ t.test('ConfigError names the file and lists every problem, one per line', async
 
 t.test('a minimal config gets every default', async (t) => {
   const c = parseConfig(minimal(), 'test.json');
-  t.same(c.listen, { host: '127.0.0.1', port: 6432 });
+  t.same(c.listen, { host: '127.0.0.1', port: 6432, tls: { mode: 'allow', cert: null, key: null, ca: null, minVersion: 'TLSv1.2' } });
+  t.same(c.hba, [], 'no hba rules: users[].auth from anywhere');
+  t.same(c.authQuery.enabled, false);
   t.equal(c.writeQuorum, 2, 'majority of 3 backends');
-  t.same(c.backends[0], { name: 'pg1', host: '127.0.0.1', port: 5432, database: null, user: 'postgres', weight: 1 });
+  t.same(c.backends[0], { name: 'pg1', host: '127.0.0.1', port: 5432, database: null, user: 'postgres', weight: 1, tls: { mode: 'disable', ca: null, cert: null, key: null } });
   t.same(c.users[0], { name: 'app', auth: 'trust', admin: false });
   t.same(c.timeouts, { connectMs: 10000, stallMs: 60000, clientIdleInTransactionMs: 0, clientIdleMs: 0, shutdownMs: 10000 });
   t.same(c.limits, { maxMessageBytes: 1073741824, maxClients: 1000 });
