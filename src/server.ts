@@ -16,8 +16,8 @@ import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
 import type { BackendTarget } from './backend/connection.ts'
-import { loadServerTls } from './tls/server-tls.ts'
-import { loadBackendTls } from './tls/backend-tls.ts'
+import { loadServerTls, type ServerTls } from './tls/server-tls.ts'
+import { loadBackendTls, type BackendTls } from './tls/backend-tls.ts'
 import { parseHbaRule } from './auth/hba.ts'
 import { lookupStoredPassword } from './auth/auth-query.ts'
 
@@ -41,6 +41,27 @@ export interface StartOptions {
   configPath?: string
   /** `pgraid start --log-level`: wins over log.level at start and at every reload. */
   logLevel?: LogLevel
+}
+
+/** TLS material of a configuration, read from its files: for clients, and per backend name. */
+interface TlsFiles {
+  server: ServerTls
+  backends: Map<string, BackendTls | null>
+}
+
+/** Reads every TLS file `config` names; ReloadRefused with each unreadable or unusable one. */
+async function loadTlsFiles(config: Config, source: string): Promise<TlsFiles> {
+  const problems: string[] = []
+  const fail = (e: unknown) => {
+    if (!(e instanceof ConfigError)) throw e
+    problems.push(...e.problems)
+    return null
+  }
+  const server = await loadServerTls(config.listen.tls, source).catch(fail)
+  const backends = new Map<string, BackendTls | null>()
+  for (const b of config.backends) backends.set(b.name, await loadBackendTls(b, source).catch(fail))
+  if (problems.length || !server) throw new ReloadRefused(source, problems)
+  return { server, backends }
 }
 
 export async function startPgraid(config: Config, logger: Logger, opts: StartOptions = {}): Promise<PgraidHandle> {
@@ -73,6 +94,18 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const states = new BackendStates(targets.map((t) => t.name))
   states.setMaxListeners(0) // one listener per session
   const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
+  // authQuery (reads the running config at each login: a reload may change the query or turn it off).
+  const lookupPassword = async (user: string): Promise<string | null> => {
+    const i = states.enabled()[0]
+    if (i === undefined) throw errors.backendUnavailable('any', 'no backend in service for the authQuery lookup')
+    const q = ctx.config.authQuery
+    try {
+      return await lookupStoredPassword(targets[i]!, q.database, q.query, user, ctx.config.timeouts.connectMs || 10_000)
+    } catch (e) {
+      logger.warn({ backend: targets[i]!.name, err: (e as Error).message }, 'authQuery lookup failed')
+      throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
+    }
+  }
   const ctx: ServerContext = {
     states,
     writeQuorum,
@@ -91,19 +124,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     config,
     tls: serverTls,
     hba,
-    lookupPassword: config.authQuery.enabled
-      ? async (user) => {
-          const i = states.enabled()[0]
-          if (i === undefined) throw errors.backendUnavailable('any', 'no backend in service for the authQuery lookup')
-          const q = config.authQuery
-          try {
-            return await lookupStoredPassword(targets[i]!, q.database, q.query, user, config.timeouts.connectMs || 10_000)
-          } catch (e) {
-            logger.warn({ backend: targets[i]!.name, err: (e as Error).message }, 'authQuery lookup failed')
-            throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
-          }
-        }
-      : null,
+    lookupPassword: config.authQuery.enabled ? lookupPassword : null,
     log: logger,
     locks: new LockManager(),
     balancer: new Balancer(stats),
@@ -201,6 +222,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   async function reload(o: { config?: Config; dryRun?: boolean }): Promise<ReloadResult> {
     const source = o.config ? 'the given configuration' : (opts.configPath ?? '')
     let plan: ReloadPlan
+    let files: TlsFiles
     try {
       if (!o.config && !opts.configPath) throw new ReloadRefused('(no file)', ['(file): pgraid was started without a config file, so there is nothing to re-read'])
       let next: Config
@@ -210,21 +232,28 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
         if (e instanceof ConfigError) throw new ReloadRefused(e.source, e.problems)
         throw e
       }
+      // TLS files are read again at every reload (a renewed certificate needs no restart), before anything changes.
+      files = await loadTlsFiles(next, source)
       // Planned and applied in one synchronous step: no session runs in between.
       plan = planReload(ctx.config, next, { targets, states: states.list, weights: stats.map((s) => s.weight), writeQuorum: ctx.writeQuorum }, source)
     } catch (e) {
       if (!o.dryRun) logger.error({ source, problems: e instanceof ReloadRefused ? e.problems : [(e as Error).message] }, 'configuration not reloaded; the running configuration is unchanged')
       throw e
     }
-    if (!o.dryRun) applyReload(plan)
+    if (!o.dryRun) applyReload(plan, files)
     if (!o.dryRun) logger.info({ source, changes: plan.changes }, plan.changes.length ? 'configuration reloaded' : 'configuration reloaded: no change')
     return { source, changes: plan.changes, dryRun: !!o.dryRun }
   }
-  function applyReload(plan: ReloadPlan): void {
+  function applyReload(plan: ReloadPlan, files: TlsFiles): void {
     const prev = ctx.config
     const next = plan.next
     for (const [i, w] of plan.weights) stats[i]!.weight = w
     for (const [i, p] of plan.passwords) targets[i]!.password = p
+    // Used by connections opened from now on; open ones keep theirs.
+    for (const [i, t] of targets.entries()) if (states.list[i]!.state !== 'removed' && files.backends.has(t.name)) t.tls = files.backends.get(t.name)
+    ctx.tls = files.server
+    ctx.hba = next.hba.map(parseHbaRule)
+    ctx.lookupPassword = next.authQuery.enabled ? lookupPassword : null
     for (const i of plan.removed) {
       const reason = `removed from the configuration by a reload at ${new Date().toISOString()}`
       stats[i]!.weight = 0
@@ -233,7 +262,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     }
     for (const b of plan.added) {
       const index = targets.length
-      targets.push({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password ?? undefined, database: b.database ?? null })
+      targets.push({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password ?? undefined, database: b.database ?? null, tls: files.backends.get(b.name) ?? null })
       stats.push({ index, weight: b.weight, outstanding: 0 })
       states.add(b.name, 'new', `added by a reload at ${new Date().toISOString()}; not served until cloned: pgraid clone ${b.name}`)
     }

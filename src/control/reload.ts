@@ -6,12 +6,14 @@
 // (it owns the shared state); nothing here has side effects.
 //
 // Rules (docs/configuration.md, "Reload"):
-// - Applied live: users, timeouts, limits, log, determinism, lifecycle,
+// - Applied live: users, hba, authQuery, listen.tls (its files are read again
+//   at every reload), timeouts, limits, log, determinism, lifecycle,
 //   recovery.retainRecords/purgeIntervalMs, writeQuorum, backends[].weight,
-//   backends[].password, added and removed backends. New sessions and new
-//   transactions see the new values; existing sessions keep running (a
-//   removed user's sessions are not closed, as with PostgreSQL's pg_hba.conf).
-// - Refused (restart needed): listen.*, metrics.*, recovery.log, a backend's
+//   backends[].password, backends[].tls, added and removed backends. New
+//   sessions, connections and transactions see the new values; existing
+//   sessions keep running (a removed user's sessions are not closed, as with
+//   PostgreSQL's pg_hba.conf).
+// - Refused (restart needed): listen.host/port, metrics.*, recovery.log, a backend's
 //   host/port/user/database under the same name, any key this module does not
 //   know (a section added later applies at start only until it is listed here).
 // - Backends are matched by name. An added one is appended (indexes are never
@@ -70,7 +72,9 @@ export interface LiveBackends {
 }
 
 /** Top-level sections applied live; `recovery.log` is the exception inside `recovery`. */
-const LIVE_SECTIONS = new Set(['backends', 'users', 'writeQuorum', 'timeouts', 'limits', 'log', 'recovery', 'lifecycle', 'determinism'])
+const LIVE_SECTIONS = new Set(['backends', 'users', 'hba', 'authQuery', 'writeQuorum', 'timeouts', 'limits', 'log', 'recovery', 'lifecycle', 'determinism'])
+/** Keys under a restart-only section that apply live anyway. */
+const LIVE_PREFIXES = ['listen.tls.']
 /** Keys inside live sections that still need a restart, with why. */
 const RESTART_KEYS: Record<string, string> = {
   'recovery.log': 'sessions decide per transaction whether to log it; switching in the middle would leave records incomplete',
@@ -98,7 +102,7 @@ export function planReload(cur: Config, next: Config, live: LiveBackends, source
       if (from === to) continue
       const change = `${leaf}: ${from ?? 'none'} -> ${to ?? 'none'}`
       const section = leaf.split(/[.[]/)[0]!
-      const why = RESTART_KEYS[leaf] ?? RESTART_SECTIONS[section] ?? (LIVE_SECTIONS.has(section) ? null : 'pgraid reads it only at start')
+      const why = RESTART_KEYS[leaf] ?? (LIVE_PREFIXES.some((p) => leaf.startsWith(p)) ? null : (RESTART_SECTIONS[section] ?? (LIVE_SECTIONS.has(section) ? null : 'pgraid reads it only at start')))
       if (why) problems.push(`${change}: cannot change while pgraid runs (${why}); restart pgraid to apply it, or put the old value back to reload the rest`)
       else changes.push(change)
     }
@@ -154,6 +158,8 @@ export function planReload(cur: Config, next: Config, live: LiveBackends, source
       passwords.set(i, nb.password ?? undefined)
       changes.push(`backends[${nb.name}].password: changed (used by connections opened from now on)`)
     }
+    const oldTls = cur.backends.find((b) => b.name === nb.name)?.tls
+    if (JSON.stringify(oldTls) !== JSON.stringify(nb.tls)) changes.push(`backends[${nb.name}].tls: ${JSON.stringify(oldTls ?? null)} -> ${JSON.stringify(nb.tls)} (connections opened from now on)`)
     if (live.weights[i] !== nb.weight) {
       weights.set(i, nb.weight)
       changes.push(`backends[${nb.name}].weight: ${live.weights[i]} -> ${nb.weight}`)

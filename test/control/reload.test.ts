@@ -130,3 +130,19 @@ t.test('a backend busy with a clone or resync cannot be removed', async (t) => {
   ;(l.states[2] as { activity: string | null }).activity = 'cloning from pg1'
   refused(t, () => planReload(cur, cfg((r) => r.backends.splice(2, 1)), l, 'f'), /pg3 removed while busy \(cloning from pg1\)/, 'busy backend')
 })
+
+t.test('TLS, hba and authQuery apply live (listen.tls files are read again by the server at reload)', async (t) => {
+  const cur = cfg()
+  const next = cfg((r) => {
+    r.listen = { ...r.listen, tls: { minVersion: 'TLSv1.3' } } as typeof r.listen
+    r.hba = ['host all all 0.0.0.0/0 scram-sha-256']
+    r.authQuery = { enabled: true }
+    ;(r.backends[0] as Record<string, unknown>).tls = { mode: 'require' }
+  })
+  const p = planReload(cur, next, live(cur), 'f')
+  t.ok(p.changes.includes('listen.tls.minVersion: "TLSv1.2" -> "TLSv1.3"'), 'listen.tls is live')
+  t.ok(p.changes.some((c) => c.startsWith('hba: [] -> ')), 'hba is live')
+  t.ok(p.changes.includes('authQuery.enabled: false -> true'), 'authQuery is live')
+  t.ok(p.changes.some((c) => /^backends\[pg1\]\.tls: .*"require"/.test(c)), 'a backend tls change is listed')
+  refused(t, () => planReload(cur, cfg((r) => (r.listen.host = '0.0.0.0')), live(cur), 'f'), /^listen\.host: "127\.0\.0\.1" -> "0\.0\.0\.0": cannot change/, 'listen.host still needs a restart')
+})
