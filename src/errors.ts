@@ -78,6 +78,8 @@ export const errors = {
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),
+  configNotReloaded: (source: string, problems: string) =>
+    new PgError('F0000', `configuration in ${source} not reloaded: ${problems.split('\n')[0]}${problems.includes('\n') ? ` (and ${problems.split('\n').length - 1} more problem(s), in DETAIL)` : ''}`, 'ERROR', problems, 'the running configuration is unchanged; fix the file and RELOAD again (changes to listen.host, listen.port, metrics and recovery.log need a restart)'),
   internal: (what: string) => new PgError('XX000', `pgraid internal error: ${what}`, 'FATAL'),
 } as const
 

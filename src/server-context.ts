@@ -4,6 +4,7 @@
 
 import type { Logger } from 'pino'
 import type { Config } from './control/config.ts'
+import type { ReloadResult } from './control/reload.ts'
 import type { BackendTarget } from './backend/connection.ts'
 import type { LockManager } from './scheduler/lock-manager.ts'
 import type { Balancer, BalancedBackend } from './router/balancer.ts'
@@ -18,6 +19,7 @@ import type { ServerTls } from './tls/server-tls.ts'
 import type { HbaRule } from './auth/hba.ts'
 
 export interface ServerContext {
+  /** The running configuration; a reload replaces it (read it anew, do not keep it). */
   config: Config
   /** TLS for clients (listen.tls), read at start. */
   tls: ServerTls
@@ -72,4 +74,10 @@ export interface ServerContext {
   admit(s: Session): PgError | null
   release(s: Session): void
   cancel(pid: number, secret: number): void
+  /**
+   * SIGHUP / RELOAD: re-reads the config file pgraid was started with (or takes `config`), and applies
+   * what changed while sessions run; throws ReloadRefused (every problem, naming the key) and changes
+   * nothing when the file is invalid or asks for a change that needs a restart. `dryRun`: check only.
+   */
+  reload(opts?: { config?: Config; dryRun?: boolean }): Promise<ReloadResult>
 }

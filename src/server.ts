@@ -1,7 +1,8 @@
 // Starts pgraid: the listener and the state its sessions share.
 
 import net from 'node:net'
-import type { Config } from './control/config.ts'
+import { loadConfig, ConfigError, type Config, type LogLevel } from './control/config.ts'
+import { planReload, ReloadRefused, type ReloadPlan, type ReloadResult } from './control/reload.ts'
 import type { Logger } from './control/logger.ts'
 import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
@@ -15,8 +16,8 @@ import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ServerContext } from './server-context.ts'
 import type { BackendTarget } from './backend/connection.ts'
-import { loadServerTls } from './tls/server-tls.ts'
-import { loadBackendTls } from './tls/backend-tls.ts'
+import { loadServerTls, type ServerTls } from './tls/server-tls.ts'
+import { loadBackendTls, type BackendTls } from './tls/backend-tls.ts'
 import { parseHbaRule } from './auth/hba.ts'
 import { lookupStoredPassword } from './auth/auth-query.ts'
 
@@ -31,9 +32,39 @@ export interface PgraidHandle {
   metricsPort: number | null
   /** Who handles the admin console's SHUTDOWN (the CLI: as SIGTERM); by default pgraid closes itself. */
   onShutdownRequest(cb: () => void): void
+  /** SIGHUP / RELOAD: re-reads the config file (or takes `config`) and applies it live; ReloadRefused when it cannot. */
+  reload: ServerContext['reload']
 }
 
-export async function startPgraid(config: Config, logger: Logger): Promise<PgraidHandle> {
+export interface StartOptions {
+  /** The config file pgraid was started with: what a reload re-reads. */
+  configPath?: string
+  /** `pgraid start --log-level`: wins over log.level at start and at every reload. */
+  logLevel?: LogLevel
+}
+
+/** TLS material of a configuration, read from its files: for clients, and per backend name. */
+interface TlsFiles {
+  server: ServerTls
+  backends: Map<string, BackendTls | null>
+}
+
+/** Reads every TLS file `config` names; ReloadRefused with each unreadable or unusable one. */
+async function loadTlsFiles(config: Config, source: string): Promise<TlsFiles> {
+  const problems: string[] = []
+  const fail = (e: unknown) => {
+    if (!(e instanceof ConfigError)) throw e
+    problems.push(...e.problems)
+    return null
+  }
+  const server = await loadServerTls(config.listen.tls, source).catch(fail)
+  const backends = new Map<string, BackendTls | null>()
+  for (const b of config.backends) backends.set(b.name, await loadBackendTls(b, source).catch(fail))
+  if (problems.length || !server) throw new ReloadRefused(source, problems)
+  return { server, backends }
+}
+
+export async function startPgraid(config: Config, logger: Logger, opts: StartOptions = {}): Promise<PgraidHandle> {
   await initParser()
   const serverTls = await loadServerTls(config.listen.tls)
   const backendTls = await Promise.all(config.backends.map((b) => loadBackendTls(b)))
@@ -57,12 +88,24 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
   let inFlight = 0
   let pausedBy: Promise<void> | null = null
   // SHUTDOWN: whoever runs pgraid (the CLI) may take it over; otherwise pgraid closes itself.
-  let onShutdown: () => void = () => void handle.close(config.timeouts.shutdownMs)
+  let onShutdown: () => void = () => void handle.close(ctx.config.timeouts.shutdownMs)
   const commits = new RateMeter()
   const counters = new Counters()
   const states = new BackendStates(targets.map((t) => t.name))
   states.setMaxListeners(0) // one listener per session
   const writeQuorum = config.writeQuorum ?? Math.floor(targets.length / 2) + 1
+  // authQuery (reads the running config at each login: a reload may change the query or turn it off).
+  const lookupPassword = async (user: string): Promise<string | null> => {
+    const i = states.enabled()[0]
+    if (i === undefined) throw errors.backendUnavailable('any', 'no backend in service for the authQuery lookup')
+    const q = ctx.config.authQuery
+    try {
+      return await lookupStoredPassword(targets[i]!, q.database, q.query, user, ctx.config.timeouts.connectMs || 10_000)
+    } catch (e) {
+      logger.warn({ backend: targets[i]!.name, err: (e as Error).message }, 'authQuery lookup failed')
+      throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
+    }
+  }
   const ctx: ServerContext = {
     states,
     writeQuorum,
@@ -81,19 +124,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     config,
     tls: serverTls,
     hba,
-    lookupPassword: config.authQuery.enabled
-      ? async (user) => {
-          const i = states.enabled()[0]
-          if (i === undefined) throw errors.backendUnavailable('any', 'no backend in service for the authQuery lookup')
-          const q = config.authQuery
-          try {
-            return await lookupStoredPassword(targets[i]!, q.database, q.query, user, config.timeouts.connectMs || 10_000)
-          } catch (e) {
-            logger.warn({ backend: targets[i]!.name, err: (e as Error).message }, 'authQuery lookup failed')
-            throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
-          }
-        }
-      : null,
+    lookupPassword: config.authQuery.enabled ? lookupPassword : null,
     log: logger,
     locks: new LockManager(),
     balancer: new Balancer(stats),
@@ -150,6 +181,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       return l
     },
     admit(s) {
+      const config = ctx.config
       if (sessions.size >= config.limits.maxClients) return errors.tooManyClients(config.limits.maxClients)
       const max = config.users.find((u) => u.name === s.user)?.maxConnections
       if (max !== undefined && [...sessions].filter((o) => o.user === s.user).length >= max) return errors.tooManyForUser(s.user, max)
@@ -166,15 +198,91 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
       // A wrong secret is ignored silently, as PostgreSQL does.
       if (s && s.secret === secret) s.cancelRequested()
     },
+    reload: (o = {}) => {
+      const run = reloading.then(() => reload(o))
+      reloading = run.catch(() => {})
+      return run
+    },
   }
-  const purge = setInterval(() => {
+  const purgeTick = () => {
     for (const l of logs.values())
-      void l.purge(config.recovery.retainRecords).then(
+      void l.purge(ctx.config.recovery.retainRecords).then(
         (n) => n && logger.debug({ database: l.database, purged: n }, 'recovery log purged'),
         (e: Error) => logger.warn({ err: e.message }, 'recovery log purge failed'),
       )
-  }, config.recovery.purgeIntervalMs)
+  }
+  let purge = setInterval(purgeTick, config.recovery.purgeIntervalMs)
   purge.unref()
+
+  // ---- reload (src/control/reload.ts has the rules) ----
+  let reloading: Promise<unknown> = Promise.resolve()
+  const recordStates = () => {
+    for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+  }
+  async function reload(o: { config?: Config; dryRun?: boolean }): Promise<ReloadResult> {
+    const source = o.config ? 'the given configuration' : (opts.configPath ?? '')
+    let plan: ReloadPlan
+    let files: TlsFiles
+    try {
+      if (!o.config && !opts.configPath) throw new ReloadRefused('(no file)', ['(file): pgraid was started without a config file, so there is nothing to re-read'])
+      let next: Config
+      try {
+        next = o.config ?? (await loadConfig(opts.configPath!))
+      } catch (e) {
+        if (e instanceof ConfigError) throw new ReloadRefused(e.source, e.problems)
+        throw e
+      }
+      // TLS files are read again at every reload (a renewed certificate needs no restart), before anything changes.
+      files = await loadTlsFiles(next, source)
+      // Planned and applied in one synchronous step: no session runs in between.
+      plan = planReload(ctx.config, next, { targets, states: states.list, weights: stats.map((s) => s.weight), writeQuorum: ctx.writeQuorum }, source)
+    } catch (e) {
+      if (!o.dryRun) logger.error({ source, problems: e instanceof ReloadRefused ? e.problems : [(e as Error).message] }, 'configuration not reloaded; the running configuration is unchanged')
+      throw e
+    }
+    if (!o.dryRun) applyReload(plan, files)
+    if (!o.dryRun) logger.info({ source, changes: plan.changes }, plan.changes.length ? 'configuration reloaded' : 'configuration reloaded: no change')
+    return { source, changes: plan.changes, dryRun: !!o.dryRun }
+  }
+  function applyReload(plan: ReloadPlan, files: TlsFiles): void {
+    const prev = ctx.config
+    const next = plan.next
+    for (const [i, w] of plan.weights) stats[i]!.weight = w
+    for (const [i, p] of plan.passwords) targets[i]!.password = p
+    // Used by connections opened from now on; open ones keep theirs.
+    for (const [i, t] of targets.entries()) if (states.list[i]!.state !== 'removed' && files.backends.has(t.name)) t.tls = files.backends.get(t.name)
+    ctx.tls = files.server
+    ctx.hba = next.hba.map(parseHbaRule)
+    ctx.lookupPassword = next.authQuery.enabled ? lookupPassword : null
+    for (const i of plan.removed) {
+      const reason = `removed from the configuration by a reload at ${new Date().toISOString()}`
+      stats[i]!.weight = 0
+      // Drained as DISABLE does: busy sessions finish their unit of work there, then leave it.
+      if (!states.takeOut(i, 'removed', reason, true)) states.mark(i, 'removed', reason)
+    }
+    for (const b of plan.added) {
+      const index = targets.length
+      targets.push({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password ?? undefined, database: b.database ?? null, tls: files.backends.get(b.name) ?? null })
+      stats.push({ index, weight: b.weight, outstanding: 0 })
+      states.add(b.name, 'new', `added by a reload at ${new Date().toISOString()}; not served until cloned: pgraid clone ${b.name}`)
+    }
+    ctx.writeQuorum = plan.writeQuorum
+    ctx.config = next
+    const level = opts.logLevel ?? next.log.level
+    if (logger.level !== level) {
+      logger.level = level
+      // Child loggers keep the level they were made with.
+      for (const s of sessions) s.log.level = level
+    }
+    server.maxConnections = next.limits.maxClients + 100
+    if (next.recovery.purgeIntervalMs !== prev.recovery.purgeIntervalMs) {
+      clearInterval(purge)
+      purge = setInterval(purgeTick, next.recovery.purgeIntervalMs)
+      purge.unref()
+    }
+    if (plan.removed.length || plan.added.length) recordStates()
+  }
+
   const server = net.createServer((socket) => {
     socket.on('error', () => {})
     new Session(socket, ctx)
@@ -198,6 +306,7 @@ export async function startPgraid(config: Config, logger: Logger): Promise<Pgrai
     onShutdownRequest(cb) {
       onShutdown = cb
     },
+    reload: (o) => ctx.reload(o),
     async close(graceMs = 0) {
       clearInterval(purge)
       await metrics?.close()

@@ -14,7 +14,8 @@ import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts
 import { SnapshotRefused } from '../lifecycle/snapshots.ts'
 import { clone, CloneRefused } from '../lifecycle/clone.ts'
 import { controlClient } from '../backend/control-client.ts'
-import { PgError } from '../errors.ts'
+import { PgError, errors } from '../errors.ts'
+import { ReloadRefused } from '../control/reload.ts'
 import type { ServerContext } from '../server-context.ts'
 import type { Frame } from '../protocol/framer.ts'
 import { F } from '../protocol/codes.ts'
@@ -33,7 +34,7 @@ interface Result {
 }
 
 const HELP: [string, string][] = [
-  ['SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent), why, since when, reads in flight'],
+  ['SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent, new, removed while draining), why, since when, reads in flight'],
   ['SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend'],
   ['SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use'],
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
@@ -42,11 +43,12 @@ const HELP: [string, string][] = [
   ['PAUSE', 'new transactions wait (open ones finish); answers when none is open'],
   ['RESUME', 'ends PAUSE'],
   ['SHUTDOWN', 'stop accepting clients, close sessions as their transactions end (as SIGTERM)'],
+  ['RELOAD', 're-read the config file and apply it without dropping sessions (as SIGHUP): one row per change; refused with the reasons (F0000) if invalid or needing a restart'],
   ['SHOW CONFIG', 'the running configuration (passwords hidden)'],
   ['DISABLE <backend>', 'take a backend out of service (it stays out until resynced)'],
   ['RESYNC <backend>', 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)'],
   ['CLONE <backend> [FROM <backend>]', 'make a new, empty or inconsistent backend a full copy of one in service, online, then put it back'],
-  ['... DRY RUN', 'after CLONE, RESYNC, ENABLE or DISABLE: say what it would do, change nothing'],
+  ['... DRY RUN', 'after CLONE, RESYNC, ENABLE, DISABLE or RELOAD: say what it would do, change nothing'],
   ['ENABLE <backend> [FORCE]', 'put a backend back that has every record (else: resync or clone); FORCE skips the check'],
   ['VERIFY [JSON] [TABLES t1, t2 ...]', 'compare the backends in service at one log position: each difference as a row (JSON: one row with the whole report)'],
   ['SHOW HELP', 'this list'],
@@ -164,7 +166,8 @@ export class AdminConsole {
       case 'SHOW BACKENDS':
         return {
           columns: ['name', 'host', 'port', 'state', 'activity', 'reason', 'since', 'weight', 'reads_in_flight'],
-          rows: this.ctx.states.list.map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.activity, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
+          // A backend removed by a reload is shown until no session uses it any more.
+          rows: this.ctx.states.list.filter((b) => b.state !== 'removed' || this.ctx.sessions().some((s) => s.links.some((l) => l.index === b.index))).map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.activity, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
           tag: 'SHOW',
         }
       case 'SHOW SESSIONS':
@@ -199,16 +202,17 @@ export class AdminConsole {
         return { columns: ['command', 'what'], rows: HELP, tag: 'SHOW' }
     }
     const op = words[0]!.toUpperCase()
+    const configured = () => targets.filter((_, i) => this.ctx.states.list[i]!.state !== 'removed').map((t) => t.name)
     const backendArg = () => {
       const name = (words[1] ?? '').replace(/^"|"$/g, '')
-      const idx = targets.findIndex((t) => t.name === name)
-      if (idx < 0) throw new PgError('42704', `no backend named "${name}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
+      const idx = targets.findIndex((t, i) => t.name === name && this.ctx.states.list[i]!.state !== 'removed')
+      if (idx < 0) throw new PgError('42704', `no backend named "${name}"${targets.some((t) => t.name === name) ? ' (it was removed from the configuration)' : ''}`, 'ERROR', undefined, `backends: ${configured().join(', ')}`)
       return { name, idx }
     }
     if (op === 'CLONE' && (words.length === 2 || (words.length === 4 && words[2]!.toUpperCase() === 'FROM'))) {
       const { name, idx } = backendArg()
       const from = words.length === 4 ? targets.findIndex((t) => t.name === words[3]!.replace(/^"|"$/g, '')) : undefined
-      if (from === -1) throw new PgError('42704', `no backend named "${words[3]}"`, 'ERROR', undefined, `backends: ${targets.map((t) => t.name).join(', ')}`)
+      if (from === -1) throw new PgError('42704', `no backend named "${words[3]}"`, 'ERROR', undefined, `backends: ${configured().join(', ')}`)
       try {
         const r = await clone(this.ctx, idx, { from, dryRun: dry, signal: this.aborter.signal, notice: (m, p) => this.notice(m, p) })
         return {
@@ -249,6 +253,7 @@ export class AdminConsole {
       const was = !!resume
       return { columns: ['paused'], rows: [[false]], tag: was ? 'RESUME' : 'RESUME (was not paused)' }
     }
+    if (op === 'RELOAD' && words.length === 1) return await this.reload(dry)
     if (op === 'SHUTDOWN' && words.length === 1) {
       this.notice(`pgraid shuts down: no new clients; sessions are closed as their transactions end (at most ${this.ctx.config.timeouts.shutdownMs} ms)`)
       setImmediate(() => this.ctx.shutdown())
@@ -290,6 +295,19 @@ export class AdminConsole {
       await new Promise((r) => setTimeout(r, 20))
     }
     return { columns: ['paused', 'open_transactions'], rows: [[true, busy().length]], tag: 'PAUSE' }
+  }
+
+  /** RELOAD: as SIGHUP; one row per change, or F0000 with every problem (the running configuration stays). */
+  private async reload(dry: boolean): Promise<Result> {
+    let r
+    try {
+      r = await this.ctx.reload({ dryRun: dry })
+    } catch (e) {
+      if (!(e instanceof ReloadRefused)) throw e
+      throw errors.configNotReloaded(e.source, e.problems.join('\n'))
+    }
+    if (!r.changes.length) this.notice(`${r.source}: nothing changed`)
+    return { columns: [dry ? 'would_change' : 'changed'], rows: r.changes.map((c) => [c]), tag: dry ? 'RELOAD DRY RUN' : 'RELOAD' }
   }
 
   private dryRun(name: string, what: string): Result {
@@ -338,7 +356,8 @@ export class AdminConsole {
     const rows: Row[] = []
     for (const database of this.ctx.databases()) {
       const per = await Promise.all(
-        targets.map(async (t) => {
+        targets.map(async (t, i) => {
+          if (this.ctx.states.list[i]!.state === 'removed') return { max: null, n: null, error: 'removed from the configuration' }
           const c = clientFor(t, database)
           try {
             await c.connect()
@@ -354,7 +373,7 @@ export class AdminConsole {
       // Lag: the records the most advanced backend has beyond this one's highest LSN (LSNs have gaps).
       const top = per.reduce((best, p, i) => ((p.max ?? -1) > (per[best]!.max ?? -1) ? i : best), 0)
       const lags = await this.lags(targets[top]!, database, per.map((p) => p.max))
-      per.forEach((p, i) => rows.push([database, targets[i]!.name, this.ctx.states.list[i]!.state, p.max, p.n, lags[i]?.n ?? null, lags[i]?.bytes ?? null, p.error]))
+      per.forEach((p, i) => this.ctx.states.list[i]!.state !== 'removed' && rows.push([database, targets[i]!.name, this.ctx.states.list[i]!.state, p.max, p.n, lags[i]?.n ?? null, lags[i]?.bytes ?? null, p.error]))
     }
     return rows
   }

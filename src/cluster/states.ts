@@ -8,8 +8,12 @@
 
 import { EventEmitter } from 'node:events'
 
-/** `new`: a database added to the configuration (or found without a recovery log) that must be cloned first. */
-export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent' | 'new'
+/**
+ * `new`: a database added to the configuration (or found without a recovery log) that must be cloned first.
+ * `removed`: taken out of the configuration by a reload (src/control/reload.ts): drained, never used again;
+ * its index is never reused, so every other backend keeps its index.
+ */
+export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent' | 'new' | 'removed'
 
 export interface BackendStatus {
   index: number
@@ -51,10 +55,17 @@ export class BackendStates extends EventEmitter {
     return true
   }
 
-  /** Puts a backend back in service (after resync/clone, or ENABLE FORCE); sessions attach it. */
+  /** Appends a backend added by a reload (at the next index; nothing is renumbered). */
+  add(name: string, state: Exclude<BackendStateName, 'enabled'>, reason: string): BackendStatus {
+    const b: BackendStatus = { index: this.list.length, name, state, reason, since: new Date(), activity: null, drain: false }
+    this.list.push(b)
+    return b
+  }
+
+  /** Puts a backend back in service (after resync/clone, or ENABLE FORCE); sessions attach it. A removed one never comes back. */
   enable(index: number, reason: string): boolean {
     const b = this.list[index]
-    if (!b || b.state === 'enabled') return false
+    if (!b || b.state === 'enabled' || b.state === 'removed') return false
     b.state = 'enabled'
     b.reason = reason
     b.since = new Date()
@@ -65,7 +76,7 @@ export class BackendStates extends EventEmitter {
   /** Changes why a backend is out (clone: `new` while copying, `disabled` once it only lacks log records). */
   mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string): boolean {
     const b = this.list[index]
-    if (!b || b.state === 'enabled') return false
+    if (!b || b.state === 'enabled' || b.state === 'removed') return false
     b.state = state
     b.reason = reason
     b.since = new Date()

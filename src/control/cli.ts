@@ -106,6 +106,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
 
   program
+    .command('reload')
+    .description('make a running pgraid re-read its config file and apply it without dropping sessions, as SIGHUP (exit 0 applied, 1 refused: the reasons are printed and the old config keeps running, 2 could not ask)')
+    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
+    .option('-u, --user <user>', 'an admin user')
+    .option('--dry-run', 'say what would change, change nothing')
+    .action(async (opts: { config: string; user?: string; dryRun?: boolean }) => {
+      exitCode = await adminCommand(opts.config, opts.user, `RELOAD${opts.dryRun ? ' DRY RUN' : ''}`, (rows) => {
+        for (const row of rows) process.stdout.write(`${String(Object.values(row)[0])}\n`);
+        if (!rows.length) process.stdout.write('nothing changed\n');
+        return EXIT_OK;
+      });
+    });
+
+  program
     .command('enable')
     .description('put a backend back in service if it has every committed record (--force: anyway, with a warning)')
     .argument('<backend>', 'the backend name from the config')
@@ -184,7 +198,7 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
   const { startPgraid } = await import('../server.ts');
   let server: Awaited<ReturnType<typeof startPgraid>>;
   try {
-    server = await startPgraid(config, logger);
+    server = await startPgraid(config, logger, { configPath, logLevel: levelOverride });
   } catch (err) {
     logger.fatal({ err }, 'failed to start');
     process.stderr.write(`pgraid: failed to start: ${(err as Error)?.message ?? String(err)}\n`);
@@ -203,7 +217,7 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
       }
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      server.close(config.timeouts.shutdownMs).then(
+      server.close(server.context.config.timeouts.shutdownMs).then(
         () => {
           logger.info('stopped');
           resolve(EXIT_OK);
@@ -216,6 +230,13 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // SIGHUP: re-read the config file and apply it live, as PostgreSQL and PgBouncer do. The reload logs
+    // its outcome itself (info with the changes, or error with every problem; the old config keeps running).
+    process.on('SIGHUP', () => {
+      if (stopping) return void logger.warn('SIGHUP while shutting down: not reloading');
+      logger.info({ signal: 'SIGHUP', config: configPath }, 'reloading the configuration');
+      server.reload().catch(() => {});
+    });
     server.onShutdownRequest(() => onSignal('SIGTERM'));
   });
 }
@@ -283,8 +304,8 @@ async function adminCommand(configPath: string, userOpt: string | undefined, com
     return EXIT_OK;
   } catch (e) {
     progress.clear();
-    const err = e as Error & { hint?: string };
-    process.stderr.write(`pgraid: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ''}\n`);
+    const err = e as Error & { hint?: string; detail?: string };
+    process.stderr.write(`pgraid: ${err.message}${err.detail ? `\n${err.detail}` : ''}${err.hint ? `\nhint: ${err.hint}` : ''}\n`);
     return EXIT_FAILURE;
   } finally {
     await c.end().catch(() => {});
@@ -306,7 +327,7 @@ async function status(configPath: string, userOpt: string | undefined, json: boo
     const { fetchStatus, renderStatus } = await import('./status.ts');
     const report = await fetchStatus(config, admin.name, password);
     process.stdout.write(json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report));
-    return report.backends.every((b) => b.state === 'enabled') ? EXIT_OK : EXIT_FAILURE;
+    return report.backends.every((b) => b.state === 'enabled' || b.state === 'removed') ? EXIT_OK : EXIT_FAILURE;
   } catch (e) {
     process.stderr.write(`pgraid status: could not ask pgraid at ${config.listen.host}:${config.listen.port}: ${(e as Error).message}\n`);
     return EXIT_USAGE;

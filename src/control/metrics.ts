@@ -34,7 +34,7 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
     r.registerMetric(new client.Counter({ name, help, registers: [], collect() { this.reset(); this.inc(value()) } }))
   gauge('pgraid_sessions', 'Client sessions (admin console sessions included)', [], (g) => g.set(ctx.sessions().length))
   gauge('pgraid_backend_up', 'Backend state: 1 for the state it is in (enabled, disabled, inconsistent, new), 0 for the others', ['backend', 'state'], (g) => {
-    for (const b of ctx.states.list) for (const s of ['enabled', 'disabled', 'inconsistent', 'new']) g.set({ backend: b.name, state: s }, b.state === s ? 1 : 0)
+    for (const b of ctx.states.list) if (b.state !== 'removed') for (const s of ['enabled', 'disabled', 'inconsistent', 'new']) g.set({ backend: b.name, state: s }, b.state === s ? 1 : 0)
   })
   gauge('pgraid_backend_reads_in_flight', 'Batches in flight per backend', ['backend'], (g) => ctx.states.list.forEach((b) => g.set({ backend: b.name }, ctx.stats[b.index]?.outstanding ?? 0)))
   gauge('pgraid_commits_in_flight', 'COMMITs sent and not yet finished', [], (g) => g.set(ctx.commitsInFlight()))

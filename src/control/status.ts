@@ -38,7 +38,7 @@ export function renderStatus(r: StatusReport): string {
     lines.push(table(['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'], r.log.map((l) => [l.database, l.backend, l.max_lsn ?? `unreachable: ${l.error}`, l.records ?? '', l.lag_transactions ?? '', l.lag_bytes ?? ''])))
   }
   lines.push('')
-  const out = r.backends.filter((b) => b.state !== 'enabled')
+  const out = r.backends.filter((b) => b.state !== 'enabled' && b.state !== 'removed')
   lines.push(`${r.sessions} client session(s); writes: ${r.stats.commits_per_s_10s} commits/s (last 10 s), ${r.stats.commits_per_s_60s}/s (last 60 s), ${r.stats.commits_total} since start. ${out.length ? `DEGRADED: ${out.map((b) => `${b.name} is ${b.state}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`)
   return lines.join('\n') + '\n'
 }

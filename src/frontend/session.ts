@@ -457,7 +457,7 @@ export class Session implements LinkHost {
     if (plan.nonDeterministic) return this.refuse(plan.nonDeterministic, plan.endsWithSync)
     const enabled = this.ctx.states.enabled()
     if (plan.everywhere && enabled.length < this.ctx.writeQuorum && (plan.commit || plan.executed.some((s) => changesData(s, catalog)))) {
-      const missing = this.ctx.states.list.filter((b) => b.state !== 'enabled').map((b) => `${b.name} (${b.state}: ${b.reason})`).join(', ')
+      const missing = this.ctx.states.list.filter((b) => b.state !== 'enabled' && b.state !== 'removed').map((b) => `${b.name} (${b.state}: ${b.reason})`).join(', ')
       return this.refuse(errors.writeQuorum(enabled.length, this.ctx.writeQuorum, missing), plan.endsWithSync)
     }
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {

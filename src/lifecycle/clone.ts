@@ -51,6 +51,7 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
   const targets = ctx.backends()
   const b = ctx.states.list[index]
   if (!b) throw new CloneRefused(`no backend ${index}`)
+  if (b.state === 'removed') throw new CloneRefused(`${b.name} was removed from the configuration`)
   if (b.state === 'enabled') throw new CloneRefused(`${b.name} is in service: cloning replaces its data; disable it first (pgraid disable ${b.name})`)
   const sourceIdx = opts.from ?? ctx.states.enabled()[0]
   if (sourceIdx === undefined) throw new CloneRefused('no backend in service to clone from')

@@ -92,7 +92,7 @@ export async function verify(ctx: ServerContext, opts: VerifyOptions = {}): Prom
   const inService = ctx.states.enabled()
   const report: VerifyReport = {
     backends: inService.map((i) => targets[i]!.name),
-    skipped: ctx.states.list.filter((b) => b.state !== 'enabled').map((b) => `${b.name} (${b.state}: ${b.reason})`),
+    skipped: ctx.states.list.filter((b) => b.state !== 'enabled' && b.state !== 'removed').map((b) => `${b.name} (${b.state}: ${b.reason})`),
     databases: [],
     tables: [],
     differences: [],

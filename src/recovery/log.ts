@@ -208,14 +208,15 @@ export class RecoveryLog {
   /**
    * Retention (issue 5, item 8): records more than `retain` below the newest
    * are deleted from every backend, only while every configured backend is in
-   * service; a backend out of service may need any of them to catch up.
+   * service; a backend out of service may need any of them to catch up. One
+   * removed by a reload is no longer configured and no longer holds it back.
    */
   async purge(retain: number): Promise<number> {
-    if (!this.readying || this.states.enabled().length !== this.targets.length) return 0
+    if (!this.readying || this.states.list.some((b) => b.state !== 'enabled' && b.state !== 'removed')) return 0
     const below = this.last - retain
     if (below <= 0) return 0
     const counts = await Promise.allSettled(
-      this.targets.map(async (t) => {
+      this.states.enabled().map((i) => this.targets[i]!).map(async (t) => {
         const client = await this.connect(t)
         try {
           return (await client.query('DELETE FROM pgraid.log WHERE lsn <= $1', [below])).rowCount ?? 0

@@ -120,6 +120,7 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
   const b = ctx.states.list[index]
   if (!b) throw new ResyncRefused(`no backend ${index}`)
   if (b.state === 'enabled') throw new ResyncRefused(`${b.name} is in service already`)
+  if (b.state === 'removed') throw new ResyncRefused(`${b.name} was removed from the configuration`)
   if (b.state === 'new') throw new ResyncRefused(`${b.name} is new (${b.reason}): clone it`)
   if (b.state === 'inconsistent') throw new ResyncRefused(`${b.name} is inconsistent (${b.reason}): its data cannot be trusted to replay onto; clone it`)
   const sourceIdx = ctx.states.enabled()[0]
