@@ -13,6 +13,7 @@ import { NotReplayable } from '../recovery/replay.ts'
 import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts'
 import { SnapshotRefused } from '../lifecycle/snapshots.ts'
 import { clone, CloneRefused } from '../lifecycle/clone.ts'
+import { logPositions } from '../recovery/positions.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { PgError, errors } from '../errors.ts'
 import { ReloadRefused } from '../control/reload.ts'
@@ -332,50 +333,9 @@ export class AdminConsole {
   }
 
   /** Per backend: records (and their size) the most advanced backend `top` has above that backend's highest LSN. */
-  private async lags(top: Target, database: string, maxes: (number | null)[]): Promise<({ n: number; bytes: number } | null)[]> {
-    const c = clientFor(top, database)
-    try {
-      await c.connect()
-      return await Promise.all(
-        maxes.map(async (m) => {
-          if (m === null) return null
-          const r = await c.query<{ n: string; bytes: string }>('SELECT count(*) AS n, coalesce(sum(pg_column_size(record)), 0) AS bytes FROM pgraid.log WHERE lsn > $1', [m])
-          return { n: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.bytes) }
-        }),
-      )
-    } catch {
-      return maxes.map(() => null)
-    } finally {
-      await c.end().catch(() => {})
-    }
-  }
-
   /** Each backend's log position per database pgraid has served, read from the backends now. */
   private async logRows(): Promise<Row[]> {
-    const targets = this.ctx.backends()
-    const rows: Row[] = []
-    for (const database of this.ctx.databases()) {
-      const per = await Promise.all(
-        targets.map(async (t, i) => {
-          if (this.ctx.states.list[i]!.state === 'removed') return { max: null, n: null, error: 'removed from the configuration' }
-          const c = clientFor(t, database)
-          try {
-            await c.connect()
-            const r = await c.query<{ max: string; n: string }>('SELECT coalesce(max(lsn), 0) AS max, count(*) AS n FROM pgraid.log')
-            return { max: Number(r.rows[0]!.max), n: Number(r.rows[0]!.n), error: null as string | null }
-          } catch (e) {
-            return { max: null, n: null, error: (e as Error).message }
-          } finally {
-            await c.end().catch(() => {})
-          }
-        }),
-      )
-      // Lag: the records the most advanced backend has beyond this one's highest LSN (LSNs have gaps).
-      const top = per.reduce((best, p, i) => ((p.max ?? -1) > (per[best]!.max ?? -1) ? i : best), 0)
-      const lags = await this.lags(targets[top]!, database, per.map((p) => p.max))
-      per.forEach((p, i) => this.ctx.states.list[i]!.state !== 'removed' && rows.push([database, targets[i]!.name, this.ctx.states.list[i]!.state, p.max, p.n, lags[i]?.n ?? null, lags[i]?.bytes ?? null, p.error]))
-    }
-    return rows
+    return (await logPositions(this.ctx)).map((p) => [p.database, p.backend, p.state, p.maxLsn, p.records, p.lagTransactions, p.lagBytes, p.error])
   }
 }
 
