@@ -84,15 +84,15 @@ export async function runTakeover(ctx: TakeoverContext, rounds: number = TAKEOVE
     await setup.end()
 
     // The probe: one write after another, through the instance that accepts writes.
-    const acked: { id: number; at: number }[] = []
+    const acked: { id: number; at: number; port: number }[] = []
     let failedWrites = 0
     let nextId = 1
-    const writer = async (): Promise<pg.Client> => {
+    const writer = async (): Promise<{ c: pg.Client; port: number }> => {
       for (;;) {
         for (const port of ports) {
           try {
             const c = await connect(port)
-            if ((await c.query('SHOW transaction_read_only')).rows[0].transaction_read_only === 'off') return c
+            if ((await c.query('SHOW transaction_read_only')).rows[0].transaction_read_only === 'off') return { c, port }
             await c.end()
           } catch {
             // that one is down: the other
@@ -103,20 +103,20 @@ export async function runTakeover(ctx: TakeoverContext, rounds: number = TAKEOVE
       }
     }
     const probe = (async () => {
-      let c: pg.Client | null = null
+      let w: { c: pg.Client; port: number } | null = null
       while (!stop) {
         try {
-          c ??= await writer()
+          w ??= await writer()
           const id = nextId++
-          await c.query('INSERT INTO takeover_probe VALUES ($1, now())', [id])
-          acked.push({ id, at: performance.now() })
+          await w.c.query('INSERT INTO takeover_probe VALUES ($1, now())', [id])
+          acked.push({ id, at: performance.now(), port: w.port })
         } catch {
           if (!stop) failedWrites++
-          await c?.end().catch(() => {})
-          c = null
+          await w?.c.end().catch(() => {})
+          w = null
         }
       }
-      await c?.end().catch(() => {})
+      await w?.c.end().catch(() => {})
     })()
 
     const times: number[] = []
@@ -126,8 +126,9 @@ export async function runTakeover(ctx: TakeoverContext, rounds: number = TAKEOVE
       await until('probe writes before the kill', async () => acked.length >= before + 20, 20_000)
       const killedAt = performance.now()
       await procs[w]!.kill()
-      await until('a write acknowledged by the new writer', async () => (acked[acked.length - 1]?.at ?? 0) > killedAt, 30_000)
-      const first = acked.find((a) => a.at > killedAt)!
+      const fresh = () => acked.find((a) => a.at > killedAt && a.port === ports[1 - w])
+      await until('a write acknowledged by the new writer', async () => fresh() !== undefined, 30_000)
+      const first = fresh()!
       times.push(first.at - killedAt)
       ctx.log(`takeover: round ${round}: ${Math.round(first.at - killedAt)} ms from kill -9 to the first write on the new writer`)
       await start(w)
