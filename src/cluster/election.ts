@@ -192,8 +192,11 @@ export class Election extends EventEmitter {
     s.held = false
     if (had && !this.closed) this.log.warn({ backend: this.targets[s.index]!.name, reason: why }, 'writer lock lost')
     if (!c) return
-    if (graceful) await c.end().catch(() => {})
-    else {
+    if (graceful) {
+      // A Terminate frees the lock at once; a backend that does not answer (hung) gets its socket cut.
+      const ended = await Promise.race([c.end().then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref())])
+      if (!ended) (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+    } else {
       // Do not wait for a backend that may not answer: cut the socket.
       ;(c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
       c.end().catch(() => {})
@@ -221,7 +224,9 @@ export class Election extends EventEmitter {
         this.term++
         this.writerHint = this.opts.identity
       }
-      this.log.warn({ role: this.role, locks: this.heldBy(), needed: this.opts.needed, term: this.term }, writer ? 'pgraid is the writer' : 'pgraid is not the writer: writes refused')
+      // The first win at startup is routine; later changes are what an operator wants to see.
+      const level = this.closed ? 'debug' : writer && this.term === 1 ? 'info' : 'warn'
+      this.log[level]({ role: this.role, locks: this.heldBy(), needed: this.opts.needed, term: this.term }, writer ? 'pgraid is the writer' : 'pgraid is not the writer: writes refused')
       this.emit('role', this.role)
     }
     // Several instances each holding some locks and none a majority (three pgraids, or one
