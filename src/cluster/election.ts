@@ -205,10 +205,13 @@ export class Election extends EventEmitter {
 
   private bounded<T>(p: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${what} took longer than ${this.opts.heartbeatTimeoutMs} ms`)), this.opts.heartbeatTimeoutMs)
+      let settled = false
+      // Timers run before I/O in Node's loop: after a stall of the process itself (not the backend) the
+      // answer may be waiting unread. setImmediate runs after the I/O phase, so it is read first.
+      const timer = setTimeout(() => setImmediate(() => settled || reject(new Error(`${what} took longer than ${this.opts.heartbeatTimeoutMs} ms`))), this.opts.heartbeatTimeoutMs)
       p.then(
-        (v) => (clearTimeout(timer), resolve(v)),
-        (e: unknown) => (clearTimeout(timer), reject(e as Error)),
+        (v) => ((settled = true), clearTimeout(timer), resolve(v)),
+        (e: unknown) => ((settled = true), clearTimeout(timer), reject(e as Error)),
       )
     })
   }
