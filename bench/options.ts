@@ -31,6 +31,8 @@ export interface BenchOptions {
   activemq: boolean
   /** The TLS cost figure (bench/tls.ts). */
   tls: boolean
+  /** The takeover figure: two pgraid processes, the writer killed -9 (bench/takeover.ts). */
+  takeover: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -77,6 +79,7 @@ export function readOptions(env = process.env): BenchOptions {
     lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
     activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
     tls: (env.BENCH_TLS ?? '1') !== '0',
+    takeover: (env.BENCH_TAKEOVER ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

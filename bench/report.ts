@@ -8,6 +8,7 @@ import { recoveryTargets, renderFailover, renderLogCost } from './report-recover
 import { lifecycleTargets, renderLifecycle } from './report-lifecycle.ts'
 import { renderActivemq } from './activemq.ts'
 import { renderTls } from './tls.ts'
+import { renderTakeover } from './takeover.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -71,6 +72,7 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
   lines.push(...rec.lines)
   lines.push(...lifecycleTargets(data.lifecycle).lines)
   lines.push(...renderActivemq(data.activemq).targets)
+  lines.push(...renderTakeover(data.takeover).targets)
   return { lines, selectMet, initMet, logCostMet: rec.logCostMet, failoverMet: rec.failoverMet }
 }
 
@@ -217,6 +219,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(...renderLifecycle(data.lifecycle))
   out.push(...renderActivemq(data.activemq).section)
   out.push(...renderTls(data.tls))
+  out.push(...renderTakeover(data.takeover).section)
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 

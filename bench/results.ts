@@ -3,6 +3,7 @@ import type { BenchOptions, QueryMode, Workload } from './options.ts'
 import type { LifecycleOutcome } from './lifecycle.ts'
 import type { ActivemqOutcome } from './activemq.ts'
 import type { TlsFigure } from './tls.ts'
+import type { TakeoverOutcome } from './takeover.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
@@ -78,6 +79,7 @@ export interface BenchData {
   /** ActiveMQ send/drain through pgraid vs one plain backend (BENCH_ACTIVEMQ); undefined when skipped. */
   activemq?: ActivemqOutcome
   tls?: TlsFigure
+  takeover?: TakeoverOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */

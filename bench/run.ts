@@ -32,6 +32,8 @@
 //                        scale BENCH_SCALE through pgraid; VERIFY under load, RESYNC after 10 s without pg3 (records/s,
 //                        commit hold, a probe's longest gap), CLONE under load vs a plain COPY dump-and-restore of the
 //                        same tables (bench/lifecycle.ts, ~2 min at scale 10). 0 = skip
+//   BENCH_TAKEOVER=1     the takeover figure (issue 8, item 7): two pgraid processes on a separate 3-backend cluster,
+//                        the writer killed -9 five times; kill -> first write on the new writer (bench/takeover.ts, ~60 s). 0 = skip
 //   BENCH_ACTIVEMQ=1     the ActiveMQ figure (issue 7): a real broker (Debian's activemq) on pgraid over a separate
 //                        3-backend cluster vs the same broker on one plain backend; 4 producers x 500 persistent 1 KiB
 //                        messages (sync sends), then a transacted drain; 2 interleaved rounds (bench/activemq.ts,
@@ -66,6 +68,7 @@ import { runFailover } from './failover.ts'
 import { runLifecycle } from './lifecycle.ts'
 import { runActivemq } from './activemq.ts'
 import { runTls } from './tls.ts'
+import { runTakeover } from './takeover.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -236,7 +239,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0) + (opts.takeover ? 60 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -391,6 +394,7 @@ async function main(): Promise<number> {
       : undefined
     if (aborting !== undefined) return 130
     const tls = opts.tls ? await runTls(log, scenarioHooks) : undefined
+    const takeover = opts.takeover ? await runTakeover({ auth: BACKEND_AUTH, log, ...scenarioHooks }) : undefined
     if (aborting !== undefined) return 130
 
     const data: BenchData = {
@@ -418,6 +422,7 @@ async function main(): Promise<number> {
       lifecycle,
       activemq,
       tls,
+      takeover,
       micro,
       profile,
     }
@@ -428,6 +433,7 @@ async function main(): Promise<number> {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
       return 1
     }
+    if (takeover && !takeover.ok) log(`FAILED: the takeover scenario did not complete (report written anyway): ${takeover.error}`)
     if (activemq && !activemq.ok) {
       log(`FAILED: the ActiveMQ scenario did not complete (report written anyway): ${activemq.error}`)
       return 1

@@ -75,6 +75,9 @@ export const errors = {
   volatileDefault: (message: string, hint: string, position?: number) => new PgError('0A000', message, 'ERROR', undefined, hint, position),
   volatileTrigger: (table: string, trigger: string, fn: string, reason: string) =>
     new PgError('0A000', `pgraid refuses writes to table "${table}": its trigger "${trigger}" runs ${fn}(), and ${reason}, so each backend would compute its own values`, 'ERROR', undefined, `make the trigger deterministic (pass values from the statement), or add "${trigger}" to determinism.allowTriggers in the pgraid configuration to accept it under a database-wide lock`),
+  readOnly: (what: string, detail: string, hint: string) => new PgError('25006', `cannot execute ${what} in a read-only transaction`, 'ERROR', detail, hint),
+  roleChanged: (role: string) =>
+    new PgError('57P01', `terminating connection: this pgraid instance became the ${role}`, 'FATAL', undefined, role === 'writer' ? 'reconnect: this instance now accepts writes' : 'reconnect to the writer'),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),

@@ -17,6 +17,7 @@ import type { Counters } from './control/metrics.ts'
 import type { PgError } from './errors.ts'
 import type { ServerTls } from './tls/server-tls.ts'
 import type { HbaRule } from './auth/hba.ts'
+import type { Election } from './cluster/election.ts'
 
 export interface ServerContext {
   /** The running configuration; a reload replaces it (read it anew, do not keep it). */
@@ -40,6 +41,10 @@ export interface ServerContext {
   takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain?: boolean): void
   /** Changes the state of a backend already out of service (recorded like takeOut). */
   markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string): void
+  /** The writer election: only the writer writes anything to the backends (docs/ha.md). */
+  ha: Election
+  /** Resolves once the first election round is done (sessions wait for it, so they start with the right role). */
+  haReady: Promise<void>
   /** Backends that must be in service for a write to be accepted. */
   writeQuorum: number
   /** Puts a backend back in service (resync, clone, ENABLE FORCE). */

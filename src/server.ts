@@ -20,6 +20,7 @@ import { loadServerTls, type ServerTls } from './tls/server-tls.ts'
 import { loadBackendTls, type BackendTls } from './tls/backend-tls.ts'
 import { parseHbaRule } from './auth/hba.ts'
 import { lookupStoredPassword } from './auth/auth-query.ts'
+import { Election, instanceIdentity } from './cluster/election.ts'
 
 export interface PgraidHandle {
   host: string
@@ -106,20 +107,36 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       throw errors.backendUnavailable(targets[i]!.name, `authQuery lookup failed: ${(e as Error).message}`)
     }
   }
+  // The writer holds the lock on a majority of the configured backends; a writeQuorum set below
+  // that is an explicit choice of availability over partition safety, and the election follows it.
+  const ha = new Election(
+    targets,
+    { ...config.ha, needed: Math.min(Math.floor(targets.length / 2) + 1, writeQuorum), identity: instanceIdentity(config.listen.port) },
+    logger.child({ part: 'ha' }),
+  )
+  let haDone!: () => void
+  const haReady = new Promise<void>((r) => (haDone = r))
+  /** Backend states are written into the backends by the writer only: a standby's view is its own. */
+  const recordStates = () => {
+    if (!ha.isWriter()) return
+    for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+  }
   const ctx: ServerContext = {
     states,
     writeQuorum,
+    ha,
+    haReady,
     takeOut(index, state, reason, drain = false) {
       if (!states.takeOut(index, state, reason, drain)) return
       if (state === 'inconsistent') counters.divergences++
       logger.error({ backend: targets[index]?.name, state, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
       // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
-      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+      recordStates()
     },
     markOut(index, state, reason) {
       if (!states.mark(index, state, reason)) return
       logger.warn({ backend: targets[index]?.name, state, reason }, 'backend state changed')
-      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+      recordStates()
     },
     config,
     tls: serverTls,
@@ -132,7 +149,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     enable(index, reason) {
       if (!states.enable(index, reason)) return
       logger.warn({ backend: targets[index]?.name, reason }, 'backend back in service')
-      for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
+      recordStates()
     },
     pause() {
       let release!: () => void
@@ -205,6 +222,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     },
   }
   const purgeTick = () => {
+    if (!ha.isWriter()) return
     for (const l of logs.values())
       void l.purge(ctx.config.recovery.retainRecords).then(
         (n) => n && logger.debug({ database: l.database, purged: n }, 'recovery log purged'),
@@ -216,9 +234,6 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
 
   // ---- reload (src/control/reload.ts has the rules) ----
   let reloading: Promise<unknown> = Promise.resolve()
-  const recordStates = () => {
-    for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
-  }
   async function reload(o: { config?: Config; dryRun?: boolean }): Promise<ReloadResult> {
     const source = o.config ? 'the given configuration' : (opts.configPath ?? '')
     let plan: ReloadPlan
@@ -295,9 +310,40 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       resolve()
     })
   })
+  /**
+   * Promotion (a standby, or a writer that had lost its majority, now holds it): start over
+   * as a fresh pgraid would. Backend states come back from what the backends record (a
+   * standby's own view is dropped), and each database's recovery log is prepared again:
+   * LSNs continue past the highest anywhere (with the margin for commits the old writer may
+   * still land) and in-doubt commits are completed. Sessions wait for that before their
+   * next batch; known databases are prepared at once. Standby sessions end when idle.
+   */
+  const promote = () => {
+    const known = new Set([...logs.keys(), ...[...sessions].map((s) => s.database).filter((d) => d && d !== 'pgraid')])
+    logs.clear()
+    for (const b of states.list) if (b.state !== 'enabled') states.restore(b.index, 'enabled', null)
+    for (const db of known)
+      void ctx.recovery(db).ready().catch((e: Error) => logger.warn({ database: db, err: e.message }, 'recovery after promotion failed (retried on first use)'))
+    sweep()
+  }
+  const sweep = () => {
+    if (!ha.isWriter()) return
+    for (const s of sessions) if (s.readOnly && s.idle()) s.terminateWith(errors.roleChanged('writer'))
+  }
+  ha.on('role', (role) => {
+    if (role === 'writer') promote()
+  })
+  const sweeper = setInterval(sweep, 250)
+  sweeper.unref()
   const metrics: MetricsServer | null = config.metrics.port === null ? null : await startMetrics(ctx, config.metrics.host, config.metrics.port)
   const addr = server.address() as net.AddressInfo
-  logger.info({ host: addr.address, port: addr.port, metricsPort: metrics?.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
+  if (config.listen.port === 0) ha.setIdentity(instanceIdentity(addr.port))
+  try {
+    await ha.start()
+  } finally {
+    haDone()
+  }
+  logger.info({ host: addr.address, port: addr.port, role: ha.role, metricsPort: metrics?.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
   const handle: PgraidHandle = {
     host: addr.address,
     port: addr.port,
@@ -309,6 +355,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     reload: (o) => ctx.reload(o),
     async close(graceMs = 0) {
       clearInterval(purge)
+      clearInterval(sweeper)
       await metrics?.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Graceful: no new clients; sessions are closed as each is between transactions, the rest after graceMs.
@@ -319,6 +366,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       }
       for (const s of sessions) s.close('pgraid shutting down')
       await closed
+      // Last: the locks go only once no session of ours can write any more.
+      await ha.close()
       await Promise.all([...catalogs.values()].map((c) => c.close()))
     },
   }

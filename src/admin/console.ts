@@ -41,6 +41,7 @@ const HELP: [string, string][] = [
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
   ['SHOW STATS', 'committed write transactions: total and per second (last 10 s and 60 s), in flight, held'],
   ['SHOW CLIENTS', 'client sessions with application_name and connect time'],
+  ['SHOW HA', 'this instance: writer or standby, the backends whose writer lock it holds, how many it needs, the writer if known'],
   ['PAUSE', 'new transactions wait (open ones finish); answers when none is open'],
   ['RESUME', 'ends PAUSE'],
   ['SHUTDOWN', 'stop accepting clients, close sessions as their transactions end (as SIGTERM)'],
@@ -199,11 +200,22 @@ export class AdminConsole {
           rows: [[this.ctx.sessions().length, this.ctx.commits.total, round(this.ctx.commits.perSecond(10)), round(this.ctx.commits.perSecond(60)), this.ctx.commitsInFlight(), this.ctx.held()]],
           tag: 'SHOW',
         }
+      case 'SHOW HA': {
+        const ha = this.ctx.ha
+        return {
+          columns: ['role', 'instance', 'locks_held', 'locks_needed', 'writer', 'since', 'term'],
+          rows: [[ha.role, ha.identity, ha.heldBy().join(','), ha.needed, ha.isWriter() ? ha.identity : ha.writerHint, ha.since.toISOString(), ha.term]],
+          tag: 'SHOW',
+        }
+      }
       case 'SHOW HELP':
         return { columns: ['command', 'what'], rows: HELP, tag: 'SHOW' }
     }
     const op = words[0]!.toUpperCase()
     const configured = () => targets.filter((_, i) => this.ctx.states.list[i]!.state !== 'removed').map((t) => t.name)
+    // They write to the backends (or, VERIFY, hold the writer's commits): the writer's job.
+    if (['CLONE', 'RESYNC', 'ENABLE', 'DISABLE', 'VERIFY'].includes(op) && !this.ctx.ha.isWriter())
+      throw errors.readOnly(op, `pgraid ${this.ctx.ha.identity} is not the writer${this.ctx.ha.writerHint ? ` (the writer is pgraid ${this.ctx.ha.writerHint})` : ''}`, `run ${op} on the writer's admin console`)
     const backendArg = () => {
       const name = (words[1] ?? '').replace(/^"|"$/g, '')
       const idx = targets.findIndex((t, i) => t.name === name && this.ctx.states.list[i]!.state !== 'removed')

@@ -254,6 +254,35 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('Prometheus metrics (docs/operations.md).'),
+      ha: z
+        .strictObject({
+          retryMs: z
+            .int('must be a whole number of milliseconds')
+            .min(50, 'must be at least 50 ms')
+            .max(60_000, 'must be at most 60000 ms')
+            .default(250)
+            .describe('How often a pgraid that is not the writer tries to take the writer lock on the backends where it lacks it.'),
+          heartbeatMs: z
+            .int('must be a whole number of milliseconds')
+            .min(50, 'must be at least 50 ms')
+            .max(60_000, 'must be at most 60000 ms')
+            .default(500)
+            .describe('How often the writer checks each lock session it holds (a cheap query).'),
+          heartbeatTimeoutMs: z
+            .int('must be a whole number of milliseconds')
+            .min(100, 'must be at least 100 ms')
+            .max(60_000, 'must be at most 60000 ms')
+            .default(2000)
+            .describe('A lock session whose check (or connect) takes longer than this counts as lost; below a majority the writer stops accepting writes at once.'),
+          sessionTimeoutMs: z
+            .int('must be a whole number of milliseconds')
+            .min(1000, 'must be at least 1000 ms')
+            .max(600_000, 'must be at most 600000 ms')
+            .default(6000)
+            .describe('How long a backend keeps the lock of a pgraid it no longer hears from (TCP keepalive and user timeout set on the lock session); raised to heartbeatMs + heartbeatTimeoutMs + 1000 if lower.'),
+        })
+        .prefault({})
+        .describe('Several pgraid instances on the same backends: the writer election (docs/ha.md).'),
       lifecycle: z
         .strictObject({
           holdMs: z

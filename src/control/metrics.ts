@@ -37,6 +37,8 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
     for (const b of ctx.states.list) if (b.state !== 'removed') for (const s of ['enabled', 'disabled', 'inconsistent', 'new']) g.set({ backend: b.name, state: s }, b.state === s ? 1 : 0)
   })
   gauge('pgraid_backend_reads_in_flight', 'Batches in flight per backend', ['backend'], (g) => ctx.states.list.forEach((b) => g.set({ backend: b.name }, ctx.stats[b.index]?.outstanding ?? 0)))
+  gauge('pgraid_writer', '1 while this instance is the writer (holds the writer lock on a majority of the backends), 0 while it is a standby', [], (g) => g.set(ctx.ha.isWriter() ? 1 : 0))
+  gauge('pgraid_writer_locks_held', 'Backends on which this instance holds the writer lock', [], (g) => g.set(ctx.ha.heldBy().length))
   gauge('pgraid_commits_in_flight', 'COMMITs sent and not yet finished', [], (g) => g.set(ctx.commitsInFlight()))
   gauge('pgraid_commits_held', '1 while new COMMITs are held (resync, clone, verify)', [], (g) => g.set(ctx.held() ? 1 : 0))
   counter('pgraid_commits_total', 'Committed write transactions (with a recovery-log record)', () => ctx.commits.total)

@@ -12,6 +12,8 @@ export interface StatusReport {
   log: Record<string, string | null>[]
   sessions: number
   stats: Record<string, string | null>
+  /** SHOW HA: writer or standby (absent from a pgraid older than the election). */
+  ha?: Record<string, string | null>
 }
 
 export async function fetchStatus(config: Config, user: string, password: string | undefined): Promise<StatusReport> {
@@ -24,7 +26,8 @@ export async function fetchStatus(config: Config, user: string, password: string
     const log = (await c.query('SHOW LOG')).rows
     const sessions = (await c.query('SHOW SESSIONS')).rows.length
     const stats = (await c.query('SHOW STATS')).rows[0]
-    return { backends, log, sessions, stats }
+    const ha = (await c.query('SHOW HA')).rows[0]
+    return { backends, log, sessions, stats, ha }
   } finally {
     await c.end().catch(() => {})
   }
@@ -32,6 +35,13 @@ export async function fetchStatus(config: Config, user: string, password: string
 
 export function renderStatus(r: StatusReport): string {
   const lines: string[] = []
+  if (r.ha)
+    lines.push(
+      r.ha.role === 'writer'
+        ? `Role: writer (${r.ha.instance}; writer lock held on ${r.ha.locks_held || 'no backend'}, ${r.ha.locks_needed} needed).`
+        : `Role: STANDBY (${r.ha.instance}): reads only, writes refused; the writer is ${r.ha.writer ?? 'unknown'} (writer lock held here on ${r.ha.locks_held || 'no backend'}, ${r.ha.locks_needed} needed).`,
+      '',
+    )
   lines.push(table(['backend', 'state', 'activity', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.activity ?? '', b.since, b.reason ?? ''])))
   if (r.log.length) {
     lines.push('')

@@ -68,7 +68,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     }
     const config = parseConfig(raw, 'generated stack config')
     const proxy = await startPgraid(config, createLogger(config.log.level))
-    return {
+    const stack: Stack = {
       cluster,
       proxy,
       config,
@@ -78,10 +78,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       password: CLIENT_PASSWORD,
       url: (database = 'postgres') => `postgresql://${CLIENT_USER}:${CLIENT_PASSWORD}@127.0.0.1:${proxy.port}/${database}`,
       async stop() {
-        await proxy.close().catch(() => {})
+        // The pgraid in front now (a test may have replaced the first one on the same port).
+        await stack.proxy.close().catch(() => {})
         await cluster.stop()
       },
     }
+    return stack
   } catch (e) {
     await cluster.stop()
     throw e

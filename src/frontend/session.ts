@@ -63,7 +63,12 @@ export class Session implements LinkHost {
   /** Recovery log: session settings, the open transaction's entries, log statement prepared per backend. */
   private readonly logSettings = new Map<string, string>()
   private logCtx: LogContext = { settings: [], pending: [], pendingWrites: false, prepared: new Set() }
-  private logReady = false
+  /** The election term whose recovery log this session has waited for (-1: none yet). */
+  private logTerm = -1
+  /** The election term this session may write in: taken when it is between transactions. */
+  private term = -1
+  /** Opened while this pgraid was a standby: its backend connections are read-only, it never writes. */
+  readOnly = false
   private pausedBackends = false
   log: Logger
 
@@ -296,8 +301,14 @@ export class Session implements LinkHost {
   private async connectBackends(): Promise<void> {
     this.phase = 'connecting'
     this.auth = null
+    await this.ctx.haReady
+    if ((this.phase as Phase) === 'closed') return
+    // A standby's sessions read only; their backend connections say so too (SHOW transaction_read_only,
+    // and PostgreSQL itself refuses a write pgraid's classification would miss).
+    this.readOnly = !this.ctx.ha.isWriter()
     const params: Record<string, string> = {}
     for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
+    if (this.readOnly) params.default_transaction_read_only = 'on'
     // Settings the client gave at startup change what statements mean (TimeZone, DateStyle,
     // search_path via options): a replay must run under them too.
     for (const [k, v] of startupSettings(this.startupParams)) this.logSettings.set(k, `SET ${k} = ${quoteLiteral(v)}`)
@@ -346,7 +357,11 @@ export class Session implements LinkHost {
     if (!this.links.length) return this.fatal(errors.backendUnavailable('any', 'no backend in service'))
     this.ctx.states.on('out', this.onBackendOut)
     const primary = this.links[0].conn
-    for (const [k, v] of primary.params) this.socket.write(parameterStatus(k, v))
+    // What libpq's target_session_attrs=read-write and pgjdbc's targetServerType=primary look at.
+    const reported = new Map(primary.params)
+    reported.set('default_transaction_read_only', this.readOnly ? 'on' : (primary.params.get('default_transaction_read_only') ?? 'off'))
+    reported.set('in_hot_standby', this.readOnly ? 'on' : 'off')
+    for (const [k, v] of reported) this.socket.write(parameterStatus(k, v))
     this.socket.write(backendKeyData(this.pid, this.secret))
     this.socket.write(readyForQuery('I'))
     this.phase = 'ready'
@@ -426,10 +441,14 @@ export class Session implements LinkHost {
     if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) await this.attachLate()
     let plan: Plan
     let catalog: CatalogData
+    const between = this.txStatus === 'I' && !this.sinceSync.size && !this.copy
+    if (between) this.term = this.ctx.ha.term
     try {
-      if (!this.logReady) {
+      // The writer's recovery log for this database, prepared once per term (a promotion prepares it anew).
+      if (!this.readOnly && this.ctx.ha.isWriter() && this.logTerm !== this.ctx.ha.term) {
+        const term = this.ctx.ha.term
         await this.ctx.recovery(this.database).ready()
-        this.logReady = true
+        this.logTerm = term
       }
       catalog = await this.ctx.catalog(this.database).get()
       this.catalogSeen = catalog
@@ -460,6 +479,7 @@ export class Session implements LinkHost {
       const missing = this.ctx.states.list.filter((b) => b.state !== 'enabled' && b.state !== 'removed').map((b) => `${b.name} (${b.state}: ${b.reason})`).join(', ')
       return this.refuse(errors.writeQuorum(enabled.length, this.ctx.writeQuorum, missing), plan.endsWithSync)
     }
+    if (plan.everywhere && !this.mayWrite() && writesSomething(plan, catalog, this.logCtx.pendingWrites)) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
       // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
       // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.
@@ -492,6 +512,8 @@ export class Session implements LinkHost {
       while (this.ctx.held()) await this.ctx.waitHold()
       if (this.phase !== 'ready') return
       if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
+      // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
+      if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
       this.ctx.commitStarted()
       counted = true
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
@@ -518,6 +540,7 @@ export class Session implements LinkHost {
     this.afterBatch(plan, ex)
     const live = this.links.map((l) => l.index)
     let err: PgError | null = outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
+    if (!err && (!this.mayWrite() || !this.ctx.recovery(this.database).isReady)) err = this.readOnlyError(plan, this.catalogSeen)
     const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
     if (ok) {
       while (this.ctx.held()) await this.ctx.waitHold()
@@ -556,7 +579,7 @@ export class Session implements LinkHost {
     const final = plan.msgs[plan.msgs.length - 1]
     if (!plan.endsWithSync || ex.outcome.status.get(final?.targets[0] ?? -1) !== 'I') return
     const marks = plan.executed.filter((s) => s.kind === 'copy-in' || (s.noTransactionBlock && SCHEMA_OUTSIDE_TX.has(s.command)))
-    if (!marks.length || !this.links.length) return
+    if (!marks.length || !this.links.length || !this.mayWrite() || !this.ctx.recovery(this.database).isReady) return
     const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
     while (this.ctx.held()) await this.ctx.waitHold()
     const lsn = this.ctx.recovery(this.database).take()
@@ -608,6 +631,7 @@ export class Session implements LinkHost {
     const params: Record<string, string> = {}
     for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
     params.database = this.database
+    if (this.readOnly) params.default_transaction_read_only = 'on'
     for (const idx of this.lateBackends()) {
       const t = all[idx]!
       let conn: BackendConnection
@@ -1103,6 +1127,32 @@ export class Session implements LinkHost {
     this.fatal(errors.shuttingDown())
   }
 
+  /** Ends the session with a FATAL of pgraid's own (a standby session after promotion). */
+  terminateWith(err: PgError): void {
+    this.fatal(err)
+  }
+
+  /** This session may write now: this pgraid is the writer, in the term the session's transaction began in. */
+  private mayWrite(): boolean {
+    return !this.readOnly && this.ctx.ha.isWriter() && this.term === this.ctx.ha.term
+  }
+
+  /** 25006 for a write on a pgraid that is not the writer, worded as PostgreSQL's hot standby words it. */
+  private readOnlyError(plan: Plan, catalog: CatalogData): PgError {
+    const s = plan.executed.find((x) => changesData(x, catalog) || x.session?.op === 'notify')
+    const what = s ? (s.sequences?.length && s.kind === 'read' ? 'nextval()' : s.command) : 'COMMIT'
+    const ha = this.ctx.ha
+    const writer = ha.writerHint && ha.writerHint !== ha.identity ? `pgraid ${ha.writerHint}` : 'another pgraid instance'
+    const detail = this.readOnly
+      ? ha.isWriter()
+        ? `this session was opened while pgraid ${ha.identity} was a standby; it has since become the writer: reconnect`
+        : `pgraid ${ha.identity} is a standby: ${writer} holds the writer lock on a majority of the backends and orders the writes`
+      : ha.isWriter()
+        ? `pgraid ${ha.identity} lost its writer lock majority while this transaction was open; the transaction cannot commit`
+        : `pgraid ${ha.identity} lost the writer lock on a majority of its backends (holds ${ha.heldBy().length}, needs ${ha.needed}) and stopped accepting writes`
+    return errors.readOnly(what, detail, 'connect to the writer: with every pgraid host in the connection string, libpq target_session_attrs=read-write or pgjdbc targetServerType=primary finds it')
+  }
+
   private fatal(err: PgError): void {
     if (this.phase === 'closed') return
     this.socket.write(err.toMessage())
@@ -1152,6 +1202,12 @@ export class Session implements LinkHost {
 }
 
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
+
+/** Would this batch write anything (or commit a transaction that did)? Only the writer may run it. */
+function writesSomething(plan: Plan, catalog: CatalogData, pendingWrites: boolean): boolean {
+  if (plan.commit || plan.deferredCommit) return true
+  return plan.executed.some((s) => changesData(s, catalog) || s.session?.op === 'notify' || (pendingWrites && (s.tx?.op === 'commit' || s.tx?.op === 'prepare')))
+}
 
 /** Statements outside a transaction block that change what a replica holds (VACUUM, ANALYZE, REINDEX do not). */
 const SCHEMA_OUTSIDE_TX = new Set(['CREATE DATABASE', 'DROP DATABASE', 'CREATE INDEX', 'DROP INDEX', 'CREATE TABLESPACE', 'DROP TABLESPACE'])

@@ -61,8 +61,13 @@ export class RecoveryLog {
     return this.readying
   }
 
+  /** prepare() finished: LSNs continue after the backends' highest. */
+  isReady = false
+
   /** The LSN of the next COMMIT to be sent. Synchronous: send order is LSN order. */
   take(): number {
+    // Never an LSN the backends may already hold: a log not prepared (a promotion replaced it) refuses.
+    if (!this.isReady) throw new Error(`recovery log of "${this.database}" is not ready`)
     return this.next++
   }
 
@@ -112,6 +117,7 @@ export class RecoveryLog {
     // received): its LSNs are at most a few thousand beyond what is visible now, so skip past them.
     this.next = Math.max(this.next, ...found.map((s) => s.maxLsn + 1 + LSN_MARGIN))
     this.initialNext = this.next
+    this.isReady = true
     this.log.debug({ database: this.database, next: this.next }, 'recovery log ready')
     // ...and look again once those have landed, to complete any that reached some backends only.
     const again = setTimeout(() => void this.recheck(), RECHECK_MS)

@@ -44,6 +44,7 @@ t.test('a minimal config gets every default', async (t) => {
   t.same(c.timeouts, { connectMs: 10000, authMs: 60000, stallMs: 60000, clientIdleInTransactionMs: 0, clientIdleMs: 0, shutdownMs: 10000 });
   t.same(c.limits, { maxMessageBytes: 1073741824, maxClients: 1000 });
   t.same(c.log, { level: 'info', slowMs: 0 });
+  t.same(c.ha, { retryMs: 250, heartbeatMs: 500, heartbeatTimeoutMs: 2000, sessionTimeoutMs: 6000 });
   t.equal(parseConfig({ ...minimal(), backends: [backend('a', 1)] }, 'x').writeQuorum, 1, 'majority of 1');
   t.equal(parseConfig({ ...minimal(), backends: [backend('a', 1), backend('b', 2)] }, 'x').writeQuorum, 2);
   t.equal(parseConfig({ ...minimal(), writeQuorum: 3 }, 'x').writeQuorum, 3, 'explicit value kept');

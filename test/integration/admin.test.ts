@@ -83,6 +83,7 @@ t.test('psql reads the console; pgraid status reports a degraded cluster with ex
   const human = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file])
   t.equal(human.code, 1, 'degraded: exit 1')
   t.match(human.out, /DEGRADED: pg2 is disabled/)
+  t.match(human.out, /^Role: writer \(.*writer lock held on pg1,pg2,pg3, 2 needed\)/m, 'status says this instance is the writer')
   t.match(human.out, /pg2\s+disabled/)
   const json = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file, '--json'])
   t.equal(json.code, 1)

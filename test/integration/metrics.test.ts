@@ -38,6 +38,8 @@ t.test('metrics endpoint', async (t) => {
   t.equal(value(r.body, 'pgraid_sessions'), 1, 'one session')
   t.equal(value(r.body, 'pgraid_backend_up{backend="pg2",state="enabled"}'), 1)
   t.equal(value(r.body, 'pgraid_backend_up{backend="pg2",state="disabled"}'), 0)
+  t.equal(value(r.body, 'pgraid_writer'), 1, 'a lone pgraid is the writer')
+  t.equal(value(r.body, 'pgraid_writer_locks_held'), 3, 'holding the writer lock on its three backends')
   t.ok((value(r.body, 'pgraid_commits_total') ?? 0) >= 2, 'commits counted (CREATE TABLE and the transaction)')
   t.ok((value(r.body, 'pgraid_batch_duration_seconds_count{kind="read"}') ?? 0) >= 1, 'a read batch timed')
   t.ok((value(r.body, 'pgraid_batch_duration_seconds_count{kind="commit"}') ?? 0) >= 1, 'a commit batch timed')

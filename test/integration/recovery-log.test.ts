@@ -110,16 +110,40 @@ t.test('conflicting transactions get LSNs in the order they commit', async (t) =
   t.ok(Number(rows[0]!.lsn) < Number(rows[1]!.lsn))
 })
 
-t.test('a fresh pgraid on the same backends continues after the highest LSN it finds', async (t) => {
+t.test('a second pgraid on the same backends is a standby; when the first goes it continues after the highest LSN it finds', async (t) => {
   const before = await maxLsn()
   const other = await startPgraid({ ...stack.config, listen: { ...stack.config.listen, port: 0 } }, createLogger('silent'))
-  t.teardown(() => other.close())
+  t.equal(other.context.ha.role, 'standby', 'the first pgraid holds the writer lock')
   const pg = (await import('pg')).default
-  const c = new pg.Client({ host: other.host, port: other.port, user: 'app', password: 'app-secret', database: 'postgres' })
-  await c.connect()
+  const connect = async () => {
+    const c = new pg.Client({ host: other.host, port: other.port, user: 'app', password: 'app-secret', database: 'postgres' })
+    await c.connect()
+    return c
+  }
+  const s = await connect()
+  const refused = await s.query('UPDATE acct SET bal = bal WHERE id = 1').then(
+    () => null,
+    (e: { code?: string }) => e.code,
+  )
+  t.equal(refused, '25006', 'a standby refuses writes')
+  await s.end()
+  t.equal(await maxLsn(), before, 'and writes nothing')
+  // The first goes away (closing releases its locks): the second takes over.
+  await stack.proxy.close()
+  const until = Date.now() + 15_000
+  while (!other.context.ha.isWriter()) {
+    if (Date.now() > until) throw new Error('the second pgraid did not become the writer within 15 s')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const c = await connect()
   await c.query('UPDATE acct SET bal = bal WHERE id = 1')
   await c.end()
   t.equal(await maxLsn(), before + 1 + 10_000, 'after the highest, with a margin for commits a killed pgraid had in flight')
+  // The tests below connect to the stack's port: the second pgraid hands over to one listening there.
+  await other.close()
+  const again = await startPgraid({ ...stack.config, listen: { ...stack.config.listen, port: stack.port } }, createLogger('silent'))
+  t.equal(again.context.ha.role, 'writer')
+  stack.proxy = again
 })
 
 t.test('retention: old records are purged everywhere, but not while a backend is out', async (t) => {
