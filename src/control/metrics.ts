@@ -8,6 +8,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import client from 'prom-client'
 import type { ServerContext } from '../server-context.ts'
+import { logPositions } from '../recovery/positions.ts'
 
 /** What the data path counts (plain numbers: cheaper than prom-client calls per message). */
 export class Counters {
@@ -39,6 +40,20 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
   gauge('pgraid_backend_reads_in_flight', 'Batches in flight per backend', ['backend'], (g) => ctx.states.list.forEach((b) => g.set({ backend: b.name }, ctx.stats[b.index]?.outstanding ?? 0)))
   gauge('pgraid_writer', '1 while this instance is the writer (holds the writer lock on a majority of the backends), 0 while it is a standby', [], (g) => g.set(ctx.ha.isWriter() ? 1 : 0))
   gauge('pgraid_writer_locks_held', 'Backends on which this instance holds the writer lock', [], (g) => g.set(ctx.ha.heldBy().length))
+  // Read from the backends at scrape time (a few short queries per database): a backend out of
+  // service shows how many committed transactions a resync would replay.
+  r.registerMetric(
+    new client.Gauge({
+      name: 'pgraid_recovery_lag_transactions',
+      help: 'Committed write transactions in the recovery log that this backend lacks (0 for a backend in step), per database pgraid has served; absent when the backend could not be read',
+      labelNames: ['database', 'backend'],
+      registers: [],
+      async collect() {
+        this.reset()
+        for (const p of await logPositions(ctx, 2000)) if (p.lagTransactions !== null) this.set({ database: p.database, backend: p.backend }, p.lagTransactions)
+      },
+    }),
+  )
   gauge('pgraid_commits_in_flight', 'COMMITs sent and not yet finished', [], (g) => g.set(ctx.commitsInFlight()))
   gauge('pgraid_commits_held', '1 while new COMMITs are held (resync, clone, verify)', [], (g) => g.set(ctx.held() ? 1 : 0))
   counter('pgraid_commits_total', 'Committed write transactions (with a recovery-log record)', () => ctx.commits.total)

@@ -47,6 +47,7 @@ t.test('metrics endpoint', async (t) => {
   t.ok(value(r.body, 'pgraid_lock_waits_total') !== undefined && value(r.body, 'pgraid_deadlocks_total') !== undefined)
   t.equal(value(r.body, 'pgraid_divergences_total'), 0)
   t.match(r.body, /pgraid_process_cpu_user_seconds_total/, 'process metrics')
+  t.equal(value(r.body, 'pgraid_recovery_lag_transactions{database="postgres",backend="pg2"}'), 0, 'a backend in step lags by nothing')
 
   // A backend whose data differs is outvoted: the divergence and its state show up.
   const d = await stack.cluster.backends[1]!.client()
@@ -56,6 +57,10 @@ t.test('metrics endpoint', async (t) => {
   const after = await get(port, '/metrics')
   t.equal(value(after.body, 'pgraid_divergences_total'), 1)
   t.equal(value(after.body, 'pgraid_backend_up{backend="pg2",state="inconsistent"}'), 1)
+  await c.query('INSERT INTO m (id, v) VALUES (2, 2)')
+  const lagging = await get(port, '/metrics')
+  t.ok((value(lagging.body, 'pgraid_recovery_lag_transactions{database="postgres",backend="pg2"}') ?? 0) >= 1, 'the backend taken out lags by the commits it missed')
+  t.equal(value(lagging.body, 'pgraid_recovery_lag_transactions{database="postgres",backend="pg1"}'), 0)
   const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await admin.connect()
   t.equal(value((await get(port, '/metrics')).body, 'pgraid_sessions'), 2, 'the admin session counts')
