@@ -29,6 +29,8 @@ export interface BenchOptions {
   lifecycle: boolean
   /** The ActiveMQ send/drain figure (bench/activemq.ts). */
   activemq: boolean
+  /** pgraid's RSS with 200 idle sessions (bench/rss.ts). */
+  rss: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -74,6 +76,7 @@ export function readOptions(env = process.env): BenchOptions {
     failover: (env.BENCH_FAILOVER ?? '1') !== '0',
     lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
     activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
+    rss: (env.BENCH_RSS ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

@@ -7,6 +7,7 @@ import { renderMicro, renderProfile } from './report-sections.ts'
 import { recoveryTargets, renderFailover, renderLogCost } from './report-recovery.ts'
 import { lifecycleTargets, renderLifecycle } from './report-lifecycle.ts'
 import { renderActivemq } from './activemq.ts'
+import { renderRss } from './rss.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -70,6 +71,7 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
   lines.push(...rec.lines)
   lines.push(...lifecycleTargets(data.lifecycle).lines)
   lines.push(...renderActivemq(data.activemq).targets)
+  lines.push(...renderRss(data.idleSessions).targets)
   return { lines, selectMet, initMet, logCostMet: rec.logCostMet, failoverMet: rec.failoverMet }
 }
 
@@ -215,6 +217,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(...renderFailover(data))
   out.push(...renderLifecycle(data.lifecycle))
   out.push(...renderActivemq(data.activemq).section)
+  out.push(...renderRss(data.idleSessions).section)
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 

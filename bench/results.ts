@@ -2,6 +2,7 @@
 import type { BenchOptions, QueryMode, Workload } from './options.ts'
 import type { LifecycleOutcome } from './lifecycle.ts'
 import type { ActivemqOutcome } from './activemq.ts'
+import type { RssOutcome } from './rss.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
@@ -76,6 +77,8 @@ export interface BenchData {
   lifecycle?: LifecycleOutcome
   /** ActiveMQ send/drain through pgraid vs one plain backend (BENCH_ACTIVEMQ); undefined when skipped. */
   activemq?: ActivemqOutcome
+  /** pgraid's RSS with 200 idle sessions (BENCH_RSS); undefined when skipped. */
+  idleSessions?: RssOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */

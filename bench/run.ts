@@ -36,6 +36,9 @@
 //                        3-backend cluster vs the same broker on one plain backend; 4 producers x 500 persistent 1 KiB
 //                        messages (sync sends), then a transacted drain; 2 interleaved rounds (bench/activemq.ts,
 //                        ~2 min). 0 = skip
+//   BENCH_RSS=1          the memory figure (issue 8): pgraid (a child process) over a separate 3-backend cluster,
+//                        its VmRSS before any client and with 200 idle node-postgres sessions (bench/rss.ts, ~1 min).
+//                        0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -63,6 +66,7 @@ import { profileTpcb } from './profile.ts'
 import { runFailover } from './failover.ts'
 import { runLifecycle } from './lifecycle.ts'
 import { runActivemq } from './activemq.ts'
+import { runRss } from './rss.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -233,7 +237,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.rss ? 60 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -387,6 +391,10 @@ async function main(): Promise<number> {
         })
       : undefined
     if (aborting !== undefined) return 130
+    const idleSessions = opts.rss
+      ? await runRss({ auth: BACKEND_AUTH, user: CLIENT_USER, password: CLIENT_PASSWORD, repoRoot: opts.repoRoot, log, ...scenarioHooks })
+      : undefined
+    if (aborting !== undefined) return 130
 
     const data: BenchData = {
       startedAt,
@@ -412,6 +420,7 @@ async function main(): Promise<number> {
       failover,
       lifecycle,
       activemq,
+      idleSessions,
       micro,
       profile,
     }
@@ -420,6 +429,10 @@ async function main(): Promise<number> {
     printSummary(data)
     if (!atEnd.identical || tpcbChecks.failures.length > 0) {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
+      return 1
+    }
+    if (idleSessions && !idleSessions.ok) {
+      log(`FAILED: the RSS scenario did not complete (report written anyway): ${idleSessions.error}`)
       return 1
     }
     if (activemq && !activemq.ok) {
