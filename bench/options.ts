@@ -33,6 +33,8 @@ export interface BenchOptions {
   tls: boolean
   /** The takeover figure: two pgraid processes, the writer killed -9 (bench/takeover.ts). */
   takeover: boolean
+  /** pgraid's RSS with 200 idle sessions (bench/rss.ts). */
+  rss: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -80,6 +82,7 @@ export function readOptions(env = process.env): BenchOptions {
     activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
     tls: (env.BENCH_TLS ?? '1') !== '0',
     takeover: (env.BENCH_TAKEOVER ?? '1') !== '0',
+    rss: (env.BENCH_RSS ?? '1') !== '0',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),

@@ -9,6 +9,7 @@ import { lifecycleTargets, renderLifecycle } from './report-lifecycle.ts'
 import { renderActivemq } from './activemq.ts'
 import { renderTls } from './tls.ts'
 import { renderTakeover } from './takeover.ts'
+import { renderRss } from './rss.ts'
 import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 const SELECT_TARGET = 0.6
@@ -73,6 +74,7 @@ export function checkTargets(data: BenchData, cases: CaseSummary[] = summarise(d
   lines.push(...lifecycleTargets(data.lifecycle).lines)
   lines.push(...renderActivemq(data.activemq).targets)
   lines.push(...renderTakeover(data.takeover).targets)
+  lines.push(...renderRss(data.idleSessions).targets)
   return { lines, selectMet, initMet, logCostMet: rec.logCostMet, failoverMet: rec.failoverMet }
 }
 
@@ -220,6 +222,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(...renderActivemq(data.activemq).section)
   out.push(...renderTls(data.tls))
   out.push(...renderTakeover(data.takeover).section)
+  out.push(...renderRss(data.idleSessions).section)
   out.push(...renderProfile(data, cases))
   if (data.micro) out.push(...renderMicro(data.micro, cases))
 

@@ -4,6 +4,7 @@ import type { LifecycleOutcome } from './lifecycle.ts'
 import type { ActivemqOutcome } from './activemq.ts'
 import type { TlsFigure } from './tls.ts'
 import type { TakeoverOutcome } from './takeover.ts'
+import type { RssOutcome } from './rss.ts'
 import type { InitResult, RunResult } from './pgbench.ts'
 import type { Machine } from './machine.ts'
 import type { MicroResults } from './micro.ts'
@@ -80,6 +81,8 @@ export interface BenchData {
   activemq?: ActivemqOutcome
   tls?: TlsFigure
   takeover?: TakeoverOutcome
+  /** pgraid's RSS with 200 idle sessions (BENCH_RSS); undefined when skipped. */
+  idleSessions?: RssOutcome
   /** In-process timings of statement analysis and the lock manager (bench/micro.ts). */
   micro?: MicroResults
   /** The CPU profile of pgraid under TPC-B (BENCH_PROFILE), or why there is none. */

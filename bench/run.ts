@@ -40,6 +40,9 @@
 //                        ~2 min). 0 = skip
 //   BENCH_TLS=1         the TLS figure (issue 8): a separate 3-backend cluster, pgbench TPC-B and select-only through
 //                        one pgraid with sslmode=disable vs sslmode=require, interleaved (bench/tls.ts, ~2 min). 0 = skip
+//   BENCH_RSS=1          the memory figure (issue 8): pgraid (a child process) over a separate 3-backend cluster,
+//                        its VmRSS before any client and with 200 idle node-postgres sessions (bench/rss.ts, ~1 min).
+//                        0 = skip
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -69,6 +72,7 @@ import { runLifecycle } from './lifecycle.ts'
 import { runActivemq } from './activemq.ts'
 import { runTls } from './tls.ts'
 import { runTakeover } from './takeover.ts'
+import { runRss } from './rss.ts'
 import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
@@ -239,7 +243,7 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0) + (opts.takeover ? 60 : 0)) / 60
+  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0) + (opts.takeover ? 60 : 0) + (opts.rss ? 60 : 0)) / 60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -395,6 +399,9 @@ async function main(): Promise<number> {
     if (aborting !== undefined) return 130
     const tls = opts.tls ? await runTls(log, scenarioHooks) : undefined
     const takeover = opts.takeover ? await runTakeover({ auth: BACKEND_AUTH, log, ...scenarioHooks }) : undefined
+    const idleSessions = opts.rss
+      ? await runRss({ auth: BACKEND_AUTH, user: CLIENT_USER, password: CLIENT_PASSWORD, repoRoot: opts.repoRoot, log, ...scenarioHooks })
+      : undefined
     if (aborting !== undefined) return 130
 
     const data: BenchData = {
@@ -423,6 +430,7 @@ async function main(): Promise<number> {
       activemq,
       tls,
       takeover,
+      idleSessions,
       micro,
       profile,
     }
@@ -434,6 +442,10 @@ async function main(): Promise<number> {
       return 1
     }
     if (takeover && !takeover.ok) log(`FAILED: the takeover scenario did not complete (report written anyway): ${takeover.error}`)
+    if (idleSessions && !idleSessions.ok) {
+      log(`FAILED: the RSS scenario did not complete (report written anyway): ${idleSessions.error}`)
+      return 1
+    }
     if (activemq && !activemq.ok) {
       log(`FAILED: the ActiveMQ scenario did not complete (report written anyway): ${activemq.error}`)
       return 1

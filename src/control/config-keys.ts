@@ -1,8 +1,8 @@
 // Walks a zod config schema to list its keys with their descriptions and defaults, so error messages
-// can suggest the intended key for a typo and the docs test can prove docs/configuration.md is complete.
-import type { z } from 'zod';
+// can suggest the intended key for a typo, and config-docs.ts can generate the key table and the sample.
+import { z } from 'zod';
 
-type Schema = z.core.$ZodType;
+export type Schema = z.core.$ZodType;
 
 /** One documented key: `path` is dotted, with `[]` for "every element of this list" (e.g. `backends[].port`). */
 export interface ConfigKey {
@@ -12,9 +12,11 @@ export interface ConfigKey {
   optional: boolean;
   /** Present when the schema fills in a default value. */
   default?: unknown;
+  /** How to describe a default computed elsewhere (`.meta({ defaultText })`), e.g. writeQuorum's majority. */
+  defaultText?: string;
 }
 
-interface Unwrapped {
+export interface Unwrapped {
   inner: Schema;
   optional: boolean;
   hasDefault: boolean;
@@ -22,7 +24,7 @@ interface Unwrapped {
 }
 
 // Peels default/prefault/optional/nullable/pipe wrappers down to the object, array or leaf beneath.
-function unwrap(schema: Schema): Unwrapped {
+export function unwrap(schema: Schema): Unwrapped {
   let inner = schema;
   let optional = false;
   let hasDefault = false;
@@ -45,18 +47,24 @@ function unwrap(schema: Schema): Unwrapped {
   }
 }
 
-function shapeOf(schema: Schema): Record<string, Schema> | undefined {
+export function shapeOf(schema: Schema): Record<string, Schema> | undefined {
   const def = schema._zod.def as unknown as { type: string; shape?: Record<string, Schema> };
   return def.type === 'object' ? def.shape : undefined;
 }
 
-function elementOf(schema: Schema): Schema | undefined {
+export function elementOf(schema: Schema): Schema | undefined {
   const def = schema._zod.def as unknown as { type: string; element?: Schema };
   return def.type === 'array' ? def.element : undefined;
 }
 
-function descriptionOf(schema: Schema): string | undefined {
+export function descriptionOf(schema: Schema): string | undefined {
   return (schema as unknown as { description?: string }).description;
+}
+
+// zod keeps .describe() and .meta() in its global registry; defaultText is our own meta key.
+function defaultTextOf(schema: Schema): string | undefined {
+  const meta = z.globalRegistry.get(schema as z.ZodType) as { defaultText?: unknown } | undefined;
+  return typeof meta?.defaultText === 'string' ? meta.defaultText : undefined;
 }
 
 /** Keys the object at `path` (as in a zod issue path) accepts; [] when the path is not an object. */
@@ -89,6 +97,8 @@ export function listConfigKeys(root: Schema): ConfigKey[] {
       const u = unwrap(child);
       const entry: ConfigKey = { path, description: descriptionOf(child), optional: u.optional };
       if (u.hasDefault) entry.default = u.default;
+      const defaultText = defaultTextOf(child);
+      if (defaultText !== undefined) entry.defaultText = defaultText;
       out.push(entry);
       visit(child, path);
     }

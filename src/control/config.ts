@@ -1,6 +1,7 @@
 // The pgraid config file: its schema (the single source of truth for keys, defaults and meanings),
-// validation with every problem reported at once, and loading from a JSON file.
+// validation with every problem reported at once, and loading from a JSON file (comments allowed).
 import { readFile } from 'node:fs/promises';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { isMd5Hash } from '../auth/md5.ts';
 import { parseScramVerifier } from '../auth/scram.ts';
@@ -40,10 +41,11 @@ const listenSchema = z
   .strictObject({
     host: nonEmpty('must be a non-empty string: the address to listen on (IP address or hostname)')
       .default('127.0.0.1')
-      .describe('Address clients connect to. Use "0.0.0.0" or "::" to accept remote clients.'),
+      .describe('Address clients connect to. Use `"0.0.0.0"` or `"::"` to accept remote clients.'),
     port: intIn(0, 65535, 'must be an integer 0-65535 (0 = any free port)')
       .default(6432)
-      .describe('TCP port clients connect to; 0 picks any free port (the chosen one is printed at start).'),
+      .describe('TCP port clients connect to, 0-65535; 0 picks any free port (the chosen one is printed at start).'),
+
     tls: z
       .strictObject({
         mode: z
@@ -74,17 +76,17 @@ const backendSchema = z
     name: z
       .string('must be a string of letters, digits, "_", "." or "-"')
       .regex(/^[A-Za-z0-9_.-]+$/, 'must be non-empty and use only letters, digits, "_", "." or "-"')
-      .describe('Unique name of the backend, used in logs and metrics.'),
+      .describe('Unique name of the backend, used in logs and metrics: letters, digits, `_`, `.`, `-`.'),
     host: nonEmpty('must be a non-empty string: the PostgreSQL server address (IP address or hostname)').describe(
-      'PostgreSQL server address.',
+      'PostgreSQL server address (IP address or hostname).',
     ),
     port: intIn(1, 65535, 'must be an integer 1-65535')
       .default(5432)
-      .describe('PostgreSQL server port.'),
+      .describe('PostgreSQL server port, 1-65535.'),
     database: nonEmpty('must be a non-empty database name, or null for the database the client asked for')
       .nullable()
       .default(null)
-      .describe('Database to use on this backend; null means the database named by the connecting client.'),
+      .describe('Database to use on this backend; `null` means the database named by the connecting client.'),
     user: nonEmpty('must be a non-empty string: the PostgreSQL role pgraid logs in as').describe(
       'Role pgraid logs in to this backend as (client credentials are checked by pgraid, not forwarded).',
     ),
@@ -95,7 +97,8 @@ const backendSchema = z
       .number('must be a number >= 0 (0 = never used for reads)')
       .min(0, 'must be a number >= 0 (0 = never used for reads)')
       .default(1)
-      .describe('Share of reads sent to this backend relative to the others; 0 = writes only, never reads.'),
+      .describe('Share of reads sent to this backend relative to the others, a number >= 0; 0 = writes only, never reads.'),
+
     tls: z
       .strictObject({
         mode: z
@@ -121,22 +124,23 @@ const userSchema = z
     auth: z
       .enum(AUTH_METHODS, `must be one of ${AUTH_METHODS.map((m) => `"${m}"`).join(', ')}`)
       .default('scram-sha-256')
-      .describe('How the client proves its identity: "scram-sha-256", "md5" or "trust" (no password).'),
+      .describe('How the client proves its identity: `"scram-sha-256"`, `"md5"` or `"trust"` (no password).'),
     password: nonEmpty('must be a non-empty string: a plain password, a SCRAM-SHA-256$... verifier or an md5... hash')
       .optional()
       .describe(
-        'Plain password, or a verifier/hash from `pgraid hash-password`; required unless auth is "trust". ' +
-          'md5 auth needs a plain password or md5 hash; scram-sha-256 needs a plain password or SCRAM verifier.',
+        'Required unless `auth` is `"trust"`. A plain password, or the output of `pgraid hash-password`. `md5` auth needs ' +
+          'a plain password or an `md5...` hash (`pgraid hash-password --method md5 --user <name> <password>`); ' +
+          '`scram-sha-256` needs a plain password or a `SCRAM-SHA-256$...` verifier (`pgraid hash-password <password>`).',
       ),
     admin: z
       .boolean('must be true or false')
       .default(false)
-      .describe('May log in to the admin console (database "pgraid": SHOW BACKENDS, DISABLE, ...) and use `pgraid status`.'),
+      .describe('May log in to the admin console: the reserved database `pgraid` (`psql -d pgraid`), with `SHOW BACKENDS`, `SHOW LOG`, `SHOW SESSIONS`, `SHOW LOCKS`, `SHOW CONFIG`, `SHOW STATS`, `DISABLE`/`ENABLE`/`RESYNC`/`CLONE <backend>`, `VERIFY`; `pgraid status`, `resync`, `clone`, `verify`, `enable`, `disable` use it. docs/admin.md, docs/operations.md.'),
     maxConnections: z
       .int('must be a whole number')
       .min(1, 'must be at least 1')
       .optional()
-      .describe("Most concurrent sessions of this user (beyond it: FATAL 53300, like a role's CONNECTION LIMIT); default: only limits.maxClients."),
+      .describe("Most concurrent sessions of this user; one more gets FATAL 53300 (as a role's CONNECTION LIMIT). Without it only `limits.maxClients` applies."),
   })
   .describe('A user clients may log in to pgraid as.');
 
@@ -148,7 +152,7 @@ export const configObjectSchema = z
       backends: z
         .array(backendSchema, 'must be a list of backend objects')
         .min(1, 'must list at least one backend, e.g. [{ "name": "pg1", "host": "127.0.0.1", "user": "postgres" }]')
-        .describe('PostgreSQL servers that each receive every write; at least one. Names and host+port must be unique.'),
+        .describe('PostgreSQL servers that each receive every write; at least one. Names and host+port must be unique, and at least one backend needs a weight above 0.'),
       users: z
         .array(userSchema, 'must be a list of user objects')
         .min(1, 'must list at least one user, e.g. [{ "name": "app", "auth": "scram-sha-256", "password": "..." }]')
@@ -176,8 +180,9 @@ export const configObjectSchema = z
         .int('must be an integer from 1 to the number of backends')
         .min(1, 'must be an integer from 1 to the number of backends')
         .optional()
+        .meta({ defaultText: 'majority: floor(backends/2)+1' })
         .describe(
-          'How many backends must confirm a write before the client is answered; default is a majority, floor(backends/2)+1.',
+          'How many backends must be in service for a write to be accepted; an integer from 1 to the number of backends. Below it, writes (and COMMITs of transactions that wrote) are refused with 57P03 naming the backends out of service; reads continue.',
         ),
       timeouts: z
         .strictObject({
@@ -188,19 +193,19 @@ export const configObjectSchema = z
             0,
             'Disconnect a client idle inside an open transaction for this long (it holds locks on every backend).',
           ),
-          clientIdleMs: timeoutMs(0, 'Disconnect a client idle outside a transaction for this long (PgBouncer client_idle_timeout).'),
-          shutdownMs: timeoutMs(10_000, 'On SIGTERM/SIGINT, how long open transactions may still finish before their sessions are closed (a second signal closes at once).'),
+          clientIdleMs: timeoutMs(0, "Disconnect a client idle outside a transaction for this long, with FATAL 57P05 (PostgreSQL's idle_session_timeout, PgBouncer's client_idle_timeout). Admin console sessions are exempt."),
+          shutdownMs: timeoutMs(10_000, 'On SIGTERM or SIGINT pgraid stops accepting clients, closes each session as soon as it is between transactions (FATAL 57P01), and closes the rest after this long; a second signal exits at once.'),
         })
         .prefault({})
-        .describe('Timeouts in milliseconds; 0 disables a timeout.'),
+        .describe("Timeouts in milliseconds, integers 0-2147483647 (Node's timer limit); 0 disables a timeout."),
       limits: z
         .strictObject({
           maxMessageBytes: intIn(1024, MAX_MESSAGE_BYTES, `must be an integer 1024-${MAX_MESSAGE_BYTES}`)
             .default(MAX_MESSAGE_BYTES)
-            .describe('Largest protocol message accepted from a client or backend; larger ones end the session.'),
+            .describe("Largest protocol message accepted from a client or backend, 1024-1073741824 (1 GiB, PostgreSQL's own cap); larger ones end the session."),
           maxClients: intIn(1, Number.MAX_SAFE_INTEGER, 'must be an integer >= 1')
             .default(1000)
-            .describe('Most concurrent client connections; further clients are refused with an error.'),
+            .describe('Most concurrent client connections (>= 1); further clients are refused with an error.'),
         })
         .prefault({})
         .describe('Resource limits.'),
@@ -209,12 +214,12 @@ export const configObjectSchema = z
           level: z
             .enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.map((l) => `"${l}"`).join(', ')}`)
             .default('info')
-            .describe('Least severe log level written (JSON lines on stderr); "silent" disables logging.'),
+            .describe('Least severe level written: `fatal`, `error`, `warn`, `info`, `debug`, `trace`, or `silent` (nothing). Logs are JSON lines on stderr; `pgraid start --log-level` overrides this.'),
           slowMs: z
             .int('must be a whole number of milliseconds')
             .min(0, 'must be 0 or more')
             .default(0)
-            .describe('Log (level warn) every batch whose answers took longer than this, with its statements and backends; 0 = off.'),
+            .describe('Log (level warn, message "slow batch") every batch whose answers took longer than this many ms, with its statements (first 500 characters each), backends and duration; 0 = off.'),
         })
         .prefault({})
         .describe('Logging.'),
@@ -223,17 +228,17 @@ export const configObjectSchema = z
           log: z
             .boolean('must be true or false')
             .default(true)
-            .describe('Keep the recovery log (one pgraid.log row per committed write transaction). Turn off only to measure its cost: without it in-doubt commits cannot be completed after a crash and a behind backend cannot be resynced.'),
+            .describe('Keep the recovery log (docs/recovery.md): one `pgraid.log` row per committed write transaction, in that transaction. Turn it off only to measure its cost: without it in-doubt commits cannot be completed after a proxy crash and a backend that fell behind cannot be resynced.'),
           retainRecords: z
             .int('must be a whole number of records')
             .min(0, 'must be 0 or more')
             .default(1_000_000)
-            .describe('Records kept below the newest one; older ones are purged while every backend is in service (never while one is out: it may need them).'),
+            .describe('Recovery-log records kept below the newest one. Older records are purged from every backend, but only while every configured backend is in service: a backend that is out may need them to catch up (purging anyway means it must be cloned).'),
           purgeIntervalMs: z
             .int('must be a whole number of milliseconds')
             .min(100, 'must be at least 100 ms')
             .default(60_000)
-            .describe('How often old records are purged.'),
+            .describe('How often old records are purged (at least 100 ms).'),
         })
         .prefault({})
         .describe('The recovery log kept in the backends (docs/recovery.md).'),
@@ -243,14 +248,14 @@ export const configObjectSchema = z
             .string('must be an address')
             .min(1, 'must not be empty')
             .default('127.0.0.1')
-            .describe('Address of the Prometheus metrics endpoint (GET /metrics).'),
+            .describe('Address of the Prometheus metrics endpoint (`GET /metrics`).'),
           port: z
             .int('must be a port number or null')
             .min(0, 'must be 0-65535')
             .max(65535, 'must be 0-65535')
             .nullable()
             .default(null)
-            .describe('Port of the Prometheus metrics endpoint; null (the default) serves none, 0 picks a free port.'),
+            .describe('Port of the metrics endpoint; `null` serves none, 0 picks a free port (printed at start). Metrics: sessions, backend states, batches in flight, batch duration histogram per kind (read, write, commit), commits, commits in flight/held, lock waits, deadlocks, divergences, client bytes, process metrics.'),
         })
         .prefault({})
         .describe('Prometheus metrics (docs/operations.md).'),
@@ -290,18 +295,18 @@ export const configObjectSchema = z
             .min(10, 'must be at least 10 ms')
             .max(10_000, 'must be at most 10000 ms')
             .default(1000)
-            .describe('Longest time resync, clone and verify hold new COMMITs (to replay the last records, or to take aligned snapshots). Open transactions are never waited for.'),
+            .describe('Longest time resync, clone and verify hold new COMMITs (10-10000 ms): to replay the last records before a backend is enabled, or to take snapshots of every backend at one log position. Open transactions are never waited for.'),
           verifyChunkRows: z
             .int('must be a whole number of rows')
             .min(10, 'must be at least 10')
             .default(10_000)
-            .describe('Rows per checksum chunk in verify; a differing chunk is then compared row by row.'),
+            .describe('Rows per checksum chunk in `pgraid verify` (at least 10); only a chunk whose checksums differ is read row by row.'),
           cloneJobs: z
             .int('must be a whole number')
             .min(1, 'must be at least 1')
             .max(16, 'must be at most 16')
             .default(2)
-            .describe('Tables clone copies in parallel (each a COPY stream from the source snapshot to the target).'),
+            .describe("Tables `pgraid clone` copies in parallel (1-16), each a COPY stream from the source's exported snapshot into the target."),
         })
         .prefault({})
         .describe('Resync, clone and verify (docs/operations.md).'),
@@ -310,18 +315,18 @@ export const configObjectSchema = z
           allowFunctions: z
             .array(nonEmpty('must be a function name'), 'must be a list of function names, e.g. ["random"]')
             .default([])
-            .describe('Functions whose per-backend results you accept in writes (each backend computes its own value; the data may differ). clock_timestamp() listed here becomes one pgraid value per statement instead.'),
+            .describe('Functions whose per-backend results you accept in writes, e.g. `["random"]`. By default a write calling random(), gen_random_uuid(), clock_timestamp(), txid_current(), pg_backend_pid(), ... is refused with SQLSTATE 0A000, because each backend would compute its own value and the copies would silently differ. Listing `clock_timestamp` makes it one pgraid value per statement (the same on every backend) instead of a refusal. See docs/determinism.md.'),
           allowTriggers: z
             .array(nonEmpty('must be a trigger name'), 'must be a list of trigger names, e.g. ["set_updated_at"]')
             .default([])
-            .describe('Triggers calling per-backend functions (now(), random(), ...) whose writes you accept anyway, ordered under a database-wide lock; the values they compute may differ per backend. "*" accepts every trigger.'),
+            .describe('Triggers whose function calls per-backend functions (now(), random(), clock_timestamp(), ...) or is written in a language pgraid cannot inspect, and whose writes you accept anyway, e.g. `["set_updated_at"]`; `"*"` accepts all. Such writes run under a database-wide pgraid lock; the values the trigger computes are each backend\'s own. By default a write to such a table is refused with 0A000 naming the table and the trigger.'),
         })
         .prefault({})
         .describe('What pgraid does with non-deterministic functions in writes.'),
     },
     'must be a JSON object with at least "backends" and "users" (see fixtures/pgraid.example.json)',
   )
-  .describe('The pgraid configuration file (JSON).');
+  .describe('The pgraid configuration file (JSON; comments allowed).');
 
 /** How a configured user password is stored, which decides the auth methods it can serve. */
 export type StoredPasswordKind = 'plain' | 'md5' | 'scram-sha-256';
@@ -474,7 +479,7 @@ export function parseConfig(raw: unknown, source: string): Config {
   return result.data;
 }
 
-/** Reads and validates a JSON config file; unreadable files and JSON syntax errors are ConfigErrors too. */
+/** Reads and validates a config file (JSON, `//` and block comments allowed); unreadable files and syntax errors are ConfigErrors too. */
 export async function loadConfig(path: string): Promise<Config> {
   let text: string;
   try {
@@ -483,21 +488,33 @@ export async function loadConfig(path: string): Promise<Config> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigError(path, [`(file): cannot read it (${code ?? (err as Error).message}); pass an existing JSON file with -c`]);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(path, [`(top level): not valid JSON: ${withLineColumn((err as Error).message, text)}`]);
-  }
-  return parseConfig(raw, path);
+  return parseConfig(parseConfigText(text, path), path);
 }
 
-// Node 20's JSON errors give only a character offset; editors want line and column.
-function withLineColumn(message: string, text: string): string {
-  const m = /at position (\d+)/.exec(message);
-  if (!m || /line \d+/.test(message)) return message;
-  const before = text.slice(0, Number(m[1]));
+/**
+ * Parses config text as JSONC (JSON plus comments and trailing commas, as in tsconfig.json), so the
+ * sample config can explain every key in place. Every syntax error is reported with line and column.
+ */
+export function parseConfigText(text: string, source: string): unknown {
+  const errors: ParseError[] = [];
+  const raw: unknown = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false });
+  if (errors.length > 0) {
+    throw new ConfigError(
+      source,
+      errors.map((e) => `(top level): not valid JSON: ${describeSyntaxError(printParseErrorCode(e.error))} at ${lineColumn(text, e.offset)}`),
+    );
+  }
+  return raw;
+}
+
+// jsonc-parser names errors in PascalCase ("ValueExpected"); spell them as a sentence fragment.
+function describeSyntaxError(code: string): string {
+  return code.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+}
+
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset);
   const line = before.split('\n').length;
   const column = before.length - before.lastIndexOf('\n');
-  return `${message} (line ${line}, column ${column})`;
+  return `line ${line}, column ${column}`;
 }

@@ -10,7 +10,7 @@ import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../../src/server.ts'
 import { parseConfig } from '../../src/control/config.ts'
 import { createLogger } from '../../src/control/logger.ts'
-import { stackFor, client, bounded, waitFor, type Stack } from '../harness/stack.ts'
+import { stackFor, client, bounded, waitFor, TEST_SETTINGS, type Stack } from '../harness/stack.ts'
 import { cliFor, killWhen, ADMIN } from '../harness/cli.ts'
 
 const USERS = [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, ADMIN]
@@ -57,7 +57,7 @@ async function schema(c: pg.Client, rows: number): Promise<void> {
 }
 
 t.test('a fourth, empty database added to the configuration is cloned under load', async (t) => {
-  const cluster = await startCluster({ count: 4 })
+  const cluster = await startCluster({ count: 4, settings: { ...TEST_SETTINGS } })
   t.teardown(() => cluster.stop())
   const backends = cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password }))
   const logger = createLogger('error')

@@ -10,8 +10,9 @@ import { to as copyTo, from as copyFrom } from 'pg-copy-streams'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { schemaScript, type SchemaScript } from '../../src/lifecycle/schema-ddl.ts'
 import { digestDatabase } from '../harness/compare.ts'
+import { TEST_SETTINGS } from '../harness/stack.ts'
 
-const cluster = await startCluster({ count: 2 })
+const cluster = await startCluster({ count: 2, settings: { ...TEST_SETTINGS } })
 t.teardown(() => cluster.stop())
 const [src, dst] = cluster.backends as [(typeof cluster.backends)[0], (typeof cluster.backends)[0]]
 
