@@ -36,7 +36,7 @@
 //                        the writer killed -9 five times; kill -> first write on the new writer (bench/takeover.ts, ~60 s). 0 = skip
 //   BENCH_ACTIVEMQ=1     the ActiveMQ figure (issue 7): a real broker (Debian's activemq) on pgraid over a separate
 //                        3-backend cluster vs the same broker on one plain backend; 4 producers x 500 persistent 1 KiB
-//                        messages (sync sends), then a transacted drain; 2 interleaved rounds (bench/activemq.ts,
+//                        messages (sync sends), then a transacted drain; BENCH_ACTIVEMQ_ROUNDS (4) interleaved rounds (bench/activemq.ts,
 //                        ~2 min). 0 = skip
 //   BENCH_TLS=1         the TLS figure (issue 8): a separate 3-backend cluster, pgbench TPC-B and select-only through
 //                        one pgraid with sslmode=disable vs sslmode=require, interleaved (bench/tls.ts, ~2 min). 0 = skip
