@@ -6,10 +6,11 @@
 // next round kills the other. Medians of the rounds; afterwards every acknowledged probe row must be on
 // every backend and the backends identical. Runs alone: `npx tsx bench/takeover.ts`.
 
+import { median } from './results.ts'
+import { freePort } from '../test/harness/stack.ts'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import pg from 'pg'
 import { startCluster, type BackendAuth, type Cluster } from '../src/embedded/cluster.ts'
@@ -30,21 +31,6 @@ export interface TakeoverContext {
   repoRoot?: string
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))))
-    })
-  })
-}
 
 async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms

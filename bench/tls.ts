@@ -15,6 +15,7 @@ import { makeCerts } from '../test/harness/certs.ts'
 import { benchRun, initDataset, type Endpoint } from './pgbench.ts'
 import { prepareRun } from './maintenance.ts'
 import type { QueryMode, Workload } from './options.ts'
+import { median } from './results.ts'
 
 export interface TlsFigure {
   ok: boolean
@@ -27,10 +28,6 @@ export interface TlsFigure {
   rows: { workload: Workload; mode: QueryMode; plain: number; tls: number; ratio: number; tlsProtocol: string }[]
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN
-}
 
 export async function runTls(log: (m: string) => void, hooks: { clusterStarted?(c: Cluster): void; clusterStopped?(c: Cluster): void } = {}): Promise<TlsFigure> {
   const env = process.env
