@@ -43,6 +43,8 @@ interface Slot {
   timer: NodeJS.Timeout | null
   /** Not before this time (a stalemate backoff). */
   notBefore: number
+  /** The last try found the lock held by another instance (not merely the backend unreachable). */
+  contested: boolean
   lastError: string | null
 }
 
@@ -64,7 +66,7 @@ export class Election extends EventEmitter {
     private readonly log: Logger,
   ) {
     super()
-    this.slots = targets.map((_, index) => ({ index, client: null, held: false, busy: false, timer: null, notBefore: 0, lastError: null }))
+    this.slots = targets.map((_, index) => ({ index, client: null, held: false, busy: false, timer: null, notBefore: 0, lastError: null, contested: false }))
     // A backend must keep a silent writer's lock longer than that writer takes to notice it lost it.
     this.sessionTimeoutMs = Math.max(opts.sessionTimeoutMs, opts.heartbeatMs + opts.heartbeatTimeoutMs + 1000)
   }
@@ -136,6 +138,7 @@ export class Election extends EventEmitter {
           'lock',
         )
         const row = r.rows[0]!
+        s.contested = !row.got
         if (row.got) {
           s.held = true
           this.log.info({ backend: this.targets[s.index]!.name }, 'writer lock taken')
@@ -144,6 +147,7 @@ export class Election extends EventEmitter {
       s.lastError = null
     } catch (e) {
       s.lastError = (e as Error).message
+      s.contested = false
       await this.drop(s, (e as Error).message)
     } finally {
       s.busy = false
@@ -221,7 +225,12 @@ export class Election extends EventEmitter {
   /** Promotes or fences on the current count; breaks a stalemate where no instance can reach a majority. */
   private evaluate(): void {
     const held = this.slots.filter((s) => s.held).length
-    const writer = !this.closed && held >= this.opts.needed
+    // A majority is always enough. With writeQuorum set below a majority (needed < majority), fewer
+    // locks do only while no backend this instance reaches has its lock held by another instance:
+    // two instances starting together on a healthy cluster must not both write. Only a partition
+    // (each side reaching different backends) can then make two writers: the price of that setting.
+    const majority = Math.floor(this.slots.length / 2) + 1
+    const writer = !this.closed && (held >= majority || (held >= this.opts.needed && !this.slots.some((s) => s.contested)))
     if (writer !== this.isWriter()) {
       this.role = writer ? 'writer' : 'standby'
       this.since = new Date()
