@@ -39,7 +39,7 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
     return p
   }
   const a = await start('a', portA)
-  await waitFor('pgraid a to become the writer', async () => (await a.ha()).role === 'writer', 15_000)
+  await waitFor('pgraid a to become the writer', async () => (await a.ha()).role === 'writer', 60_000)
   const b = await start('b', portB)
   const hb = await b.ha()
   t.equal(hb.role, 'standby', 'the second instance is a standby')
@@ -153,15 +153,17 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   await a.kill()
   killed = true
   const killedAt = acked.length
-  await waitFor('the standby to take over: writes acknowledged after the kill', () => acked.length >= killedAt + 20, 20_000).catch((e: Error) => {
+  // Generous bounds: on a loaded 2-core CI machine a takeover plus client reconnects can take a while.
+  await waitFor('the standby to take over: writes acknowledged after the kill', () => acked.length >= killedAt + 20, 60_000).catch((e: Error) => {
     throw new Error(`${e.message}\n--- b's log:\n${b.log().slice(-4000)}`)
   })
-  await waitFor('a whole pgbench run on the new writer', () => runsAfterKill >= 1, 30_000)
+  await waitFor('a whole pgbench run on the new writer', () => runsAfterKill >= 1, 60_000)
   stop = true
   await bounded(Promise.all([loop, pgbenchLoop]), 40_000, 'the load to stop')
   t.equal((await b.ha()).role, 'writer', 'b is the writer now')
+  await waitFor("b's standby session to be ended now that b is the writer", () => standbyClosed, 30_000)
   t.ok(standbyClosed, "b's standby session was ended when b became the writer")
-  t.ok(errorsSeen >= 0, `${acked.length} writes acknowledged, ${errorsSeen} failed around the takeover; ${processed} pgbench transactions in ${runs} clean runs`)
+  t.comment(`${acked.length} writes acknowledged, ${errorsSeen} failed around the takeover; ${processed} pgbench transactions in ${runs} clean runs`)
   for (const [i, rows] of (await onEachBackend<{ id: number }>(stack, 'SELECT id FROM ha_acked')).entries()) {
     const have = new Set(rows.map((r) => r.id))
     t.same(acked.filter((id) => !have.has(id)), [], `${stack.cluster.backends[i]!.name} has every acknowledged write`)
@@ -180,7 +182,7 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   t.teardown(() => {
     if (!resumed) for (const i of [1, 2]) stack.cluster.backends[i]!.resume()
   })
-  await waitFor('b to lose the majority', async () => (await b.ha()).role === 'standby', 15_000)
+  await waitFor('b to lose the majority', async () => (await b.ha()).role === 'standby', 60_000)
   const fenced = await fc.query('INSERT INTO ha_acked VALUES (-11, 3)').then(
     () => null,
     (e: { code?: string; detail?: string }) => e,
@@ -189,7 +191,7 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   t.match(fenced?.detail ?? '', /lost the writer lock on a majority/)
   for (const i of [1, 2]) stack.cluster.backends[i]!.resume()
   resumed = true
-  await waitFor('b to hold the majority again', async () => (await b.ha()).role === 'writer', 20_000)
+  await waitFor('b to hold the majority again', async () => (await b.ha()).role === 'writer', 60_000)
   await fc.query('INSERT INTO ha_acked VALUES (-12, 3)')
   t.pass('it writes again once it holds the majority again')
   await fc.end()
