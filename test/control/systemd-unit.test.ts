@@ -24,6 +24,7 @@ t.test('the systemd unit stops gracefully, reloads with SIGHUP and runs as its o
   t.match(settings.get('User') ?? '', /^(?!root$)\w+$/, 'a dedicated user, not root');
   t.match(settings.get('ExecStart') ?? '', / start -c \S+/, 'ExecStart runs pgraid start -c <config>');
   t.match(settings.get('ExecStartPre') ?? '', / check-config -c \S+/, 'the config is checked before each start');
+  t.match(settings.get('Environment') ?? '', /^NODE_OPTIONS=.*--max-semi-space-size=\d+/, "V8's young generation is capped (the memory figure in docs/benchmarks.md relies on it)");
 });
 
 t.test('systemd-analyze verify accepts the unit', async (t) => {
