@@ -11,7 +11,7 @@ import path from 'node:path'
 import { stackFor, assertIdentical, onEachBackend, waitFor } from '../harness/stack.ts'
 import { needJava, startBroker, produce, consume, account, ids, unexpectedProblems, type Broker, type Consumed, type Produced } from './harness.ts'
 
-const COUNT = 300
+const COUNT = 200
 const HALF = COUNT / 2
 const SEED = 20240611
 
@@ -32,7 +32,7 @@ function showConsume(t: Test, what: string, c: Consumed, broker: Broker): void {
 }
 
 if (await needJava(t)) {
-  t.test('plain run: 300 persistent messages through a JDBC store on pgraid, none lost, duplicated or corrupted', async (t) => {
+  t.test('plain run: 200 persistent messages through a JDBC store on pgraid, none lost, duplicated or corrupted', async (t) => {
     const t0 = Date.now()
     const stack = await stackFor(t, { settings: { fsync: 'off' } })
     const jdbcUrl = `jdbc:postgresql://127.0.0.1:${stack.port}/postgres`

@@ -62,11 +62,11 @@ if (await needJava(t)) {
     await admin.connect()
     t.teardown(() => admin.end())
     const ctx = stack.proxy.context
-    // Two producer runs one after the other (ids 0..299) and consumers draining as they go.
+    // Two producer runs one after the other (ids 0..239) and consumers draining as they go.
     const got: Got[] = []
     let producing = true
     const consumers = (async () => {
-      while (producing || got.length < 300) {
+      while (producing || got.length < 240) {
         const c = await consume(broker.url, queue, got.length % 2 ? 'transacted' : 'client-ack', 100, 3_000)
         t.equal(c.run.code, 0, `consumer run exits 0 (${c.got.length} messages${c.failure ? `, ${c.failure}` : ''})`)
         got.push(...c.got)
@@ -76,9 +76,9 @@ if (await needJava(t)) {
     const sent: number[] = []
     const producers = (async () => {
       for (let k = 0; k < 2; k++) {
-        const p = await produce(broker.url, queue, 150, 100 + k, { firstId: k * 150 })
-        t.ok(p.complete, `producer run ${k + 1}: all 150 sent`)
-        for (let i = 0; i < p.confirmed; i++) sent.push(k * 150 + i)
+        const p = await produce(broker.url, queue, 120, 100 + k, { firstId: k * 120 })
+        t.ok(p.complete, `producer run ${k + 1}: all 120 sent`)
+        for (let i = 0; i < p.confirmed; i++) sent.push(k * 120 + i)
       }
       producing = false
     })()
@@ -93,7 +93,7 @@ if (await needJava(t)) {
     await bounded(producers, 120_000, 'producers')
     await bounded(consumers, 120_000, 'consumers')
     const acc = account(sent, got)
-    t.equal(sent.length, 300)
+    t.equal(sent.length, 240)
     t.same(acc.lost, [], `lost: ${acc.lost.length} ${ids(acc.lost)}`)
     t.same(acc.duplicates, [], `duplicated: ${acc.duplicates.length} ${ids(acc.duplicates)}`)
     t.same(acc.corrupt, [], `corrupt: ${acc.corrupt.length}`)

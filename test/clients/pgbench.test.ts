@@ -42,7 +42,7 @@ t.test('pgbench -i through pgraid loads every backend', async (t) => {
 
 for (const mode of ['simple', 'extended', 'prepared']) {
   t.test(`TPC-B -c 8 -M ${mode}: no failed transaction, identical backends`, async (t) => {
-    const running = pgbench(['-n', '-c', '8', '-j', '2', '-T', mode === 'simple' ? '10' : '4', '-M', mode])
+    const running = pgbench(['-n', '-c', '8', '-j', '2', '-T', mode === 'simple' ? '5' : '3', '-M', mode])
     if (mode === 'simple') {
       // Counters move while pgbench runs: two scrapes, the second after more commits.
       const before = await scrape('pgraid_commits_total')
