@@ -12,10 +12,11 @@ export { startStack, type Stack }
 /**
  * PostgreSQL settings of test backends. Tests kill processes (pgraid, postgres), never the machine, so
  * the WAL a commit wrote survives without fsync; fsync costs ~4 ms per commit per backend on the test
- * machines, and full-page images only matter after an OS crash. A test that measures durability
+ * machines, and full-page images only matter after an OS crash. No autovacuum: the tests are short,
+ * and its workers on three backends take CPU the suite needs. A test that measures durability
  * passes its own settings (they override these).
  */
-export const TEST_SETTINGS: Readonly<Record<string, string>> = { fsync: 'off', full_page_writes: 'off' }
+export const TEST_SETTINGS: Readonly<Record<string, string>> = { fsync: 'off', full_page_writes: 'off', autovacuum: 'off' }
 
 /** Starts a stack (backends with TEST_SETTINGS under opts.settings) and registers its teardown with the tap test. */
 export async function stackFor(t: Test, opts: StackOptions = {}): Promise<Stack> {
