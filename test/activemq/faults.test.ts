@@ -44,7 +44,11 @@ if (await needJava(t)) {
     const c2 = await consume(broker.url, queue, 'transacted', COUNT, 5_000)
     t.equal(c2.run.code, 0, 'the consumer after the restart exits 0')
     const acc = account(Array.from({ length: p.confirmed }, (_, i) => i), [...c1.got, ...c2.got])
-    t.same(acc.lost, [], `lost: ${acc.lost.length} ${ids(acc.lost)}`)
+    // A batch whose commit was in flight when the broker died is in doubt (JMS allows it): not
+    // redelivered means its commit went through, and the store is checked empty below.
+    const lost = acc.lost.filter((id) => !c1.inDoubt.includes(id))
+    t.comment(`in doubt when the broker died (commit sent, answer lost): ${c1.inDoubt.length} ${ids(c1.inDoubt)}`)
+    t.same(lost, [], `lost: ${lost.length} ${ids(lost)}`)
     t.same(acc.corrupt, [], `corrupt: ${acc.corrupt.length}`)
     t.same(acc.unexpected, [], 'nothing never sent')
     t.comment(`duplicates after the broker crash (allowed by JMS): ${acc.duplicates.length} ${ids(acc.duplicates)}`)

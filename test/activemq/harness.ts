@@ -237,6 +237,12 @@ export interface Consumed {
   /** The `RECEIVED ...` line, when the client got that far. */
   summary: { received: number; ok: number; corrupt: number; end: 'max' | 'idle' } | null
   failure: string | null
+  /**
+   * Received but never confirmed because the run failed before its commit/acknowledge answered (the
+   * broker died): the commit may or may not have happened, as JMS allows. Such a message is either
+   * redelivered later or gone because its commit went through.
+   */
+  inDoubt: number[]
 }
 
 /** `consume`: until `max` messages or `idleMs` without one (see JmsCheck.java). */
@@ -245,14 +251,18 @@ export async function consume(url: string, queue: string, mode: 'transacted' | '
   const got: Got[] = []
   let summary: Consumed['summary'] = null
   let failure: string | null = null
+  const received: number[] = []
   for (const line of r.stdout.split('\n')) {
     let m: RegExpMatchArray | null
-    if ((m = line.match(/^GOT (-?\d+) (OK|CORRUPT)( redelivered)?$/))) got.push({ id: Number(m[1]), ok: m[2] === 'OK', redelivered: !!m[3] })
+    if ((m = line.match(/^# recv (-?\d+)$/))) received.push(Number(m[1]))
+    else if ((m = line.match(/^GOT (-?\d+) (OK|CORRUPT)( redelivered)?$/))) got.push({ id: Number(m[1]), ok: m[2] === 'OK', redelivered: !!m[3] })
     else if ((m = line.match(/^RECEIVED (\d+) OK (\d+) CORRUPT (\d+) END (max|idle)$/))) {
       summary = { received: Number(m[1]), ok: Number(m[2]), corrupt: Number(m[3]), end: m[4] as 'max' | 'idle' }
     } else if ((m = line.match(/^FAILED (.*)$/))) failure = m[1]
   }
-  return { run: r, got, summary, failure }
+  const confirmed = new Set(got.map((g) => g.id))
+  const inDoubt = failure !== null || r.code !== 0 ? [...new Set(received.filter((id) => !confirmed.has(id)))] : []
+  return { run: r, got, summary, failure, inDoubt }
 }
 
 export interface Accounting {
