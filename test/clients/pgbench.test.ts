@@ -42,7 +42,7 @@ t.test('pgbench -i through pgraid loads every backend', async (t) => {
 
 for (const mode of ['simple', 'extended', 'prepared']) {
   t.test(`TPC-B -c 8 -M ${mode}: no failed transaction, identical backends`, async (t) => {
-    const running = pgbench(['-n', '-c', '8', '-j', '2', '-T', mode === 'simple' ? '5' : '3', '-M', mode])
+    const running = pgbench(['-n', '-c', '8', '-j', '2', '-T', mode === 'simple' ? '4' : '2', '-M', mode])
     if (mode === 'simple') {
       // Counters move while pgbench runs: two scrapes, the second after more commits.
       const before = await scrape('pgraid_commits_total')
@@ -65,6 +65,6 @@ for (const mode of ['simple', 'extended', 'prepared']) {
 }
 
 t.test('select-only -S -M prepared reads from the backends', async (t) => {
-  const out = await pgbench(['-n', '-S', '-c', '8', '-j', '2', '-T', '3', '-M', 'prepared'])
+  const out = await pgbench(['-n', '-S', '-c', '8', '-j', '2', '-T', '2', '-M', 'prepared'])
   t.match(out, /number of failed transactions: 0/)
 })
