@@ -142,7 +142,7 @@ t.test('pgbench -c 8 while a backend is killed: no client aborted, the others id
     )
   const init = await pgbench(['-i', '-s', '1', '-q'])
   t.equal(init.code, 0, init.out)
-  const run = pgbench(['-c', '8', '-j', '2', '-T', '6', '-n'])
+  const run = pgbench(['-c', '8', '-j', '2', '-T', '5', '-n'])
   await new Promise((r) => setTimeout(r, 2000))
   await stack.cluster.backends[1]!.kill()
   const res = await run

@@ -23,7 +23,7 @@ t.test('writeQuorum 1, two instances started together: never two writers, one wr
       },
       'ha-quorum',
     )
-  for (let round = 1; round <= 2; round++) {
+  for (let round = 1; round <= Number(process.env.HA_QUORUM_ROUNDS ?? 1); round++) {
     const proxies: PgraidHandle[] = await Promise.all([startPgraid(config(), createLogger('silent')), startPgraid(config(), createLogger('silent'))])
     let both = 0
     const watch = setInterval(() => {

@@ -41,6 +41,9 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   const a = await start('a', portA)
   await waitFor('pgraid a to become the writer', async () => (await a.ha()).role === 'writer', 60_000)
   const b = await start('b', portB)
+  // The standby learns the writer's name from its first refused lock attempt on some backend; under
+  // load that attempt may come a retry later (a connect that took longer than the heartbeat bound).
+  await waitFor("the standby to learn the writer's name", async () => new RegExp(`:${portA}$`).test((await b.ha()).writer ?? ''), 60_000)
   const hb = await b.ha()
   t.equal(hb.role, 'standby', 'the second instance is a standby')
   t.equal(hb.locks_held, '', 'holding no writer lock')

@@ -16,7 +16,7 @@ import { stackFor, assertIdentical, onEachBackend, bounded, freePort } from '../
 // Each kill lands at a random moment among four committing workers (simple, extended and explicit
 // transactions), and each costs a restart of the child process; five cover the kinds, in-doubt.test.ts
 // hits the exact kill points. PROXY_KILLS=50 for a longer hunt.
-const KILLS = Number(process.env.PROXY_KILLS ?? 3)
+const KILLS = Number(process.env.PROXY_KILLS ?? 2)
 
 t.test(`pgraid killed -9 ${KILLS} times under concurrent commits: nothing acknowledged is lost`, async (t) => {
   const stack = await stackFor(t)
