@@ -9,7 +9,7 @@ import type net from 'node:net'
 import { B } from '../protocol/codes.ts'
 import { message, commandComplete, readyForQuery, parameterStatus, backendKeyData, errorResponse } from '../protocol/encode.ts'
 import { behindReason, resync, ResyncRefused } from '../recovery/resync.ts'
-import { NotReplayable } from '../recovery/replay.ts'
+import { NotReplayable, RowCountMismatch } from '../recovery/replay.ts'
 import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts'
 import { SnapshotRefused } from '../lifecycle/snapshots.ts'
 import { clone, CloneRefused } from '../lifecycle/clone.ts'
@@ -254,6 +254,7 @@ export class AdminConsole {
       } catch (e) {
         if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
         if (e instanceof NotReplayable) throw new PgError('55000', `cannot resync ${name}: ${e.message}: clone it`, 'ERROR', undefined, 'the records applied so far stay; the backend stays out of service')
+        if (e instanceof RowCountMismatch) throw new PgError('XX001', `resync of ${name} found its data different from ${targets[this.ctx.states.enabled()[0] ?? 0]?.name ?? 'the backends in service'}: ${e.message}`, 'ERROR', undefined, `${name} is now inconsistent: clone it`)
         throw new PgError('XX000', `resync of ${name} failed: ${(e as Error).message}`, 'ERROR', undefined, 'the backend stays out of service; fix the cause and run RESYNC again (it resumes where it stopped)')
       }
     }

@@ -470,6 +470,24 @@ export class Exchange {
     return this.responses[i]?.get(t)?.some((u) => u.type === type) ?? false
   }
 
+  /**
+   * The CommandComplete tag ending statement `k` of message `i` (0 for an
+   * Execute; the k-th statement of a simple query, pgraid's own statement
+   * skipped), as the backends that decided the message answered it.
+   */
+  statementTag(i: number, k: number): string | undefined {
+    const msg = this.msgs[i]
+    const t = msg?.targets[0]
+    if (t === undefined) return undefined
+    const at = msg.dropUnit !== undefined && k >= msg.dropUnit ? k + 1 : k
+    let n = 0
+    for (const u of this.responses[i]?.get(t) ?? []) {
+      if (u.type !== B.CommandComplete && u.type !== B.ErrorResponse && u.type !== B.EmptyQueryResponse) continue
+      if (n++ === at) return u.type === B.CommandComplete && u.body ? u.body.toString('utf8', 0, u.body.length - 1) : undefined
+    }
+    return undefined
+  }
+
   /** Skipping state of each backend after the batch. */
   skippingAfter(idx: number): boolean | undefined {
     return this.links.get(idx)?.skipping

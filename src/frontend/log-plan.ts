@@ -25,6 +25,8 @@ export interface BatchLogEntry {
   msg: number
   entry: LogEntry
   writes: boolean
+  /** Which statement of the message it is (its CommandComplete among the message's statement ends); undefined = not one statement. */
+  unit?: number
 }
 
 /** The log INSERT of a committing batch; `fill` writes LSN and time into its message. */
@@ -32,6 +34,8 @@ export interface LogCommit {
   fill(lsn: number, at: string): void
   /** The record as inserted (JSON), and after fill its LSN and time: replayed on backends the session lacks. */
   json: string
+  /** Its entries (the same objects: tags learnt after the answers are on them). */
+  entries: LogEntry[]
   lsn?: number
   at?: string
 }

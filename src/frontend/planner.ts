@@ -84,7 +84,9 @@ export interface Plan {
   /** Index of the injected Parse of the log statement (the session marks it prepared where it succeeded). */
   logParse: number | null
   /** Tie-safe autocommit: the batch ran inside pgraid's BEGIN; the session commits it (with this record) once the answers agreed. */
-  deferredCommit: { json: string } | null
+  deferredCommit: { settings: readonly string[]; entries: LogEntry[] } | null
+  /** Every entry the batch logged, with where its CommandComplete comes (its tag is recorded after the answers). */
+  tagged: BatchLogEntry[]
 }
 
 function unqualified(name: string): string {
@@ -262,6 +264,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     commit: null,
     logParse: null,
     deferredCommit: null,
+    tagged: [],
   }
   const last = frames[frames.length - 1]
   plan.endsWithSync = last?.type === F.Sync || last?.type === F.Query
@@ -365,10 +368,12 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     plan.logEntries = []
     plan.logReset = true
   }
-  const add = (msg: number, entry: LogEntry, writes: boolean) => {
+  const add = (msg: number, entry: LogEntry, writes: boolean, unit?: number) => {
     cur.push(entry)
     curWrites ||= writes
-    plan.logEntries.push({ msg, entry, writes })
+    const e: BatchLogEntry = { msg, entry, writes, unit }
+    plan.logEntries.push(e)
+    plan.tagged.push(e)
   }
   /** Log INSERT as extended-protocol messages (named statement and portal: the client's unnamed ones stay). */
   const injectExtended = () => {
@@ -387,6 +392,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const commitAt = (json: string, idx: number, build: (lsn: number, at: string) => Buffer): LogCommit => {
     const c: LogCommit = {
       json,
+      entries: [...cur],
       fill(lsn, at) {
         c.lsn = lsn
         c.at = at
@@ -446,7 +452,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
             if (curWrites) injectExtended()
             restart()
           } else if (st.tx?.op === 'begin' || st.tx?.op === 'rollback') restart()
-          else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog))
+          else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0)
         }
         push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: targets.length > 1 && !!a && plainRead(a, ctx.catalog) })
         break
@@ -498,14 +504,16 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     if (!stmts.some(txControl)) {
       const writes = stmts.some((s) => changesData(s, ctx.catalog))
       const copy = stmts.some((s) => s.kind === 'copy-in')
+      // One statement in the text: its CommandComplete is the message's first.
+      const unit = stmts.length === 1 ? 0 : undefined
       if (ctx.inTransaction) {
-        if (stmts.some((s) => logged(s, ctx.catalog))) add(idx, copy ? { q: sent, copy: true } : { q: sent }, writes)
+        if (stmts.some((s) => logged(s, ctx.catalog))) add(idx, copy ? { q: sent, copy: true } : { q: sent }, writes, unit)
         return
       }
       // Autocommit: the text is one implicit transaction; the INSERT is its last statement.
       // COPY (data not in the record) and statements refusing a transaction block are not logged.
       if (!writes || copy || stmts.some((s) => s.noTransactionBlock)) return
-      add(idx, { q: sent }, writes)
+      add(idx, { q: sent }, writes, unit)
       if (tieSafe) return // committed by the session after the answers agreed
       const json = recordJson(log!.settings, cur)
       plan.commit = commitAt(json, idx, (lsn, at) => queryMessage(`${sent}\n;${insertText(lsn, at, json)}`))
@@ -531,12 +539,12 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           m.dropUnit = k
         }
         restart()
-      } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog))
+      } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog), k)
     })
   }
 
   if (tieSafe) {
-    plan.deferredCommit = { json: recordJson(log!.settings, cur) }
+    plan.deferredCommit = { settings: [...log!.settings], entries: cur }
     restart()
   }
 

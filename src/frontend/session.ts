@@ -24,7 +24,7 @@ import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
-import { insertText } from '../recovery/record.ts'
+import { insertText, recordJson } from '../recovery/record.ts'
 import type { ServerContext } from '../server-context.ts'
 import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
 
@@ -539,6 +539,8 @@ export class Session implements LinkHost {
     const outcome = ex.outcome
     this.afterBatch(plan, ex)
     const live = this.links.map((l) => l.index)
+    // Written now, with the tags the statements answered: a replay changing other rows is caught.
+    const json = recordJson(plan.deferredCommit!.settings, plan.deferredCommit!.entries)
     let err: PgError | null = outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
     if (!err && (!this.mayWrite() || !this.ctx.recovery(this.database).isReady)) err = this.readOnlyError(plan, this.catalogSeen)
     const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
@@ -548,11 +550,11 @@ export class Session implements LinkHost {
       try {
         const lsn = this.ctx.recovery(this.database).take()
         const at = isoMicros(performance.timeOrigin + performance.now())
-        const commit = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at, plan.deferredCommit!.json)};COMMIT\0`, 'utf8')), live)
+        const commit = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), live)
         if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
         else if (commit.errorCode) err = new PgError(commit.errorCode, 'pgraid could not commit the statement', 'ERROR')
         const late = this.lateBackends()
-        if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, plan.deferredCommit!.json, late)
+        if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
       } finally {
         this.ctx.commitEnded()
       }
@@ -602,12 +604,21 @@ export class Session implements LinkHost {
     }
   }
 
+  /** The CommandComplete tag of each statement the batch logged (recorded with it where the record is written later). */
+  private learnTags(plan: Plan, ex: Exchange): void {
+    for (const e of plan.tagged) {
+      if (e.unit === undefined || e.entry.n) continue
+      const tag = ex.statementTag(e.msg, e.unit)
+      if (tag) e.entry.n = tag
+    }
+  }
+
   /** Replays the commit `plan` sent (if it happened) on the backends in service this session is not connected to. */
   private async commitToLate(plan: Plan): Promise<void> {
     const late = this.lateBackends()
     const source = this.links.find((l) => !l.conn.closed) ?? this.links[0]
     if (!late.length || !source || plan.commit?.lsn === undefined || !plan.commit.at) return
-    await this.ctx.recovery(this.database).applyLate(source.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late)
+    await this.ctx.recovery(this.database).applyLate(source.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late, plan.commit.entries)
   }
   private pendingLate: Promise<void> = Promise.resolve()
 
@@ -735,6 +746,7 @@ export class Session implements LinkHost {
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
+    this.learnTags(plan, ex)
     if (this.phase !== 'ready') {
       // The client went away with its COMMIT in flight: the commit still happened on the backends, so a
       // backend back in service must get it too, under this transaction's locks (close() waits for this).

@@ -11,7 +11,7 @@ import type { BackendTarget } from '../backend/connection.ts'
 import { ensureSchema } from './schema.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
-import type { LogRecord } from './record.ts'
+import type { LogEntry, LogRecord } from './record.ts'
 import type { BackendStates, BackendStatus } from '../cluster/states.ts'
 
 export interface BackendLogState {
@@ -240,7 +240,7 @@ export class RecoveryLog {
    * while the session still holds its locks, so later conflicting work is
    * ordered after it.
    */
-  async applyLate(source: number, lsn: number, at: string, json: string, late: number[]): Promise<void> {
+  async applyLate(source: number, lsn: number, at: string, json: string, late: number[], entries?: readonly LogEntry[]): Promise<void> {
     const c = await this.connect(this.targets[source]!)
     let committed: boolean
     try {
@@ -249,13 +249,16 @@ export class RecoveryLog {
       await c.end().catch(() => {})
     }
     if (!committed) return
+    // The tags the statements answered, known now even where the record was written before them.
+    const record = JSON.parse(json) as LogRecord
+    if (entries) record.stmts.forEach((s, k) => (s.n ??= entries[k]?.n))
     await Promise.all(
       late.map(async (i) => {
         const prev = this.lateChains.get(i) ?? Promise.resolve()
         const next = prev.then(async () => {
           const r = await ReplayConnection.open(this.targets[i]!, this.database)
           try {
-            await applyRecord(r, lsn, at, JSON.parse(json) as LogRecord, json)
+            await applyRecord(r, lsn, at, record, json)
           } finally {
             r.close()
           }

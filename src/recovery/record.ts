@@ -22,6 +22,11 @@ export interface LogEntry {
   copy?: true
   /** A statement that ran outside a transaction block (CREATE DATABASE, CREATE INDEX CONCURRENTLY, ...): recorded after it, not replayed. */
   noTx?: true
+  /**
+   * Its CommandComplete tag when it first ran ("DELETE 1"), where known before
+   * the record was written: a replay changing another number of rows is caught.
+   */
+  n?: string
 }
 
 export interface LogRecord {

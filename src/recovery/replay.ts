@@ -16,10 +16,34 @@ export class ReplayError extends Error {}
 /** A record pgraid cannot replay (COPY data is not in the log): the backend must be cloned. */
 export class NotReplayable extends ReplayError {}
 
+/**
+ * A replayed statement changed a different number of rows than it did when
+ * first executed: the backend's data differed before it (it is inconsistent;
+ * clone it). Its transaction is committed by then (the pipeline is sent whole).
+ */
+export class RowCountMismatch extends ReplayError {}
+
+/** What one ReadyForQuery of a replay answers: the first error, and the CommandComplete tags before it. */
+export interface ReplayResult {
+  error: Record<string, string> | null
+  tags: string[]
+}
+
+/** Tags whose row count must be the same on replay (the rows a statement changed). */
+const COUNTED = /^(INSERT \d+|UPDATE|DELETE|MERGE) \d+$/
+
+/** null when `got` agrees with the tag recorded when the statement first ran. */
+export function tagMismatch(recorded: string | undefined, got: string[]): string | null {
+  if (!recorded || !COUNTED.test(recorded)) return null
+  if (got.length === 1 && got[0] === recorded) return null
+  return `first executed as "${recorded}", replayed as ${got.length ? got.map((g) => `"${g}"`).join(', ') : 'nothing'}`
+}
+
 /** One raw connection and a request/answer loop: enough to replay records. */
 export class ReplayConnection {
-  private waiting: { left: number; results: (Record<string, string> | null)[]; resolve: (r: (Record<string, string> | null)[]) => void } | null = null
+  private waiting: { left: number; results: ReplayResult[]; resolve: (r: ReplayResult[]) => void } | null = null
   private error: Record<string, string> | null = null
+  private tags: string[] = []
   /** The settings the connection runs under now (a record with the same ones skips them). */
   settings: string | null = null
 
@@ -32,12 +56,14 @@ export class ReplayConnection {
       data() {},
       end: (type, body) => {
         if (type === B.ErrorResponse && body) this.error ??= errorFields(body)
+        if (type === B.CommandComplete && body) this.tags.push(body.toString('utf8', 0, body.length - 1))
         if (type === B.ReadyForQuery) {
           const w = this.waiting
-          const e = this.error
+          const result = { error: this.error, tags: this.tags }
           this.error = null
+          this.tags = []
           if (!w) return
-          w.results.push(e)
+          w.results.push(result)
           if (--w.left === 0) {
             this.waiting = null
             w.resolve(w.results)
@@ -48,7 +74,7 @@ export class ReplayConnection {
     conn.onClose((reason) => {
       const w = this.waiting
       this.waiting = null
-      if (w) w.resolve([...w.results, ...Array(w.left).fill({ C: '08006', M: `connection lost: ${reason}` })])
+      if (w) w.resolve([...w.results, ...Array.from({ length: w.left }, () => ({ error: { C: '08006', M: `connection lost: ${reason}` }, tags: [] }))])
     })
   }
 
@@ -70,8 +96,8 @@ export class ReplayConnection {
   }
 
   /** Sends a pipeline producing `readies` ReadyForQuery; resolves with the first error before each (null = none). */
-  runMany(msgs: Buffer[], readies: number): Promise<(Record<string, string> | null)[]> {
-    if (this.conn.closed) return Promise.resolve(Array(readies).fill({ C: '08006', M: 'connection closed' }))
+  runMany(msgs: Buffer[], readies: number): Promise<ReplayResult[]> {
+    if (this.conn.closed) return Promise.resolve(Array.from({ length: readies }, () => ({ error: { C: '08006', M: 'connection closed' }, tags: [] })))
     return new Promise((resolve) => {
       this.waiting = { left: readies, results: [], resolve }
       this.conn.write(msgs)
@@ -80,7 +106,7 @@ export class ReplayConnection {
 
   /** Sends messages ending in one Sync or Query; resolves with its error, if any. */
   async run(msgs: Buffer[]): Promise<Record<string, string> | null> {
-    return (await this.runMany(msgs, 1))[0] ?? null
+    return (await this.runMany(msgs, 1))[0]?.error ?? null
   }
 
   async must(msgs: Buffer[], what: string): Promise<void> {
@@ -101,11 +127,13 @@ export interface RecordToApply {
 }
 
 /** Messages applying one record in its own transaction, and what each ReadyForQuery of them answers. */
-function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string } {
+function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string; counted: Map<number, string> } {
   if (r.record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${r.lsn} holds a COPY whose data is not in the log`)
   if (r.record.stmts.some((s) => s.noTx)) throw new NotReplayable(`record ${r.lsn} holds a statement that ran outside a transaction block`)
   const msgs: Buffer[] = []
   const what: string[] = []
+  /** Position in `what` -> the tag recorded when the statement first ran. */
+  const counted = new Map<number, string>()
   const settings = JSON.stringify(r.record.settings)
   if (settingsBefore !== settings) {
     // RESET ALL goes back to the startup packet's settings (synchronous_commit for an async connection).
@@ -132,11 +160,12 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
       const values = (s.p ?? []).map((v, i) => (v === null ? null : s.f?.[i] === 1 ? Buffer.from(v, 'base64') : Buffer.from(v, 'utf8')))
       msgs.push(fe.parse(s.q, s.t ?? []), fe.bind(s.f ?? [], values), fe.execute(), fe.SYNC)
     }
+    if (s.n) counted.set(what.length, s.n)
     what.push(`statement ${k + 1}`)
   }
   msgs.push(fe.query('COMMIT'))
   what.push('COMMIT')
-  return { msgs, what, logAt, settings }
+  return { msgs, what, logAt, settings, counted }
 }
 
 /**
@@ -162,11 +191,15 @@ export async function applyRecords(c: ReplayConnection, records: RecordToApply[]
   for (const [k, p] of plans.entries()) {
     const mine = results.slice(at, at + p.what.length)
     at += p.what.length
-    if (mine[p.logAt]?.C === '23505') continue // already there
-    const bad = mine.findIndex((r) => r !== null)
+    if (mine[p.logAt]?.error?.C === '23505') continue // already there
+    const bad = mine.findIndex((r) => r.error !== null)
     if (bad >= 0) {
       await c.run([fe.query('ROLLBACK')]).catch(() => {})
-      throw new ReplayError(`${p.what[bad]} of record ${records[k]!.lsn}: ${mine[bad]!.C} ${mine[bad]!.M}`)
+      throw new ReplayError(`${p.what[bad]} of record ${records[k]!.lsn}: ${mine[bad]!.error!.C} ${mine[bad]!.error!.M}`)
+    }
+    for (const [pos, recorded] of p.counted) {
+      const why = tagMismatch(recorded, mine[pos]?.tags ?? [])
+      if (why) throw new RowCountMismatch(`${p.what[pos]} of record ${records[k]!.lsn} changed other rows than it did first: ${why}`)
     }
     applied++
     c.settings = p.settings

@@ -10,7 +10,7 @@ import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
 import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
-import { applyRecords, ReplayConnection } from './replay.ts'
+import { applyRecords, ReplayConnection, RowCountMismatch } from './replay.ts'
 import type { LogRecord } from './record.ts'
 
 /** How far below the target's highest LSN records are compared. */
@@ -129,6 +129,10 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
   b.activity = 'catching up'
   try {
     return await catchUpAndEnable(ctx, index, sourceIdx, notice, holdMs, signal)
+  } catch (e) {
+    // Its data differed before a replayed statement: the log cannot fix that.
+    if (e instanceof RowCountMismatch) ctx.markOut(index, 'inconsistent', `resync found its data different: ${e.message}`)
+    throw e
   } finally {
     b.activity = null
   }

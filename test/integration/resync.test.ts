@@ -169,3 +169,46 @@ t.test('a client that goes away while its COMMIT is in flight: the commit still 
   t.pass('pg3 has the commit of the client that went away')
   await assertIdentical(t, stack)
 })
+
+t.test('a replayed statement that changes other rows than it first did: the backend is inconsistent, never silently different', async (t) => {
+  // writeQuorum 1: pg1 alone still takes writes once pg2 and pg3 are out.
+  const stack = await stackFor(t, { config: { users: USERS, writeQuorum: 1 } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  const c = await client(stack)
+  t.teardown(() => Promise.all([admin.end(), c.end()]))
+  await c.query('CREATE TABLE rc (id int PRIMARY KEY, v int)')
+  await c.query('INSERT INTO rc SELECT g, g FROM generate_series(1, 6) g')
+  const direct = async (i: number, sql: string) => {
+    const d = await stack.cluster.backends[i]!.client()
+    try {
+      await d.query(sql)
+    } finally {
+      await d.end()
+    }
+  }
+
+  // Resync: the records written while pg3 was out carry their tags ("DELETE 1", "UPDATE 1").
+  await admin.query('DISABLE pg3')
+  await c.query('DELETE FROM rc WHERE id = 2') // autocommit (tie-safe with two backends)
+  await c.query('BEGIN')
+  await c.query('UPDATE rc SET v = 10 WHERE id = 1')
+  await c.query('COMMIT')
+  await direct(2, 'DELETE FROM rc WHERE id = 2') // pg3's data differs behind pgraid's back
+  const e = await admin.query('RESYNC pg3').then(() => null, (err: { code?: string; message: string; hint?: string }) => err)
+  t.equal(e?.code, 'XX001', 'RESYNC fails with data_corrupted')
+  t.match(e?.message ?? '', /first executed as "DELETE 1", replayed as "DELETE 0"/)
+  t.match(e?.hint ?? '', /inconsistent: clone it/)
+  t.equal(stack.proxy.context.states.list[2]!.state, 'inconsistent', 'pg3 is inconsistent, not enabled')
+
+  // A transaction that began before pg2 came back: its commit is replayed there by the session.
+  await admin.query('DISABLE pg2')
+  await c.query('BEGIN')
+  await c.query('DELETE FROM rc WHERE id IN (4, 5)')
+  await direct(1, 'DELETE FROM rc WHERE id = 5')
+  await admin.query('RESYNC pg2')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
+  await c.query('COMMIT')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'inconsistent', 'pg2 taken out when the late replay deleted 1 row where the commit deleted 2')
+  t.match(stack.proxy.context.states.list[1]!.reason ?? '', /first executed as "DELETE 2", replayed as "DELETE 1"/)
+})
