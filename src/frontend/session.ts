@@ -525,6 +525,7 @@ export class Session implements LinkHost {
     } finally {
       this.plan = null
       if (counted) this.ctx.commitEnded()
+      if (plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
     }
   }
 
@@ -547,8 +548,9 @@ export class Session implements LinkHost {
     if (ok) {
       while (this.ctx.held()) await this.ctx.waitHold()
       this.ctx.commitStarted()
+      let lsn: number | undefined
       try {
-        const lsn = this.ctx.recovery(this.database).take()
+        lsn = this.ctx.recovery(this.database).take()
         const at = isoMicros(performance.timeOrigin + performance.now())
         const commit = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), live)
         if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
@@ -557,6 +559,7 @@ export class Session implements LinkHost {
         if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
       } finally {
         this.ctx.commitEnded()
+        if (lsn !== undefined) this.ctx.recovery(this.database).settle(lsn)
       }
     } else await this.runInternal(message(F.Query, Buffer.from('ROLLBACK\0', 'utf8')), live)
     for (const l of this.links) l.txStatus = 'I'
@@ -584,8 +587,9 @@ export class Session implements LinkHost {
     if (!marks.length || !this.links.length || !this.mayWrite() || !this.ctx.recovery(this.database).isReady) return
     const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
     while (this.ctx.held()) await this.ctx.waitHold()
-    const lsn = this.ctx.recovery(this.database).take()
-    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index))
+    const log = this.ctx.recovery(this.database)
+    const lsn = log.take()
+    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }
 

@@ -64,11 +64,36 @@ export class RecoveryLog {
   /** prepare() finished: LSNs continue after the backends' highest. */
   isReady = false
 
-  /** The LSN of the next COMMIT to be sent. Synchronous: send order is LSN order. */
+  /** The LSN of the next COMMIT to be sent. Synchronous: send order is LSN order. Call settle() when it is over. */
   take(): number {
     // Never an LSN the backends may already hold: a log not prepared (a promotion replaced it) refuses.
     if (!this.isReady) throw new Error(`recovery log of "${this.database}" is not ready`)
-    return this.next++
+    const lsn = this.next++
+    this.inFlight.add(lsn)
+    return lsn
+  }
+
+  /** LSNs handed out whose COMMIT is still on its way (at most one per session). */
+  private readonly inFlight = new Set<number>()
+
+  /** The COMMIT carrying `lsn` is over on every backend it was sent to (committed or not). */
+  settle(lsn: number): void {
+    this.inFlight.delete(lsn)
+  }
+
+  /**
+   * Every record below this LSN is final: committed on the backends in
+   * service, or never to be. A record above it may still appear, and a
+   * record conflicting with one still in flight comes after it: catching up
+   * past this point could replay a later record before an earlier one it
+   * depends on (resync replays only below it). Infinity when this pgraid has
+   * not written (nothing of its own in flight).
+   */
+  settledBelow(): number {
+    if (!this.isReady) return Infinity
+    let low = this.next
+    for (const l of this.inFlight) if (l < low) low = l
+    return low
   }
 
   /** The first LSN this pgraid hands out (records below it were written by earlier instances). */

@@ -160,9 +160,18 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
    * hold itself only looks at the LSNs near the top (Tail), so the pause
    * stays short whatever the log's size.
    */
+  /**
+   * Only records below the log's settled mark are replayed before the hold:
+   * above it a COMMIT may still be landing, and a record that conflicts with
+   * it (a DELETE of the row it inserts) comes after it. Replaying past such a
+   * gap and filling it later would apply the DELETE first.
+   */
+  const settled = (db: string) => (ctx.databases().includes(db) ? ctx.recovery(db).settledBelow() : Infinity)
   const catchUp = async (db: string, mode: 'rounds' | 'compare') => {
     const started = Date.now()
-    const { missing, extra, top } = await compareLogs(source, target, db)
+    let below = settled(db)
+    const { missing: all, extra, top } = await compareLogs(source, target, db)
+    const missing = all.filter((l) => l < below)
     tops.set(db, top)
     if (extra.length) throw new ResyncRefused(`${b.name} has ${extra.length} committed transaction(s) in "${db}" that ${source.name} lacks (LSN ${extra[0]}..): clone it`)
     let t0 = performance.now()
@@ -170,14 +179,21 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
     applied += done
     replayMs += performance.now() - t0
     if (mode !== 'rounds') return
-    let high = missing.length ? missing[missing.length - 1]! : 0
+    // Everything below `below` the target lacked is replayed; later rounds start there.
+    let high = Number.isFinite(below) ? below - 1 : missing.length ? missing[missing.length - 1]! : 0
     const s = clientFor(source, db)
     await s.connect()
     const r = await ReplayConnection.open(target, db, { async: true })
     try {
       for (let round = 0; ; round++) {
         if (signal?.aborted) throw signal.reason
-        const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn > $1 ORDER BY lsn LIMIT 5000', [high])).rows
+        below = settled(db)
+        const rows = (
+          await s.query<{ lsn: string; at: string; record: string }>(
+            'SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn > $1 AND lsn < $2 ORDER BY lsn LIMIT 5000',
+            [high, Number.isFinite(below) ? below : Number.MAX_SAFE_INTEGER],
+          )
+        ).rows
         const rate = done / Math.max(0.001, (Date.now() - started) / 1000)
         notice(`resync ${b.name}: database "${db}": ${done} records replayed (${rate.toFixed(0)}/s), ${rows.length} new since the last round`)
         if (rows.length < TAIL) return
@@ -186,7 +202,8 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
         applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
         replayMs += performance.now() - t0
         done += rows.length
-        high = Number(rows[rows.length - 1]!.lsn)
+        // A full page: more below the mark; else everything below it is replayed.
+        high = rows.length === 5000 || !Number.isFinite(below) ? Number(rows[rows.length - 1]!.lsn) : below - 1
       }
     } finally {
       r.close()
