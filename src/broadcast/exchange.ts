@@ -423,7 +423,10 @@ export class Exchange {
     let lostSingle = false
     this.msgs.forEach((m, i) => {
       if (!m.targets.includes(idx)) return
-      if (m.targets.length === 1) {
+      // A client's message that only this backend was answering (a read). pgraid's own messages to it
+      // alone (a lazy Parse, the log statement's Parse) just go with it: retrying the batch for them
+      // would run its writes and COMMIT a second time on the others.
+      if (m.targets.length === 1 && !m.swallow) {
         if (!this.finished[i]!.has(idx)) lostSingle = true
         return
       }

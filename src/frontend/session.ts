@@ -759,6 +759,9 @@ export class Session implements LinkHost {
       return
     }
     if (outcome.lostRead) {
+      // Other backends were sent part of this batch (writes, a COMMIT): running it again would repeat
+      // them, and their answers are still on the way. The session ends, as on a lost connection.
+      if (plan.everywhere) return this.closeWith(errors.backendLost(this.lostReadBackend, `${this.lostReadReason}; it was answering a read of a batch that also went to the other backends`))
       if (!ex.relayed && this.links.length) return 'retry'
       ex.completeMessage()
       await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
@@ -1119,10 +1122,12 @@ export class Session implements LinkHost {
     if (ex && ex.dropBackend(idx)) {
       ex.outcome.lostRead = true
       this.lostReadReason = `${link.name}: ${reason}`
+      this.lostReadBackend = link.name
       ex.abort(`backend ${link.name} lost`)
     }
   }
   private lostReadReason = ''
+  private lostReadBackend = ''
 
   // ---- cancel and close -------------------------------------------------------
 

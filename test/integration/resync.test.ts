@@ -245,3 +245,41 @@ t.test('a record above a COMMIT still in flight is not replayed before it (Activ
   t.same((await pg2.query('SELECT id FROM later')).rows, [{ id: 1 }])
   await assertIdentical(t, stack)
 })
+
+t.test('a backend lost while its lazy Parse of the log statement is unanswered: the COMMIT is not run again', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  const c = await client(stack, { application_name: 'victim' })
+  c.on('error', () => {})
+  const pg1 = await stack.cluster.backends[0]!.client()
+  t.teardown(() => Promise.all([admin.end(), c.end().catch(() => {}), pg1.end()]))
+  await c.query('CREATE TABLE lazy (id int PRIMARY KEY)')
+  await admin.query('DISABLE pg2')
+  // An extended-protocol COMMIT: the session's pg1 and pg3 connections get pgraid's log statement prepared.
+  await c.query('BEGIN')
+  await c.query('INSERT INTO lazy VALUES ($1)', [1])
+  await c.query({ name: 'commit', text: 'COMMIT' })
+  await admin.query('RESYNC pg2')
+  // The next transaction attaches pg2; its COMMIT must first Parse the log statement there (pg2 alone).
+  await c.query('BEGIN')
+  await c.query('INSERT INTO lazy VALUES ($1)', [2])
+  const pg2 = await stack.cluster.backends[1]!.client()
+  const pid = (await pg2.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'victim'")).rows[0]!.pid
+  await pg2.end()
+  process.kill(pid, 'SIGSTOP') // pg2 receives the COMMIT batch and answers nothing
+  const commit = c.query({ name: 'commit', text: 'COMMIT' }).then(() => null, (e: Error) => e)
+  await waitFor('the commit on pg1', async () => (await pg1.query('SELECT 1 FROM lazy WHERE id = 2')).rows.length === 1)
+  process.kill(pid, 'SIGKILL') // its connection closes with the Parse unanswered
+  t.equal(await bounded(commit, 30_000, 'COMMIT'), null, 'the COMMIT succeeds on the backends left')
+  const logged = await pg1.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgraid.log WHERE record::text LIKE '%INSERT INTO lazy%' AND record->'stmts'->0->'p'->>0 = '2'`)
+  t.equal(logged.rows[0]!.n, 1, 'one record for the transaction (a retried batch wrote it twice)')
+  t.same((await c.query('SELECT id FROM lazy ORDER BY id')).rows, [{ id: 1 }, { id: 2 }])
+  const t0 = Date.now()
+  await waitFor('pg2 back from its crash restart', async () => {
+    const x = await stack.cluster.backends[1]!.client().catch(() => null)
+    await x?.end()
+    return !!x
+  }, 60_000)
+  t.comment(`pg2 restarted in ${Date.now() - t0} ms`)
+})
