@@ -170,116 +170,115 @@ t.test('a client that goes away while its COMMIT is in flight: the commit still 
   await assertIdentical(t, stack)
 })
 
-t.test('a replayed statement that changes other rows than it first did: the backend is inconsistent, never silently different', async (t) => {
-  // writeQuorum 1: pg1 alone still takes writes once pg2 and pg3 are out.
-  const stack = await stackFor(t, { config: { users: USERS, writeQuorum: 1 } })
+t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy Parse, a replay changing other rows)', async (t) => {
+  // writeQuorum 1: pg1 alone still takes writes once pg2 and pg3 are out (last part); holdMs 300: a resync
+  // with a COMMIT in flight gives up quickly (first part).
+  const stack = await stackFor(t, { config: { users: USERS, writeQuorum: 1, lifecycle: { holdMs: 300 } } })
   const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await admin.connect()
-  const c = await client(stack)
-  t.teardown(() => Promise.all([admin.end(), c.end()]))
-  await c.query('CREATE TABLE rc (id int PRIMARY KEY, v int)')
-  await c.query('INSERT INTO rc SELECT g, g FROM generate_series(1, 6) g')
-  const direct = async (i: number, sql: string) => {
-    const d = await stack.cluster.backends[i]!.client()
-    try {
-      await d.query(sql)
-    } finally {
-      await d.end()
+  t.teardown(() => admin.end())
+
+  await t.test('a record above a COMMIT still in flight is not replayed before it (ActiveMQ: a DELETE replayed before the INSERT it follows)', async (t) => {
+    const a = await client(stack)
+    const b = await client(stack)
+    const pg1 = await stack.cluster.backends[0]!.client()
+    const pg2 = await stack.cluster.backends[1]!.client()
+    const pg3 = await stack.cluster.backends[2]!.client()
+    t.teardown(() => Promise.all([a, b, pg1, pg2, pg3].map((c) => c.end())))
+    await a.query('CREATE TABLE slow (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)')
+    await a.query('CREATE TABLE later (id int PRIMARY KEY)')
+    await admin.query('DISABLE pg2')
+    // A's COMMIT waits on pg1 (its deferred unique check meets a direct, uncommitted insert of the same key)
+    // and completes on pg3: its LSN is in flight and not in pg1's log, the resync's source.
+    await pg1.query('BEGIN')
+    await pg1.query('INSERT INTO slow VALUES (7)')
+    await a.query('BEGIN')
+    await a.query('INSERT INTO slow VALUES (7)')
+    const committing = a.query('COMMIT')
+    await waitFor('the commit on pg3', async () => (await pg3.query('SELECT 1 FROM slow WHERE id = 7')).rows.length === 1)
+    await b.query('INSERT INTO later VALUES (1)') // the next LSN, committed everywhere
+    const e = await admin.query('RESYNC pg2').then(() => null, (err: Error) => err)
+    t.match(e?.message ?? '', /commits still in flight/, 'the resync cannot finish while the commit is in flight')
+    t.same((await pg2.query('SELECT id FROM later')).rows, [], 'the later record was not replayed ahead of the one in flight')
+    await pg1.query('ROLLBACK')
+    await committing
+    const r = await admin.query('RESYNC pg2')
+    t.equal(r.rows[0].state, 'enabled')
+    t.same((await pg2.query('SELECT id FROM later')).rows, [{ id: 1 }])
+    await assertIdentical(t, stack)
+  })
+
+  await t.test('a backend lost while its lazy Parse of the log statement is unanswered: the COMMIT is not run again', async (t) => {
+    const c = await client(stack, { application_name: 'victim' })
+    c.on('error', () => {})
+    const pg1 = await stack.cluster.backends[0]!.client()
+    t.teardown(() => Promise.all([c.end().catch(() => {}), pg1.end()]))
+    await c.query('CREATE TABLE lazy (id int PRIMARY KEY)')
+    await admin.query('DISABLE pg2')
+    // An extended-protocol COMMIT: the session's pg1 and pg3 connections get pgraid's log statement prepared.
+    await c.query('BEGIN')
+    await c.query('INSERT INTO lazy VALUES ($1)', [1])
+    await c.query({ name: 'commit', text: 'COMMIT' })
+    await admin.query('RESYNC pg2')
+    // The next transaction attaches pg2; its COMMIT must first Parse the log statement there (pg2 alone).
+    await c.query('BEGIN')
+    await c.query('INSERT INTO lazy VALUES ($1)', [2])
+    const pg2 = await stack.cluster.backends[1]!.client()
+    const pid = (await pg2.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'victim'")).rows[0]!.pid
+    await pg2.end()
+    process.kill(pid, 'SIGSTOP') // pg2 receives the COMMIT batch and answers nothing
+    const commit = c.query({ name: 'commit', text: 'COMMIT' }).then(() => null, (e: Error) => e)
+    await waitFor('the commit on pg1', async () => (await pg1.query('SELECT 1 FROM lazy WHERE id = 2')).rows.length === 1)
+    process.kill(pid, 'SIGKILL') // its connection closes with the Parse unanswered
+    t.equal(await bounded(commit, 30_000, 'COMMIT'), null, 'the COMMIT succeeds on the backends left')
+    const logged = await pg1.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgraid.log WHERE record::text LIKE '%INSERT INTO lazy%' AND record->'stmts'->0->'p'->>0 = '2'`)
+    t.equal(logged.rows[0]!.n, 1, 'one record for the transaction (a retried batch wrote it twice)')
+    t.same((await c.query('SELECT id FROM lazy ORDER BY id')).rows, [{ id: 1 }, { id: 2 }])
+    // The killed process made pg2's postmaster restart; the next part resyncs it.
+    await waitFor('pg2 back from its crash restart', async () => {
+      const x = await stack.cluster.backends[1]!.client().catch(() => null)
+      await x?.end()
+      return !!x
+    }, 60_000)
+  })
+
+  await t.test('a replayed statement that changes other rows than it first did: the backend is inconsistent, never silently different', async (t) => {
+    await admin.query('RESYNC pg2') // out since the test before
+    const c = await client(stack)
+    t.teardown(() => c.end())
+    await c.query('CREATE TABLE rc (id int PRIMARY KEY, v int)')
+    await c.query('INSERT INTO rc SELECT g, g FROM generate_series(1, 6) g')
+    const direct = async (i: number, sql: string) => {
+      const d = await stack.cluster.backends[i]!.client()
+      try {
+        await d.query(sql)
+      } finally {
+        await d.end()
+      }
     }
-  }
-
-  // Resync: the records written while pg3 was out carry their tags ("DELETE 1", "UPDATE 1").
-  await admin.query('DISABLE pg3')
-  await c.query('DELETE FROM rc WHERE id = 2') // autocommit (tie-safe with two backends)
-  await c.query('BEGIN')
-  await c.query('UPDATE rc SET v = 10 WHERE id = 1')
-  await c.query('COMMIT')
-  await direct(2, 'DELETE FROM rc WHERE id = 2') // pg3's data differs behind pgraid's back
-  const e = await admin.query('RESYNC pg3').then(() => null, (err: { code?: string; message: string; hint?: string }) => err)
-  t.equal(e?.code, 'XX001', 'RESYNC fails with data_corrupted')
-  t.match(e?.message ?? '', /first executed as "DELETE 1", replayed as "DELETE 0"/)
-  t.match(e?.hint ?? '', /inconsistent: clone it/)
-  t.equal(stack.proxy.context.states.list[2]!.state, 'inconsistent', 'pg3 is inconsistent, not enabled')
-
-  // A transaction that began before pg2 came back: its commit is replayed there by the session.
-  await admin.query('DISABLE pg2')
-  await c.query('BEGIN')
-  await c.query('DELETE FROM rc WHERE id IN (4, 5)')
-  await direct(1, 'DELETE FROM rc WHERE id = 5')
-  await admin.query('RESYNC pg2')
-  t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
-  await c.query('COMMIT')
-  t.equal(stack.proxy.context.states.list[1]!.state, 'inconsistent', 'pg2 taken out when the late replay deleted 1 row where the commit deleted 2')
-  t.match(stack.proxy.context.states.list[1]!.reason ?? '', /first executed as "DELETE 2", replayed as "DELETE 1"/)
-})
-
-t.test('a record above a COMMIT still in flight is not replayed before it (ActiveMQ: a DELETE replayed before the INSERT it follows)', async (t) => {
-  const stack = await stackFor(t, { config: { users: USERS, lifecycle: { holdMs: 300 } } })
-  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
-  await admin.connect()
-  const a = await client(stack)
-  const b = await client(stack)
-  const pg1 = await stack.cluster.backends[0]!.client()
-  const pg2 = await stack.cluster.backends[1]!.client()
-  const pg3 = await stack.cluster.backends[2]!.client()
-  t.teardown(() => Promise.all([admin, a, b, pg1, pg2, pg3].map((c) => c.end())))
-  await a.query('CREATE TABLE slow (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)')
-  await a.query('CREATE TABLE later (id int PRIMARY KEY)')
-  await admin.query('DISABLE pg2')
-  // A's COMMIT waits on pg1 (its deferred unique check meets a direct, uncommitted insert of the same key)
-  // and completes on pg3: its LSN is in flight and not in pg1's log, the resync's source.
-  await pg1.query('BEGIN')
-  await pg1.query('INSERT INTO slow VALUES (7)')
-  await a.query('BEGIN')
-  await a.query('INSERT INTO slow VALUES (7)')
-  const committing = a.query('COMMIT')
-  await waitFor('the commit on pg3', async () => (await pg3.query('SELECT 1 FROM slow WHERE id = 7')).rows.length === 1)
-  await b.query('INSERT INTO later VALUES (1)') // the next LSN, committed everywhere
-  const e = await admin.query('RESYNC pg2').then(() => null, (err: Error) => err)
-  t.match(e?.message ?? '', /commits still in flight/, 'the resync cannot finish while the commit is in flight')
-  t.same((await pg2.query('SELECT id FROM later')).rows, [], 'the later record was not replayed ahead of the one in flight')
-  await pg1.query('ROLLBACK')
-  await committing
-  const r = await admin.query('RESYNC pg2')
-  t.equal(r.rows[0].state, 'enabled')
-  t.same((await pg2.query('SELECT id FROM later')).rows, [{ id: 1 }])
-  await assertIdentical(t, stack)
-})
-
-t.test('a backend lost while its lazy Parse of the log statement is unanswered: the COMMIT is not run again', async (t) => {
-  const stack = await stackFor(t, { config: { users: USERS } })
-  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
-  await admin.connect()
-  const c = await client(stack, { application_name: 'victim' })
-  c.on('error', () => {})
-  const pg1 = await stack.cluster.backends[0]!.client()
-  t.teardown(() => Promise.all([admin.end(), c.end().catch(() => {}), pg1.end()]))
-  await c.query('CREATE TABLE lazy (id int PRIMARY KEY)')
-  await admin.query('DISABLE pg2')
-  // An extended-protocol COMMIT: the session's pg1 and pg3 connections get pgraid's log statement prepared.
-  await c.query('BEGIN')
-  await c.query('INSERT INTO lazy VALUES ($1)', [1])
-  await c.query({ name: 'commit', text: 'COMMIT' })
-  await admin.query('RESYNC pg2')
-  // The next transaction attaches pg2; its COMMIT must first Parse the log statement there (pg2 alone).
-  await c.query('BEGIN')
-  await c.query('INSERT INTO lazy VALUES ($1)', [2])
-  const pg2 = await stack.cluster.backends[1]!.client()
-  const pid = (await pg2.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'victim'")).rows[0]!.pid
-  await pg2.end()
-  process.kill(pid, 'SIGSTOP') // pg2 receives the COMMIT batch and answers nothing
-  const commit = c.query({ name: 'commit', text: 'COMMIT' }).then(() => null, (e: Error) => e)
-  await waitFor('the commit on pg1', async () => (await pg1.query('SELECT 1 FROM lazy WHERE id = 2')).rows.length === 1)
-  process.kill(pid, 'SIGKILL') // its connection closes with the Parse unanswered
-  t.equal(await bounded(commit, 30_000, 'COMMIT'), null, 'the COMMIT succeeds on the backends left')
-  const logged = await pg1.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgraid.log WHERE record::text LIKE '%INSERT INTO lazy%' AND record->'stmts'->0->'p'->>0 = '2'`)
-  t.equal(logged.rows[0]!.n, 1, 'one record for the transaction (a retried batch wrote it twice)')
-  t.same((await c.query('SELECT id FROM lazy ORDER BY id')).rows, [{ id: 1 }, { id: 2 }])
-  const t0 = Date.now()
-  await waitFor('pg2 back from its crash restart', async () => {
-    const x = await stack.cluster.backends[1]!.client().catch(() => null)
-    await x?.end()
-    return !!x
-  }, 60_000)
-  t.comment(`pg2 restarted in ${Date.now() - t0} ms`)
+  
+    // Resync: the records written while pg3 was out carry their tags ("DELETE 1", "UPDATE 1").
+    await admin.query('DISABLE pg3')
+    await c.query('DELETE FROM rc WHERE id = 2') // autocommit (tie-safe with two backends)
+    await c.query('BEGIN')
+    await c.query('UPDATE rc SET v = 10 WHERE id = 1')
+    await c.query('COMMIT')
+    await direct(2, 'DELETE FROM rc WHERE id = 2') // pg3's data differs behind pgraid's back
+    const e = await admin.query('RESYNC pg3').then(() => null, (err: { code?: string; message: string; hint?: string }) => err)
+    t.equal(e?.code, 'XX001', 'RESYNC fails with data_corrupted')
+    t.match(e?.message ?? '', /first executed as "DELETE 1", replayed as "DELETE 0"/)
+    t.match(e?.hint ?? '', /inconsistent: clone it/)
+    t.equal(stack.proxy.context.states.list[2]!.state, 'inconsistent', 'pg3 is inconsistent, not enabled')
+  
+    // A transaction that began before pg2 came back: its commit is replayed there by the session.
+    await admin.query('DISABLE pg2')
+    await c.query('BEGIN')
+    await c.query('DELETE FROM rc WHERE id IN (4, 5)')
+    await direct(1, 'DELETE FROM rc WHERE id = 5')
+    await admin.query('RESYNC pg2')
+    t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
+    await c.query('COMMIT')
+    t.equal(stack.proxy.context.states.list[1]!.state, 'inconsistent', 'pg2 taken out when the late replay deleted 1 row where the commit deleted 2')
+    t.match(stack.proxy.context.states.list[1]!.reason ?? '', /first executed as "DELETE 2", replayed as "DELETE 1"/)
+  })
 })
