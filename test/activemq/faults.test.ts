@@ -22,7 +22,7 @@ if (await needJava(t)) {
     const stack = await stackFor(t, { settings: { fsync: 'off' }, config: { users: USERS } })
     const jdbcUrl = `jdbc:postgresql://127.0.0.1:${stack.port}/postgres`
     const queue = 'pgraid.brokerkill'
-    const COUNT = 200
+    const COUNT = 120
     let broker = await startBroker({ jdbcUrl, user: stack.user, password: stack.password, locker: 'database', name: 'first', t })
     const p = await produce(broker.url, queue, COUNT, 7)
     t.ok(p.complete, `all ${COUNT} sent (${p.confirmed} confirmed)`)
@@ -66,11 +66,11 @@ if (await needJava(t)) {
     await admin.connect()
     t.teardown(() => admin.end())
     const ctx = stack.proxy.context
-    // Two producer runs one after the other (ids 0..239) and consumers draining as they go.
+    // Two producer runs one after the other (ids 0..159) and consumers draining as they go.
     const got: Got[] = []
     let producing = true
     const consumers = (async () => {
-      while (producing || got.length < 240) {
+      while (producing || got.length < 160) {
         const c = await consume(broker.url, queue, got.length % 2 ? 'transacted' : 'client-ack', 100, 3_000)
         t.equal(c.run.code, 0, `consumer run exits 0 (${c.got.length} messages${c.failure ? `, ${c.failure}` : ''})`)
         got.push(...c.got)
@@ -80,16 +80,16 @@ if (await needJava(t)) {
     const sent: number[] = []
     const producers = (async () => {
       for (let k = 0; k < 2; k++) {
-        const p = await produce(broker.url, queue, 120, 100 + k, { firstId: k * 120 })
-        t.ok(p.complete, `producer run ${k + 1}: all 120 sent`)
-        for (let i = 0; i < p.confirmed; i++) sent.push(k * 120 + i)
+        const p = await produce(broker.url, queue, 80, 100 + k, { firstId: k * 80 })
+        t.ok(p.complete, `producer run ${k + 1}: all 80 sent`)
+        for (let i = 0; i < p.confirmed; i++) sent.push(k * 80 + i)
       }
       producing = false
     })()
-    await waitFor('messages flowing', () => got.length >= 50, 60_000)
+    await waitFor('messages flowing', () => got.length >= 30, 60_000)
     await stack.cluster.backends[1]!.kill()
     await waitFor('pg2 taken out', () => ctx.states.list[1]!.state !== 'enabled', 30_000)
-    await waitFor('more messages while pg2 is down', () => got.length >= 100, 60_000)
+    await waitFor('more messages while pg2 is down', () => got.length >= 60, 60_000)
     await stack.cluster.backends[1]!.start()
     const r = await bounded(admin.query('RESYNC pg2'), 120_000, 'RESYNC pg2')
     t.equal(r.rows[0].state, 'enabled', 'pg2 resynced while the broker runs')
@@ -97,7 +97,7 @@ if (await needJava(t)) {
     await bounded(producers, 120_000, 'producers')
     await bounded(consumers, 120_000, 'consumers')
     const acc = account(sent, got)
-    t.equal(sent.length, 240)
+    t.equal(sent.length, 160)
     t.same(acc.lost, [], `lost: ${acc.lost.length} ${ids(acc.lost)}`)
     t.same(acc.duplicates, [], `duplicated: ${acc.duplicates.length} ${ids(acc.duplicates)}`)
     t.same(acc.corrupt, [], `corrupt: ${acc.corrupt.length}`)
