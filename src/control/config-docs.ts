@@ -1,7 +1,7 @@
 // Generates the two human-facing copies of the config schema: the key table in docs/configuration.md
 // and the commented sample fixtures/pgraid.example.jsonc. Both come from the zod schema's .describe()
 // texts and defaults, so a key added to src/control/config.ts needs only `npm run config-docs`;
-// test/control/config-docs.test.ts fails while either copy is stale.
+// test/control/config-docs.unit.ts fails while either copy is stale.
 import { descriptionOf, elementOf, listConfigKeys, shapeOf, unwrap, type ConfigKey, type Schema } from './config-keys.ts';
 
 /** The generated table sits between these two lines of docs/configuration.md. */

@@ -6,9 +6,7 @@ import t, { type Test } from 'tap'
 import { analyze, initParser, type KeyAccess, type KeyValue } from '../../src/sql/analyze.ts'
 import { MAX_KEY_ROWS } from '../../src/sql/keys.ts'
 
-t.before(async () => {
-  await initParser()
-})
+await initParser()
 
 const p = (index: number): KeyValue => ({ kind: 'param', index })
 const int = (text: string): KeyValue => ({ kind: 'const', text, type: 'int' })

@@ -6,10 +6,8 @@ import { analyze, cacheStats, clearCache, initParser, setCacheLimits } from '../
 import { LruCache } from '../../src/sql/cache.ts'
 import { checkInfo, fmt } from './helpers.ts'
 
-t.before(async () => {
-  await initParser()
-  await initParser() // idempotent
-})
+await initParser()
+await initParser() // idempotent
 
 t.test('empty and comment-only strings are one empty statement', async (t) => {
   for (const sql of ['', '   ', '-- just a comment', '/* block */ ;', ';;']) {

@@ -1,5 +1,5 @@
 // Config validation: defaults for a minimal file, one precise message per kind of mistake, all
-// problems reported together, file loading (JSONC). docs/configuration.md: config-docs.test.ts.
+// problems reported together, file loading (JSONC). docs/configuration.md: config-docs.unit.ts.
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

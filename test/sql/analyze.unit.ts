@@ -5,9 +5,7 @@ import t from 'tap'
 import { initParser } from '../../src/sql/analyze.ts'
 import { check, type Expect } from './helpers.ts'
 
-t.before(async () => {
-  await initParser()
-})
+await initParser()
 
 type Case = [sql: string, expect: Expect]
 

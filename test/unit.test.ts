@@ -1,0 +1,34 @@
+// The unit tests (no servers, no child processes) in one process: each module registers its subtests on
+// tap's root test. One node + tsx + tap start instead of nineteen saves ~40 s of CPU on a 2-core suite.
+// Run one alone with `npx tap test/sql/keys.unit.ts`.
+import './control/progress.unit.ts'
+import './auth/md5.unit.ts'
+import './errors.unit.ts'
+import './control/config-docs.unit.ts'
+import './control/logger.unit.ts'
+import './control/config.unit.ts'
+import './control/reload.unit.ts'
+import './auth/hba.unit.ts'
+import './control/systemd-unit.unit.ts'
+import './protocol/framer.unit.ts'
+import './protocol/scanner.unit.ts'
+import './auth/scram.unit.ts'
+import './protocol/codec.unit.ts'
+import './sql/shape-cache.unit.ts'
+import './scheduler/keys.unit.ts'
+import './scheduler/lock-manager.unit.ts'
+import './sql/analyze.unit.ts'
+import './sql/analyze-api.unit.ts'
+import './sql/keys.unit.ts'
+
+import t from 'tap'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+
+t.test('every test/**/*.unit.ts is imported above (a file left out would never run)', async (t) => {
+  const here = import.meta.dirname
+  const self = readFileSync(join(here, 'unit.test.ts'), 'utf8')
+  const found = (readdirSync(here, { recursive: true }) as string[]).filter((f) => f.endsWith('.unit.ts')).map((f) => `./${relative(here, join(here, f))}`)
+  t.ok(found.length >= 19, `${found.length} unit files found`)
+  t.same(found.filter((f) => !self.includes(`import '${f}'`)), [], 'none missing')
+})
