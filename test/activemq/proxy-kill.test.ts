@@ -32,10 +32,10 @@ if (await needJava(t)) {
     const jdbcUrl = `jdbc:postgresql://127.0.0.1:${port}/postgres`
     const queue = 'pgraid.proxykill'
     const broker = await startBroker({ jdbcUrl, user: stack.user, password: stack.password, locker: 'lease', name: 'survivor', t })
-    const p1 = await produce(broker.url, queue, 100, 21)
-    t.ok(p1.complete, 'first 100 sent')
-    const c1 = await consume(broker.url, queue, 'client-ack', 50, 5_000)
-    t.equal(c1.got.length, 50, '50 consumed before the kill')
+    const p1 = await produce(broker.url, queue, 60, 21)
+    t.ok(p1.complete, 'first 60 sent')
+    const c1 = await consume(broker.url, queue, 'client-ack', 30, 5_000)
+    t.equal(c1.got.length, 30, '30 consumed before the kill')
     const dead = child!
     dead.kill('SIGKILL')
     await new Promise((r) => dead.once('exit', r))
@@ -43,17 +43,17 @@ if (await needJava(t)) {
     // The broker's pooled connections were cut: its next store operations fail until the pool reconnects.
     // A producer that fails is run again for what it did not get confirmed.
     const sent: number[] = Array.from({ length: p1.confirmed }, (_, i) => i)
-    let next = 100
-    for (let attempt = 0; next < 200 && attempt < 20; attempt++) {
-      const p = await produce(broker.url, queue, 200 - next, 22 + attempt, { firstId: next })
+    let next = 60
+    for (let attempt = 0; next < 120 && attempt < 20; attempt++) {
+      const p = await produce(broker.url, queue, 120 - next, 22 + attempt, { firstId: next })
       for (let i = 0; i < p.confirmed; i++) sent.push(next + i)
       next += p.confirmed
       if (!p.complete) t.comment(`producer run after the restart stopped after ${p.confirmed}: ${p.failure}`)
     }
-    t.equal(next, 200, 'the broker takes messages again after pgraid came back')
+    t.equal(next, 120, 'the broker takes messages again after pgraid came back')
     const got: Got[] = [...c1.got]
     for (let attempt = 0; attempt < 20; attempt++) {
-      const c = await consume(broker.url, queue, 'transacted', 200, 3_000)
+      const c = await consume(broker.url, queue, 'transacted', 120, 3_000)
       got.push(...c.got)
       if (c.run.code === 0 && c.got.length === 0) break
     }
