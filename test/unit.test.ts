@@ -20,6 +20,7 @@ import './scheduler/lock-manager.unit.ts'
 import './sql/analyze.unit.ts'
 import './sql/analyze-api.unit.ts'
 import './sql/keys.unit.ts'
+import './runtime/wasm-baseline.unit.ts'
 
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -29,6 +30,6 @@ t.test('every test/**/*.unit.ts is imported above (a file left out would never r
   const here = import.meta.dirname
   const self = readFileSync(join(here, 'unit.test.ts'), 'utf8')
   const found = (readdirSync(here, { recursive: true }) as string[]).filter((f) => f.endsWith('.unit.ts')).map((f) => `./${relative(here, join(here, f))}`)
-  t.ok(found.length >= 19, `${found.length} unit files found`)
+  t.ok(found.length >= 20, `${found.length} unit files found`)
   t.same(found.filter((f) => !self.includes(`import '${f}'`)), [], 'none missing')
 })

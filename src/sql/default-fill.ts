@@ -7,6 +7,7 @@
 // message naming the column and what to do. Sequence defaults (nextval) are
 // not touched: sequence locks order them (planner.ts).
 
+import '../runtime/wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
 import type { CatalogData, VolatileDefault } from '../scheduler/catalog.ts'
 import { walk, type Edit, type Slot } from './time-rewrite.ts'
