@@ -588,8 +588,13 @@ export class Session implements LinkHost {
     const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
     while (this.ctx.held()) await this.ctx.waitHold()
     const log = this.ctx.recovery(this.database)
+    // Counted like a COMMIT: a resync's hold waits for the marker, so the tail sees it.
     const lsn = log.take()
-    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
+    this.ctx.commitStarted()
+    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => {
+      log.settle(lsn)
+      this.ctx.commitEnded()
+    })
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }
 
