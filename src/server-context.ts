@@ -60,10 +60,8 @@ export interface ServerContext {
   waitPause(): Promise<void>
   /** SHUTDOWN from the admin console: closes gracefully, as SIGTERM. */
   shutdown(): void
-  /** COMMITs sent and not yet finished (including their replay on late backends). */
+  /** COMMITs sent and not yet finished (including their replay on late backends): the LSNs the recovery logs have handed out and not had settled. */
   commitsInFlight(): number
-  commitStarted(): void
-  commitEnded(): void
   /** Committed write transactions (counted as their COMMITs finish), for status. */
   commits: RateMeter
   /** Plain counters the data path bumps, and the batch-duration histogram (src/control/metrics.ts). */

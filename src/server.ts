@@ -86,7 +86,6 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1
   let hold: Promise<void> | null = null
-  let inFlight = 0
   let pausedBy: Promise<void> | null = null
   // SHUTDOWN: whoever runs pgraid (the CLI) may take it over; otherwise pgraid closes itself.
   let onShutdown: () => void = () => void handle.close(ctx.config.timeouts.shutdownMs)
@@ -175,12 +174,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     },
     waitHold: () => hold ?? Promise.resolve(),
     held: () => hold !== null,
-    commitsInFlight: () => inFlight,
-    commitStarted: () => void inFlight++,
-    commitEnded: () => {
-      inFlight--
-      commits.mark()
-    },
+    commitsInFlight: () => [...logs.values()].reduce((n, l) => n + l.inFlightCount, 0),
     commits,
     counters,
     nextSessionId: () => nextId++,

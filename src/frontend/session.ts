@@ -507,15 +507,12 @@ export class Session implements LinkHost {
     // A backend lost while we waited for locks: plan again for the backends that are left.
     if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
     // A resync finishing: new COMMITs wait (briefly) until the rejoining backend is in service.
-    let counted = false
     if (plan.commit) {
       while (this.ctx.held()) await this.ctx.waitHold()
       if (this.phase !== 'ready') return
       if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
       // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
       if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
-      this.ctx.commitStarted()
-      counted = true
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
@@ -524,8 +521,10 @@ export class Session implements LinkHost {
       return await this.execute(plan)
     } finally {
       this.plan = null
-      if (counted) this.ctx.commitEnded()
-      if (plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
+      if (plan.commit?.lsn !== undefined) {
+        this.ctx.recovery(this.database).settle(plan.commit.lsn)
+        this.ctx.commits.mark()
+      }
     }
   }
 
@@ -547,7 +546,6 @@ export class Session implements LinkHost {
     const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
     if (ok) {
       while (this.ctx.held()) await this.ctx.waitHold()
-      this.ctx.commitStarted()
       let lsn: number | undefined
       try {
         lsn = this.ctx.recovery(this.database).take()
@@ -558,8 +556,10 @@ export class Session implements LinkHost {
         const late = this.lateBackends()
         if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
       } finally {
-        this.ctx.commitEnded()
-        if (lsn !== undefined) this.ctx.recovery(this.database).settle(lsn)
+        if (lsn !== undefined) {
+          this.ctx.recovery(this.database).settle(lsn)
+          this.ctx.commits.mark()
+        }
       }
     } else await this.runInternal(message(F.Query, Buffer.from('ROLLBACK\0', 'utf8')), live)
     for (const l of this.links) l.txStatus = 'I'
@@ -588,13 +588,9 @@ export class Session implements LinkHost {
     const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
     while (this.ctx.held()) await this.ctx.waitHold()
     const log = this.ctx.recovery(this.database)
-    // Counted like a COMMIT: a resync's hold waits for the marker, so the tail sees it.
+    // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.
     const lsn = log.take()
-    this.ctx.commitStarted()
-    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => {
-      log.settle(lsn)
-      this.ctx.commitEnded()
-    })
+    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }
 

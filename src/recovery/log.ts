@@ -81,6 +81,11 @@ export class RecoveryLog {
     this.inFlight.delete(lsn)
   }
 
+  /** COMMITs of this database in flight (a resync's or snapshot's hold waits for none). */
+  get inFlightCount(): number {
+    return this.inFlight.size
+  }
+
   /**
    * Every record below this LSN is final: committed on the backends in
    * service, or never to be. A record above it may still appear, and a
