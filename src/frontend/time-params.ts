@@ -7,7 +7,8 @@
 import { F } from '../protocol/codes.ts'
 import { message } from '../protocol/encode.ts'
 import { Reader, type ParseMsg } from '../protocol/decode.ts'
-import { findTimeSites, siteValue, slotsOf, withLiterals, withParams, type Edit, type Slot } from '../sql/time-rewrite.ts'
+import { timeSitesByShape } from '../sql/shape-cache.ts'
+import { siteValue, slotsOf, withLiterals, withParams, type Edit, type Slot } from '../sql/time-rewrite.ts'
 import { fillDefaults, NONE, type Refusal } from '../sql/default-fill.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 
@@ -33,7 +34,7 @@ const NO_COVER: ReadonlySet<string> = new Set()
 
 /** Every value rewrite of one statement text, or null when it needs none. */
 export function rewriteOf(sql: string, cat: CatalogData | null, allowed: readonly string[]): Rewrite | null {
-  const t = findTimeSites(sql)
+  const t = timeSitesByShape(sql)
   const d = cat ? fillDefaults(sql, cat, allowed) : NONE
   if (!d.edits.length && !d.refusal) return t && { edits: t.edits, maxParam: t.maxParam, covered: t.covered, refusal: null }
   const edits = t ? [...t.edits, ...d.edits].sort((a, b) => a.start - b.start || a.end - b.end) : d.edits

@@ -5,6 +5,7 @@ import { classifyNode } from './classify.ts'
 import { conservative, emptyStatement } from './draft.ts'
 import { LruCache, type CacheLimits } from './cache.ts'
 import { initParser, parseStatements } from './parser.ts'
+import { traceConsts, type ConstTrace } from './keys.ts'
 import type { Analysis, StatementInfo } from './types.ts'
 
 export type {
@@ -34,6 +35,15 @@ export function analyze(sql: string): Analysis {
   const result = deepFreeze(compute(sql))
   cache.set(sql, result)
   return result
+}
+
+/**
+ * A fresh (uncached) analysis with the sources of its literal key values
+ * recorded (keys.ts traceConsts), for the shape cache.
+ */
+export function analyzeTraced(sql: string): { analysis: Analysis; trace: ConstTrace } {
+  const { result, trace } = traceConsts(() => compute(sql))
+  return { analysis: deepFreeze(result), trace }
 }
 
 function compute(sql: string): Analysis {

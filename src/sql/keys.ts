@@ -38,6 +38,32 @@ type ConstType = Extract<KeyValue, { kind: 'const' }>['type']
 /** Thrown when the row count passes MAX_KEY_ROWS: the statement gets no keys. */
 class TooMany extends Error {}
 
+/**
+ * Where each literal key value came from, recorded while tracing: the byte
+ * offset of its constant and whether a sign was applied to it. The shape
+ * cache (shape-cache.ts) uses it to reuse one analysis for texts that differ
+ * only in literals. `valueDependent`: the result depended on the values
+ * themselves (duplicate rows were merged), not only on where they stand.
+ */
+export interface ConstTrace {
+  sources: Map<KeyValue, { at: number; neg: boolean }>
+  valueDependent: boolean
+}
+
+let tracing: ConstTrace | null = null
+
+/** Runs `fn` (an analysis) recording where its literal key values came from. */
+export function traceConsts<T>(fn: () => T): { result: T; trace: ConstTrace } {
+  const prev = tracing
+  const trace: ConstTrace = { sources: new Map(), valueDependent: false }
+  tracing = trace
+  try {
+    return { result: fn(), trace }
+  } finally {
+    tracing = prev
+  }
+}
+
 /** How column references name the target: its alias, or else its (optionally schema-qualified) name. */
 interface Target {
   ref: string
@@ -264,7 +290,10 @@ function rowSet(rows: Row[]): RowSet | null {
   const out: Row[] = []
   for (const r of rows) {
     const k = JSON.stringify([...r].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-    if (seen.has(k)) continue
+    if (seen.has(k)) {
+      if (tracing) tracing.valueDependent = true
+      continue
+    }
     seen.add(k)
     out.push(r)
   }
@@ -426,7 +455,11 @@ function value(n: Node): KeyValue | null {
     if (!op || op.length !== 1 || (op[0] !== '-' && op[0] !== '+')) return null
     const v = value(e.rexpr)
     if (!v || v.kind !== 'const' || (v.type !== 'int' && v.type !== 'float')) return null
-    return op[0] === '+' ? v : { ...v, text: negate(v.text) }
+    if (op[0] === '+') return v
+    const negated: KeyValue = { ...v, text: negate(v.text) }
+    const src = tracing?.sources.get(v)
+    if (src) tracing!.sources.set(negated, { at: src.at, neg: !src.neg })
+    return negated
   }
   return null
 }
@@ -437,6 +470,12 @@ function param(p: { number?: number }): KeyValue | null {
 }
 
 function constant(c: A_Const): KeyValue | null {
+  const v = constantValue(c)
+  if (v && tracing && typeof c.location === 'number') tracing.sources.set(v, { at: c.location, neg: false })
+  return v
+}
+
+function constantValue(c: A_Const): KeyValue | null {
   if (c.isnull) return con('NULL', 'null')
   // zero / false / '' come with the inner field omitted
   if (c.ival !== undefined) return con(String(c.ival.ival ?? 0), 'int')
@@ -451,7 +490,7 @@ function con(text: string, type: ConstType): KeyValue {
   return { kind: 'const', text, type }
 }
 
-function negate(text: string): string {
+export function negate(text: string): string {
   if (text === '0') return text
   return text.startsWith('-') ? text.slice(1) : `-${text}`
 }
@@ -462,7 +501,7 @@ function negate(text: string): string {
  * separators) as type int, the rest as type float without exponent, leading or
  * trailing zeros (1.50 -> 1.5, 1e3 -> 1000, 1.0 -> 1).
  */
-function numeric(raw: string): KeyValue | null {
+export function numeric(raw: string): KeyValue | null {
   let t = raw.replace(/_/g, '')
   let neg = false
   if (t.startsWith('-') || t.startsWith('+')) {

@@ -61,7 +61,8 @@ function site(start: number, end: number, per: Slot['per'], cast: string): TimeS
   return { start, end, per, pieces: [{ per, cast }] }
 }
 
-const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp|clock_timestamp|random|uuid/i
+/** Texts without a match have no clock or random call (the cheap test before a parse). */
+export const HINT = /now|current_(timestamp|date|time)|local(time|timestamp)|transaction_timestamp|statement_timestamp|clock_timestamp|random|uuid/i
 const cache = new Map<string, TimeAnalysis | null>()
 
 const SVF: Record<string, { cast: string; n?: boolean }> = {
