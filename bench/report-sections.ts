@@ -134,15 +134,16 @@ export function renderMicro(m: MicroResults, cases: CaseSummary[]): string[] {
   out.push(
     '- **new text**: every call gets a text never seen before, varying the literal named in the list below ' +
       '(what `pgbench -M simple` and any client that inlines values sends). `analyze`\'s text cache then ' +
-      "misses; `analyzeForRouting` (`src/sql/shape-cache.ts`) still answers reads from its shape cache (text with " +
-      'literals replaced; read-only analyses only), while writes, and texts with `$n`, comments, quoted ' +
-      "identifiers or dollar quotes, are parsed every time. `findTimeSites` has its own exact-text cache; texts " +
-      'naming no clock/random function are skipped by a regex before any parse ("regex only"), the others are ' +
-      'parsed a second time ("parses").',
+      "misses; `analyzeForRouting` (`src/sql/shape-cache.ts`) answers from its shape cache (text with " +
+      "literals masked): a read gets the shape's analysis, a write gets it with its own literals as key values; " +
+      'texts with `$n`, comments, quoted identifiers or dollar quotes are parsed every time. `timeSitesByShape` ' +
+      '(the clock/random calls) skips texts naming no clock/random function with a regex ("regex only"), finds ' +
+      'the calls of the others on the shape (parsed once per shape), and parses only a text whose shape has no ' +
+      'call or a call with a literal inside ("parses").',
   )
   out.push(
     '- **`locksFor`**: the planner deriving the lock requests from a (cached) analysis, with a catalog holding ' +
-      "pgbench's primary keys. **simple Query, new text**: `analyzeForRouting` + `findTimeSites` + `locksFor` on a " +
+      "pgbench's primary keys. **simple Query, new text**: `analyzeForRouting` + `timeSitesByShape` + `locksFor` on a " +
       'new text: the statement analysis one simple-protocol statement costs. With `-M prepared` the text is ' +
       'analysed once per Parse and every execution reuses it (the cached column).',
   )

@@ -67,8 +67,25 @@ export function isCommit(s: StatementInfo): boolean {
   return s.tx?.op === 'commit' || s.tx?.op === 'prepare'
 }
 
+type Spans = readonly { readonly start: number; readonly end: number }[] | null
+
+/** Transaction control texts (BEGIN, COMMIT, END) repeat verbatim: their spans are kept. */
+const spansCache = new Map<string, Spans>()
+
 /** Byte spans of each statement in a text, from the parser; null if it does not parse. */
-export function statementSpans(text: string): { start: number; end: number }[] | null {
+export function statementSpans(text: string): Spans {
+  let hit = spansCache.get(text)
+  if (hit === undefined) {
+    hit = computeSpans(text)
+    if (text.length <= 1024) {
+      if (spansCache.size >= 1000) spansCache.clear()
+      spansCache.set(text, hit)
+    }
+  }
+  return hit
+}
+
+function computeSpans(text: string): Spans {
   try {
     const tree = parseSync(text) as { stmts?: { stmt_location?: number; stmt_len?: number }[] }
     const total = Buffer.byteLength(text, 'utf8')

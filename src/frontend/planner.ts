@@ -592,7 +592,7 @@ function plainRead(a: Analysis, cat: CatalogData): boolean {
   return a.ok && a.statements.every((s) => (s.kind === 'read' || s.kind === 'transaction' || s.kind === 'empty') && !s.sequences && s.functions.every((f) => cat.nonVolatile.has(unqualified(f))))
 }
 
-function anyTxOrSession(a: Analysis): boolean {
+export function anyTxOrSession(a: Analysis): boolean {
   if (!a.ok) return false
   return a.statements.some((s) => s.kind === 'transaction' || s.kind === 'session' || s.kind === 'ddl' || s.kind === 'write' || s.kind === 'copy-in' || s.kind === 'not-replicable')
 }

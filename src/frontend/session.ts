@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
 import { Framer, FrameTooLarge, MalformedFrame, type Frame } from '../protocol/framer.ts'
 import { startupPacket, errorFields } from '../protocol/decode.ts'
-import { backendKeyData, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
+import { backendKeyData, commandComplete, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
 import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
@@ -21,6 +21,7 @@ import { BackendLink, type LinkHost } from './backend-link.ts'
 import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
+import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
@@ -414,7 +415,25 @@ export class Session implements LinkHost {
     }
   }
 
-  private async runOnce(frames: Frame[]): Promise<'retry' | void> {
+  /** The client's BEGIN, answered already and not yet sent to the backends (deferred-begin.ts). */
+  private pendingBegin: Frame | null = null
+  private flushingBegin = false
+
+  /** Sends the deferred BEGIN alone, its answers swallowed (the client has had them). */
+  private async flushBegin(): Promise<void> {
+    if (this.flushingBegin) return
+    this.flushingBegin = true
+    try {
+      for (let attempt = 0; this.pendingBegin && this.phase === 'ready' && attempt <= this.ctx.backends().length; attempt++) {
+        if ((await this.runOnce([this.pendingBegin], true)) !== 'retry') break
+      }
+    } finally {
+      this.flushingBegin = false
+    }
+  }
+
+  /** `withBegin`: frames[0] is the deferred BEGIN, whose answers the client must not get again. */
+  private async runOnce(frames: Frame[], withBegin = false): Promise<'retry' | void> {
     const last = frames[frames.length - 1]
     switch (last.type) {
       case F.Terminate:
@@ -443,6 +462,23 @@ export class Session implements LinkHost {
     let catalog: CatalogData
     const between = this.txStatus === 'I' && !this.sinceSync.size && !this.copy
     if (between) this.term = this.ctx.ha.term
+    if (!withBegin && this.pendingBegin) {
+      if (frames.length === 1 && carriesBegin(frames[0]!, await this.ctx.catalog(this.database).get())) {
+        frames = [this.pendingBegin, ...frames]
+        withBegin = true
+      } else {
+        await this.flushBegin()
+        if (this.phase !== 'ready') return
+      }
+    } else if (between && !withBegin && !this.clientSkipping && frames.length === 1 && !SNAPSHOT_LEVELS.has(this.defaultIsolation) && isPlainBegin(frames[0]!)) {
+      this.pendingBegin = frames[0]!
+      this.txStart = performance.timeOrigin + performance.now()
+      this.setStatus('T')
+      this.out(commandComplete('BEGIN'))
+      this.beforeReady()
+      this.out(readyForQuery('T'))
+      return
+    }
     try {
       // The writer's recovery log for this database, prepared once per term (a promotion prepares it anew).
       if (!this.readOnly && this.ctx.ha.isWriter() && this.logTerm !== this.ctx.ha.term) {
@@ -473,6 +509,12 @@ export class Session implements LinkHost {
       throw e
     }
     if (this.phase !== 'ready') return
+    if (withBegin) {
+      const begin = plan.msgs[0]
+      if (begin?.code !== F.Query) throw new Error('pgraid: the deferred BEGIN is not the first message of its batch')
+      begin.swallow = true
+      begin.surfaceErrors = true
+    }
     if (plan.nonDeterministic) return this.refuse(plan.nonDeterministic, plan.endsWithSync)
     const enabled = this.ctx.states.enabled()
     if (plan.everywhere && enabled.length < this.ctx.writeQuorum && (plan.commit || plan.executed.some((s) => changesData(s, catalog)))) {
@@ -517,6 +559,7 @@ export class Session implements LinkHost {
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
     this.plan = plan
+    if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
       return await this.execute(plan)
     } finally {
@@ -968,6 +1011,8 @@ export class Session implements LinkHost {
    * every backend in the state PostgreSQL would be in after that error.
    */
   private async refuse(err: PgError, endsWithSync: boolean, alreadyRan = false): Promise<void> {
+    // The backends must be in the transaction the client was told it is in, to fail it there too.
+    if (this.pendingBegin) await this.flushBegin()
     const inTx = this.txStatus !== 'I' || this.links.some((l) => l.txStatus !== 'I')
     if (inTx) {
       const targets = this.links.filter((l) => l.txStatus === 'T' || !endsWithSync).map((l) => l.index)

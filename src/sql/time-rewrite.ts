@@ -23,6 +23,12 @@ export interface Edit {
   start: number
   end: number
   pieces: (string | Slot)[]
+  /**
+   * The call names an output column (SELECT now() is column "now"): the value
+   * goes in a scalar subquery with that name, which PostgreSQL gives the
+   * column, instead of a cast, which would name it after the type.
+   */
+  column?: string
 }
 
 /** A call replaced by one slot (the common edit). */
@@ -126,6 +132,7 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
       }
     }
     const covered = new Set([...total].filter(([n, c]) => replaced.get(n) === c).map(([n]) => n))
+    nameColumns(tree, sites)
     sites.sort((a, b) => a.start - b.start)
     result = sites.length ? { edits: sites, maxParam, covered } : null
   } catch {
@@ -149,6 +156,41 @@ function evaluated(tree: unknown): { stmt?: Record<string, unknown> }[] {
     const [type, node] = Object.entries(st.stmt ?? {})[0] ?? []
     if (!type || !EVALUATED.has(type)) return false
     return type !== 'CreateTableAsStmt' || (node as { objtype?: string }).objtype !== 'OBJECT_MATVIEW'
+  })
+}
+
+const SVF_COLUMNS: Record<string, string> = {
+  SVFOP_CURRENT_DATE: 'current_date',
+  SVFOP_CURRENT_TIME: 'current_time',
+  SVFOP_CURRENT_TIME_N: 'current_time',
+  SVFOP_CURRENT_TIMESTAMP: 'current_timestamp',
+  SVFOP_CURRENT_TIMESTAMP_N: 'current_timestamp',
+  SVFOP_LOCALTIME: 'localtime',
+  SVFOP_LOCALTIME_N: 'localtime',
+  SVFOP_LOCALTIMESTAMP: 'localtimestamp',
+  SVFOP_LOCALTIMESTAMP_N: 'localtimestamp',
+}
+
+/**
+ * Marks the sites that name an output column: the expression of a target
+ * without AS whose name PostgreSQL's FigureColname takes from the call
+ * (through casts, COLLATE and a CASE's ELSE, as FigureColname does).
+ */
+function nameColumns(tree: unknown, sites: TimeSite[]): void {
+  const at = new Map(sites.map((s) => [s.start, s]))
+  walk(tree, (key, node) => {
+    if (key !== 'ResTarget' || node.name !== undefined || !node.val) return
+    let n = node.val as Record<string, Record<string, unknown>>
+    for (;;) {
+      const next = n.TypeCast?.arg ?? n.CollateClause?.arg ?? n.CaseExpr?.defresult
+      if (!next) break
+      n = next as Record<string, Record<string, unknown>>
+    }
+    const call = n.FuncCall ?? n.SQLValueFunction
+    const site = call && at.get(Number(call.location))
+    if (!site) return
+    const column = n.FuncCall ? funcName(n.FuncCall) : SVF_COLUMNS[String(n.SQLValueFunction!.op)]
+    if (column) site.column = column
   })
 }
 
@@ -254,7 +296,9 @@ function splice(sql: string, edits: readonly Edit[], render: (s: Slot) => string
   let at = 0
   for (const e of edits) {
     parts.push(bytes.toString('utf8', at, e.start))
+    if (e.column) parts.push('(SELECT ')
     for (const p of e.pieces) parts.push(typeof p === 'string' ? p : render(p))
+    if (e.column) parts.push(` AS "${e.column}")`)
     at = e.end
   }
   parts.push(bytes.toString('utf8', at))

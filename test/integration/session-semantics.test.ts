@@ -5,6 +5,7 @@
 
 import t from 'tap'
 import { randomBytes, createHash } from 'node:crypto'
+import pg from 'pg'
 import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
 
 const stack = await stackFor(t)
@@ -118,5 +119,30 @@ t.test('now() and CURRENT_TIMESTAMP give the same value on every backend', async
   ])
   const inTx = (await c.query('SELECT count(DISTINCT a)::int AS n FROM clock WHERE id IN (2, 3)')).rows[0].n
   t.equal(inTx, 1, 'now() is the same for every statement of a transaction')
+  await assertIdentical(t, stack)
+})
+
+t.test('a clock or random call keeps the output column name PostgreSQL gives it', async (t) => {
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  const sql =
+    'SELECT now(), CURRENT_TIMESTAMP, current_date, localtimestamp(2), now()::date, CASE WHEN true THEN 1 ELSE random() END, ' +
+    'statement_timestamp() AS st, gen_random_uuid(), transaction_timestamp() + interval \'1 day\''
+  const b = stack.cluster.backends[0]!
+  const raw = new pg.Client({ host: b.host, port: b.port, user: b.user, password: b.password, database: 'postgres' })
+  await raw.connect()
+  const direct = (await raw.query(sql)).fields.map((f) => f.name)
+  await raw.end()
+  const names = (await c.query(sql)).fields.map((f) => f.name)
+  const prepared = (await c.query({ text: `${sql} WHERE $1::int = 1`, values: [1] })).fields.map((f) => f.name)
+  const expected = ['now', 'current_timestamp', 'current_date', 'localtimestamp', 'now', 'random', 'st', 'gen_random_uuid', '?column?']
+  t.same(direct, expected, 'PostgreSQL itself names them so')
+  t.same(names, expected, 'simple protocol through pgraid: the same names')
+  t.same(prepared, expected, 'extended protocol: the same names')
+  const { rows } = await c.query<{ now: Date; current_date: Date }>('SELECT now(), current_date')
+  t.ok(rows[0]!.now instanceof Date && rows[0]!.current_date instanceof Date, 'and the values arrive under those names')
+  await c.query('CREATE TABLE named_ret (id int PRIMARY KEY, at timestamptz)')
+  const ret = await c.query('INSERT INTO named_ret VALUES (1, now()) RETURNING now(), at')
+  t.same(ret.fields.map((f) => f.name), ['now', 'at'], 'RETURNING too')
   await assertIdentical(t, stack)
 })
