@@ -76,7 +76,11 @@ export function readOptions(env = process.env): BenchOptions {
     modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
     singleClient: (env.BENCH_SINGLE_CLIENT ?? '1') !== '0',
     profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0',
-    logCost: (env.BENCH_LOGCOST ?? '1') !== '0',
+    // Off, and refused when asked for: since the writer election (issue 8) the second pgraid over the same
+    // backends is a standby that refuses writes (25006), so the scenario cannot run as built. Its last figure
+    // (issue 5, before the election) is in docs/benchmarks.md notes; rebuilding it needs the two proxies
+    // started and stopped per case instead of running side by side.
+    logCost: logCostOption(env.BENCH_LOGCOST),
     failover: (env.BENCH_FAILOVER ?? '1') !== '0',
     lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
     activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
@@ -93,4 +97,12 @@ export function readOptions(env = process.env): BenchOptions {
 export const WORKLOAD_LABEL: Record<Workload, string> = {
   tpcb: 'TPC-B (builtin tpcb-like)',
   select: 'select-only (-S)',
+}
+
+function logCostOption(v: string | undefined): boolean {
+  if (v === undefined || v === '' || v === '0') return false
+  throw new Error(
+    'BENCH_LOGCOST=1 cannot run: a second pgraid over the same backends is a standby since the writer election and refuses writes; ' +
+      'unset BENCH_LOGCOST (the log-cost figure of issue 5 is in docs/benchmarks.md notes)',
+  )
 }

@@ -19,10 +19,9 @@
 //                        pgraid child started with `node --cpu-prof`, stopped with SIGTERM so the profile is
 //                        written; self time per function / source file goes to "Where the time goes".
 //                        Default on, off with BENCH_QUICK=1 unless set; 0 = skip
-//   BENCH_LOGCOST=1      the cost of the recovery log: the TPC-B cases (BENCH_CLIENTS clients, every mode) also run
-//                        against a second pgraid over the same backends and database, started with
-//                        `recovery: { log: false }` (target "pgraid-nolog"), interleaved with the others; the
-//                        report compares its tps with the normal pgraid's. 0 = skip
+//   BENCH_LOGCOST        the cost of the recovery log (a second pgraid with `recovery: { log: false }` over the same
+//                        backends, target "pgraid-nolog"): off, and refused if set, since the writer election makes
+//                        that second pgraid a read-only standby (bench/options.ts says what rebuilding it needs)
 //   BENCH_FAILOVER=1     the failover figure: after the measured runs, a separate fresh 3-backend cluster with its
 //                        own pgraid; pgbench TPC-B -c 8 through it plus a probe client inserting a row every 50 ms;
 //                        one backend is killed (immediate shutdown) after 3 s, the run goes on ~5 s more. Reports the
