@@ -37,6 +37,8 @@ const MAX_IN_DOUBT = 10_000
 /** LSNs skipped at startup: more than a killed pgraid can have had in flight. */
 const LSN_MARGIN = 10_000
 const RECHECK_MS = 3_000
+/** How long startup waits for sessions that may still commit (a killed pgraid's COMMITs landing). */
+const LATE_COMMIT_WAIT_MS = 5_000
 
 export class RecoveryLog {
   private next = 1
@@ -120,6 +122,7 @@ export class RecoveryLog {
    */
   private async prepare(): Promise<void> {
     const enabled = this.states.enabled()
+    const settled = await this.awaitLateCommits(enabled)
     const results = await Promise.allSettled(enabled.map((i) => this.inspect(i)))
     const found: BackendLogState[] = []
     results.forEach((r, k) => {
@@ -149,9 +152,48 @@ export class RecoveryLog {
     this.initialNext = this.next
     this.isReady = true
     this.log.debug({ database: this.database, next: this.next }, 'recovery log ready')
-    // ...and look again once those have landed, to complete any that reached some backends only.
-    const again = setTimeout(() => void this.recheck(), RECHECK_MS)
-    again.unref()
+    // Sessions that could still commit outlived the wait: look again once they have landed, to complete
+    // any that reached some backends only (a window: this pgraid's own writes may run meanwhile).
+    if (!settled) {
+      const again = setTimeout(() => void this.recheck(), RECHECK_MS)
+      again.unref()
+    }
+  }
+
+  /**
+   * A killed (or fenced) pgraid's backend sessions finish what they received:
+   * a COMMIT being processed lands after pgraid is gone, on some backends
+   * maybe later than the look below. Such a session is active and holds a
+   * transaction id; one waiting for its next command has nothing left to
+   * commit and ends as soon as its socket closes. So wait, up to
+   * LATE_COMMIT_WAIT_MS, until no other session on the backends is active
+   * with a transaction id: then every commit that will ever land has, and the
+   * in-doubt completion below sees all of them before this pgraid writes.
+   * False when some were still there (or a backend did not answer).
+   */
+  private async awaitLateCommits(indexes: number[]): Promise<boolean> {
+    const deadline = Date.now() + LATE_COMMIT_WAIT_MS
+    const waited = await Promise.allSettled(
+      indexes.map(async (i) => {
+        const client = await this.connect(this.targets[i]!)
+        try {
+          for (;;) {
+            const r = await client.query<{ pid: number }>(
+              "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+            )
+            if (!r.rows.length) return true
+            if (Date.now() >= deadline) {
+              this.log.warn({ database: this.database, backend: this.targets[i]!.name, pids: r.rows.map((x) => x.pid) }, 'sessions that may still commit outlived the startup wait; the recovery log is checked again later')
+              return false
+            }
+            await new Promise((res) => setTimeout(res, 50))
+          }
+        } finally {
+          await client.end().catch(() => {})
+        }
+      }),
+    )
+    return waited.every((w) => w.status === 'fulfilled' && w.value)
   }
 
   /** A second look at the logs after startup (commits of a killed pgraid that landed late). */

@@ -49,3 +49,41 @@ t.test('a fresh pgraid completes commits that reached only some backends', async
   t.equal(Number((await onEachBackend<{ m: string }>(stack, 'SELECT max(lsn) AS m FROM pgraid.log'))[2]![0]!.m), max + 2 + 1 + 10_000)
   await cc.end()
 })
+
+t.test('a COMMIT still landing when pgraid starts is waited for, then completed before any client writes', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  await c.query('CREATE TABLE late_t (id int UNIQUE DEFERRABLE INITIALLY DEFERRED, v text)')
+  await c.end()
+  const max = Number((await onEachBackend<{ m: string }>(stack, 'SELECT max(lsn) AS m FROM pgraid.log'))[0]![0]!.m)
+  await stack.proxy.close()
+  // What a killed pgraid leaves behind: on pg1, its session's COMMIT (row 7 and its log record) is
+  // still being processed, held by a deferred unique check on another open transaction's row 7.
+  const pg1 = stack.cluster.backends[0]!
+  const holder = await pg1.client()
+  await holder.query('BEGIN')
+  await holder.query("INSERT INTO late_t VALUES (7, 'holder')")
+  const late = await pg1.client()
+  await late.query('BEGIN')
+  await late.query("INSERT INTO late_t VALUES (7, 'late commit')")
+  const rec = { v: 1, settings: [], stmts: [{ q: "INSERT INTO late_t VALUES (7, 'late commit')" }] }
+  await late.query('INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)', [max + 1, '2026-12-02 08:00:00+00', JSON.stringify(rec)])
+  const landing = late.query('COMMIT')
+  // The holder gives up a moment after the new pgraid looked: the COMMIT lands then.
+  const fresh = await startPgraid({ ...stack.config, listen: { ...stack.config.listen, port: 0 } }, createLogger('silent'))
+  t.teardown(() => fresh.close())
+  setTimeout(() => void holder.query('ROLLBACK').then(() => holder.end()), 700)
+  const cc = new pg.Client({ host: fresh.host, port: fresh.port, user: 'app', password: 'app-secret', database: 'postgres' })
+  await cc.connect()
+  // The first write needs the recovery log ready, which waits for the late COMMIT and completes it.
+  await cc.query("INSERT INTO late_t VALUES (8, 'new')")
+  await landing
+  await late.end()
+  const per = await onEachBackend<{ id: number; v: string }>(stack, 'SELECT id, v FROM late_t ORDER BY id')
+  t.same(per, [0, 1, 2].map(() => [{ id: 7, v: 'late commit' }, { id: 8, v: 'new' }]), 'every backend has the late commit, before the new write')
+  const lsns = await onEachBackend<{ lsn: string }>(stack, `SELECT lsn FROM pgraid.log WHERE lsn > ${max} ORDER BY lsn`)
+  t.same(lsns[1], lsns[0], 'pg2 holds the same records as pg1')
+  t.same(lsns[2], lsns[0], 'pg3 holds the same records as pg1')
+  t.same(fresh.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'])
+  await cc.end()
+})
