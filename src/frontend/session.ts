@@ -902,7 +902,12 @@ export class Session implements LinkHost {
       const sk = ex.skippingAfter(link.index)
       if (sk !== undefined) link.skipping = sk
     }
-    if (plan.ddl) this.ctx.catalog(this.database).invalidate()
+    if (plan.ddl) {
+      this.ctx.catalog(this.database).invalidate()
+      // Inside a transaction the change is not visible to the catalog's own connection until COMMIT:
+      // a reload before then (any session's next batch) caches the old catalog, so reload again at the end.
+      this.ddlInTx = true
+    }
     this.trackLog(plan, ex)
     if (plan.endsWithSync) {
       this.sinceSync.clear()
@@ -963,8 +968,15 @@ export class Session implements LinkHost {
     else if ((op === 'reset' && name === 'default_transaction_isolation') || op === 'reset_all' || op === 'discard_all') this.defaultIsolation = 'read committed'
   }
 
+  /** This transaction changed the schema: the catalog is reloaded when it ends. */
+  private ddlInTx = false
+
   private setStatus(st: TxStatus): void {
     this.txStatus = st
+    if (st === 'I' && this.ddlInTx) {
+      this.ddlInTx = false
+      this.ctx.catalog(this.database).invalidate()
+    }
     if (st === 'I') {
       this.txIsolation = null
       this.ctx.locks.releaseAll(this.owner)

@@ -129,6 +129,24 @@ t.test('DDL keeps its expressions: a column default stays now(), not the time of
   await assertIdentical(t, stack)
 })
 
+t.test('a table created inside a transaction: its volatile defaults are known once the transaction commits', async (t) => {
+  const c = await client(stack)
+  const other = await client(stack)
+  t.teardown(() => Promise.all([c.end(), other.end()]))
+  await c.query('BEGIN')
+  await c.query('CREATE TABLE in_tx (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), u uuid NOT NULL DEFAULT gen_random_uuid())')
+  // Another session's batch reloads the catalog while the CREATE is not committed yet (it cannot see it).
+  await other.query('INSERT INTO ev (body) VALUES ($1)', ['catalog reload before the commit'])
+  await c.query('COMMIT')
+  const r = await c.query('INSERT INTO in_tx (id) VALUES (1) RETURNING at, u')
+  t.equal(r.rowCount, 1, 'the RETURNING rows agreed on every backend')
+  await other.query('INSERT INTO in_tx (id) VALUES (2)')
+  const per = await onEachBackend<{ id: number; at: Date; u: string }>(stack, 'SELECT id, at, u::text FROM in_tx ORDER BY id')
+  t.same(per[1], per[0], 'pg2 has the same defaults as pg1')
+  t.same(per[2], per[0], 'pg3 too')
+})
+
+
 t.test('RETURNING rows are compared: a backend changed behind pgraid\'s back is caught and taken out', async (t) => {
   const c = await client(stack)
   t.teardown(() => c.end())
