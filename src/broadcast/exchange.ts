@@ -25,6 +25,8 @@ export interface PlannedMsg {
   surfaceErrors?: boolean
   /** The CommandComplete ending statement number dropUnit (0-based) of a simple query is pgraid's own statement added to the text: not relayed. */
   dropUnit?: number
+  /** A swallowed query of pgraid's own whose answer it reads: every unit's raw bytes are kept here. */
+  collect?: Buffer[]
 }
 
 export interface Unit {
@@ -347,6 +349,7 @@ export class Exchange {
     }
     if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow)
       this.outcome.errorCode = errorFields(unit.body).C ?? null
+    if (msg.collect) msg.collect.push(...unit.slices)
     if ((msg.swallow && !(msg.surfaceErrors && unit.type === B.ErrorResponse)) || drop) return
     if (unit.slices.length) this.releaseHeld()
     if (unit.type === B.ReadyForQuery && this.deferReady && i === this.msgs.length - 1) {

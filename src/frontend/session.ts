@@ -23,7 +23,7 @@ import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import type { StatementInfo } from '../sql/types.ts'
-import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
+import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData, type CatalogRow } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
 import { insertText, recordJson } from '../recovery/record.ts'
 import type { ServerContext } from '../server-context.ts'
@@ -486,7 +486,7 @@ export class Session implements LinkHost {
         await this.ctx.recovery(this.database).ready()
         this.logTerm = term
       }
-      catalog = await this.ctx.catalog(this.database).get()
+      catalog = (this.ddlInTx && this.txStatus === 'T' && !this.sinceSync.size && !this.copy ? await this.catalogInTx() : null) ?? (await this.ctx.catalog(this.database).get())
       this.catalogSeen = catalog
       plan = planBatch(frames, {
         registry: this.registry,
@@ -635,6 +635,39 @@ export class Session implements LinkHost {
     const lsn = log.take()
     const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
+  }
+
+  /** The catalog as this transaction sees it (its own schema changes included), once it changed the schema. */
+  private txCatalog: CatalogData | null = null
+
+  /**
+   * pgraid's catalog connection cannot see a schema change this transaction
+   * has not committed: a table it created, a default it added. Its writes
+   * then read the catalog inside the transaction, on one of its backends
+   * (all have run the same DDL), within a savepoint so that a failure leaves
+   * the client's transaction as it was. Null when that is not possible.
+   */
+  private async catalogInTx(): Promise<CatalogData | null> {
+    if (this.txCatalog) return this.txCatalog
+    const link = this.links.find((l) => l.txStatus === 'T')
+    if (!link) return null
+    const collect: Buffer[] = []
+    const sql = `SAVEPOINT pgraid_catalog; ${CATALOG_QUERY}; RELEASE SAVEPOINT pgraid_catalog`
+    const ex = new Exchange([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${sql}\0`, 'utf8')), targets: [link.index], swallow: true, collect }], this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    this.exchange = ex
+    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
+    try {
+      await ex.done
+    } finally {
+      this.exchange = null
+    }
+    if (ex.answered(0, link.index, B.ErrorResponse)) {
+      await this.runInternal(message(F.Query, Buffer.from('ROLLBACK TO SAVEPOINT pgraid_catalog; RELEASE SAVEPOINT pgraid_catalog\0', 'utf8')), [link.index])
+      this.log.warn('could not read the catalog inside the transaction; using the committed one')
+      return null
+    }
+    this.txCatalog = buildCatalog(catalogRows(Buffer.concat(collect)))
+    return this.txCatalog
   }
 
   /** A message of pgraid's own to the session's backends, answers consumed. */
@@ -902,6 +935,7 @@ export class Session implements LinkHost {
       const sk = ex.skippingAfter(link.index)
       if (sk !== undefined) link.skipping = sk
     }
+    if (plan.ddl || plan.executed.some((s) => s.tx?.op === 'rollback_to')) this.txCatalog = null
     if (plan.ddl) {
       this.ctx.catalog(this.database).invalidate()
       // Inside a transaction the change is not visible to the catalog's own connection until COMMIT:
@@ -975,6 +1009,7 @@ export class Session implements LinkHost {
     this.txStatus = st
     if (st === 'I' && this.ddlInTx) {
       this.ddlInTx = false
+      this.txCatalog = null
       this.ctx.catalog(this.database).invalidate()
     }
     if (st === 'I') {
@@ -1281,6 +1316,28 @@ export class Session implements LinkHost {
 }
 
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
+
+/** The (k, a, b) DataRows of CATALOG_QUERY from the raw bytes of its answer (text format). */
+function catalogRows(raw: Buffer): CatalogRow[] {
+  const rows: CatalogRow[] = []
+  for (let off = 0; off + 5 <= raw.length; ) {
+    const type = raw[off]!
+    const len = raw.readInt32BE(off + 1)
+    if (type === B.DataRow) {
+      const fields: (string | null)[] = []
+      let p = off + 7
+      for (let i = 0, n = raw.readInt16BE(off + 5); i < n; i++) {
+        const flen = raw.readInt32BE(p)
+        p += 4
+        fields.push(flen < 0 ? null : raw.toString('utf8', p, p + flen))
+        if (flen > 0) p += flen
+      }
+      rows.push({ k: fields[0] ?? '', a: fields[1] ?? '', b: fields[2] ?? null })
+    }
+    off += 1 + len
+  }
+  return rows
+}
 
 /** Would this batch write anything (or commit a transaction that did)? Only the writer may run it. */
 function writesSomething(plan: Plan, catalog: CatalogData, pendingWrites: boolean): boolean {

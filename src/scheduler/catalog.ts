@@ -60,7 +60,8 @@ export interface CatalogData {
   volatileTriggers: Map<string, VolatileTrigger[]>
 }
 
-const QUERY = `
+/** The catalog as (kind, a, b) text rows; also run inside a session's transaction (session.ts, after DDL). */
+export const CATALOG_QUERY = `
 select 'fk' as k, cl.relname::text as a, pl.relname::text as b -- text: a union of name columns would cut every row at 63 bytes
   from pg_constraint k join pg_class cl on cl.oid = k.conrelid join pg_class pl on pl.oid = k.confrelid
  where k.contype = 'f'
@@ -203,57 +204,11 @@ export class Catalog {
       throw e
     }
     try {
-      const res = await client.query<{ k: string; a: string; b: string | null }>(QUERY)
-      const d = emptyCatalog()
-      for (const r of res.rows) {
-        if (r.k === 'fk' && r.b) {
-          addTo(d.parents, r.a, r.b)
-          addTo(d.children, r.b, r.a)
-        } else if (r.k === 'trg' && r.b) {
-          d.triggers.add(r.a)
-          const [trigger, fn, lang, ...src] = r.b.split('\t')
-          const reason = triggerNonDeterminism(fn, lang, src.join('\t'))
-          if (reason) {
-            let list = d.volatileTriggers.get(r.a)
-            if (!list) d.volatileTriggers.set(r.a, (list = []))
-            list.push({ trigger, function: fn, reason })
-          }
-        } else if (r.k === 'def' && r.b) {
-          const tab = r.b.indexOf('\t')
-          const column = r.b.slice(0, tab)
-          const expr = r.b.slice(tab + 1)
-          const t = safeTemplate(expr)
-          if (t.pieces.some((p) => typeof p !== 'string') || t.nonDeterministic.length) {
-            let m = d.volatileDefaults.get(r.a)
-            if (!m) d.volatileDefaults.set(r.a, (m = new Map()))
-            m.set(column, { expr, ...t })
-          }
-        } else if (r.k === 'col' && r.b) d.columns.set(r.a, r.b.split('\n'))
-        else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
-        else if (r.k === 'sq' && r.b) addTo(d.sequencesOf, r.a, r.b)
-        else if (r.k === 'fn') d.nonVolatile.add(r.a)
-        else if (r.k === 'ukx') d.complexUnique.add(r.a)
-        else if (r.k === 'ind') d.indirect.add(r.a)
-        else if (r.k === 'inh' && r.b) {
-          addTo(d.family, r.a, r.b)
-          addTo(d.family, r.b, r.a)
-        }
-        else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
-          const cols = r.b.split('\n').map((l) => l.split('\t'))
-          let list = d.uniques.get(r.a)
-          if (!list) d.uniques.set(r.a, (list = []))
-          list.push({ columns: cols.map((c) => c[0]), types: cols.map((c) => c[1]), primary: r.k === 'pk' })
-        }
-      }
+      const res = await client.query<CatalogRow>(CATALOG_QUERY)
+      const d = buildCatalog(res.rows)
       // Closed soon after a burst of DDL: an idle connection would hold up DROP DATABASE.
       this.idle = setTimeout(() => void this.close(), 1000)
       this.idle.unref()
-      closeFamilies(d.family)
-      // Table order, so messages and added columns do not depend on the catalog query's row order.
-      for (const [table, m] of d.volatileDefaults) {
-        const order = d.columns.get(table) ?? []
-        d.volatileDefaults.set(table, new Map([...m].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))))
-      }
       return d
     } catch (e) {
       if (this.client === client) this.client = null
@@ -261,6 +216,64 @@ export class Catalog {
       throw e
     }
   }
+}
+
+export interface CatalogRow {
+  k: string
+  a: string
+  b: string | null
+}
+
+/** CatalogData from the rows of CATALOG_QUERY. */
+export function buildCatalog(rows: CatalogRow[]): CatalogData {
+  const d = emptyCatalog()
+  for (const r of rows) {
+    if (r.k === 'fk' && r.b) {
+      addTo(d.parents, r.a, r.b)
+      addTo(d.children, r.b, r.a)
+    } else if (r.k === 'trg' && r.b) {
+      d.triggers.add(r.a)
+      const [trigger, fn, lang, ...src] = r.b.split('\t')
+      const reason = triggerNonDeterminism(fn, lang, src.join('\t'))
+      if (reason) {
+        let list = d.volatileTriggers.get(r.a)
+        if (!list) d.volatileTriggers.set(r.a, (list = []))
+        list.push({ trigger, function: fn, reason })
+      }
+    } else if (r.k === 'def' && r.b) {
+      const tab = r.b.indexOf('\t')
+      const column = r.b.slice(0, tab)
+      const expr = r.b.slice(tab + 1)
+      const t = safeTemplate(expr)
+      if (t.pieces.some((p) => typeof p !== 'string') || t.nonDeterministic.length) {
+        let m = d.volatileDefaults.get(r.a)
+        if (!m) d.volatileDefaults.set(r.a, (m = new Map()))
+        m.set(column, { expr, ...t })
+      }
+    } else if (r.k === 'col' && r.b) d.columns.set(r.a, r.b.split('\n'))
+    else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
+    else if (r.k === 'sq' && r.b) addTo(d.sequencesOf, r.a, r.b)
+    else if (r.k === 'fn') d.nonVolatile.add(r.a)
+    else if (r.k === 'ukx') d.complexUnique.add(r.a)
+    else if (r.k === 'ind') d.indirect.add(r.a)
+    else if (r.k === 'inh' && r.b) {
+      addTo(d.family, r.a, r.b)
+      addTo(d.family, r.b, r.a)
+    }
+    else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
+      const cols = r.b.split('\n').map((l) => l.split('\t'))
+      let list = d.uniques.get(r.a)
+      if (!list) d.uniques.set(r.a, (list = []))
+      list.push({ columns: cols.map((c) => c[0]), types: cols.map((c) => c[1]), primary: r.k === 'pk' })
+    }
+  }
+  closeFamilies(d.family)
+  // Table order, so messages and added columns do not depend on the catalog query's row order.
+  for (const [table, m] of d.volatileDefaults) {
+    const order = d.columns.get(table) ?? []
+    d.volatileDefaults.set(table, new Map([...m].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))))
+  }
+  return d
 }
 
 /** A default that does not parse alone is treated as refused rather than guessed. */
