@@ -653,14 +653,7 @@ export class Session implements LinkHost {
     if (!link) return null
     const collect: Buffer[] = []
     const sql = `SAVEPOINT pgraid_catalog; ${CATALOG_QUERY}; RELEASE SAVEPOINT pgraid_catalog`
-    const ex = new Exchange([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${sql}\0`, 'utf8')), targets: [link.index], swallow: true, collect }], this, (idx) => this.linkAt(idx)?.skipping ?? false)
-    this.exchange = ex
-    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
-    try {
-      await ex.done
-    } finally {
-      this.exchange = null
-    }
+    const ex = await this.runOwn([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${sql}\0`, 'utf8')), targets: [link.index], swallow: true, collect }])
     if (ex.answered(0, link.index, B.ErrorResponse)) {
       await this.runInternal(message(F.Query, Buffer.from('ROLLBACK TO SAVEPOINT pgraid_catalog; RELEASE SAVEPOINT pgraid_catalog\0', 'utf8')), [link.index])
       this.log.warn('could not read the catalog inside the transaction; using the committed one')
@@ -672,17 +665,23 @@ export class Session implements LinkHost {
 
   /** A message of pgraid's own to the session's backends, answers consumed. */
   private async runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }> {
-    const ex = new Exchange([{ code: F.Query, bytes: msg, targets, swallow: true }], this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    const ex = await this.runOwn([{ code: F.Query, bytes: msg, targets, swallow: true }])
+    let code: string | null = null
+    for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
+    return { diverged: ex.outcome.diverged, errorCode: code }
+  }
+
+  /** Sends pgraid's own messages (answers swallowed) and waits until every backend answered them. */
+  private async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
+    const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     this.exchange = ex
     for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
     try {
-      const o = await ex.done
-      let code: string | null = null
-      for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
-      return { diverged: o.diverged, errorCode: code }
+      await ex.done
     } finally {
       this.exchange = null
     }
+    return ex
   }
 
   /** The CommandComplete tag of each statement the batch logged (recorded with it where the record is written later). */
@@ -1036,14 +1035,7 @@ export class Session implements LinkHost {
   private async forceError(targets: number[], withSync: boolean): Promise<void> {
     const msgs: PlannedMsg[] = [{ code: F.Describe, bytes: FORCE_ERROR, targets, swallow: true, describeStatement: true }]
     if (withSync) msgs.push({ code: F.Sync, bytes: SYNC, targets, swallow: true })
-    const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
-    this.exchange = ex
-    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
-    try {
-      await ex.done
-    } finally {
-      this.exchange = null
-    }
+    const ex = await this.runOwn(msgs)
     for (const t of targets) {
       const link = this.linkAt(t)
       if (!link) continue
