@@ -19,6 +19,8 @@ import { analyzeForRouting } from '../sql/shape-cache.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 import { anyTxOrSession, needsAll } from './planner.ts'
 
+const BEGIN_TEXT = /^\s*(begin|start)\b/i
+
 function textOf(f: Frame): string | null {
   if (f.type !== F.Query) return null
   return queryText(f.bytes.subarray(f.bodyOffset))
@@ -27,7 +29,8 @@ function textOf(f: Frame): string | null {
 /** A simple Query holding exactly one BEGIN / START TRANSACTION without options. */
 export function isPlainBegin(f: Frame): boolean {
   const text = textOf(f)
-  if (text === null) return false
+  // Asked of every autocommit simple Query: most are not a BEGIN, and need no analysis to say so.
+  if (text === null || !BEGIN_TEXT.test(text)) return false
   const a = analyzeForRouting(text)
   if (!a.ok || a.statements.length !== 1) return false
   const tx = a.statements[0]!.tx

@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
 import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
 import { Framer, FrameTooLarge, MalformedFrame, type Frame } from '../protocol/framer.ts'
-import { startupPacket, errorFields } from '../protocol/decode.ts'
+import { startupPacket, errorFields, textDataRows } from '../protocol/decode.ts'
 import { backendKeyData, commandComplete, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
@@ -23,7 +23,7 @@ import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import type { StatementInfo } from '../sql/types.ts'
-import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData, type CatalogRow } from '../scheduler/catalog.ts'
+import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
 import { insertText, recordJson } from '../recovery/record.ts'
 import type { ServerContext } from '../server-context.ts'
@@ -407,10 +407,11 @@ export class Session implements LinkHost {
     }
   }
 
-  private async runFrames(frames: Frame[]): Promise<void> {
-    // A read whose only backend was lost before any byte reached the client runs again elsewhere.
+  private async runFrames(frames: Frame[], withBegin = false): Promise<void> {
+    // A read whose only backend was lost before any byte reached the client runs again elsewhere
+    // (and a batch planned for a backend lost while it waited for locks is planned again).
     for (let attempt = 0; attempt <= this.ctx.backends().length; attempt++) {
-      if ((await this.runOnce(frames)) !== 'retry') return
+      if ((await this.runOnce(frames, withBegin)) !== 'retry') return
       this.log.info({ attempt }, 'read retried on another backend')
     }
   }
@@ -424,9 +425,7 @@ export class Session implements LinkHost {
     if (this.flushingBegin) return
     this.flushingBegin = true
     try {
-      for (let attempt = 0; this.pendingBegin && this.phase === 'ready' && attempt <= this.ctx.backends().length; attempt++) {
-        if ((await this.runOnce([this.pendingBegin], true)) !== 'retry') break
-      }
+      if (this.pendingBegin) await this.runFrames([this.pendingBegin], true)
     } finally {
       this.flushingBegin = false
     }
@@ -659,7 +658,7 @@ export class Session implements LinkHost {
       this.log.warn('could not read the catalog inside the transaction; using the committed one')
       return null
     }
-    this.txCatalog = buildCatalog(catalogRows(Buffer.concat(collect)))
+    this.txCatalog = buildCatalog(textDataRows(Buffer.concat(collect)).map(([k, a, b]) => ({ k: k ?? '', a: a ?? '', b: b ?? null })))
     return this.txCatalog
   }
 
@@ -1308,28 +1307,6 @@ export class Session implements LinkHost {
 }
 
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
-
-/** The (k, a, b) DataRows of CATALOG_QUERY from the raw bytes of its answer (text format). */
-function catalogRows(raw: Buffer): CatalogRow[] {
-  const rows: CatalogRow[] = []
-  for (let off = 0; off + 5 <= raw.length; ) {
-    const type = raw[off]!
-    const len = raw.readInt32BE(off + 1)
-    if (type === B.DataRow) {
-      const fields: (string | null)[] = []
-      let p = off + 7
-      for (let i = 0, n = raw.readInt16BE(off + 5); i < n; i++) {
-        const flen = raw.readInt32BE(p)
-        p += 4
-        fields.push(flen < 0 ? null : raw.toString('utf8', p, p + flen))
-        if (flen > 0) p += flen
-      }
-      rows.push({ k: fields[0] ?? '', a: fields[1] ?? '', b: fields[2] ?? null })
-    }
-    off += 1 + len
-  }
-  return rows
-}
 
 /** Would this batch write anything (or commit a transaction that did)? Only the writer may run it. */
 function writesSomething(plan: Plan, catalog: CatalogData, pendingWrites: boolean): boolean {

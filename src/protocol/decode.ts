@@ -1,6 +1,8 @@
 // Decoders for the few messages routing and reconciliation must read. Pure:
 // a message body in, a value out. Everything else is relayed undecoded.
 
+import { B } from './codes.ts'
+
 export class Reader {
   off: number
   constructor(
@@ -130,6 +132,28 @@ export interface ExecuteMsg {
 export function executeMsg(body: Buffer): ExecuteMsg {
   const r = new Reader(body)
   return { portal: r.cstring(), maxRows: r.int32() }
+}
+
+/**
+ * The fields of every DataRow in a stretch of backend messages, as text
+ * (null for SQL NULL). Only for pgraid's own queries: relayed rows are never
+ * decoded.
+ */
+export function textDataRows(raw: Buffer): (string | null)[][] {
+  const rows: (string | null)[][] = []
+  for (let off = 0; off + 5 <= raw.length; off += 1 + raw.readInt32BE(off + 1)) {
+    if (raw[off] !== B.DataRow) continue
+    const fields: (string | null)[] = []
+    let p = off + 7
+    for (let i = 0, n = raw.readInt16BE(off + 5); i < n; i++) {
+      const len = raw.readInt32BE(p)
+      p += 4
+      fields.push(len < 0 ? null : raw.toString('utf8', p, p + len))
+      if (len > 0) p += len
+    }
+    rows.push(fields)
+  }
+  return rows
 }
 
 export function queryText(body: Buffer): string {

@@ -53,7 +53,17 @@ type Entry =
 const shapes = new Map<string, Entry>()
 const NONE: Entry = { kind: 'none' }
 
+/** The last text scanned: the planner analyses a simple Query, then looks for its clock calls. */
+let lastScan: { sql: string; result: { shape: string; literals: Literal[] } | null } | null = null
+
 function scan(sql: string): { shape: string; literals: Literal[] } | null {
+  if (lastScan?.sql === sql) return lastScan.result
+  const result = scanText(sql)
+  lastScan = { sql, result }
+  return result
+}
+
+function scanText(sql: string): { shape: string; literals: Literal[] } | null {
   if (sql.length > MAX_TEXT || UNSAFE.test(sql)) return null
   const literals: Literal[] = []
   let delta = 0
