@@ -11,7 +11,8 @@ import type { Balancer, BalancedBackend } from './router/balancer.ts'
 import type { Catalog } from './scheduler/catalog.ts'
 import type { Session } from './frontend/session.ts'
 import type { RecoveryLog } from './recovery/log.ts'
-import type { BackendStates } from './cluster/states.ts'
+import type { BackendStates, OutCause } from './cluster/states.ts'
+import type { HealthMonitor } from './cluster/health.ts'
 import type { RateMeter } from './control/rate.ts'
 import type { Counters } from './control/metrics.ts'
 import type { PgError } from './errors.ts'
@@ -38,9 +39,11 @@ export interface ServerContext {
   /** Which backends are in service; sessions follow its 'out' events. */
   states: BackendStates
   /** Takes a backend out of service (all sessions stop using it; recorded in the remaining backends). */
-  takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain?: boolean): void
+  takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain?: boolean, cause?: OutCause): void
   /** Changes the state of a backend already out of service (recorded like takeOut). */
-  markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string): void
+  markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause): void
+  /** The backend health monitor: a session whose backend connection ended asks it before anything changes. */
+  health: HealthMonitor
   /** The writer election: only the writer writes anything to the backends (docs/ha.md). */
   ha: Election
   /** Resolves once the first election round is done (sessions wait for it, so they start with the right role). */

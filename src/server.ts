@@ -21,6 +21,9 @@ import { loadBackendTls, type BackendTls } from './tls/backend-tls.ts'
 import { parseHbaRule } from './auth/hba.ts'
 import { lookupStoredPassword } from './auth/auth-query.ts'
 import { Election, instanceIdentity } from './cluster/election.ts'
+import { HealthMonitor } from './cluster/health.ts'
+import { reconcile } from './recovery/reconcile.ts'
+import { loggedDatabases } from './recovery/resync.ts'
 
 export interface PgraidHandle {
   host: string
@@ -120,21 +123,30 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     if (!ha.isWriter()) return
     for (const l of logs.values()) void l.recordStates(states.list).catch((e: Error) => logger.warn({ err: e.message }, 'could not record backend states'))
   }
+  const health = new HealthMonitor({
+    targets: () => targets,
+    states,
+    options: () => ({ ...ctx.config.health }),
+    log: logger.child({ part: 'health' }),
+    takeOut: (i, reason, cause) => ctx.takeOut(i, 'disabled', reason, false, cause),
+    reconcile: (i, systemChanged) => reconcile(ctx, i, systemChanged),
+  })
   const ctx: ServerContext = {
+    health,
     states,
     writeQuorum,
     ha,
     haReady,
-    takeOut(index, state, reason, drain = false) {
-      if (!states.takeOut(index, state, reason, drain)) return
+    takeOut(index, state, reason, drain = false, cause = state === 'inconsistent' ? 'diverged' : 'other') {
+      if (!states.takeOut(index, state, reason, drain, cause)) return
       if (state === 'inconsistent') counters.divergences++
-      logger.error({ backend: targets[index]?.name, state, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
+      logger.error({ backend: targets[index]?.name, state, cause, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
       // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
       recordStates()
     },
-    markOut(index, state, reason) {
-      if (!states.mark(index, state, reason)) return
-      logger.warn({ backend: targets[index]?.name, state, reason }, 'backend state changed')
+    markOut(index, state, reason, cause = 'other') {
+      if (!states.mark(index, state, reason, cause)) return
+      logger.warn({ backend: targets[index]?.name, state, cause, reason }, 'backend state changed')
       recordStates()
     },
     config,
@@ -188,7 +200,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     },
     recovery(database) {
       let l = logs.get(database)
-      if (!l) logs.set(database, (l = new RecoveryLog(targets, states, (i, state, reason) => ctx.takeOut(i, state, reason), database, logger)))
+      if (!l) logs.set(database, (l = new RecoveryLog(targets, states, (i, state, reason, cause) => ctx.takeOut(i, state, reason, false, cause), database, logger)))
       return l
     },
     admit(s) {
@@ -316,9 +328,21 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     const known = new Set([...logs.keys(), ...[...sessions].map((s) => s.database).filter((d) => d && d !== 'pgraid')])
     logs.clear()
     for (const b of states.list) if (b.state !== 'enabled') states.restore(b.index, 'enabled', null)
-    for (const db of known)
-      void ctx.recovery(db).ready().catch((e: Error) => logger.warn({ database: db, err: e.message }, 'recovery after promotion failed (retried on first use)'))
+    void prepareLogs(known)
     sweep()
+  }
+  /**
+   * Eager start (issue 16, item 5): every database with a pgraid recovery log on any backend in
+   * service gets its log prepared (positions, recorded states, in-doubt commits) before pgraid
+   * reports ready, so status, resync, clone and enable answer right before any client connects.
+   */
+  async function prepareLogs(known: Iterable<string> = []): Promise<void> {
+    const dbs = new Set(known)
+    const found = await Promise.allSettled(states.enabled().map((i) => loggedDatabases(targets[i]!)))
+    for (const f of found) if (f.status === 'fulfilled') for (const db of f.value) dbs.add(db)
+    await Promise.all(
+      [...dbs].map((db) => ctx.recovery(db).ready().catch((e: Error) => logger.warn({ database: db, err: e.message }, 'recovery log not prepared at start (retried on first use)'))),
+    )
   }
   const sweep = () => {
     if (!ha.isWriter()) return
@@ -332,8 +356,11 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const metrics: MetricsServer | null = config.metrics.port === null ? null : await startMetrics(ctx, config.metrics.host, config.metrics.port)
   const addr = server.address() as net.AddressInfo
   if (config.listen.port === 0) ha.setIdentity(instanceIdentity(addr.port))
+  // The monitor's first look comes first: a backend that does not answer is out before anything uses it.
+  await health.start()
   try {
     await ha.start()
+    if (ha.isWriter()) await prepareLogs()
   } finally {
     haDone()
   }
@@ -350,6 +377,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     async close(graceMs = 0) {
       clearInterval(purge)
       clearInterval(sweeper)
+      await health.close()
       await metrics?.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Graceful: no new clients; sessions are closed as each is between transactions, the rest after graceMs.

@@ -290,7 +290,7 @@ export class AdminConsole {
       if (this.ctx.states.list[idx]!.state !== 'enabled') return { columns: ['name', 'state'], rows: [[name, this.ctx.states.list[idx]!.state]], tag: 'DISABLE' }
       if (this.ctx.states.enabled().length === 1) throw new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`)
       if (dry) return this.dryRun(name, `would take it out of service (${this.ctx.states.enabled().length - 1} left; writes need ${this.ctx.writeQuorum})`)
-      this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`, true)
+      this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`, true, 'operator')
       return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
     }
     throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)

@@ -63,7 +63,7 @@ export interface ExchangeHost {
   /** Backend `idx` disagreed with the majority: take it out of service as inconsistent. */
   inconsistent(idx: number, detail: string): void
   /** Backend `idx` sent a FATAL error in the middle of a batch: its session there is over. */
-  backendFatal(idx: number, what: string): void
+  backendFatal(idx: number, what: string, fields: Record<string, string>): void
   /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
   enterCopyIn(targets: number[], extended: boolean): void
   names: string[]
@@ -196,7 +196,7 @@ export class Exchange {
         this.errorHeld = []
         const lp = this.links.get(idx)
         if (lp) lp.slices = []
-        this.host.backendFatal(idx, `${f.C}: ${f.M}`)
+        this.host.backendFatal(idx, `${f.C}: ${f.M}`, f)
         return
       }
       if (this.errorHeld.length) {

@@ -15,6 +15,29 @@ import { EventEmitter } from 'node:events'
  */
 export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent' | 'new' | 'removed'
 
+/**
+ * Why a backend is out of service, as a closed set (logs, status, metrics): the reason text says
+ * the details. `unreachable`, `refused` and `restarted` are the backend's own faults that the
+ * health monitor clears by itself once the backend answers and its recovery log proves current.
+ */
+export type OutCause =
+  | 'unreachable' // the server did not answer (connection refused, reset, timed out, shutting down)
+  | 'refused' // the server refused pgraid's login (28P01, 28000, 53300, 3D000)
+  | 'restarted' // the server restarted (new postmaster start time, timeline): quarantined until checked
+  | 'behind' // it lacks committed records the others have: resync it
+  | 'new-system' // a different system identifier or no recovery log: clone it
+  | 'stalled' // it lagged the others on a statement by timeouts.stallMs
+  | 'diverged' // it disagreed with the majority
+  | 'replay-failed' // a replay to it failed
+  | 'unlogged-change' // a change without a log record happened while it came back
+  | 'operator' // DISABLE, or a lifecycle command's step
+  | 'recorded' // learnt from the backends' records at start
+  | 'removed' // removed from the configuration
+  | 'other'
+
+/** Causes the health monitor clears by itself (docs/recovery.md, "Backend health"). */
+export const SELF_HEALING: ReadonlySet<OutCause> = new Set<OutCause>(['unreachable', 'refused', 'restarted'])
+
 export interface BackendStatus {
   index: number
   name: string
@@ -25,6 +48,8 @@ export interface BackendStatus {
   drain: boolean
   /** What a lifecycle command is doing to it right now ('cloning', 'catching up'), shown by status. */
   activity: string | null
+  /** Why it is out (null while enabled). */
+  cause: OutCause | null
 }
 
 export class BackendStates extends EventEmitter {
@@ -32,7 +57,7 @@ export class BackendStates extends EventEmitter {
 
   constructor(names: string[]) {
     super()
-    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date(), activity: null, drain: false }))
+    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date(), activity: null, drain: false, cause: null }))
   }
 
   enabled(): number[] {
@@ -44,10 +69,11 @@ export class BackendStates extends EventEmitter {
   }
 
   /** Takes a backend out of service; the first reason wins. Returns false if it already was out. */
-  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain = false): boolean {
+  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain = false, cause: OutCause = 'other'): boolean {
     const b = this.list[index]
     if (!b || b.state !== 'enabled') return false
     b.drain = drain
+    b.cause = cause
     b.state = state
     b.reason = reason
     b.since = new Date()
@@ -57,7 +83,7 @@ export class BackendStates extends EventEmitter {
 
   /** Appends a backend added by a reload (at the next index; nothing is renumbered). */
   add(name: string, state: Exclude<BackendStateName, 'enabled'>, reason: string): BackendStatus {
-    const b: BackendStatus = { index: this.list.length, name, state, reason, since: new Date(), activity: null, drain: false }
+    const b: BackendStatus = { index: this.list.length, name, state, reason, since: new Date(), activity: null, drain: false, cause: 'new-system' }
     this.list.push(b)
     return b
   }
@@ -68,15 +94,17 @@ export class BackendStates extends EventEmitter {
     if (!b || b.state === 'enabled' || b.state === 'removed') return false
     b.state = 'enabled'
     b.reason = reason
+    b.cause = null
     b.since = new Date()
     this.emit('in', b)
     return true
   }
 
   /** Changes why a backend is out (clone: `new` while copying, `disabled` once it only lacks log records). */
-  mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string): boolean {
+  mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, cause: OutCause = 'other'): boolean {
     const b = this.list[index]
     if (!b || b.state === 'enabled' || b.state === 'removed') return false
+    b.cause = cause
     b.state = state
     b.reason = reason
     b.since = new Date()
@@ -89,5 +117,6 @@ export class BackendStates extends EventEmitter {
     if (!b) return
     b.state = state
     b.reason = reason
+    b.cause = state === 'enabled' ? null : 'recorded'
   }
 }

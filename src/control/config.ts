@@ -288,6 +288,30 @@ export const configObjectSchema = z
         })
         .prefault({})
         .describe('Several pgraid instances on the same backends: the writer election (docs/ha.md).'),
+      health: z
+        .strictObject({
+          intervalMs: z
+            .int('must be a whole number of milliseconds')
+            .min(0, 'must be 0 (off) or 100-60000 ms')
+            .max(60_000, 'must be at most 60000 ms')
+            .refine((v) => v === 0 || v >= 100, 'must be 0 (off) or at least 100 ms')
+            .default(1000)
+            .describe('How often the health monitor checks each backend over its own control connection (reachable; system identifier, postmaster start time, timeline), with or without client sessions; 0 turns the periodic check off (a lost session connection is still checked). A backend that restarted is quarantined until its recovery log is compared with the others (docs/recovery.md).'),
+          failures: z
+            .int('must be a whole number')
+            .min(1, 'must be at least 1')
+            .max(100, 'must be at most 100')
+            .default(3)
+            .describe('Consecutive failed checks (unreachable, check timed out) after which the monitor takes a backend out of service. A refused login (28P01, 28000, 53300, 3D000) takes it out at once.'),
+          timeoutMs: z
+            .int('must be a whole number of milliseconds')
+            .min(100, 'must be at least 100 ms')
+            .max(60_000, 'must be at most 60000 ms')
+            .default(2000)
+            .describe('Longest a health check (connect and query) may take before it counts as failed; also bounds the check a session makes when one of its backend connections ends.'),
+        })
+        .prefault({})
+        .describe('The backend health monitor (docs/recovery.md, "Backend health").'),
       lifecycle: z
         .strictObject({
           holdMs: z

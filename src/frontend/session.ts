@@ -327,23 +327,40 @@ export class Session implements LinkHost {
     const closeAll = () => {
       for (const r of results) if (r.status === 'fulfilled') r.value.close()
     }
-    // A backend's own refusal (unknown database, bad password...) is what PostgreSQL would say.
-    const refused = results.findIndex((r) => r.status === 'rejected' && r.reason instanceof BackendLoginError && r.reason.body)
-    if (refused >= 0) {
+    // A refusal every backend gives alike, for something the client asked (a database that does not
+    // exist, a bad startup option), is what PostgreSQL would say. A refusal of pgraid's own login
+    // (credentials, too many connections, a database missing on that backend only) is that backend's
+    // fault: it is taken out and the client goes on with the others; the client never gets a backend
+    // role's auth error as its own (issue 16, item 4).
+    const refusals = results.flatMap((r, k) => (r.status === 'rejected' && r.reason instanceof BackendLoginError && r.reason.body ? [{ k, err: r.reason as BackendLoginError }] : []))
+    const loginUp = results.some((r) => r.status === 'fulfilled')
+    if (refusals.length && !loginUp) {
       closeAll()
-      const err = (results[refused] as PromiseRejectedResult).reason as BackendLoginError
-      this.socket.write(message(B.ErrorResponse, err.body!))
-      return this.close(`backend ${all[enabled[refused]!]!.name} refused: ${err.message}`, true)
+      const codes = new Set(refusals.map((x) => x.err.fields.C))
+      const first = refusals[0]!.err
+      if (refusals.length === results.length && codes.size === 1 && !BACKEND_FAULT.test(first.fields.C ?? '')) {
+        this.socket.write(message(B.ErrorResponse, first.body!))
+        return this.close(`every backend refused: ${first.message}`, true)
+      }
+      const names = refusals.map((x) => `${all[enabled[x.k]!]!.name}: ${x.err.fields.C} ${x.err.message}`).join('; ')
+      this.log.warn({ refusals: names }, 'every backend refused pgraid\'s login')
+      if (first.fields.C === '53300') return this.fatal(new PgError('53300', 'sorry, too many clients already', 'FATAL', `every backend refused pgraid's login: ${names}`))
+      return this.fatal(errors.backendUnavailable('any', `every backend refused pgraid's login (${names})`))
     }
-    // Unreachable backends are taken out of service; the session runs on the others.
+    for (const { k, err } of refusals) this.ctx.takeOut(enabled[k]!, 'disabled', `login refused: ${err.fields.C} ${err.message}`, false, 'refused')
+    // Unreachable backends: the health monitor judges the server (a session's failed connect alone is not enough).
+    const unreached = results.flatMap((r, k) => (r.status === 'rejected' && !(r.reason instanceof BackendLoginError && r.reason.body) ? [enabled[k]!] : []))
+    if (unreached.length) await Promise.all(unreached.map((i) => this.ctx.health.probe(i, performance.now())))
+    if ((this.phase as Phase) === 'closed') return closeAll()
     const up = results.flatMap((r, k) => (r.status === 'fulfilled' ? [k] : []))
-    if (!up.length) {
-      const err = results.length ? ((results[0] as PromiseRejectedResult).reason as Error) : new Error('no backend in service')
-      return this.fatal(errors.backendUnavailable(enabled.length ? all[enabled[0]!]!.name : 'any', err.message))
+    const stillIn = unreached.filter((i) => this.ctx.states.isEnabled(i))
+    if (!up.length || stillIn.length) {
+      // A backend in service that this session could not reach: a session without it would miss writes.
+      closeAll()
+      const err = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined
+      const name = stillIn.length ? all[stillIn[0]!]!.name : enabled.length ? all[enabled[0]!]!.name : 'any'
+      return this.fatal(errors.backendUnavailable(name, (err?.reason as Error | undefined)?.message ?? 'no backend in service'))
     }
-    results.forEach((r, k) => {
-      if (r.status === 'rejected') this.ctx.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`)
-    })
     this.links = up.flatMap((k) => {
       const i = enabled[k]!
       const conn = (results[k] as PromiseFulfilledResult<BackendConnection>).value
@@ -394,6 +411,7 @@ export class Session implements LinkHost {
           this.armIdleTimer()
           break
         }
+        if ((this.lossChecks.length || this.endError) && !(await this.settleLosses())) return
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
         if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
@@ -732,7 +750,8 @@ export class Session implements LinkHost {
           if (err) throw new Error(`${set}: ${err}`)
         }
       } catch (e) {
-        this.ctx.takeOut(idx, 'disabled', `unreachable when a session attached it: ${(e as Error).message}`)
+        if (e instanceof BackendLoginError && e.body) this.ctx.takeOut(idx, 'disabled', `login refused: ${e.fields.C} ${e.message}`, false, 'refused')
+        else this.ctx.takeOut(idx, 'disabled', `unreachable when a session attached it: ${(e as Error).message}`, false, 'unreachable')
         continue
       }
       if (this.phase !== 'ready' || !this.ctx.states.isEnabled(idx)) {
@@ -824,6 +843,26 @@ export class Session implements LinkHost {
       this.exchange = null
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
+    }
+    if (this.lossChecks.length || this.endError || !this.links.length) {
+      // A connection of this batch ended: what the health monitor finds decides whether the session goes on.
+      while (this.lossChecks.length) {
+        const checks = this.lossChecks
+        this.lossChecks = []
+        await Promise.all(checks)
+      }
+      if (this.endError || !this.links.length) {
+        // The session ends; a COMMIT it sent may have landed on some backends only: the others get it
+        // replayed from the log, still under this transaction's locks (DESIGN: nothing half-committed).
+        const c = plan.commit
+        if (c?.lsn !== undefined && c.at)
+          await this.ctx
+            .recovery(this.database)
+            .completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries)
+            .catch((e: Error) => this.log.error({ lsn: c.lsn, err: e.message }, 'could not complete a commit whose session ended'))
+        await this.settleLosses(errors.backendLost(this.lostReadBackend || 'any', this.lostReadReason || 'no backend connection left'))
+        return
+      }
     }
     this.learnTags(plan, ex)
     if (this.phase !== 'ready') {
@@ -1128,8 +1167,8 @@ export class Session implements LinkHost {
     this.ctx.takeOut(idx, 'inconsistent', `disagreed with the majority: ${detail}`)
   }
 
-  backendFatal(idx: number, what: string): void {
-    this.loseBackend(idx, `FATAL ${what}`)
+  backendFatal(idx: number, what: string, fields: Record<string, string>): void {
+    this.loseBackend(idx, `FATAL ${what}`, fields)
   }
 
   // ---- LinkHost ---------------------------------------------------------------
@@ -1138,11 +1177,10 @@ export class Session implements LinkHost {
     if (type === B.ErrorResponse && body) {
       const f = errorFields(body)
       if (f.S === 'FATAL' || f.S === 'PANIC') {
-        // The backend ended this session (terminated, shut down): the session goes on without it;
-        // with no backend left it ends, as PostgreSQL's would.
+        // The backend ended this session (terminated, timed out, shut down): loseBackend asks the
+        // health monitor whether the server or only this session is gone.
         this.log.warn({ backend: link.name, code: f.C, message: f.M }, 'backend session ended')
-        if (this.links.length === 1 && this.phase === 'ready' && !this.running) for (const b of bytes) this.out(b)
-        return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`)
+        return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`, f)
       }
     }
     // A backend announcing its own shutdown (57P01-57P03) is about to be taken out: not the client's news.
@@ -1185,23 +1223,41 @@ export class Session implements LinkHost {
   }
 
   /**
-   * A backend of this session is gone (connection lost, or taken out of
-   * service). The session continues on the others (issue 5, item 3): what was
-   * in flight there is decided by the remaining backends; a read it alone was
-   * answering is retried elsewhere if nothing reached the client yet.
+   * A backend of this session is gone. Taken out of service (by the health
+   * monitor, a vote, DISABLE): the session continues on the others (issue 5,
+   * item 3): what was in flight there is decided by the remaining backends; a
+   * read it alone was answering is retried elsewhere if nothing reached the
+   * client yet. Its connection ended while it is still in service (a FATAL, a
+   * reset, an EOF): only the health monitor may decide that the server
+   * failed (invariant 9). Until it has, the session starts nothing new; if
+   * the server answers, the connection was ended for this session alone
+   * (pg_terminate_backend, a timeout, a message it refused) and the session
+   * ends on every backend with that error, as on one PostgreSQL server.
    */
-  private loseBackend(idx: number, reason: string): void {
+  private loseBackend(idx: number, reason: string, fatal?: Record<string, string>): void {
     const link = this.linkAt(idx)
     if (!link || this.phase === 'closed') return
-    this.log.warn({ backend: link.name, reason }, 'backend lost: continuing on the others')
     this.links = this.links.filter((l) => l !== link)
     link.conn.destroy()
-    this.ctx.takeOut(idx, 'disabled', `connection lost: ${reason}`)
     this.registry.forgetBackend(idx)
     this.sinceSync.delete(idx)
     this.logCtx.prepared.delete(idx)
     if (this.sticky === idx) this.sticky = null
-    if (!this.links.length) return this.closeWith(errors.backendLost(link.name, reason))
+    if (this.ctx.states.isEnabled(idx)) {
+      this.log.warn({ backend: link.name, reason }, 'backend connection ended: checking the backend itself')
+      const err = fatal?.C ? new PgError(fatal.C, fatal.M ?? reason, 'FATAL', fatal.D, fatal.H) : errors.backendLost(link.name, reason)
+      const check = this.ctx.health.probe(idx, performance.now()).then((r) => {
+        if (!r.healthy) return // out of service now: the session goes on with the others
+        this.log.info({ backend: link.name, reason }, 'the backend is healthy: the connection ended for this session alone, which ends on every backend')
+        this.lostHealthy.push(idx)
+        this.endError ??= err
+      })
+      this.lossChecks.push(check)
+      // Idle: ended at once, as PostgreSQL ends a terminated idle session.
+      void check.then(() => {
+        if (!this.running && !this.exchange) void this.settleLosses()
+      })
+    } else this.log.warn({ backend: link.name, reason }, 'backend lost: continuing on the others')
     const ex = this.exchange
     if (ex && ex.dropBackend(idx)) {
       ex.outcome.lostRead = true
@@ -1209,7 +1265,37 @@ export class Session implements LinkHost {
       this.lostReadBackend = link.name
       ex.abort(`backend ${link.name} lost`)
     }
+    if (!this.links.length) {
+      if (ex) ex.abort('no backend connection left') // execute() decides, once the checks are done
+      else void this.settleLosses(errors.backendLost(link.name, reason))
+    }
   }
+
+  /** Health checks of backend connections this session lost, still running. */
+  private lossChecks: Promise<void>[] = []
+  /** Set when a connection ended for this session alone: the error the session ends with. */
+  private endError: PgError | null = null
+  /** Backends whose connection ended for this session alone, while they stayed in service. */
+  private lostHealthy: number[] = []
+
+  /**
+   * Waits for the health checks of lost connections; true when the session
+   * may go on (every lost backend was out of service, and one is left). Else
+   * it is closed here, with the error the backend gave, or `orElse`.
+   */
+  private async settleLosses(orElse?: PgError): Promise<boolean> {
+    while (this.lossChecks.length) {
+      const checks = this.lossChecks
+      this.lossChecks = []
+      await Promise.all(checks)
+    }
+    if (this.phase === 'closed') return false
+    const err = this.endError ?? (this.links.length ? null : (orElse ?? errors.backendLost('any', 'no backend connection left')))
+    if (!err) return true
+    this.closeWith(err)
+    return false
+  }
+
   private lostReadReason = ''
   private lostReadBackend = ''
 
@@ -1305,6 +1391,9 @@ export class Session implements LinkHost {
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
 }
+
+/** Login refusals that are the backend's (pgraid's credentials, its limits, its state), never the client's. */
+const BACKEND_FAULT = /^(28|53|57P03|08)/
 
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
 

@@ -12,7 +12,7 @@ import { ensureSchema } from './schema.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
 import type { LogEntry, LogRecord } from './record.ts'
-import type { BackendStates, BackendStatus } from '../cluster/states.ts'
+import type { BackendStates, BackendStatus, OutCause } from '../cluster/states.ts'
 
 export interface BackendLogState {
   index: number
@@ -28,7 +28,7 @@ export interface BackendLogState {
   states: { backend: string; state: string; reason: string | null }[]
 }
 
-type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string) => void
+type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause) => void
 
 /** How far back the logs are compared at startup to find a backend that lacks records. */
 const WINDOW = 100_000
@@ -127,14 +127,14 @@ export class RecoveryLog {
     const found: BackendLogState[] = []
     results.forEach((r, k) => {
       if (r.status === 'fulfilled') found.push(r.value)
-      else this.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`)
+      else this.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`, 'unreachable')
     })
     if (!found.length) throw new Error(`no backend reachable for database "${this.database}"`)
     for (const s of found) {
       for (const rec of s.states) {
         const i = this.targets.findIndex((t) => t.name === rec.backend)
         if (i < 0 || i === s.index || rec.state === 'enabled') continue
-        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`)
+        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`, 'recorded')
       }
     }
     // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
@@ -143,7 +143,7 @@ export class RecoveryLog {
     if (known.length)
       for (const s of found)
         if (s.createdNow && this.states.isEnabled(s.index))
-          this.takeOut(s.index, 'new', `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`)
+          this.takeOut(s.index, 'new', `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`, 'new-system')
     await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
     this.initial = found
     // A killed pgraid may have COMMITs still landing (its backend sessions finish what they
@@ -224,7 +224,7 @@ export class RecoveryLog {
       const missing = [...all].filter((l) => !s.recent.has(l)).sort((a, b) => a - b)
       if (!missing.length) continue
       if (missing.length > MAX_IN_DOUBT) {
-        this.takeOut(s.index, 'disabled', `behind: lacks ${missing.length} committed transaction(s) the others have (LSN ${missing[0]}..${missing[missing.length - 1]})`)
+        this.takeOut(s.index, 'disabled', `behind: lacks ${missing.length} committed transaction(s) the others have (LSN ${missing[0]}..${missing[missing.length - 1]})`, 'behind')
         continue
       }
       let target: ReplayConnection | null = null
@@ -239,7 +239,7 @@ export class RecoveryLog {
         }
       } catch (e) {
         const state = e instanceof ReplayError && !(e instanceof NotReplayable) ? 'inconsistent' : 'disabled'
-        this.takeOut(s.index, state, `could not complete in-doubt commits: ${(e as Error).message}`)
+        this.takeOut(s.index, state, `could not complete in-doubt commits: ${(e as Error).message}`, 'replay-failed')
       } finally {
         target?.close()
       }
@@ -339,12 +339,36 @@ export class RecoveryLog {
         try {
           await next
         } catch (e) {
-          this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${(e as Error).message}`)
+          this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${(e as Error).message}`, 'replay-failed')
         }
       }),
     )
   }
   private lateChains = new Map<number, Promise<unknown>>()
+
+  /**
+   * A COMMIT whose session saw it end on no backend, or not on all (its
+   * connections there ended for the session alone): if any backend in
+   * service committed it (its record is there), every other one in
+   * `backends` gets it replayed; if none did, nothing committed.
+   */
+  async completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[]): Promise<void> {
+    const have = await Promise.all(
+      backends.map(async (i) => {
+        const c = await this.connect(this.targets[i]!)
+        try {
+          return (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0
+        } finally {
+          await c.end().catch(() => {})
+        }
+      }),
+    )
+    const source = backends.find((_, k) => have[k])
+    const lack = backends.filter((_, k) => !have[k])
+    if (source === undefined || !lack.length) return
+    this.log.warn({ database: this.database, lsn, from: this.targets[source]!.name, to: lack.map((i) => this.targets[i]!.name) }, 'completing a commit that reached some backends only (their session connections ended)')
+    await this.applyLate(source, lsn, at, json, lack, entries)
+  }
 
   /** Writes the backends' states into every backend still in service. */
   async recordStates(list: readonly BackendStatus[]): Promise<void> {

@@ -139,7 +139,15 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
 }
 
 /** Resync's work once the checks are done (clone calls it after its copy). */
-export async function catchUpAndEnable(ctx: ServerContext, index: number, sourceIdx: number, notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void, holdMs: number, signal: AbortSignal | undefined): Promise<ResyncResult> {
+export async function catchUpAndEnable(
+  ctx: ServerContext,
+  index: number,
+  sourceIdx: number,
+  notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void,
+  holdMs: number,
+  signal: AbortSignal | undefined,
+  enableReason?: string,
+): Promise<ResyncResult> {
   const targets = ctx.backends()
   const b = ctx.states.list[index]!
   const source = targets[sourceIdx]!
@@ -222,7 +230,7 @@ export async function catchUpAndEnable(ctx: ServerContext, index: number, source
     while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
     for (const tail of tails) applied += await tail.run(b.name, source.name)
-    ctx.enable(index, `resynced from ${source.name} (${applied} records)`)
+    ctx.enable(index, enableReason ?? `resynced from ${source.name} (${applied} records)`)
   } finally {
     release()
     await Promise.all(tails.map((tail) => tail.close()))

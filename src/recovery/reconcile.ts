@@ -1,0 +1,61 @@
+// How a backend the health monitor took out for its own fault (unreachable,
+// refused pgraid's login, restarted) comes back by itself: only when it is
+// proven current (DESIGN invariant 9). Its recovery log is compared with a
+// backend in service in every logged database: a database without a log
+// where the others have one, or a changed system identifier, means a wiped
+// or replaced server (`new`: clone it); records it lacks mean it is behind
+// (`disabled`: resync it); records only it has mean it is `inconsistent`.
+// Equal: the tail is compared again under a brief commit hold, exactly as a
+// resync's last step, and it is enabled.
+
+import pg from 'pg'
+import type { ServerContext } from '../server-context.ts'
+import { SELF_HEALING } from '../cluster/states.ts'
+import { controlClient } from '../backend/control-client.ts'
+import { behindReason, catchUpAndEnable, loggedDatabases } from './resync.ts'
+
+export async function reconcile(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
+  const b = ctx.states.list[index]
+  if (!b || b.state === 'enabled' || b.state === 'removed' || !b.cause || !SELF_HEALING.has(b.cause) || b.activity) return
+  const targets = ctx.backends()
+  const was = b.reason ?? b.cause
+  if (systemChanged) {
+    ctx.markOut(index, 'new', `${was}; a different PostgreSQL system holds no copy pgraid can trust: clone it (pgraid clone ${b.name})`, 'new-system')
+    return
+  }
+  const source = ctx.states.enabled()[0]
+  // Nothing in service to compare with: an operator decides (ENABLE FORCE on the most current one).
+  if (source === undefined) throw new Error('no backend in service to compare its recovery log with')
+  for (const db of await loggedDatabases(targets[source]!)) {
+    if (!(await hasLog(targets[index]!, db))) {
+      ctx.markOut(index, 'new', `${was}; database "${db}" has no pgraid recovery log there while ${targets[source]!.name} has one: wiped or replaced; clone it (pgraid clone ${b.name})`, 'new-system')
+      return
+    }
+  }
+  const why = await behindReason(ctx, index)
+  if (why) {
+    if (/the backends in service lack/.test(why)) ctx.markOut(index, 'inconsistent', `${was}; ${why}`, 'diverged')
+    else ctx.markOut(index, 'disabled', `${was}; behind: ${why} (pgraid resync ${b.name})`, 'behind')
+    return
+  }
+  b.activity = 'checking its log'
+  try {
+    await catchUpAndEnable(ctx, index, source, () => {}, ctx.config.lifecycle.holdMs, undefined, `back in service: ${was.replace(/;.*$/, '')}; its recovery log is current in every database`)
+  } finally {
+    b.activity = null
+  }
+}
+
+async function hasLog(t: Parameters<typeof controlClient>[0], db: string): Promise<boolean> {
+  const c: pg.Client = controlClient(t, db, 'health monitor')
+  try {
+    await c.connect()
+    return (await c.query<{ ok: boolean }>(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0]!.ok
+  } catch (e) {
+    // The database itself is gone there: as wiped as a missing log.
+    if ((e as { code?: string }).code === '3D000') return false
+    throw e
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
