@@ -21,6 +21,11 @@ export interface PlannedMsg {
   describeStatement?: boolean
   /** A read sent to several backends (REPEATABLE READ snapshots): its rows are not compared (LIMIT without ORDER BY may pick different rows). */
   rowsMayDiffer?: boolean
+  /**
+   * Its answer is the server's own (pg_terminate_backend, pg_backend_pid...): per backend by nature,
+   * so never voted on; the first backend's answer is relayed (DESIGN invariant 6).
+   */
+  perServer?: boolean
   /** Swallowed, but an ErrorResponse still reaches the client (pgraid's log INSERT failing must not pass silently). */
   surfaceErrors?: boolean
   /** The CommandComplete ending statement number dropUnit (0-based) of a simple query is pgraid's own statement added to the text: not relayed. */
@@ -312,7 +317,8 @@ export class Exchange {
       this.consumed++
       if (this.outcome.diverged) continue
       let winner = 0
-      if (have < targets.length || compareUnits(units as Unit[])) {
+      if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
+      else if (have < targets.length || compareUnits(units as Unit[])) {
         // Invariant 6: the majority's answer goes to the client, the minority is taken out.
         const v = majority(units)
         if (!v) {

@@ -232,7 +232,10 @@ export class HealthMonitor {
       return
     }
     const now = this.deps.states.list[i]!
-    if (now.state !== 'enabled' && now.cause && SELF_HEALING.has(now.cause)) await this.reconcile(i)
+    if (now.state === 'enabled' || !now.cause || !SELF_HEALING.has(now.cause)) return
+    // Taken out for a refused login while this check ran on a connection opened before: prove the login first.
+    if (now.cause === 'refused' && !fresh) return void this.check(i)
+    await this.reconcile(i)
   }
 
   private async open(i: number, s: Slot): Promise<pg.Client> {

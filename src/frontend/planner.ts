@@ -454,7 +454,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           } else if (st.tx?.op === 'begin' || st.tx?.op === 'rollback') restart()
           else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0)
         }
-        push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: targets.length > 1 && !!a && plainRead(a, ctx.catalog) })
+        const perServer = targets.length > 1 && !!a && perServerRead(a, ctx.catalog)
+        push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: perServer || (targets.length > 1 && !!a && plainRead(a, ctx.catalog)), perServer })
         break
       }
       case F.Close: {
@@ -478,7 +479,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const sent = rewriteQueryText(text, rewriteOf(text, everywhere ? ctx.catalog : null, ctx.allowFunctions), ctx.clock)
         const a = frameAnalyses.get(f) ?? analyzeForRouting(text)
         const idx = plan.msgs.length
-        const m: PlannedMsg = { code: F.Query, bytes: sent === text ? f.bytes : queryMessage(sent), targets: route, rowsMayDiffer: everywhere && plainRead(a, ctx.catalog) }
+        const perServer = everywhere && perServerRead(a, ctx.catalog)
+        const m: PlannedMsg = { code: F.Query, bytes: sent === text ? f.bytes : queryMessage(sent), targets: route, rowsMayDiffer: perServer || (everywhere && plainRead(a, ctx.catalog)), perServer }
         if (log && a.ok) logQuery(a.statements.filter((s) => s.kind !== 'empty'), sent, idx, m)
         push(m)
         break
@@ -590,6 +592,49 @@ function charPosition(text: string, byteOffset: number): number | undefined {
 /** Only reads (and transaction control), no sequence calls: rows another backend may order or limit differently. */
 function plainRead(a: Analysis, cat: CatalogData): boolean {
   return a.ok && a.statements.every((s) => (s.kind === 'read' || s.kind === 'transaction' || s.kind === 'empty') && !s.sequences && s.functions.every((f) => cat.nonVolatile.has(unqualified(f))))
+}
+
+/**
+ * Volatile built-ins whose answer is the server's own and changes no data pgraid replicates: a
+ * SELECT calling them runs everywhere (they act on each server) and its answers are not voted on.
+ */
+const PER_SERVER_FUNCTIONS = new Set([
+  'pg_terminate_backend',
+  'pg_cancel_backend',
+  'pg_backend_pid',
+  'pg_sleep',
+  'pg_sleep_for',
+  'pg_sleep_until',
+  'pg_reload_conf',
+  'pg_rotate_logfile',
+  'pg_stat_clear_snapshot',
+  'pg_stat_reset',
+  'pg_log_backend_memory_contexts',
+  'txid_current',
+  'txid_current_if_assigned',
+  'pg_current_xact_id',
+  'pg_current_xact_id_if_assigned',
+  'pg_current_wal_lsn',
+  'pg_current_wal_insert_lsn',
+  'pg_switch_wal',
+  'pg_create_restore_point',
+  'inet_server_port',
+  'inet_server_addr',
+])
+
+/** A read (no sequences) whose only volatile calls are PER_SERVER_FUNCTIONS, at least one of them. */
+function perServerRead(a: Analysis, cat: CatalogData): boolean {
+  if (!a.ok) return false
+  let any = false
+  for (const s of a.statements) {
+    if (s.kind !== 'read' || s.sequences) return false
+    for (const f of s.functions) {
+      const name = unqualified(f)
+      if (PER_SERVER_FUNCTIONS.has(name)) any = true
+      else if (!cat.nonVolatile.has(name)) return false
+    }
+  }
+  return any
 }
 
 export function anyTxOrSession(a: Analysis): boolean {

@@ -12,6 +12,7 @@ import pg from 'pg'
 import type { ServerContext } from '../server-context.ts'
 import { SELF_HEALING } from '../cluster/states.ts'
 import { controlClient } from '../backend/control-client.ts'
+import { ensureSchema } from './schema.ts'
 import { behindReason, catchUpAndEnable, loggedDatabases } from './resync.ts'
 
 export async function reconcile(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
@@ -27,10 +28,11 @@ export async function reconcile(ctx: ServerContext, index: number, systemChanged
   // Nothing in service to compare with: an operator decides (ENABLE FORCE on the most current one).
   if (source === undefined) throw new Error('no backend in service to compare its recovery log with')
   for (const db of await loggedDatabases(targets[source]!)) {
-    if (!(await hasLog(targets[index]!, db))) {
-      ctx.markOut(index, 'new', `${was}; database "${db}" has no pgraid recovery log there while ${targets[source]!.name} has one: wiped or replaced; clone it (pgraid clone ${b.name})`, 'new-system')
-      return
-    }
+    if (await hasLog(targets[index]!, db)) continue
+    // The log was created while it was out, and nothing was logged since: it lacks nothing but the schema.
+    if ((await logTop(targets[source]!, db)) === 0 && (await createLog(targets[index]!, db))) continue
+    ctx.markOut(index, 'new', `${was}; database "${db}" has no pgraid recovery log there while ${targets[source]!.name} has one: wiped or replaced; clone it (pgraid clone ${b.name})`, 'new-system')
+    return
   }
   const why = await behindReason(ctx, index)
   if (why) {
@@ -43,6 +45,31 @@ export async function reconcile(ctx: ServerContext, index: number, systemChanged
     await catchUpAndEnable(ctx, index, source, () => {}, ctx.config.lifecycle.holdMs, undefined, `back in service: ${was.replace(/;.*$/, '')}; its recovery log is current in every database`)
   } finally {
     b.activity = null
+  }
+}
+
+async function logTop(t: Parameters<typeof controlClient>[0], db: string): Promise<number> {
+  const c: pg.Client = controlClient(t, db, 'health monitor')
+  try {
+    await c.connect()
+    return Number((await c.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m)
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
+/** Creates the recovery log schema in `db` (false: the database itself is missing there). */
+async function createLog(t: Parameters<typeof controlClient>[0], db: string): Promise<boolean> {
+  const c: pg.Client = controlClient(t, db, 'health monitor')
+  try {
+    await c.connect()
+    await ensureSchema(c)
+    return true
+  } catch (e) {
+    if ((e as { code?: string }).code === '3D000') return false
+    throw e
+  } finally {
+    await c.end().catch(() => {})
   }
 }
 
