@@ -377,7 +377,6 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     async close(graceMs = 0) {
       clearInterval(purge)
       clearInterval(sweeper)
-      await health.close()
       await metrics?.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Graceful: no new clients; sessions are closed as each is between transactions, the rest after graceMs.
@@ -389,6 +388,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       for (const s of sessions) s.close('pgraid shutting down')
       await closed
       // Last: the locks go only once no session of ours can write any more.
+      await health.close()
       await ha.close()
       await Promise.all([...catalogs.values()].map((c) => c.close()))
     },

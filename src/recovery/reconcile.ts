@@ -25,8 +25,7 @@ export async function reconcile(ctx: ServerContext, index: number, systemChanged
     return
   }
   const source = ctx.states.enabled()[0]
-  // Nothing in service to compare with: an operator decides (ENABLE FORCE on the most current one).
-  if (source === undefined) throw new Error('no backend in service to compare its recovery log with')
+  if (source === undefined) return fromNothing(ctx, index)
   for (const db of await loggedDatabases(targets[source]!)) {
     if (await hasLog(targets[index]!, db)) continue
     // The log was created while it was out, and nothing was logged since: it lacks nothing but the schema.
@@ -46,6 +45,28 @@ export async function reconcile(ctx: ServerContext, index: number, systemChanged
   } finally {
     b.activity = null
   }
+}
+
+/**
+ * Every backend is out (pgraid lost them all at once: its own network, a restart of every server).
+ * Nothing can have committed since, so when every configured backend is out for its own fault and
+ * answers, the ones whose logs reach highest in every logged database are current: this one is
+ * enabled if it is among them (the others then come back through the usual comparison with it).
+ * Otherwise an operator decides (ENABLE FORCE on the most current one).
+ */
+async function fromNothing(ctx: ServerContext, index: number): Promise<void> {
+  const targets = ctx.backends()
+  const all = ctx.states.list.filter((x) => x.state !== 'removed')
+  const stuck = all.find((x) => !x.cause || !SELF_HEALING.has(x.cause))
+  if (stuck) throw new Error(`no backend in service to compare its recovery log with, and ${stuck.name} is out (${stuck.state}, ${stuck.cause ?? 'no cause'}): an operator decides`)
+  const dbs = new Set<string>()
+  for (const x of all) for (const db of await loggedDatabases(targets[x.index]!)) dbs.add(db)
+  const tops = new Map<number, number[]>()
+  for (const x of all) tops.set(x.index, await Promise.all([...dbs].map((db) => logTop(targets[x.index]!, db).catch((e: { code?: string }) => (e.code === '42P01' || e.code === '3D000' ? -1 : Promise.reject(e))))))
+  const mine = tops.get(index)!
+  const best = [...dbs].every((_, k) => [...tops.values()].every((t) => t[k]! <= mine[k]!))
+  if (!best) throw new Error('every backend is out and another one holds more of the recovery log: it comes back first')
+  ctx.enable(index, `back in service: every backend was out, and its recovery log is the most current in every database (${[...dbs].join(', ') || 'none logged'})`)
 }
 
 async function logTop(t: Parameters<typeof controlClient>[0], db: string): Promise<number> {
