@@ -64,6 +64,8 @@ interface Slot {
   reconciling: Promise<void> | null
   /** The system identifier changed since the backend was last seen: it must be cloned, whatever its log says. */
   systemChanged: boolean
+  /** Back in service: take the next identity seen as the known one. */
+  relearn: boolean
 }
 
 const FULL_QUERY =
@@ -78,11 +80,18 @@ export class HealthMonitor {
   constructor(private readonly deps: HealthDeps) {}
 
   private slot(i: number): Slot {
-    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false })
+    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, relearn: false })
   }
 
   /** First look at every backend (awaited, so start-up knows what answers), then the periodic checks. */
   async start(): Promise<void> {
+    // A backend put back in service (resync, clone, ENABLE, the monitor itself) was proven current as
+    // it is now: its identity is learnt again rather than judged against the one before it went out.
+    this.deps.states.on('in', (b: { index: number }) => {
+      const s = this.slot(b.index)
+      s.relearn = true
+      void this.check(b.index)
+    })
     await Promise.all(this.deps.targets().map((_, i) => this.check(i)))
     this.arm()
   }
@@ -215,7 +224,10 @@ export class HealthMonitor {
       s.lastOk = new Date()
       if (s.lastError) this.deps.log.info({ backend: b.name }, 'backend answers the health monitor again')
       s.lastError = null
-      if (s.identity && changed(s.identity, id)) this.restarted(i, s, id)
+      if (s.relearn) {
+        s.relearn = false
+        s.identity = id
+      } else if (s.identity && changed(s.identity, id)) this.restarted(i, s, id)
       else s.identity ??= id
     } catch (e) {
       const err = e as Error & { code?: string }

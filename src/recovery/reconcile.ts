@@ -13,13 +13,24 @@ import type { ServerContext } from '../server-context.ts'
 import { SELF_HEALING } from '../cluster/states.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { ensureSchema } from './schema.ts'
-import { behindReason, catchUpAndEnable, loggedDatabases } from './resync.ts'
+import { behindReason, catchUpAndEnable, loggedDatabases, RECONCILING } from './resync.ts'
 
 export async function reconcile(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
   const b = ctx.states.list[index]
   if (!b || b.state === 'enabled' || b.state === 'removed' || !b.cause || !SELF_HEALING.has(b.cause) || b.activity) return
+  // Busy while it compares: a resync or clone started meanwhile is refused rather than run alongside.
+  b.activity = RECONCILING
+  try {
+    await check(ctx, index, systemChanged)
+  } finally {
+    b.activity = null
+  }
+}
+
+async function check(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
+  const b = ctx.states.list[index]!
   const targets = ctx.backends()
-  const was = b.reason ?? b.cause
+  const was = b.reason ?? b.cause ?? 'out'
   if (systemChanged) {
     ctx.markOut(index, 'new', `${was}; a different PostgreSQL system holds no copy pgraid can trust: clone it (pgraid clone ${b.name})`, 'new-system')
     return
@@ -39,12 +50,7 @@ export async function reconcile(ctx: ServerContext, index: number, systemChanged
     else ctx.markOut(index, 'disabled', `${was}; behind: ${why} (pgraid resync ${b.name})`, 'behind')
     return
   }
-  b.activity = 'checking its log'
-  try {
-    await catchUpAndEnable(ctx, index, source, () => {}, ctx.config.lifecycle.holdMs, undefined, `back in service: ${was.replace(/;.*$/, '')}; its recovery log is current in every database`)
-  } finally {
-    b.activity = null
-  }
+  await catchUpAndEnable(ctx, index, source, () => {}, ctx.config.lifecycle.holdMs, undefined, `back in service: ${was.replace(/;.*$/, '')}; its recovery log is current in every database`)
 }
 
 /**

@@ -22,6 +22,9 @@ const TAIL = 20
 
 export class ResyncRefused extends Error {}
 
+/** The activity a backend shows while the health monitor compares its log (src/recovery/reconcile.ts). */
+export const RECONCILING = 'checking its log'
+
 export interface ResyncResult {
   applied: number
   databases: string[]
@@ -119,6 +122,16 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
   const targets = ctx.backends()
   const b = ctx.states.list[index]
   if (!b) throw new ResyncRefused(`no backend ${index}`)
+  if (b.activity === RECONCILING) {
+    // The health monitor is comparing its log right now (it came back up): wait for that, then resync if still needed.
+    notice(`resync ${b.name}: the health monitor is checking it; waiting`)
+    const until = Date.now() + 30_000
+    while (b.activity === RECONCILING && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    if (b.state === 'enabled' && b.activity === null) {
+      notice(`resync ${b.name}: back in service already (${b.reason ?? ''})`)
+      return { applied: 0, databases: [], heldMs: 0, replayMs: 0 }
+    }
+  }
   if (b.state === 'enabled') throw new ResyncRefused(`${b.name} is in service already`)
   if (b.state === 'removed') throw new ResyncRefused(`${b.name} was removed from the configuration`)
   if (b.state === 'new') throw new ResyncRefused(`${b.name} is new (${b.reason}): clone it`)

@@ -70,9 +70,10 @@ t.test('a COMMIT still landing when pgraid starts is waited for, then completed 
   await late.query('INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)', [max + 1, '2026-12-02 08:00:00+00', JSON.stringify(rec)])
   const landing = late.query('COMMIT')
   // The holder gives up a moment after the new pgraid looked: the COMMIT lands then.
+  // The holder lets the late COMMIT land while the fresh pgraid starts (its recovery log is prepared at start).
+  setTimeout(() => void holder.query('ROLLBACK').then(() => holder.end()), 700)
   const fresh = await startPgraid({ ...stack.config, listen: { ...stack.config.listen, port: 0 } }, createLogger('silent'))
   t.teardown(() => fresh.close())
-  setTimeout(() => void holder.query('ROLLBACK').then(() => holder.end()), 700)
   const cc = new pg.Client({ host: fresh.host, port: fresh.port, user: 'app', password: 'app-secret', database: 'postgres' })
   await cc.connect()
   // The first write needs the recovery log ready, which waits for the late COMMIT and completes it.
