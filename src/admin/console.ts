@@ -35,7 +35,7 @@ interface Result {
 }
 
 const HELP: [string, string][] = [
-  ['SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent, new, removed while draining), why, since when, reads in flight'],
+  ['SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent, new, removed while draining), cause, why, since when, reads in flight, what the health monitor last found'],
   ['SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend'],
   ['SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use'],
   ['SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters"],
@@ -167,9 +167,14 @@ export class AdminConsole {
     switch (verb) {
       case 'SHOW BACKENDS':
         return {
-          columns: ['name', 'host', 'port', 'state', 'activity', 'reason', 'since', 'weight', 'reads_in_flight'],
+          columns: ['name', 'host', 'port', 'state', 'cause', 'activity', 'reason', 'since', 'weight', 'reads_in_flight', 'health', 'last_check_ok'],
           // A backend removed by a reload is shown until no session uses it any more.
-          rows: this.ctx.states.list.filter((b) => b.state !== 'removed' || this.ctx.sessions().some((s) => s.links.some((l) => l.index === b.index))).map((b) => [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.activity, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding]),
+          rows: this.ctx.states.list
+            .filter((b) => b.state !== 'removed' || this.ctx.sessions().some((s) => s.links.some((l) => l.index === b.index)))
+            .map((b) => {
+              const h = this.ctx.health.view(b.index)
+              return [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.cause, b.activity, b.reason, b.since.toISOString(), this.ctx.stats[b.index]!.weight, this.ctx.stats[b.index]!.outstanding, h.lastError ?? (h.lastOk ? 'ok' : 'not checked yet'), h.lastOk?.toISOString() ?? null]
+            }),
           tag: 'SHOW',
         }
       case 'SHOW SESSIONS':

@@ -36,10 +36,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('check-config')
     .description('validate a config file: prints "ok", or every problem (exit 2)')
     .requiredOption('-c, --config <file>', 'JSON config file')
-    .action(async (opts: { config: string }) => {
+    .option('--connect', "also log in to every backend as pgraid would and report each one's result (exit 1 if any fails)")
+    .action(async (opts: { config: string; connect?: boolean }) => {
       const config = await loadConfigOrReport(opts.config);
-      if (config === undefined) exitCode = EXIT_USAGE;
-      else process.stdout.write('ok\n');
+      if (config === undefined) return void (exitCode = EXIT_USAGE);
+      process.stdout.write('ok\n');
+      if (!opts.connect) return;
+      const { checkConnections } = await import('./check-connect.ts');
+      const results = await checkConnections(config);
+      for (const r of results) process.stdout.write(`${r.backend} (${r.address}): ${r.ok ? 'ok' : 'FAILED'}: ${r.detail}\n`);
+      if (results.some((r) => !r.ok)) exitCode = EXIT_FAILURE;
     });
 
   program

@@ -42,7 +42,7 @@ export function renderStatus(r: StatusReport): string {
         : `Role: STANDBY (${r.ha.instance}): reads only, writes refused; the writer is ${r.ha.writer ?? 'unknown'} (writer lock held here on ${r.ha.locks_held || 'no backend'}, ${r.ha.locks_needed} needed).`,
       '',
     )
-  lines.push(table(['backend', 'state', 'activity', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.activity ?? '', b.since, b.reason ?? ''])))
+  lines.push(table(['backend', 'state', 'cause', 'health', 'activity', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.cause ?? '', b.health ?? '', b.activity ?? '', b.since, b.reason ?? ''])))
   if (r.log.length) {
     lines.push('')
     lines.push(table(['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'], r.log.map((l) => [l.database, l.backend, l.max_lsn ?? `unreachable: ${l.error}`, l.records ?? '', l.lag_transactions ?? '', l.lag_bytes ?? ''])))

@@ -75,7 +75,7 @@ t.test('psql reads the console; pgraid status reports a degraded cluster with ex
     )
   const psql = await run('psql', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'ops', '-d', 'pgraid', '-At', '-c', 'SHOW BACKENDS'], { PGPASSWORD: 'ops-secret' })
   t.equal(psql.code, 0, psql.err)
-  t.match(psql.out, /pg2\|.*\|disabled\|\|disabled by admin ops/)
+  t.match(psql.out, /pg2\|.*\|disabled\|operator\|\|disabled by admin ops/)
   const dir = await mkdtemp(join(tmpdir(), 'pgraid-status-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'pgraid.json')

@@ -18,6 +18,7 @@ import { RawClient, fe } from '../harness/raw-client.ts'
 import { cliFor } from '../harness/cli.ts'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid } from '../../src/server.ts'
+import { parseConfig } from '../../src/control/config.ts'
 import { createLogger } from '../../src/control/logger.ts'
 import { resync } from '../../src/recovery/resync.ts'
 import { clone } from '../../src/lifecycle/clone.ts'
@@ -255,6 +256,22 @@ t.test("a backend that refuses pgraid's login: taken out with the reason, client
   t.match(b.reason, /28P01/, `the reason carries the SQLSTATE: ${b.reason}`)
   await direct.query(`ALTER ROLE postgres PASSWORD ${direct.escapeLiteral(pg1.password)}`)
   await waitFor('pg1 back once its login works (nothing was written meanwhile)', () => allIn(stack), 30_000)
+  // The same through the configuration: a reload gives pg2 a wrong password.
+  const wrong = parseConfig({ ...stack.config, backends: stack.config.backends.map((b) => (b.name === 'pg2' ? { ...b, password: 'wrong' } : b)) }, 'test')
+  await stack.proxy.reload({ config: wrong })
+  const checked = await (await cliFor(t, { port: stack.port, config: wrong }))(['check-config', '--connect'])
+  t.equal(checked.code, 1, 'check-config --connect exits 1')
+  t.match(checked.out, /pg1 \([^)]*\): ok/, 'pg1 logs in')
+  t.match(checked.out, /pg2 \([^)]*\): FAILED: 28P01/, `pg2 fails with 28P01: ${checked.out}`)
+  t.match(checked.out, /pg3 \([^)]*\): ok/, 'pg3 logs in')
+  for (let i = 0; i < 3; i++) {
+    const c = await client(stack)
+    t.same((await c.query('SELECT 1 AS one')).rows, [{ one: 1 }], `login ${i + 1} with pg2's password wrong in the config works`)
+    await c.end()
+  }
+  t.equal(stack.proxy.context.states.list[1]!.cause, 'refused', 'pg2 is out for the refused login')
+  await stack.proxy.reload({ config: stack.config })
+  await waitFor('pg2 back once the config has its password again', () => allIn(stack), 30_000)
   const c = await client(stack)
   await c.query('CREATE TABLE h7 (id int)')
   await c.query('INSERT INTO h7 VALUES (1)')
