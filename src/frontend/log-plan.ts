@@ -55,6 +55,22 @@ export function changesData(s: StatementInfo, cat: CatalogData): boolean {
   return !!q && (q.kind !== 'read' || changesData(q, cat))
 }
 
+const DRAWING = new Set(['nextval', 'setval'])
+
+/**
+ * Sequences a statement may draw from, for the record (docs/recovery.md, "Sequences"): the ones
+ * it names in nextval()/setval() ('*' when named at run time), and those the column defaults and
+ * identity columns of every table it writes draw from. Their states are kept with the log row.
+ */
+export function drawnSequences(stmts: readonly StatementInfo[], cat: CatalogData): string[] | undefined {
+  let out: Set<string> | undefined
+  for (const s of stmts) {
+    if (s.sequences && s.functions.some((f) => DRAWING.has(unqualified(f)))) for (const n of s.sequences) (out ??= new Set()).add(n)
+    for (const w of s.writes) for (const n of cat.sequencesQualified.get(w.name) ?? []) (out ??= new Set()).add(n)
+  }
+  return out && [...out]
+}
+
 /** Belongs in the record: everything sent everywhere except plain reads and BEGIN/COMMIT/ROLLBACK themselves. */
 export function logged(s: StatementInfo, cat: CatalogData): boolean {
   if (s.kind === 'empty') return false

@@ -18,7 +18,7 @@ import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
 import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
 import { queryMessage, rewriteBind, rewriteOf, rewriteParse, rewriteQueryText, type Clock, type Rewrite } from './time-params.ts'
-import { changesData, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'
+import { changesData, drawnSequences, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'
 import { entryFromBind, insertText, logBind, logExecute, logParse, recordJson, type LogEntry } from '../recovery/record.ts'
 
 export interface PlanContext {
@@ -368,7 +368,9 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     plan.logEntries = []
     plan.logReset = true
   }
-  const add = (msg: number, entry: LogEntry, writes: boolean, unit?: number) => {
+  const add = (msg: number, entry: LogEntry, writes: boolean, unit: number | undefined, stmts: readonly StatementInfo[]) => {
+    const sq = writes ? drawnSequences(stmts, ctx.catalog) : undefined
+    if (sq) entry.sq = sq
     cur.push(entry)
     curWrites ||= writes
     const e: BatchLogEntry = { msg, entry, writes, unit }
@@ -452,7 +454,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
             if (curWrites) injectExtended()
             restart()
           } else if (st.tx?.op === 'begin' || st.tx?.op === 'rollback') restart()
-          else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0)
+          else if (logged(st, ctx.catalog)) add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0, [st])
         }
         const perServer = targets.length > 1 && !!a && perServerRead(a, ctx.catalog)
         push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: perServer || (targets.length > 1 && !!a && plainRead(a, ctx.catalog)), perServer })
@@ -509,13 +511,13 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       // One statement in the text: its CommandComplete is the message's first.
       const unit = stmts.length === 1 ? 0 : undefined
       if (ctx.inTransaction) {
-        if (stmts.some((s) => logged(s, ctx.catalog))) add(idx, copy ? { q: sent, copy: true } : { q: sent }, writes, unit)
+        if (stmts.some((s) => logged(s, ctx.catalog))) add(idx, copy ? { q: sent, copy: true } : { q: sent }, writes, unit, stmts)
         return
       }
       // Autocommit: the text is one implicit transaction; the INSERT is its last statement.
       // COPY (data not in the record) and statements refusing a transaction block are not logged.
       if (!writes || copy || stmts.some((s) => s.noTransactionBlock)) return
-      add(idx, { q: sent }, writes, unit)
+      add(idx, { q: sent }, writes, unit, stmts)
       if (tieSafe) return // committed by the session after the answers agreed
       const json = recordJson(log!.settings, cur)
       plan.commit = commitAt(json, idx, (lsn, at) => queryMessage(`${sent}\n;${insertText(lsn, at, json)}`))
@@ -541,7 +543,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
           m.dropUnit = k
         }
         restart()
-      } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog), k)
+      } else if (logged(s, ctx.catalog)) add(idx, { q: bytes.toString('utf8', span.start, span.end) }, changesData(s, ctx.catalog), k, [s])
     })
   }
 

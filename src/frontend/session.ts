@@ -719,6 +719,25 @@ export class Session implements LinkHost {
   }
   private pendingLate: Promise<void> = Promise.resolve()
 
+  /** Sequences the open transaction (or autocommit statement) may have drawn from. */
+  private txSeqs = new Set<string>()
+
+  /**
+   * nextval is not transactional: a transaction that drew values and ended (rolled back, or
+   * committed and replayed) while a backend lacked this session leaves that backend's sequences
+   * behind. Set them to a source's state now, still under the transaction's locks.
+   */
+  private async sequencesToLate(plan: Plan, ex: Exchange): Promise<void> {
+    for (const e of plan.logEntries) if (e.entry.sq) for (const n of e.entry.sq) this.txSeqs.add(n)
+    if (!this.txSeqs.size || ex.outcome.status.get(this.links[0]?.index ?? -1) !== 'I') return
+    const names = [...this.txSeqs]
+    this.txSeqs.clear()
+    const late = this.lateBackends()
+    const source = this.links.find((l) => !l.conn.closed)
+    if (!late.length || !source) return
+    await this.ctx.recovery(this.database).alignLate(source.index, late, names)
+  }
+
   /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
   private lateBackends(): number[] {
     return this.ctx.states.enabled().filter((i) => !this.linkAt(i))
@@ -891,9 +910,10 @@ export class Session implements LinkHost {
         await this.commitToLate(plan)
       } else if (plan.everywhere && !plan.commit && this.txStatus === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
         // A change without a log record (autocommit COPY, CREATE DATABASE...) cannot follow.
-        for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`)
+        for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`, false, 'unlogged-change')
       }
     }
+    await this.sequencesToLate(plan, ex)
     if (ex.deferred.length) {
       this.beforeReady()
       for (const b of ex.deferred) this.out(b)

@@ -233,7 +233,7 @@ export class RecoveryLog {
         for (const lsn of missing) {
           const source = live.find((o) => o.recent.has(lsn))!
           const rec = await this.fetch(source.index, lsn)
-          await applyRecord(target, lsn, rec.at, JSON.parse(rec.record) as LogRecord, rec.record)
+          await applyRecord(target, lsn, rec.at, JSON.parse(rec.record) as LogRecord, rec.record, rec.seqs)
           s.recent.add(lsn)
           this.log.warn({ database: this.database, backend: s.backend, lsn, from: source.backend }, 'completed an in-doubt commit by replaying its log record')
         }
@@ -246,10 +246,10 @@ export class RecoveryLog {
     }
   }
 
-  private async fetch(index: number, lsn: number): Promise<{ at: string; record: string }> {
+  private async fetch(index: number, lsn: number): Promise<{ at: string; record: string; seqs: string | null }> {
     const client = await this.connect(this.targets[index]!)
     try {
-      const r = await client.query<{ at: string; record: string }>('SELECT at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = $1', [lsn])
+      const r = await client.query<{ at: string; record: string; seqs: string | null }>('SELECT at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = $1', [lsn])
       if (!r.rows.length) throw new Error(`record ${lsn} vanished from ${this.targets[index]!.name}`)
       return r.rows[0]!
     } finally {
@@ -314,13 +314,14 @@ export class RecoveryLog {
    */
   async applyLate(source: number, lsn: number, at: string, json: string, late: number[], entries?: readonly LogEntry[]): Promise<void> {
     const c = await this.connect(this.targets[source]!)
-    let committed: boolean
+    let row: { seqs: string | null } | undefined
     try {
-      committed = (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0
+      // The source's row: the commit happened, and the sequence states it left (checked on replay).
+      row = (await c.query<{ seqs: string | null }>('SELECT seqs::text AS seqs FROM pgraid.log WHERE lsn = $1', [lsn])).rows[0]
     } finally {
       await c.end().catch(() => {})
     }
-    if (!committed) return
+    if (!row) return
     // The tags the statements answered, known now even where the record was written before them.
     const record = JSON.parse(json) as LogRecord
     if (entries) record.stmts.forEach((s, k) => (s.n ??= entries[k]?.n))
@@ -330,7 +331,7 @@ export class RecoveryLog {
         const next = prev.then(async () => {
           const r = await ReplayConnection.open(this.targets[i]!, this.database)
           try {
-            await applyRecord(r, lsn, at, record, json)
+            await applyRecord(r, lsn, at, record, json, row.seqs)
           } finally {
             r.close()
           }
@@ -345,6 +346,41 @@ export class RecoveryLog {
     )
   }
   private lateChains = new Map<number, Promise<unknown>>()
+
+  /**
+   * A transaction that drew from `names` ended (rolled back, or committed and replayed) while
+   * backends in `late` lacked this session: nextval is not transactional, so their sequences are
+   * set to the source's state, under the transaction's locks (no one else draws from them now).
+   */
+  async alignLate(source: number, late: number[], names: string[]): Promise<void> {
+    const s = await this.connect(this.targets[source]!)
+    let st: string | null
+    try {
+      st = (await s.query<{ st: string | null }>('SELECT pgraid.seq_states($1::text[])::text AS st', [names])).rows[0]!.st
+    } finally {
+      await s.end().catch(() => {})
+    }
+    if (!st) return
+    await Promise.all(
+      late.map(async (i) => {
+        const prev = this.lateChains.get(i) ?? Promise.resolve()
+        const next = prev.then(async () => {
+          const c = await this.connect(this.targets[i]!)
+          try {
+            await c.query('SELECT pgraid.seq_set($1::jsonb)', [st])
+          } finally {
+            await c.end().catch(() => {})
+          }
+        })
+        this.lateChains.set(i, next.catch(() => {}))
+        try {
+          await next
+        } catch (e) {
+          this.takeOut(i, 'disabled', `could not set its sequences after a transaction that began before it came back: ${(e as Error).message}`, 'replay-failed')
+        }
+      }),
+    )
+  }
 
   /**
    * A COMMIT whose session saw it end on no backend, or not on all (its

@@ -27,6 +27,8 @@ export interface LogEntry {
    * the record was written: a replay changing another number of rows is caught.
    */
   n?: string
+  /** Sequences it may draw from (qualified or as written; '*' = any): their states are kept with the record. */
+  sq?: string[]
 }
 
 export interface LogRecord {
@@ -34,10 +36,13 @@ export interface LogRecord {
   /** Session-level SET statements in effect, in order (replayed before the transaction). */
   settings: string[]
   stmts: LogEntry[]
+  /** Every sequence its statements may draw from (the union of theirs); absent when none. */
+  sq?: string[]
 }
 
 export const LOG_STATEMENT = '__pgraid_log'
-const INSERT = 'INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)'
+/** The row also keeps this backend's state of the record's sequences, taken after the transaction's statements. */
+const INSERT = 'INSERT INTO pgraid.log (lsn, at, record, seqs) VALUES ($1, $2, $3, pgraid.seqs_of($3))'
 const INT8 = 20
 const TIMESTAMPTZ = 1184
 const JSONB = 3802
@@ -74,6 +79,9 @@ export function entryFromBind(query: string, paramTypes: readonly number[], bind
 
 export function recordJson(settings: readonly string[], stmts: readonly LogEntry[]): string {
   const rec: LogRecord = { v: 1, settings: [...settings], stmts: [...stmts] }
+  let sq: Set<string> | null = null
+  for (const e of stmts) if (e.sq) for (const n of e.sq) (sq ??= new Set()).add(n)
+  if (sq) rec.sq = [...sq]
   return JSON.stringify(rec)
 }
 
@@ -81,7 +89,11 @@ export function recordJson(settings: readonly string[], stmts: readonly LogEntry
 export function insertText(lsn: number, at: string, json: string): string {
   let tag = 'pgraid'
   for (let i = 0; json.includes(`$${tag}$`); i++) tag = `pgraid${i}`
-  return `INSERT INTO pgraid.log (lsn, at, record) VALUES (${lsn}, '${at}', $${tag}$${json}$${tag}$)`
+  const rec = `$${tag}$${json}$${tag}$`
+  // The sequence states only when the record names sequences: no function call on the common path.
+  return json.includes('"sq":[')
+    ? `INSERT INTO pgraid.log (lsn, at, record, seqs) VALUES (${lsn}, '${at}', ${rec}, pgraid.seqs_of(${rec}))`
+    : `INSERT INTO pgraid.log (lsn, at, record) VALUES (${lsn}, '${at}', ${rec})`
 }
 
 function cstr(s: string): Buffer {

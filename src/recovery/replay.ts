@@ -124,10 +124,17 @@ export interface RecordToApply {
   at: string
   record: LogRecord
   json: string
+  /** The source's sequence states after it (its log row's `seqs`, as text); null: none recorded. */
+  seqs?: string | null
+}
+
+/** The states recorded with a record, when there are any to check. */
+function seqsOf(r: RecordToApply): string | null {
+  return r.seqs && r.seqs !== '{}' && r.seqs !== 'null' ? r.seqs : null
 }
 
 /** Messages applying one record in its own transaction, and what each ReadyForQuery of them answers. */
-function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string; counted: Map<number, string> } {
+function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string; counted: Map<number, string>; checkAt: number } {
   if (r.record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${r.lsn} holds a COPY whose data is not in the log`)
   if (r.record.stmts.some((s) => s.noTx)) throw new NotReplayable(`record ${r.lsn} holds a statement that ran outside a transaction block`)
   const msgs: Buffer[] = []
@@ -147,13 +154,19 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
   msgs.push(fe.query('BEGIN'))
   what.push('BEGIN')
   const logAt = what.length
+  const seqs = seqsOf(r)
   msgs.push(
-    fe.parse('INSERT INTO pgraid.log (lsn, at, record) VALUES ($1, $2, $3)', [20, 1184, 3802]),
-    fe.bind([0, 0, 0], [Buffer.from(String(r.lsn)), Buffer.from(r.at), Buffer.from(r.json)]),
+    fe.parse('INSERT INTO pgraid.log (lsn, at, record, seqs) VALUES ($1, $2, $3, $4)', [20, 1184, 3802, 3802]),
+    fe.bind([0, 0, 0, 0], [Buffer.from(String(r.lsn)), Buffer.from(r.at), Buffer.from(r.json), seqs === null ? null : Buffer.from(seqs)]),
     fe.execute(),
     fe.SYNC,
   )
   what.push('log row')
+  if (seqs !== null) {
+    // The target's states before the statements, for the correction if the check below fails.
+    msgs.push(fe.parse("SELECT set_config('pgraid.seqb', coalesce(pgraid.seq_states(ARRAY(SELECT jsonb_object_keys($1::jsonb))), '{}')::text, true)", [3802]), fe.bind([0], [Buffer.from(seqs)]), fe.execute(), fe.SYNC)
+    what.push('sequence states before')
+  }
   for (const [k, s] of r.record.stmts.entries()) {
     if (!s.t && !s.p) msgs.push(fe.query(s.q))
     else {
@@ -163,9 +176,36 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
     if (s.n) counted.set(what.length, s.n)
     what.push(`statement ${k + 1}`)
   }
+  let checkAt = -1
+  if (seqs !== null) {
+    checkAt = what.length
+    msgs.push(fe.parse('SELECT pgraid.seq_check($1::jsonb)', [3802]), fe.bind([0], [Buffer.from(seqs)]), fe.execute(), fe.SYNC)
+    what.push('sequence check')
+  }
   msgs.push(fe.query('COMMIT'))
   what.push('COMMIT')
-  return { msgs, what, logAt, settings, counted }
+  return { msgs, what, logAt, settings, counted, checkAt }
+}
+
+/**
+ * A replayed record left a sequence at another state than the source recorded: the target's
+ * sequence was off before it (pre-logged values after a crash, draws of transactions that rolled
+ * back while it was out). The record draws the same values wherever it runs, so the state it
+ * needs before is the recorded one minus what it drew here: set that, and the retry matches.
+ */
+function correction(detail: string, expected: string): string {
+  const d = JSON.parse(detail) as { before?: Record<string, number | null> | null; after?: Record<string, number | null> }
+  const want = JSON.parse(expected) as Record<string, number | null>
+  const lit = (v: number | null | undefined) => (v === null || v === undefined ? 'NULL' : String(Number(v)))
+  return Object.keys(want)
+    .map((k) => {
+      const name = `'${k.replace(/'/g, "''")}'`
+      const none = 's.seqstart - s.seqincrement'
+      return `SELECT CASE WHEN x.tb = ${none} THEN setval(r.c, s.seqstart, false) ELSE setval(r.c, x.tb, true) END
+        FROM (SELECT to_regclass(${name}) AS c) r JOIN pg_sequence s ON s.seqrelid = r.c,
+        LATERAL (SELECT coalesce(${lit(want[k])}::bigint, ${none}) - (coalesce(${lit(d.after?.[k])}::bigint, ${none}) - coalesce(${lit(d.before?.[k])}::bigint, ${none})) AS tb) x`
+    })
+    .join(';\n')
 }
 
 /**
@@ -176,6 +216,19 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
  * statements as first sent, COMMIT. Returns how many were new.
  */
 export async function applyRecords(c: ReplayConnection, records: RecordToApply[]): Promise<number> {
+  // A record whose sequence states are checked ends its pipeline: if the check fails it is corrected
+  // and run again before any later record.
+  let applied = 0
+  let from = 0
+  for (let k = 0; k < records.length; k++) {
+    if (seqsOf(records[k]!) === null && k < records.length - 1) continue
+    applied += await applyPipeline(c, records.slice(from, k + 1), true)
+    from = k + 1
+  }
+  return applied
+}
+
+async function applyPipeline(c: ReplayConnection, records: RecordToApply[], mayCorrect: boolean): Promise<number> {
   if (!records.length) return 0
   const plans: ReturnType<typeof recordMessages>[] = []
   let settings = c.settings
@@ -192,6 +245,15 @@ export async function applyRecords(c: ReplayConnection, records: RecordToApply[]
     const mine = results.slice(at, at + p.what.length)
     at += p.what.length
     if (mine[p.logAt]?.error?.C === '23505') continue // already there
+    const check = p.checkAt >= 0 ? mine[p.checkAt]?.error : null
+    if (check?.C === 'PGRSQ' && mayCorrect && k === plans.length - 1 && mine.findIndex((r) => r.error !== null) === p.checkAt) {
+      // Only the sequence check failed (the transaction rolled back): correct, then run it once more.
+      const r = records[k]!
+      await c.must([fe.query(correction(check.D ?? '{}', seqsOf(r)!))], `correcting the sequences before record ${r.lsn}`)
+      c.settings = p.settings
+      applied += await applyPipeline(c, [r], false)
+      continue
+    }
     const bad = mine.findIndex((r) => r.error !== null)
     if (bad >= 0) {
       await c.run([fe.query('ROLLBACK')]).catch(() => {})
@@ -208,6 +270,6 @@ export async function applyRecords(c: ReplayConnection, records: RecordToApply[]
 }
 
 /** Applies one record unless the backend has its LSN already (false then). */
-export async function applyRecord(c: ReplayConnection, lsn: number, at: string, record: LogRecord, json: string): Promise<boolean> {
-  return (await applyRecords(c, [{ lsn, at, record, json }])) === 1
+export async function applyRecord(c: ReplayConnection, lsn: number, at: string, record: LogRecord, json: string, seqs: string | null = null): Promise<boolean> {
+  return (await applyRecords(c, [{ lsn, at, record, json, seqs }])) === 1
 }

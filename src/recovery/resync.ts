@@ -11,6 +11,7 @@ import type { BackendTarget } from '../backend/connection.ts'
 import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
 import { applyRecords, ReplayConnection, RowCountMismatch } from './replay.ts'
+import { ensureSchema } from './schema.ts'
 import type { LogRecord } from './record.ts'
 
 /** How far below the target's highest LSN records are compared. */
@@ -61,6 +62,16 @@ export async function loggedDatabases(source: BackendTarget): Promise<string[]> 
   }
 }
 
+async function upgradeSchema(t: BackendTarget, db: string): Promise<void> {
+  const c = clientFor(t, db)
+  await c.connect()
+  try {
+    if ((await c.query(`SELECT to_regclass('pgraid.meta') IS NOT NULL AS ok`)).rows[0].ok) await ensureSchema(c)
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
 /** LSNs the target lacks (in order) and LSNs only the target has. */
 export async function compareLogs(source: BackendTarget, target: BackendTarget, database: string): Promise<{ missing: number[]; extra: number[]; top: number }> {
   const s = clientFor(source, database)
@@ -94,8 +105,8 @@ async function applyMissing(source: BackendTarget, target: BackendTarget, databa
     for (let i = 0; i < lsns.length; i += 500) {
       if (signal?.aborted) throw signal.reason
       const batch = lsns.slice(i, i + 500)
-      const rows = (await s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [batch])).rows
-      done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+      const rows = (await s.query<{ lsn: string; at: string; record: string; seqs: string | null }>('SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [batch])).rows
+      done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
       progress(done)
     }
     return done
@@ -166,6 +177,8 @@ export async function catchUpAndEnable(
   const source = targets[sourceIdx]!
   const target = targets[index]!
   const databases = await loggedDatabases(source)
+  // The target's log schema brought to this pgraid's version (it was out when the others were upgraded).
+  for (const db of databases) await upgradeSchema(target, db)
   let applied = 0
   /**
    * Replays what the target lacks: a full comparison first (and last, when
@@ -210,8 +223,8 @@ export async function catchUpAndEnable(
         if (signal?.aborted) throw signal.reason
         below = settled(db)
         const rows = (
-          await s.query<{ lsn: string; at: string; record: string }>(
-            'SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn > $1 AND lsn < $2 ORDER BY lsn LIMIT 5000',
+          await s.query<{ lsn: string; at: string; record: string; seqs: string | null }>(
+            'SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn > $1 AND lsn < $2 ORDER BY lsn LIMIT 5000',
             [high, Number.isFinite(below) ? below : Number.MAX_SAFE_INTEGER],
           )
         ).rows
@@ -220,7 +233,7 @@ export async function catchUpAndEnable(
         if (rows.length < TAIL) return
         if (round >= 200) throw new ResyncRefused(`clients write faster than ${b.name} can replay (still ${rows.length}+ records behind after ${round} rounds); try again when the load is lower`)
         t0 = performance.now()
-        applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+        applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
         replayMs += performance.now() - t0
         done += rows.length
         // A full page: more below the mark; else everything below it is replayed.
@@ -242,7 +255,10 @@ export async function catchUpAndEnable(
   try {
     while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
-    for (const tail of tails) applied += await tail.run(b.name, source.name)
+    for (const tail of tails) {
+      applied += await tail.run(b.name, source.name)
+      await tail.alignSequences()
+    }
     ctx.enable(index, enableReason ?? `resynced from ${source.name} (${applied} records)`)
   } finally {
     release()
@@ -270,6 +286,16 @@ class Tail {
     return new Tail(s, t, await ReplayConnection.open(target, db, { async: true }), db, floor)
   }
 
+  /**
+   * Every sequence of the target set to the source's state (under the hold): values drawn by
+   * transactions that rolled back leave no record. A session still open with draws the target
+   * lacks replays its commit with the sequence check, or sets its sequences at rollback (session.ts).
+   */
+  async alignSequences(): Promise<void> {
+    const st = (await this.s.query<{ st: string | null }>("SELECT pgraid.seq_states(ARRAY['*'])::text AS st")).rows[0]!.st
+    if (st) await this.t.query('SELECT pgraid.seq_set($1::jsonb)', [st])
+  }
+
   async run(name: string, sourceName: string): Promise<number> {
     const q = 'SELECT lsn FROM pgraid.log WHERE lsn > $1'
     const [theirs, mine] = await Promise.all([this.s.query<{ lsn: string }>(q, [this.floor]), this.t.query<{ lsn: string }>(q, [this.floor])])
@@ -280,8 +306,8 @@ class Tail {
     const missing = theirs.rows.filter((x) => !have.has(x.lsn)).map((x) => x.lsn)
     let applied = 0
     if (missing.length) {
-      const rows = (await this.s.query<{ lsn: string; at: string; record: string }>('SELECT lsn, at::text AS at, record::text AS record FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [missing])).rows
-      applied = await applyRecords(this.r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record })))
+      const rows = (await this.s.query<{ lsn: string; at: string; record: string; seqs: string | null }>('SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [missing])).rows
+      applied = await applyRecords(this.r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
     }
     await this.r.flush()
     return applied

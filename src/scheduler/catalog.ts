@@ -42,6 +42,8 @@ export interface CatalogData {
   sequenceDefaults: Set<string>
   /** table → the sequences its column defaults and identity columns draw from. */
   sequencesOf: Map<string, Set<string>>
+  /** The same, schema-qualified and quoted: what the recovery log records the states of. */
+  sequencesQualified: Map<string, Set<string>>
   /** Function names (unqualified) that are not volatile: safe in reads. */
   nonVolatile: Set<string>
   /** table → its plain unique indexes (primary key included): column names and type names, in index order. */
@@ -107,6 +109,14 @@ select 'sq', c.relname, s.relname
   from pg_depend d join pg_class s on s.oid = d.objid and s.relkind = 'S' join pg_class c on c.oid = d.refobjid
  where d.deptype = 'i' and d.refclassid = 'pg_class'::regclass
 union all
+select 'sqq', c.relname, format('%I.%I', sn.nspname, s.relname)
+  from pg_attrdef ad join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
+  join pg_class s on s.oid = d.refobjid and s.relkind = 'S' join pg_namespace sn on sn.oid = s.relnamespace join pg_class c on c.oid = ad.adrelid
+union all
+select 'sqq', c.relname, format('%I.%I', sn.nspname, s.relname)
+  from pg_depend d join pg_class s on s.oid = d.objid and s.relkind = 'S' join pg_namespace sn on sn.oid = s.relnamespace join pg_class c on c.oid = d.refobjid
+ where d.deptype = 'i' and d.refclassid = 'pg_class'::regclass
+union all
 select 'inh', c.relname, p.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
 union all
 select 'ind', c.relname, null from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -122,6 +132,7 @@ export function emptyCatalog(): CatalogData {
     triggers: new Set(),
     sequenceDefaults: new Set(),
     sequencesOf: new Map(),
+    sequencesQualified: new Map(),
     nonVolatile: new Set(),
     uniques: new Map(),
     complexUnique: new Set(),
@@ -253,6 +264,7 @@ export function buildCatalog(rows: CatalogRow[]): CatalogData {
     } else if (r.k === 'col' && r.b) d.columns.set(r.a, r.b.split('\n'))
     else if (r.k === 'seq') d.sequenceDefaults.add(r.a)
     else if (r.k === 'sq' && r.b) addTo(d.sequencesOf, r.a, r.b)
+    else if (r.k === 'sqq' && r.b) addTo(d.sequencesQualified, r.a, r.b)
     else if (r.k === 'fn') d.nonVolatile.add(r.a)
     else if (r.k === 'ukx') d.complexUnique.add(r.a)
     else if (r.k === 'ind') d.indirect.add(r.a)

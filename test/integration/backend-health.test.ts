@@ -223,8 +223,9 @@ t.test('a backend wiped and re-initialised: new, and clone brings it back', asyn
 t.test('a backend killed -9 and restarted with nothing written meanwhile comes back by itself', async (t) => {
   const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
   const c = await client(stack)
-  await c.query('CREATE TABLE h6 (id int PRIMARY KEY)')
-  await c.query('INSERT INTO h6 VALUES (1)')
+  // A serial key: PostgreSQL pre-logs 32 values, so the killed server resumes its sequence further on.
+  await c.query('CREATE TABLE h6 (id serial PRIMARY KEY, v int)')
+  await c.query('INSERT INTO h6 (v) VALUES (1)')
   await stack.cluster.backends[2]!.kill()
   await waitFor('pg3 taken out', () => states(stack)[2] !== 'enabled', 30_000)
   t.equal(stack.proxy.context.states.list[2]!.cause, 'unreachable', 'out as unreachable')
@@ -233,7 +234,9 @@ t.test('a backend killed -9 and restarted with nothing written meanwhile comes b
   await stack.cluster.backends[2]!.start()
   await waitFor('pg3 back in service by itself', () => allIn(stack), 30_000)
   t.match(stack.proxy.context.states.list[2]!.reason, /back in service/, 'the reason says why')
-  await c.query('INSERT INTO h6 VALUES (2)')
+  await c.query('INSERT INTO h6 (v) VALUES (2)')
+  const per = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM h6 WHERE v = 2')
+  t.same(per, [[{ id: 2 }], [{ id: 2 }], [{ id: 2 }]], 'the next serial value is the same on every backend')
   await c.end()
   await assertIdentical(t, stack)
 })
