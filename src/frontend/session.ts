@@ -347,7 +347,7 @@ export class Session implements LinkHost {
       if (first.fields.C === '53300') return this.fatal(new PgError('53300', 'sorry, too many clients already', 'FATAL', `every backend refused pgraid's login: ${names}`))
       return this.fatal(errors.backendUnavailable('any', `every backend refused pgraid's login (${names})`))
     }
-    for (const { k, err } of refusals) this.ctx.takeOut(enabled[k]!, 'disabled', `login refused: ${err.fields.C} ${err.message}`, false, 'refused')
+    for (const { k, err } of refusals) this.refusedBy(enabled[k]!, err)
     // Unreachable backends: the health monitor judges the server (a session's failed connect alone is not enough).
     const unreached = results.flatMap((r, k) => (r.status === 'rejected' && !(r.reason instanceof BackendLoginError && r.reason.body) ? [enabled[k]!] : []))
     if (unreached.length) await Promise.all(unreached.map((i) => this.ctx.health.probe(i, performance.now())))
@@ -769,7 +769,7 @@ export class Session implements LinkHost {
           if (err) throw new Error(`${set}: ${err}`)
         }
       } catch (e) {
-        if (e instanceof BackendLoginError && e.body) this.ctx.takeOut(idx, 'disabled', `login refused: ${e.fields.C} ${e.message}`, false, 'refused')
+        if (e instanceof BackendLoginError && e.body) this.refusedBy(idx, e)
         else this.ctx.takeOut(idx, 'disabled', `unreachable when a session attached it: ${(e as Error).message}`, false, 'unreachable')
         continue
       }
@@ -782,6 +782,12 @@ export class Session implements LinkHost {
       this.links = [...this.links, link].sort((a, b) => a.index - b.index)
       this.log.info({ backend: t.name }, 'attached a backend that came back into service')
     }
+  }
+
+  /** A backend refused pgraid's login: out, as refused, or as unreachable when it is shutting down or starting (57P03). */
+  private refusedBy(idx: number, err: BackendLoginError): void {
+    const going = err.fields.C === '57P03'
+    this.ctx.takeOut(idx, 'disabled', `${going ? 'unreachable' : 'login refused'}: ${err.fields.C} ${err.message}`, false, going ? 'unreachable' : 'refused')
   }
 
   /** The batch in flight, if any. */
