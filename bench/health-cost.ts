@@ -32,9 +32,16 @@ try {
     await initDataset({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, 10)
     await p.close()
   }
+  // Warm-up (caches, the servers' first pages), not counted.
+  {
+    const p = await startPgraid(config(1000), createLogger('error'))
+    for (const workload of ['tpcb', 'select'] as Workload[]) await benchRun({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, { workload, mode: 'prepared', seconds, clients: 8, threads: 2 })
+    await p.close()
+  }
+  // Interleaved, the order swapped every round so a drift of the host favours neither.
   for (let r = 0; r < rounds; r++)
     for (const workload of ['tpcb', 'select'] as Workload[])
-      for (const on of [true, false]) {
+      for (const on of r % 2 ? [false, true] : [true, false]) {
         const p = await startPgraid(config(on ? 1000 : 0), createLogger('error'))
         const ep: Endpoint = { name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }
         const cpu0 = process.cpuUsage()
@@ -47,16 +54,14 @@ try {
         results[key].cpu.push((cpu.user + cpu.system) / res.processed)
         console.error(`round ${r + 1} ${key}: ${res.tps.toFixed(0)} tps, ${((cpu.user + cpu.system) / res.processed).toFixed(0)} µs CPU per transaction`)
       }
-  console.log(`| workload (-M prepared, 8 clients, ${rounds} rounds of ${seconds} s) | tps monitor on | tps off | ratio | CPU µs/tx on | CPU µs/tx off | ratio |`)
+  console.log(`| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps monitor on (median) | tps off (median) | tps on/off (median of per-round ratios) | CPU µs/tx on | CPU µs/tx off | CPU on/off (median of per-round ratios) |`)
   console.log('|---|---|---|---|---|---|---|')
   for (const w of ['tpcb', 'select']) {
     const on = results[`${w} on`]!
     const off = results[`${w} off`]!
-    const tOn = median(on.tps)
-    const tOff = median(off.tps)
-    const cOn = median(on.cpu)
-    const cOff = median(off.cpu)
-    console.log(`| ${w === 'tpcb' ? 'TPC-B' : 'select-only'} | ${tOn.toFixed(0)} | ${tOff.toFixed(0)} | ${(tOn / tOff).toFixed(3)} | ${cOn.toFixed(0)} | ${cOff.toFixed(0)} | ${(cOn / cOff).toFixed(3)} |`)
+    const tps = median(on.tps.map((x, k) => x / off.tps[k]!))
+    const cpu = median(on.cpu.map((x, k) => x / off.cpu[k]!))
+    console.log(`| ${w === 'tpcb' ? 'TPC-B' : 'select-only'} | ${median(on.tps).toFixed(0)} | ${median(off.tps).toFixed(0)} | ${tps.toFixed(3)} | ${median(on.cpu).toFixed(0)} | ${median(off.cpu).toFixed(0)} | ${cpu.toFixed(3)} |`)
   }
 } finally {
   await cluster.stop()

@@ -92,6 +92,14 @@ export interface Outcome {
   status: Map<number, string>
   /** Backends that disagreed with the majority, taken out during this batch. */
   expelled: { backend: number; detail: string }[]
+  /**
+   * A difference a client or concurrency causes (CLIENT_CAUSED on some backends, another answer on
+   * others): never voted on. Where the batch carries its commit (`completeOnExcuse`), the backends
+   * that failed leave the batch (`excused`) and get the commit replayed; otherwise the batch is
+   * refused with this error and the transaction fails everywhere (DESIGN invariant 6).
+   */
+  clientError?: Record<string, string>
+  excused: number[]
   /** A read's only backend was lost: the batch must be retried or failed by the session. */
   lostRead?: boolean
   /** Backends whose answer contained an ErrorResponse. */
@@ -111,7 +119,9 @@ export class Exchange {
   private finished: Set<number>[] = []
   private resolveDone!: (o: Outcome) => void
   readonly done: Promise<Outcome>
-  readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map(), expelled: [] }
+  readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map(), expelled: [], excused: [] }
+  /** The batch carries its transaction's commit (log record): see Outcome.clientError. */
+  completeOnExcuse = false
 
   constructor(
     readonly msgs: PlannedMsg[],
@@ -317,8 +327,21 @@ export class Exchange {
       this.consumed++
       if (this.outcome.diverged) continue
       let winner = 0
+      const caused = msg.perServer ? null : clientCaused(units)
       if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
-      else if (have < targets.length || compareUnits(units as Unit[])) {
+      else if (caused) {
+        const ok = units.findIndex((u) => !!u && u.type !== B.ErrorResponse)
+        if (!this.completeOnExcuse || ok < 0) {
+          this.outcome.clientError ??= caused
+          this.diverge(i, targets, units)
+          continue
+        }
+        // The others went on to their COMMIT: those that failed leave the batch, the commit is replayed there.
+        units.forEach((u, k) => {
+          if (u?.type === B.ErrorResponse) this.excuse(targets[k]!)
+        })
+        winner = ok
+      } else if (have < targets.length || compareUnits(units as Unit[])) {
         // Invariant 6: the majority's answer goes to the client, the minority is taken out.
         const v = majority(units)
         if (!v) {
@@ -384,6 +407,20 @@ export class Exchange {
     this.outcome.errored.delete(idx)
     this.outcome.expelled.push({ backend: idx, detail })
     this.host.inconsistent(idx, detail)
+  }
+
+  /** Like expel, for a client-caused failure: out of this batch only, the backend stays in service. */
+  private excuse(idx: number): void {
+    this.links.delete(idx)
+    this.msgs.forEach((m, i) => {
+      if (!m.targets.includes(idx)) return
+      m.targets = m.targets.filter((t) => t !== idx)
+      this.responses[i]!.delete(idx)
+      this.finished[i]!.delete(idx)
+    })
+    this.outcome.status.delete(idx)
+    this.outcome.errored.delete(idx)
+    this.outcome.excused.push(idx)
   }
 
   private describeAll(i: number, targets: number[], units: (Unit | undefined)[]): string {
@@ -521,6 +558,18 @@ function describeUnit(u: Unit | undefined): string {
 }
 
 /** The answer more than half of the backends gave (index of one of them) and the others; null when no strict majority. */
+/** SQLSTATEs a client or concurrency causes on one backend and not another: cancel/statement_timeout, lock_timeout/NOWAIT, serialization failure, deadlock. */
+const CLIENT_CAUSED = new Set(['57014', '55P03', '40001', '40P01'])
+
+/** The fields of a client-caused error among units that differ, if there is one. */
+function clientCaused(units: (Unit | undefined)[]): Record<string, string> | null {
+  const codes = units.map((u) => (u?.type === B.ErrorResponse && u.body ? errorFields(u.body) : null))
+  const found = codes.find((f) => !!f && CLIENT_CAUSED.has(f.C ?? ''))
+  if (!found) return null
+  // Every backend failed alike: one outcome already, nothing to settle.
+  return codes.some((f) => f?.C !== found.C) ? found : null
+}
+
 export function majority(units: (Unit | undefined)[]): { winner: number; losers: number[] } | null {
   const same = (a: Unit | undefined, b: Unit | undefined) => (!a || !b ? a === b : compareUnits([a, b]) === null)
   const groups: number[][] = []

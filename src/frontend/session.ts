@@ -843,6 +843,7 @@ export class Session implements LinkHost {
   private async execute(plan: Plan): Promise<'retry' | void> {
     const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
+    ex.completeOnExcuse = !!plan.commit
     // A commit that a backend back in service must also get: acknowledged only once it has it.
     ex.deferReady = (!!plan.commit && this.lateBackends().length > 0) || !!plan.deferredCommit
     this.exchange = ex
@@ -889,6 +890,15 @@ export class Session implements LinkHost {
         return
       }
     }
+    if (outcome.excused.length) {
+      // A client-caused failure (timeout, cancel, lock_timeout, 40001, 40P01) on some backends while the
+      // others committed: never voted on; the commit is replayed where it failed (one outcome, invariant 6).
+      const c = plan.commit
+      const names = outcome.excused.map((i) => this.ctx.backends()[i]?.name)
+      this.log.info({ backends: names, error: outcome.clientError?.C }, 'a client-caused failure on some backends only: completing the commit there')
+      if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries)
+      for (const i of outcome.excused) ex.outcome.status.set(i, 'I')
+    }
     this.learnTags(plan, ex)
     if (this.phase !== 'ready') {
       // The client went away with its COMMIT in flight: the commit still happened on the backends, so a
@@ -926,6 +936,14 @@ export class Session implements LinkHost {
     }
     this.afterBatch(plan, ex)
     if (outcome.diverged) {
+      const ce = outcome.clientError
+      if (ce) {
+        // Not a divergence: what the client asked for (a timeout, a cancel) hit some backends only. The
+        // transaction fails everywhere with that error, as it would on one server; nothing is taken out.
+        this.log.info({ error: ce.C, detail: outcome.diverged }, 'a client-caused failure on some backends only: failing it everywhere')
+        await this.refuse(new PgError(ce.C ?? '57014', ce.M ?? 'canceling statement', 'ERROR', ce.D, ce.H), plan.endsWithSync, true)
+        return
+      }
       this.log.error({ divergence: outcome.diverged }, 'backends disagreed')
       await this.refuse(errors.divergence('a statement', outcome.diverged), plan.endsWithSync, true)
       return

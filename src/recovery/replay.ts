@@ -150,6 +150,9 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
       msgs.push(fe.query(s))
       what.push(`setting "${s}"`)
     }
+    // What committed elsewhere must apply here: the session's own timeouts do not bind a replay.
+    msgs.push(fe.query('SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0'))
+    what.push('no timeouts')
   }
   msgs.push(fe.query('BEGIN'))
   what.push('BEGIN')
