@@ -64,8 +64,8 @@ interface Slot {
   reconciling: Promise<void> | null
   /** The system identifier changed since the backend was last seen: it must be cloned, whatever its log says. */
   systemChanged: boolean
-  /** Back in service: take the next identity seen as the known one. */
-  relearn: boolean
+  /** Bumped when the known identity is dropped: a look begun before it must not bring an older one back. */
+  epoch: number
 }
 
 const FULL_QUERY =
@@ -80,7 +80,7 @@ export class HealthMonitor {
   constructor(private readonly deps: HealthDeps) {}
 
   private slot(i: number): Slot {
-    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, relearn: false })
+    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, epoch: 0 })
   }
 
   /** First look at every backend (awaited, so start-up knows what answers), then the periodic checks. */
@@ -88,8 +88,10 @@ export class HealthMonitor {
     // A backend put back in service (resync, clone, ENABLE, the monitor itself) was proven current as
     // it is now: its identity is learnt again rather than judged against the one before it went out.
     this.deps.states.on('in', (b: { index: number }) => {
+      // Unknown until the next look (a check or a session's probe) that starts from now takes what it finds.
       const s = this.slot(b.index)
-      s.relearn = true
+      s.identity = null
+      s.epoch++
       void this.check(b.index)
     })
     await Promise.all(this.deps.targets().map((_, i) => this.check(i)))
@@ -149,6 +151,7 @@ export class HealthMonitor {
     const t = this.deps.targets()[i]!
     const timeoutMs = this.deps.options().timeoutMs
     const c = controlClient(t, t.database ?? 'postgres', 'health probe', timeoutMs)
+    const epoch = s.epoch
     try {
       const id = await withTimeout(
         c.connect().then(() => this.identify(c, s)),
@@ -156,6 +159,7 @@ export class HealthMonitor {
         'health probe',
       )
       if (this.deps.states.list[i]?.state !== 'enabled') return { healthy: false, detail: this.deps.states.list[i]?.reason ?? 'out of service' }
+      if (s.epoch !== epoch) return { healthy: true } // put back in service meanwhile: proven current then
       if (s.identity && changed(s.identity, id)) {
         this.restarted(i, s, id)
         return { healthy: false, detail: 'the server restarted' }
@@ -214,6 +218,7 @@ export class HealthMonitor {
     // A backend out for a refused login is checked on a fresh login: an open connection proves nothing about credentials.
     if (b.state !== 'enabled' && b.cause === 'refused' && s.client) this.drop(s)
     let fresh = false
+    const epoch = s.epoch
     try {
       if (!s.client) {
         fresh = true
@@ -224,10 +229,8 @@ export class HealthMonitor {
       s.lastOk = new Date()
       if (s.lastError) this.deps.log.info({ backend: b.name }, 'backend answers the health monitor again')
       s.lastError = null
-      if (s.relearn) {
-        s.relearn = false
-        s.identity = id
-      } else if (s.identity && changed(s.identity, id)) this.restarted(i, s, id)
+      if (s.epoch !== epoch) s.again = true // put back in service meanwhile: look again
+      else if (s.identity && changed(s.identity, id)) this.restarted(i, s, id)
       else s.identity ??= id
     } catch (e) {
       const err = e as Error & { code?: string }
