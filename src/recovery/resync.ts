@@ -143,7 +143,11 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
       return { applied: 0, databases: [], heldMs: 0, replayMs: 0 }
     }
   }
-  if (b.state === 'enabled') throw new ResyncRefused(`${b.name} is in service already`)
+  if (b.state === 'enabled') {
+    // Nothing to do (the health monitor may have brought it back since the operator looked): not an error.
+    notice(`resync ${b.name}: in service already (${b.reason ?? 'enabled'}); nothing to do`)
+    return { applied: 0, databases: [], heldMs: 0, replayMs: 0 }
+  }
   if (b.state === 'removed') throw new ResyncRefused(`${b.name} was removed from the configuration`)
   if (b.state === 'new') throw new ResyncRefused(`${b.name} is new (${b.reason}): clone it`)
   if (b.state === 'inconsistent') throw new ResyncRefused(`${b.name} is inconsistent (${b.reason}): its data cannot be trusted to replay onto; clone it`)

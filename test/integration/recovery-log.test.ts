@@ -25,7 +25,7 @@ const maxLsn = async () => Number((await onEachBackend<{ m: string }>(stack, 'SE
 
 t.test('the schema exists on every backend, with its version', async (t) => {
   const v = await onEachBackend<{ value: string }>(stack, "SELECT value FROM pgraid.meta WHERE key = 'schema_version'")
-  t.same(v.map((r) => r[0]?.value), ['1', '1', '1'])
+  t.same(v.map((r) => r[0]?.value), ['2', '2', '2'])
 })
 
 t.test('one record per committed write transaction, identical everywhere; none for reads and rollbacks', async (t) => {
