@@ -16,6 +16,7 @@ import pg from 'pg'
 import { stackFor, client, assertIdentical, onEachBackend, waitFor, bounded, type Stack } from '../harness/stack.ts'
 import { RawClient, fe } from '../harness/raw-client.ts'
 import { cliFor } from '../harness/cli.ts'
+import { compareBackends } from '../harness/compare.ts'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid } from '../../src/server.ts'
 import { parseConfig } from '../../src/control/config.ts'
@@ -333,4 +334,29 @@ t.test('every backend restarted at once (nothing written meanwhile): the most cu
   await d.query('INSERT INTO h9 VALUES (3)')
   await d.end()
   await assertIdentical(t, stack)
+})
+
+t.test('a backend added by a reload to a freshly started pgraid: clone works as the first thing', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
+  const c = await client(stack)
+  await c.query('CREATE TABLE h10 (id serial PRIMARY KEY, v text)')
+  await c.query("INSERT INTO h10 (v) SELECT 'v' || g FROM generate_series(1, 20) g")
+  await c.end()
+  await stack.proxy.close()
+  const samePort = { ...stack.config, listen: { ...stack.config.listen, port: stack.port } }
+  const proxy = await startPgraid(samePort, createLogger(stack.config.log.level))
+  stack.proxy = proxy
+  const extra = await startCluster({ count: 1, auth: 'trust' })
+  t.teardown(() => extra.stop())
+  const pg4 = extra.backends[0]!
+  const added = parseConfig({ ...samePort, backends: [...samePort.backends, { name: 'pg4', host: pg4.host, port: pg4.port, user: pg4.user, password: pg4.password }] }, 'test')
+  await proxy.reload({ config: added })
+  t.equal(proxy.context.states.list[3]?.state, 'new', 'pg4 is new after the reload')
+  await clone(proxy.context, 3, { notice: () => {} })
+  t.same(proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled', 'enabled'], 'pg4 cloned and in service, before any client used this pgraid')
+  const d = await client(stack)
+  await d.query("INSERT INTO h10 (v) VALUES ('after')")
+  await d.end()
+  const r = await compareBackends([...stack.cluster.backends, pg4], 'postgres')
+  t.ok(r.identical, r.identical ? 'all four backends identical' : `backends differ:\n${r.report}`)
 })
