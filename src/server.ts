@@ -130,6 +130,9 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     log: logger.child({ part: 'health' }),
     takeOut: (i, reason, cause) => ctx.takeOut(i, 'disabled', reason, false, cause),
     reconcile: (i, systemChanged) => reconcile(ctx, i, systemChanged),
+    // Only the writer's own LSNs are compared: a standby's logs are not ready.
+    logs: () => [...logs.values()],
+    markOut: (i, state, reason, cause) => ctx.markOut(i, state, reason, cause),
   })
   const ctx: ServerContext = {
     health,

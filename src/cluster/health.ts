@@ -46,6 +46,10 @@ export interface HealthDeps {
   takeOut(index: number, reason: string, cause: OutCause): void
   /** Proves an out-of-service backend current and enables it, or marks why not (src/cluster/reconcile.ts). */
   reconcile(index: number, systemChanged: boolean): Promise<void>
+  /** The recovery logs this pgraid writes: per database, the range of its own LSNs that are final. */
+  logs(): { database: string; ownFinal(): { from: number; below: number } | null }[]
+  /** Changes the state of a backend already out (a log found missing: `new`). */
+  markOut(index: number, state: 'new', reason: string, cause: OutCause): void
 }
 
 interface Slot {
@@ -107,7 +111,10 @@ export class HealthMonitor {
       () => {
         this.timer = null
         if (!this.deps.options().intervalMs) return this.arm()
-        void Promise.all(this.deps.targets().map((_, i) => this.check(i))).finally(() => this.arm())
+        void Promise.all(this.deps.targets().map((_, i) => this.check(i)))
+          .then(() => this.checkLogs())
+          .catch((e: Error) => this.deps.log.warn({ err: e.message }, 'recovery log check failed'))
+          .finally(() => this.arm())
       },
       ms || 1000,
     )
@@ -123,6 +130,8 @@ export class HealthMonitor {
   async close(): Promise<void> {
     this.closed = true
     if (this.timer) clearTimeout(this.timer)
+    for (const c of this.logClients.values()) void c.end().catch(() => {})
+    this.logClients.clear()
     await Promise.all(
       this.slots.map(async (s) => {
         const c = s.client
@@ -190,6 +199,85 @@ export class HealthMonitor {
     }
     const row = r.rows[0]!
     return { systemId: row.sysid, startedAt: row.started, timeline: row.tli === null ? null : Number(row.tli) }
+  }
+
+  /** (backend, database) found missing its log or behind at the last tick: acted on when seen again. */
+  private readonly suspects = new Map<string, 'missing' | 'behind'>()
+  /** Connections to each backend's logged databases (backend index, database) for checkLogs. */
+  private readonly logClients = new Map<string, pg.Client>()
+
+  /**
+   * A database restored, dropped or replaced on one backend behind pgraid's back, with no server
+   * restart: every record of this pgraid's own that is final is on every backend in service, so a
+   * backend whose log reaches less far in that range than another's (or has no log) lost committed
+   * transactions, and is taken out before it serves them.
+   */
+  private async checkLogs(): Promise<void> {
+    for (const l of this.deps.logs()) {
+      const range = l.ownFinal()
+      const enabled = this.deps.states.enabled()
+      if (!range || range.below <= range.from || enabled.length < 2) continue
+      const tops = await Promise.all(enabled.map((i) => this.logTop(i, l.database, range.from, range.below).catch((e: Error & { code?: string }) => e)))
+      const numbers = tops.filter((x): x is number => typeof x === 'number')
+      if (!numbers.length) continue
+      const max = Math.max(...numbers)
+      const holder = this.deps.targets()[enabled[tops.indexOf(max)]!]!.name
+      tops.forEach((top, k) => {
+        const i = enabled[k]!
+        const code = typeof top === 'number' ? null : top.code
+        const kind = code === '42P01' || code === '3D000' ? 'missing' : typeof top === 'number' && top < max ? 'behind' : null
+        // Seen twice in a row (a tick apart) before anything changes: a DROP DATABASE through pgraid
+        // reaches the backends a moment apart, and so may a commit the other backends' answers raced.
+        const key = `${i}\0${l.database}`
+        if (!kind || this.suspects.get(key) !== kind) {
+          if (kind) this.suspects.set(key, kind)
+          else this.suspects.delete(key)
+          return
+        }
+        this.suspects.delete(key)
+        if (kind === 'missing') {
+          if (this.deps.states.isEnabled(i)) {
+            this.deps.takeOut(i, `database "${l.database}" has no pgraid recovery log any more (${top instanceof Error ? top.message : ''}) while ${holder} has one: dropped or replaced behind pgraid's back`, 'new-system')
+            this.deps.markOut(i, 'new', `database "${l.database}" lost its pgraid recovery log while in service (dropped or replaced behind pgraid's back): clone it`, 'new-system')
+          }
+        } else
+          this.deps.takeOut(
+            i,
+            `its recovery log in database "${l.database}" reaches LSN ${top || 'none'} of this pgraid's final ones while ${holder} has ${max}: restored or replaced behind pgraid's back; resync it (pgraid resync ${this.deps.targets()[i]!.name})`,
+            'behind',
+          )
+      })
+    }
+  }
+
+  private async logTop(i: number, database: string, from: number, below: number): Promise<number> {
+    const key = `${i}\0${database}`
+    let c = this.logClients.get(key)
+    if (!c) {
+      const t = this.deps.targets()[i]!
+      c = controlClient(t, database, 'health monitor', this.deps.options().timeoutMs)
+      const mine = c
+      const drop = () => this.logClients.get(key) === mine && this.logClients.delete(key)
+      c.on('end', drop)
+      c.on('error', drop)
+      this.logClients.set(key, c)
+      try {
+        await withTimeout(c.connect(), this.deps.options().timeoutMs, 'log check connect')
+      } catch (e) {
+        drop()
+        void c.end().catch(() => {})
+        throw e
+      }
+    }
+    try {
+      const r = await withTimeout(c.query<{ m: string | null }>('SELECT max(lsn) AS m FROM pgraid.log WHERE lsn >= $1 AND lsn < $2', [from, below]), this.deps.options().timeoutMs, 'log check')
+      return Number(r.rows[0]!.m ?? 0)
+    } catch (e) {
+      // A connection problem is the per-backend check's to judge (checkLogs ignores it): start afresh next time.
+      if (this.logClients.get(key) === c) this.logClients.delete(key)
+      void c.end().catch(() => {})
+      throw e
+    }
   }
 
   /** One check of backend `i` on the monitor's own connection (opened again if it ended). */

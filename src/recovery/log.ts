@@ -103,6 +103,15 @@ export class RecoveryLog {
     return low
   }
 
+  /**
+   * LSNs that are final and this pgraid's own: every backend in service must hold each of them that
+   * committed (the health monitor compares the logs' tops in this range). null before the log is ready.
+   */
+  ownFinal(): { from: number; below: number } | null {
+    if (!this.isReady) return null
+    return { from: this.firstOwn, below: this.settledBelow() }
+  }
+
   /** The first LSN this pgraid hands out (records below it were written by earlier instances). */
   private get firstOwn(): number {
     return this.initialNext
