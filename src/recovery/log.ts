@@ -12,7 +12,7 @@ import { ensureSchema } from './schema.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
 import type { LogEntry, LogRecord } from './record.ts'
-import type { BackendStates, BackendStatus, OutCause } from '../cluster/states.ts'
+import { SELF_HEALING, type BackendStates, type BackendStatus, type OutCause } from '../cluster/states.ts'
 
 export interface BackendLogState {
   index: number
@@ -25,7 +25,7 @@ export interface BackendLogState {
   /** Its pgraid schema was created just now (it had none). */
   createdNow: boolean
   /** What it records about the backends' states. */
-  states: { backend: string; state: string; reason: string | null }[]
+  states: { backend: string; state: string; reason: string | null; cause: string | null }[]
 }
 
 type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause) => void
@@ -143,7 +143,7 @@ export class RecoveryLog {
       for (const rec of s.states) {
         const i = this.targets.findIndex((t) => t.name === rec.backend)
         if (i < 0 || i === s.index || rec.state === 'enabled') continue
-        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`, 'recorded')
+        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
       }
     }
     // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
@@ -285,7 +285,7 @@ export class RecoveryLog {
         maxLsn,
         records: Number(r.rows[0]!.n),
         recent: new Set((await client.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [maxLsn - WINDOW])).rows.map((x) => Number(x.lsn))),
-        states: (await client.query('SELECT backend, state, reason FROM pgraid.backend_state')).rows,
+        states: (await client.query('SELECT backend, state, reason, cause FROM pgraid.backend_state')).rows,
       }
     } finally {
       await client.end().catch(() => {})
@@ -424,9 +424,9 @@ export class RecoveryLog {
         try {
           for (const b of list)
             await client.query(
-              `INSERT INTO pgraid.backend_state (backend, state, reason, lsn, at) VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (backend) DO UPDATE SET state = excluded.state, reason = excluded.reason, lsn = excluded.lsn, at = excluded.at`,
-              [b.name, b.state, b.reason, b.state === 'enabled' ? null : this.last, b.since],
+              `INSERT INTO pgraid.backend_state (backend, state, reason, lsn, at, cause) VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (backend) DO UPDATE SET state = excluded.state, reason = excluded.reason, lsn = excluded.lsn, at = excluded.at, cause = excluded.cause`,
+              [b.name, b.state, b.reason, b.state === 'enabled' ? null : this.last, b.since, b.cause],
             )
         } finally {
           await client.end().catch(() => {})

@@ -32,6 +32,9 @@ const MIGRATIONS: string[][] = [
   // transactions that rolled back while the backend was out).
   [
     'ALTER TABLE pgraid.log ADD COLUMN IF NOT EXISTS seqs jsonb',
+    // Why a backend is out (src/cluster/states.ts OutCause): a pgraid started later lets the health
+    // monitor bring back one that was out for its own fault, once proven current.
+    'ALTER TABLE pgraid.backend_state ADD COLUMN IF NOT EXISTS cause text',
     // Never fails (a commit must not fail for it): names that no longer resolve, or that the role may not read, are left out.
     `CREATE OR REPLACE FUNCTION pgraid.seq_states(names text[]) RETURNS jsonb LANGUAGE sql STABLE AS $f$
        SELECT jsonb_object_agg(c.oid::regclass::text, pg_sequence_last_value(c.oid))

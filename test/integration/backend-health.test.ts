@@ -382,3 +382,43 @@ t.test('a database restored behind pgraid\'s back on one server, without a resta
   await c.end()
   await assertIdentical(t, stack)
 })
+
+t.test('pgraid restarted while a backend was out for its own fault: the new pgraid checks it and brings it back, or finds it behind', async (t) => {
+  const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
+  const samePort = { ...stack.config, listen: { ...stack.config.listen, port: stack.port } }
+  const c = await client(stack)
+  await c.query('CREATE TABLE h12 (id int PRIMARY KEY)')
+  await c.query('INSERT INTO h12 VALUES (1)')
+  await c.end()
+  const restart = async () => {
+    await stack.proxy.close()
+    stack.proxy = await startPgraid(samePort, createLogger(stack.config.log.level))
+  }
+  // Read on pg1 (the killed one cannot answer).
+  const recorded = (name: string, state: string) => async () => {
+    const d = await stack.cluster.backends[0]!.client()
+    try {
+      return (await d.query('SELECT state FROM pgraid.backend_state WHERE backend = $1', [name])).rows.some((r) => r.state === state)
+    } finally {
+      await d.end()
+    }
+  }
+  // Out while nothing is written: back by itself after the restart.
+  await stack.cluster.backends[2]!.kill()
+  await waitFor('pg3 recorded as out', recorded('pg3', 'disabled'), 30_000)
+  await stack.cluster.backends[2]!.start()
+  await restart()
+  await waitFor('pg3 back in service under the new pgraid', () => allIn(stack), 30_000)
+  // Out while a write happens: the new pgraid finds it behind.
+  await stack.cluster.backends[1]!.kill()
+  await waitFor('pg2 recorded as out', recorded('pg2', 'disabled'), 30_000)
+  const d = await client(stack)
+  await d.query('INSERT INTO h12 VALUES (2)')
+  await d.end()
+  await stack.cluster.backends[1]!.start()
+  await restart()
+  await waitFor('pg2 found behind by the new pgraid', () => stack.proxy.context.states.list[1]!.cause === 'behind', 30_000)
+  await resync(stack.proxy.context, 1, () => {})
+  t.ok(allIn(stack), 'pg2 back after the resync')
+  await assertIdentical(t, stack)
+})
