@@ -2,7 +2,7 @@
 // with the periodic health check on (health.intervalMs 1000, the default) and off (0), in
 // interleaved rounds on one cluster; figures: tps and pgraid's CPU per transaction (this process's
 // own CPU: pgbench and the servers are other processes). `npx tsx bench/health-cost.ts`;
-// BENCH_SECONDS (default 10), BENCH_ROUNDS (default 3). Prints a Markdown table for docs/benchmarks.md.
+// BENCH_SECONDS (default 10), BENCH_ROUNDS (default 3), BENCH_WORKLOADS (default tpcb,select). Prints a Markdown table for docs/benchmarks.md.
 import { startCluster } from '../src/embedded/cluster.ts'
 import { startPgraid } from '../src/server.ts'
 import { parseConfig } from '../src/control/config.ts'
@@ -12,6 +12,7 @@ import type { Workload } from './options.ts'
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
+const workloads = (process.env.BENCH_WORKLOADS ?? 'tpcb,select').split(',') as Workload[]
 const cluster = await startCluster({ count: 3, auth: 'trust', settings: { fsync: 'off', autovacuum: 'off' } })
 const config = (intervalMs: number) =>
   parseConfig(
@@ -35,12 +36,12 @@ try {
   // Warm-up (caches, the servers' first pages), not counted.
   {
     const p = await startPgraid(config(1000), createLogger('error'))
-    for (const workload of ['tpcb', 'select'] as Workload[]) await benchRun({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, { workload, mode: 'prepared', seconds, clients: 8, threads: 2 })
+    for (const workload of workloads) await benchRun({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, { workload, mode: 'prepared', seconds, clients: 8, threads: 2 })
     await p.close()
   }
   // Interleaved, the order swapped every round so a drift of the host favours neither.
   for (let r = 0; r < rounds; r++)
-    for (const workload of ['tpcb', 'select'] as Workload[])
+    for (const workload of workloads)
       for (const on of r % 2 ? [false, true] : [true, false]) {
         const p = await startPgraid(config(on ? 1000 : 0), createLogger('error'))
         const ep: Endpoint = { name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }
@@ -56,7 +57,7 @@ try {
       }
   console.log(`| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps monitor on (median) | tps off (median) | tps on/off (median of per-round ratios) | CPU µs/tx on | CPU µs/tx off | CPU on/off (median of per-round ratios) |`)
   console.log('|---|---|---|---|---|---|---|')
-  for (const w of ['tpcb', 'select']) {
+  for (const w of workloads) {
     const on = results[`${w} on`]!
     const off = results[`${w} off`]!
     const tps = median(on.tps.map((x, k) => x / off.tps[k]!))
