@@ -244,6 +244,11 @@ t.test('a backend killed -9 and restarted with nothing written meanwhile comes b
 
 t.test("a backend that refuses pgraid's login: taken out with the reason, clients unaffected; back once the login works", async (t) => {
   const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
+  // This pgraid's log lines, to count how often the refusal is logged.
+  const lines: string[] = []
+  await stack.proxy.close()
+  const cfg = parseConfig({ ...stack.config, listen: { ...stack.config.listen, port: stack.port } }, 'test')
+  stack.proxy = await startPgraid(cfg, createLogger('warn', { write: (l: string) => void lines.push(l) }))
   const pg1 = stack.cluster.backends[0]! // scram-sha-256
   const direct = await pg1.client()
   t.teardown(() => direct.end())
@@ -258,10 +263,13 @@ t.test("a backend that refuses pgraid's login: taken out with the reason, client
   t.equal(b.state, 'disabled', 'pg1 is out')
   t.equal(b.cause, 'refused', 'because it refused the login')
   t.match(b.reason, /28P01/, `the reason carries the SQLSTATE: ${b.reason}`)
+  const outLines = lines.filter((l) => /"backend":"pg1"/.test(l) && /backend taken out of service/.test(l))
+  t.equal(outLines.length, 1, 'the takeout is logged once, with the backend name and the reason')
+  t.match(outLines[0] ?? '', /"cause":"refused"/, 'and its cause')
   await direct.query(`ALTER ROLE postgres PASSWORD ${direct.escapeLiteral(pg1.password)}`)
   await waitFor('pg1 back once its login works (nothing was written meanwhile)', () => allIn(stack), 30_000)
   // The same through the configuration: a reload gives pg2 a wrong password.
-  const wrong = parseConfig({ ...stack.config, backends: stack.config.backends.map((b) => (b.name === 'pg2' ? { ...b, password: 'wrong' } : b)) }, 'test')
+  const wrong = parseConfig({ ...cfg, backends: cfg.backends.map((b) => (b.name === 'pg2' ? { ...b, password: 'wrong' } : b)) }, 'test')
   await stack.proxy.reload({ config: wrong })
   const checked = await (await cliFor(t, { port: stack.port, config: wrong }))(['check-config', '--connect'])
   t.equal(checked.code, 1, 'check-config --connect exits 1')
@@ -274,7 +282,7 @@ t.test("a backend that refuses pgraid's login: taken out with the reason, client
     await c.end()
   }
   t.equal(stack.proxy.context.states.list[1]!.cause, 'refused', 'pg2 is out for the refused login')
-  await stack.proxy.reload({ config: stack.config })
+  await stack.proxy.reload({ config: cfg })
   await waitFor('pg2 back once the config has its password again', () => allIn(stack), 30_000)
   const c = await client(stack)
   await c.query('CREATE TABLE h7 (id int)')
