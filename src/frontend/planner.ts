@@ -309,8 +309,12 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       }
       case F.Bind: {
         const b = bindHead(body(f))
-        batchPortals.set(b.portal, batchStatements.get(b.statement) ?? ctx.registry.statements.get(b.statement) ?? null)
+        const st = batchStatements.get(b.statement) ?? ctx.registry.statements.get(b.statement) ?? null
+        batchPortals.set(b.portal, st)
         batchParams.set(b.portal, bindParams(body(f)))
+        // A portal lives where it is bound, and its Execute may come in a later batch (pg-cursor binds,
+        // describes and flushes first): a write's portal is bound on every backend, whatever this batch lacks.
+        if (st && (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis))) everywhere = true
         break
       }
       case F.Execute: {
