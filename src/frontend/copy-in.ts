@@ -34,8 +34,13 @@ export class CopyIn {
     } else if (f.type === F.CopyDone || f.type === F.CopyFail) {
       if (this.extended) this.awaitingSync = true
       else this.active = false
+    } else if (f.type === F.Terminate) {
+      return false // the session closes, and the COPY with it
     } else if (!COPY_TYPES.has(f.type)) {
-      return false
+      // Any other message (a Query, a Parse...) goes where PostgreSQL would read it: the COPY's
+      // backends answer it as one server does (08P01 "unexpected message type during COPY"), and
+      // the session ends with them if they hang up. Held in the inbox, it would wait forever.
+      this.active = false
     }
     this.pending.push(f.bytes)
     if (!this.active) this.flush()

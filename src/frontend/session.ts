@@ -166,6 +166,8 @@ export class Session implements LinkHost {
       return
     }
     if (this.copy?.take(f)) return
+    // Terminate during COPY FROM STDIN: the client leaves; close() fails the COPY on every backend.
+    if (f.type === F.Terminate && this.copy?.active) return this.close('client sent Terminate during COPY')
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
       this.idleTimer = null
@@ -1409,7 +1411,8 @@ export class Session implements LinkHost {
       for (const l of this.links) l.conn.close()
       this.ctx.locks.releaseAll(this.owner)
     }
-    if (ex && !ex.complete && this.mayCommit()) {
+    // A COPY FROM STDIN still taking data cannot commit: nothing waits for data that will never come.
+    if (ex && !ex.complete && this.mayCommit() && !this.copy?.active) {
       // A write that may commit is already running on every backend: cancelling it now could
       // stop it on a slow backend after it committed on the others. Let it finish everywhere,
       // then close (an open transaction is rolled back by the backends when we disconnect).

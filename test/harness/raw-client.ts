@@ -140,6 +140,29 @@ export class RawClient {
     }
   }
 
+  /** Messages up to a ReadyForQuery or until the server closes the connection (then 'closed' is true); bounded wait. */
+  async untilReadyOrClosed(ms = 10_000): Promise<RawMessage[]> {
+    const deadline = Date.now() + ms
+    const out: RawMessage[] = []
+    for (;;) {
+      while (this.queue.length) {
+        const m = this.queue.shift()!
+        out.push(m)
+        if (m.type === 'Z') return out
+      }
+      if (this.closed) return out
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`neither ReadyForQuery nor a close within ${ms} ms (got ${out.map((m) => m.type).join('')})`)
+      await new Promise<void>((res) => {
+        const timer = setTimeout(res, left)
+        this.waiters.push(() => {
+          clearTimeout(timer)
+          res()
+        })
+      })
+    }
+  }
+
   end(): void {
     this.socket.end(fe.terminate())
   }
