@@ -111,7 +111,20 @@ export function needsAll(a: Analysis, cat: CatalogData, inTx: boolean): boolean 
  * backend. currval()/lastval() answer the session's own last nextval(), which
  * is the same on every backend because nextval() calls are ordered.
  */
-const READ_SAFE = new Set([...[...NON_DETERMINISTIC].filter((f) => f !== 'setseed' && f !== 'lo_creat' && f !== 'lo_import'), 'currval', 'lastval'])
+const READ_SAFE = new Set([
+  ...[...NON_DETERMINISTIC].filter((f) => f !== 'setseed' && f !== 'lo_creat' && f !== 'lo_import'),
+  'currval',
+  'lastval',
+  // The server's own, changing no data pgraid replicates: a plain SELECT of them is a read (one
+  // backend, no lock): two sessions' pg_sleep no longer wait for each other.
+  'pg_sleep',
+  'pg_sleep_for',
+  'pg_sleep_until',
+  'txid_current',
+  'txid_current_if_assigned',
+  'pg_current_xact_id',
+  'pg_current_xact_id_if_assigned',
+])
 /** Depend only on the session's own earlier calls: never ordered across sessions. */
 const SESSION_LOCAL = new Set(['currval', 'lastval'])
 const SEQUENCE_FNS = new Set(['nextval', 'setval'])

@@ -29,6 +29,8 @@ export interface Edit {
    * column, instead of a cast, which would name it after the type.
    */
   column?: string
+  /** The call is a FROM item without an alias (`FROM now()`): the subquery gets the name PostgreSQL gives the function. */
+  fromAlias?: string
 }
 
 /** A call replaced by one slot (the common edit). */
@@ -133,6 +135,7 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
     }
     const covered = new Set([...total].filter(([n, c]) => replaced.get(n) === c).map(([n]) => n))
     nameColumns(tree, sites)
+    nameFromItems(tree, sites)
     sites.sort((a, b) => a.start - b.start)
     result = sites.length ? { edits: sites, maxParam, covered } : null
   } catch {
@@ -192,6 +195,33 @@ function nameColumns(tree: unknown, sites: TimeSite[]): void {
     const column = n.FuncCall ? funcName(n.FuncCall) : SVF_COLUMNS[String(n.SQLValueFunction!.op)]
     if (column) site.column = column
   })
+}
+
+/**
+ * A clock call used as a table in FROM (`SELECT * FROM now()`, `FROM current_timestamp AS t(x)`):
+ * a literal there is a syntax error, a scalar subquery is a table with the function's column (and,
+ * without an alias, its name). WITH ORDINALITY and ROWS FROM need a function call: those sites are
+ * left as they are (their statement then runs with each backend's own clock).
+ */
+function nameFromItems(tree: unknown, sites: TimeSite[]): void {
+  const at = new Map(sites.map((s) => [s.start, s]))
+  const drop = new Set<TimeSite>()
+  walk(tree, (key, node) => {
+    if (key !== 'RangeFunction') return
+    walk(node.functions, (k, call) => {
+      if (k !== 'FuncCall' && k !== 'SQLValueFunction') return
+      const site = at.get(Number(call.location))
+      if (!site) return
+      if (node.ordinality || node.is_rowsfrom) return void drop.add(site)
+      const name = k === 'FuncCall' ? funcName(call) : SVF_COLUMNS[String(call.op)]
+      if (!name) return void drop.add(site)
+      // A scalar function's column takes the table alias when there is one without column names, as PostgreSQL names it.
+      const alias = node.alias as { aliasname?: string; colnames?: unknown[] } | undefined
+      site.column = alias?.aliasname && !alias.colnames?.length ? alias.aliasname : name
+      if (!alias) site.fromAlias = name
+    })
+  })
+  for (let i = sites.length - 1; i >= 0; i--) if (drop.has(sites[i]!)) sites.splice(i, 1)
 }
 
 /** Clock calls anywhere in a parse tree: now() & co. per transaction, statement_timestamp() per statement. */
@@ -299,6 +329,7 @@ function splice(sql: string, edits: readonly Edit[], render: (s: Slot) => string
     if (e.column) parts.push('(SELECT ')
     for (const p of e.pieces) parts.push(typeof p === 'string' ? p : render(p))
     if (e.column) parts.push(` AS "${e.column}")`)
+    if (e.fromAlias) parts.push(` AS "${e.fromAlias}"`)
     at = e.end
   }
   parts.push(bytes.toString('utf8', at))

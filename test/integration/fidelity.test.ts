@@ -1,0 +1,62 @@
+// SQL fidelity (issue 17, item 6): what PostgreSQL accepts works the same
+// through pgraid. A clock call used as a table in FROM answers as PostgreSQL
+// does (the clock rewrite made it a syntax error); a plain SELECT of a
+// side-effect-free volatile function such as pg_sleep is a read: one backend,
+// no pgraid lock, so sessions do not wait for each other.
+
+import t from 'tap'
+import pg from 'pg'
+import { stackFor, client, assertIdentical, onEachBackend, waitFor } from '../harness/stack.ts'
+
+const stack = await stackFor(t)
+
+/** Column names and the number of rows, through pgraid and from a backend directly. */
+async function shapeBoth(sql: string): Promise<[string, string]> {
+  const c = await client(stack)
+  const d = await stack.cluster.backends[0]!.client()
+  try {
+    const shape = (r: pg.QueryResult) => `${r.fields.map((f) => `${f.name}:${f.dataTypeID}`).join(',')} x${r.rowCount}`
+    return [shape(await c.query(sql)), shape(await d.query(sql))]
+  } finally {
+    await c.end()
+    await d.end()
+  }
+}
+
+t.test('clock calls as tables in FROM answer as PostgreSQL does', async (t) => {
+  for (const sql of [
+    'SELECT * FROM now()',
+    'SELECT * FROM now() AS t(x)',
+    'SELECT t.* FROM now() t',
+    'SELECT now.now FROM now()',
+    'SELECT * FROM current_timestamp',
+    'SELECT * FROM transaction_timestamp() WITH ORDINALITY',
+    'SELECT x FROM generate_series(1, 2) g, LATERAL (SELECT * FROM now()) AS n(x)',
+  ]) {
+    const [proxied, direct] = await shapeBoth(sql)
+    t.equal(proxied, direct, `${sql}: ${direct}`)
+  }
+})
+
+t.test('a write reading a clock from FROM stores one value everywhere', async (t) => {
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('CREATE TABLE fc (t timestamptz)')
+  await c.query('INSERT INTO fc SELECT * FROM now()')
+  await c.query('INSERT INTO fc SELECT x FROM statement_timestamp() AS s(x)')
+  const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM fc')
+  t.same(per, [[{ n: 2 }], [{ n: 2 }], [{ n: 2 }]])
+  await assertIdentical(t, stack)
+})
+
+t.test('SELECT pg_sleep is a read: one backend, no pgraid lock', async (t) => {
+  const a = await client(stack, { application_name: 'sleeper' })
+  t.teardown(() => a.end())
+  const sleeping = a.query('SELECT pg_sleep(1)')
+  const running = async () =>
+    (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'sleeper' AND state = 'active'")).map((r) => r[0]!.n)
+  await waitFor('the sleep to run', async () => (await running()).some((n) => n > 0), 10_000)
+  t.equal((await running()).reduce((x, y) => x + y, 0), 1, 'on one backend only')
+  t.same(stack.proxy.context.locks.snapshot().filter((l) => l.holders.length && l.resource.includes('pg_sleep')), [], 'no pgraid lock held for it')
+  await sleeping
+})
