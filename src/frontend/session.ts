@@ -9,7 +9,7 @@ import tls from 'node:tls'
 import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
 import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
-import { Framer, FrameTooLarge, MalformedFrame, type Frame } from '../protocol/framer.ts'
+import { Framer, FrameTooLarge, MalformedFrame, RefusedLength, type Frame } from '../protocol/framer.ts'
 import { startupPacket, errorFields, textDataRows } from '../protocol/decode.ts'
 import { backendKeyData, commandComplete, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
@@ -100,6 +100,8 @@ export class Session implements LinkHost {
     }
   }
   private authTimer: NodeJS.Timeout | null = null
+  /** SSLRequest / GSSENCRequest answered on this connection. */
+  private readonly negotiated = new Set<'ssl' | 'gss'>()
 
   /** TLS protocol of the client connection ('' when plain), for SHOW CLIENTS. */
   get tlsProtocol(): string {
@@ -149,7 +151,9 @@ export class Session implements LinkHost {
       this.framer.push(chunk, (f) => this.onFrame(f))
       this.copy?.flush()
     } catch (e) {
-      if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
+      // PostgreSQL closes without a word on a length it refuses; so does pgraid (no backend sees it).
+      if (e instanceof RefusedLength) this.close(e.message)
+      else if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
       else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message))
       else this.fatal(errors.internal((e as Error).message))
     }
@@ -184,6 +188,10 @@ export class Session implements LinkHost {
     const code = f.bytes.readInt32BE(4)
     if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
       if (len !== 8) return this.fatal(errors.protocolViolation('invalid SSL/GSS request'))
+      // One of each per connection, as PostgreSQL allows; a second is an unsupported protocol to it.
+      const kind = code === SSL_REQUEST ? 'ssl' : 'gss'
+      if (this.negotiated.has(kind)) return this.fatal(errors.unsupportedProtocol(code >>> 16, code & 0xffff))
+      this.negotiated.add(kind)
       if (code === SSL_REQUEST && !this.tlsOn && this.ctx.tls.mode !== 'disable' && this.ctx.tls.context) {
         // Bytes sent after the SSLRequest before the handshake would be trusted as if encrypted
         // (CVE-2021-23214): refuse them, as PostgreSQL does.
@@ -191,6 +199,8 @@ export class Session implements LinkHost {
         return this.startTls()
       }
       this.socket.write('N')
+      // PostgreSQL refuses bytes the client sent before reading the answer (it could not have known it).
+      if (this.framer.pending) return this.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'))
       return
     }
     if (code === CANCEL_REQUEST) {
@@ -417,7 +427,11 @@ export class Session implements LinkHost {
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
         if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
-        await this.runFrames(frames)
+        // A lone terminator PostgreSQL cannot read is answered here as PostgreSQL answers it (ERROR
+        // 08P01; ReadyForQuery after a Query or Sync), and no backend ever receives it.
+        const bad = frames.length === 1 ? malformedTerminator(frames[0]!) : null
+        if (bad) await this.refuse(bad, frames[0]!.type !== F.Flush)
+        else await this.runFrames(frames)
       }
     } catch (e) {
       this.log.error({ err: e }, 'session failed')
@@ -1437,6 +1451,22 @@ export class Session implements LinkHost {
     if (this.txStatus === 'I') return true
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
+}
+
+/**
+ * A Query whose text is not one NUL-terminated string, or a Sync/Flush with a body: PostgreSQL's
+ * pq_getmsgstring / pq_getmsgend errors for them (the session goes on).
+ */
+function malformedTerminator(f: Frame): PgError | null {
+  const body = f.bytes.subarray(f.bodyOffset)
+  if (f.type === F.Query) {
+    const nul = body.indexOf(0)
+    if (nul < 0) return new PgError('08P01', 'invalid string in message')
+    if (nul !== body.length - 1) return new PgError('08P01', 'invalid message format')
+    return null
+  }
+  if ((f.type === F.Sync || f.type === F.Flush) && body.length) return new PgError('08P01', 'invalid message format')
+  return null
 }
 
 /** Login refusals that are the backend's (pgraid's credentials, its limits, its state), never the client's. */

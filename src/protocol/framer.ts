@@ -23,6 +23,20 @@ export class FrameTooLarge extends Error {
 
 export class MalformedFrame extends Error {}
 
+/**
+ * A length PostgreSQL itself refuses (src/backend/libpq/pqcomm.c pq_getmessage, tcop/backend_startup.c
+ * ProcessStartupPacket): it logs "invalid message length" and closes the connection without a word,
+ * so pgraid does the same (docs/protocol.md).
+ */
+export class RefusedLength extends MalformedFrame {}
+
+/** PostgreSQL's limits: a startup packet's body, small message types' bodies, any message's body. */
+export const MAX_STARTUP_PACKET = 10_000
+export const SMALL_MESSAGE_LIMIT = 10_000
+export const LARGE_MESSAGE_LIMIT = 0x3fffffff - 1
+/** Types whose body PostgreSQL limits to SMALL_MESSAGE_LIMIT: Close, Describe, Execute, Flush, Sync, Terminate, CopyDone, CopyFail. */
+const SMALL_TYPES = new Set([0x43, 0x44, 0x45, 0x48, 0x53, 0x58, 0x63, 0x66])
+
 export class Framer {
   /** Header bytes of a message not yet complete (fewer than a header). */
   private head: Buffer | null = null
@@ -80,7 +94,13 @@ export class Framer {
         return
       }
       const len = this.untyped ? buf.readInt32BE(off) : buf.readInt32BE(off + 1)
-      if (len < 4) throw new MalformedFrame(`invalid message length ${len}`)
+      if (this.untyped) {
+        if (len < 8 || len - 4 > MAX_STARTUP_PACKET) throw new RefusedLength(`invalid length of startup packet (${len})`)
+      } else {
+        const type = buf[off]!
+        if (len < 4 || len - 4 > (SMALL_TYPES.has(type) ? SMALL_MESSAGE_LIMIT : LARGE_MESSAGE_LIMIT) || len >= 0x40000000)
+          throw new RefusedLength(`invalid message length ${len} for message type '${String.fromCharCode(type)}'`)
+      }
       if (len > this.maxMessageBytes) throw new FrameTooLarge(len, this.maxMessageBytes)
       const total = this.untyped ? len : len + 1
       if (avail < total) {

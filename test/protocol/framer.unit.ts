@@ -2,7 +2,7 @@
 // PostgreSQL protocol spec ("Message Formats"), not produced by src/protocol/encode.ts, and every
 // stream is fed whole, split at every byte offset (and every pair of offsets), and 1 byte at a time.
 import t, { type Test } from 'tap';
-import { FrameTooLarge, Framer, MalformedFrame, type Frame } from '../../src/protocol/framer.ts';
+import { FrameTooLarge, Framer, MalformedFrame, RefusedLength, type Frame } from '../../src/protocol/framer.ts';
 import { int32, int16, cstr, typed } from '../harness/bytes.ts';
 
 // ---- hand-built messages ------------------------------------------------------------------------
@@ -234,7 +234,8 @@ t.test('maxMessageBytes: FrameTooLarge from the header alone', async (t) => {
   const bigStartup = untyped(int32(196608), Buffer.alloc(max - 8, 0x61), Buffer.from([0]));
   t.equal(bigStartup.length, max + 1);
   throwsA(t, () => run([bigStartup.subarray(0, 4)], { untyped: true, max }), FrameTooLarge, 'untyped: length counts itself');
-  throwsA(t, () => run([Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff])], { max }), FrameTooLarge, '2 GiB length');
+  // Beyond PostgreSQL's own limit: refused as PostgreSQL refuses it (silently), whatever limits.maxMessageBytes says.
+  throwsA(t, () => run([Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff])], { max }), RefusedLength, '2 GiB length');
 });
 
 t.test('length < 4 is MalformedFrame', async (t) => {
@@ -245,5 +246,9 @@ t.test('length < 4 is MalformedFrame', async (t) => {
     throwsA(t, () => run([Buffer.concat([int32(len), Buffer.alloc(8)])], { untyped: true }), MalformedFrame, `untyped length ${len}`);
   }
   t.equal(run([Buffer.from([0x53, 0, 0, 0, 4])]).frames.length, 1, 'length 4 (empty body) is fine');
-  t.equal(run([int32(4)], { untyped: true }).frames.length, 1, 'untyped length 4 is framed (the session judges it)');
+  throwsA(t, () => run([int32(4)], { untyped: true }), RefusedLength, 'untyped length 4: below a protocol version, refused as PostgreSQL does');
+  throwsA(t, () => run([int32(10_005)], { untyped: true }), RefusedLength, 'a startup packet over 10,000 bytes of body');
+  t.equal(run([Buffer.concat([int32(10_004), Buffer.alloc(10_000)])], { untyped: true }).frames.length, 1, 'exactly 10,000 bytes of body is framed');
+  throwsA(t, () => run([Buffer.concat([Buffer.from('S'), int32(10_005)])]), RefusedLength, 'a Sync over the small-message limit');
+  t.equal(run([Buffer.concat([Buffer.from('Q'), int32(10_005), Buffer.alloc(10_001)])]).frames.length, 1, 'a Query over 10,000 bytes is framed');
 });
