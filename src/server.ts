@@ -8,7 +8,7 @@ import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
 import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
-import { BackendStates } from './cluster/states.ts'
+import { BackendStates, SELF_HEALING } from './cluster/states.ts'
 import { RateMeter } from './control/rate.ts'
 import { errors } from './errors.ts'
 import { Counters, startMetrics, type MetricsServer } from './control/metrics.ts'
@@ -330,7 +330,9 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const promote = () => {
     const known = new Set([...logs.keys(), ...[...sessions].map((s) => s.database).filter((d) => d && d !== 'pgraid')])
     logs.clear()
-    for (const b of states.list) if (b.state !== 'enabled') states.restore(b.index, 'enabled', null)
+    // A backend this process saw fail (unreachable, refused, restarted) stays out: the health monitor
+    // brings it back once proven current; the rest is what the backends recorded.
+    for (const b of states.list) if (b.state !== 'enabled' && b.state !== 'removed' && !(b.cause && SELF_HEALING.has(b.cause))) states.restore(b.index, 'enabled', null)
     void prepareLogs(known)
     sweep()
   }

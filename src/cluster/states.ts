@@ -115,8 +115,10 @@ export class BackendStates extends EventEmitter {
   restore(index: number, state: BackendStateName, reason: string | null): void {
     const b = this.list[index]
     if (!b) return
+    const wasOut = b.state !== 'enabled'
     b.state = state
     b.reason = reason
     b.cause = state === 'enabled' ? null : 'recorded'
+    if (wasOut && state === 'enabled') this.emit('in', b)
   }
 }

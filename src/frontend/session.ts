@@ -902,6 +902,12 @@ export class Session implements LinkHost {
             .recovery(this.database)
             .completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries)
             .catch((e: Error) => this.log.error({ lsn: c.lsn, err: e.message }, 'could not complete a commit whose session ended'))
+        // Committed everywhere in service now: the client hears of it, then the session ends.
+        if (ex.deferred.length && ex.atBoundary()) {
+          this.beforeReady()
+          for (const b of ex.deferred) this.out(b)
+          ex.deferred = []
+        }
         await this.settleLosses(errors.backendLost(this.lostReadBackend || 'any', this.lostReadReason || 'no backend connection left'))
         return
       }
@@ -1319,6 +1325,9 @@ export class Session implements LinkHost {
       })
     } else this.log.warn({ backend: link.name, reason }, 'backend lost: continuing on the others')
     const ex = this.exchange
+    // A COMMIT in flight is acknowledged only once every backend in service has it (invariant 2): its
+    // final ReadyForQuery waits until the commit is completed (replayed) where this connection ended.
+    if (ex && this.plan?.commit) ex.deferReady = true
     if (ex && ex.dropBackend(idx)) {
       ex.outcome.lostRead = true
       this.lostReadReason = `${link.name}: ${reason}`

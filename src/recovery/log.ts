@@ -338,11 +338,18 @@ export class RecoveryLog {
       late.map(async (i) => {
         const prev = this.lateChains.get(i) ?? Promise.resolve()
         const next = prev.then(async () => {
-          const r = await ReplayConnection.open(this.targets[i]!, this.database)
-          try {
-            await applyRecord(r, lsn, at, record, json, row.seqs)
-          } finally {
-            r.close()
+          // A replay connection ended by someone else (not an answer of the backend's) is tried again.
+          for (let attempt = 0; ; attempt++) {
+            const r = await ReplayConnection.open(this.targets[i]!, this.database)
+            try {
+              await applyRecord(r, lsn, at, record, json, row.seqs)
+              return
+            } catch (e) {
+              if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02) /.test(e.message)) throw e
+            } finally {
+              r.close()
+            }
+            await new Promise((res) => setTimeout(res, 50 * (attempt + 1)))
           }
         })
         this.lateChains.set(i, next.catch(() => {}))
@@ -398,18 +405,33 @@ export class RecoveryLog {
    * `backends` gets it replayed; if none did, nothing committed.
    */
   async completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[]): Promise<void> {
-    const have = await Promise.all(
-      backends.map(async (i) => {
-        const c = await this.connect(this.targets[i]!)
-        try {
-          return (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0
-        } finally {
-          await c.end().catch(() => {})
-        }
-      }),
-    )
-    const source = backends.find((_, k) => have[k])
-    const lack = backends.filter((_, k) => !have[k])
+    // Whether each backend has it; a check whose connection fails (a client's pg_terminate_backend
+    // reaches pgraid's own sessions too) is tried again, and a backend that stays unknown is taken
+    // out: the commit is acknowledged only as durable on every backend in service.
+    const have = new Map<number, boolean>()
+    let lastError = ''
+    for (let attempt = 0; attempt < 5 && have.size < backends.length; attempt++) {
+      if (attempt) await new Promise((r) => setTimeout(r, 50 * attempt))
+      await Promise.all(
+        backends
+          .filter((i) => !have.has(i))
+          .map(async (i) => {
+            try {
+              const c = await this.connect(this.targets[i]!)
+              try {
+                have.set(i, (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0)
+              } finally {
+                await c.end().catch(() => {})
+              }
+            } catch (e) {
+              lastError = (e as Error).message
+            }
+          }),
+      )
+    }
+    for (const i of backends) if (!have.has(i)) this.takeOut(i, 'disabled', `could not check whether it has commit ${lsn} after its session connection ended: ${lastError}`, 'replay-failed')
+    const source = backends.find((i) => have.get(i) === true)
+    const lack = backends.filter((i) => have.get(i) === false)
     if (source === undefined || !lack.length) return
     this.log.warn({ database: this.database, lsn, from: this.targets[source]!.name, to: lack.map((i) => this.targets[i]!.name) }, 'completing a commit that reached some backends only (their session connections ended)')
     await this.applyLate(source, lsn, at, json, lack, entries)

@@ -90,7 +90,8 @@ t.test('pg_terminate_backend of every other session, 20 times under 4 writers: n
   const per = await onEachBackend<{ w: number; n: number }>(stack, 'SELECT w, n FROM h1')
   for (const [k, rows] of per.entries()) {
     const have = new Set(rows.map((r) => `${r.w}:${r.n}`))
-    t.equal(acked.filter(([w, n]) => !have.has(`${w}:${n}`)).length, 0, `pg${k + 1} has every one of the ${acked.length} acknowledged writes`)
+    const lacking = acked.filter(([w, n]) => !have.has(`${w}:${n}`))
+    t.equal(lacking.length, 0, `pg${k + 1} has every one of the ${acked.length} acknowledged writes${lacking.length ? ` (lacks ${lacking.map(([w, n]) => `${w}:${n}`).join(' ')})` : ''}`)
   }
   await assertIdentical(t, stack)
 })
