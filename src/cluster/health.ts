@@ -70,6 +70,8 @@ interface Slot {
   systemChanged: boolean
   /** Bumped when the known identity is dropped: a look begun before it must not bring an older one back. */
   epoch: number
+  /** Checks in a row whose session was ended after the server accepted it (looked at again at once). */
+  endedByOthers: number
 }
 
 const FULL_QUERY =
@@ -84,7 +86,7 @@ export class HealthMonitor {
   constructor(private readonly deps: HealthDeps) {}
 
   private slot(i: number): Slot {
-    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, epoch: 0 })
+    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, epoch: 0, endedByOthers: 0 })
   }
 
   /** First look at every backend (awaited, so start-up knows what answers), then the periodic checks. */
@@ -159,32 +161,48 @@ export class HealthMonitor {
     const s = this.slot(i)
     const t = this.deps.targets()[i]!
     const timeoutMs = this.deps.options().timeoutMs
-    const c = controlClient(t, t.database ?? 'postgres', 'health probe', timeoutMs)
     const epoch = s.epoch
-    try {
-      const id = await withTimeout(
-        c.connect().then(() => this.identify(c, s)),
-        timeoutMs,
-        'health probe',
-      )
-      if (this.deps.states.list[i]?.state !== 'enabled') return { healthy: false, detail: this.deps.states.list[i]?.reason ?? 'out of service' }
-      if (s.epoch !== epoch) return { healthy: true } // put back in service meanwhile: proven current then
-      if (s.identity && changed(s.identity, id)) {
-        this.restarted(i, s, id)
-        return { healthy: false, detail: 'the server restarted' }
+    let detail = ''
+    // A probe whose own session is ended after the server accepted it (a client's pg_terminate_backend
+    // reaches every session) proves the server up: it is tried again, and never counts against it.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const c = controlClient(t, t.database ?? 'postgres', 'health probe', timeoutMs)
+      let connected = false
+      try {
+        const id = await withTimeout(
+          c.connect().then(() => {
+            connected = true
+            return this.identify(c, s)
+          }),
+          timeoutMs,
+          'health probe',
+        )
+        if (this.deps.states.list[i]?.state !== 'enabled') return { healthy: false, detail: this.deps.states.list[i]?.reason ?? 'out of service' }
+        if (s.epoch !== epoch) return { healthy: true } // put back in service meanwhile: proven current then
+        if (s.identity && changed(s.identity, id)) {
+          this.restarted(i, s, id)
+          return { healthy: false, detail: 'the server restarted' }
+        }
+        s.identity ??= id
+        return { healthy: true }
+      } catch (e) {
+        const err = e as Error & { code?: string }
+        if (connected && !/no answer within/.test(err.message)) {
+          detail = err.message
+          continue
+        }
+        const refused = !!err.code && REFUSALS.has(err.code)
+        detail = refused ? `login refused: ${err.code} ${err.message}` : `unreachable: ${err.message}`
+        s.lastError = detail
+        this.deps.takeOut(i, detail, refused ? 'refused' : 'unreachable')
+        return { healthy: false, detail }
+      } finally {
+        await c.end().catch(() => {})
       }
-      s.identity ??= id
-      return { healthy: true }
-    } catch (e) {
-      const err = e as Error & { code?: string }
-      const refused = !!err.code && REFUSALS.has(err.code)
-      const detail = refused ? `login refused: ${err.code} ${err.message}` : `unreachable: ${err.message}`
-      s.lastError = detail
-      this.deps.takeOut(i, detail, refused ? 'refused' : 'unreachable')
-      return { healthy: false, detail }
-    } finally {
-      await c.end().catch(() => {})
     }
+    // Accepted every connection, and each was ended by someone else before it could answer: up.
+    this.deps.log.info({ backend: t.name, detail }, 'health probe sessions ended by another client; the server accepts connections')
+    return { healthy: true }
   }
 
   private async identify(c: pg.Client, s: Slot): Promise<Identity> {
@@ -306,14 +324,18 @@ export class HealthMonitor {
     // A backend out for a refused login is checked on a fresh login: an open connection proves nothing about credentials.
     if (b.state !== 'enabled' && b.cause === 'refused' && s.client) this.drop(s)
     let fresh = false
+    let connecting = false
     const epoch = s.epoch
     try {
       if (!s.client) {
         fresh = true
+        connecting = true
         s.client = await withTimeout(this.open(i, s), timeoutMs, 'health check connect')
+        connecting = false
       }
       const id = await withTimeout(this.identify(s.client, s), timeoutMs, 'health check')
       s.failures = 0
+      s.endedByOthers = 0
       s.lastOk = new Date()
       if (s.lastError) this.deps.log.info({ backend: b.name }, 'backend answers the health monitor again')
       s.lastError = null
@@ -323,6 +345,13 @@ export class HealthMonitor {
     } catch (e) {
       const err = e as Error & { code?: string }
       this.drop(s)
+      // The session was ended after the server accepted it (a client's pg_terminate_backend reaches
+      // pgraid's own sessions too): not the server's fault; look again at once on a new connection.
+      if (!connecting && !/no answer within/.test(err.message) && !(err.code && REFUSALS.has(err.code)) && s.endedByOthers < 3) {
+        s.endedByOthers++
+        s.again = true
+        return
+      }
       s.failures++
       const refused = !!err.code && REFUSALS.has(err.code)
       const detail = refused ? `login refused: ${err.code} ${err.message}` : `unreachable: ${err.message}`
@@ -330,7 +359,7 @@ export class HealthMonitor {
       s.lastError = detail
       // A refusal is the server's own answer; so is a connection that ended and could not be made again
       // at once (the server is going or gone). A check that only timed out counts towards health.failures.
-      const definite = refused || (fresh && isDown(err))
+      const definite = refused || (connecting && isDown(err))
       if (b.state === 'enabled' && (definite || s.failures >= failures)) this.deps.takeOut(i, detail, refused ? 'refused' : 'unreachable')
       return
     }

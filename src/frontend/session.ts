@@ -538,7 +538,12 @@ export class Session implements LinkHost {
         tieSafe: this.links.length % 2 === 0,
       })
     } catch (e) {
-      if (e instanceof RangeError) return this.fatal(errors.protocolViolation(e.message))
+      // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
+      if (e instanceof RangeError) {
+        const last = frames[frames.length - 1]!
+        const what = /string/.test(e.message) ? 'invalid string in message' : /target type/.test(e.message) ? 'invalid DESCRIBE message subtype' : 'insufficient data left in message'
+        return this.refuse(new PgError('08P01', what), last.type === F.Sync || last.type === F.Query)
+      }
       throw e
     }
     if (this.phase !== 'ready') return

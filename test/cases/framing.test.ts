@@ -129,6 +129,12 @@ const CASES: Case[] = [
   { name: 'a Sync with a 4-byte body', steps: (u) => loggedIn(u, msg('S', Buffer.alloc(4))) },
   { name: 'a Query with an empty body', steps: (u) => loggedIn(u, msg('Q', Buffer.alloc(0)), msg('Q', cstr('SELECT 1'))) },
   { name: 'a Query without its NUL', steps: (u) => loggedIn(u, msg('Q', Buffer.from('SELECT 1')), msg('Q', cstr('SELECT 1'))) },
+  { name: 'a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([msg('P', Buffer.alloc(16, 0x78)), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
+  {
+    name: 'a Parse with a truncated parameter count, then Sync',
+    steps: (u) => loggedIn(u, Buffer.concat([msg('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))),
+  },
+  { name: 'a Describe of an unknown kind, then Sync', steps: (u) => loggedIn(u, Buffer.concat([msg('D', Buffer.concat([Buffer.from('Z'), cstr('')])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
 ]
 
 for (const c of CASES) {

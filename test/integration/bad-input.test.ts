@@ -429,17 +429,28 @@ t.test('(d) message longer than limits.maxMessageBytes', async (t) => {
   await healthy(t, 'oversized message')
 })
 
+/** PostgreSQL answers a message it cannot read with ERROR 08P01 and goes on (test/cases/framing.test.ts compares). */
+async function expectErrorThenUsable(t: Test, r: Raw, what: string): Promise<void> {
+  const msgs = await r.until('Z')
+  const err = msgs.find((m) => m.type === 'E')
+  t.equal(err?.fields?.C, '08P01', `${what}: SQLSTATE 08P01 (${err?.fields?.M})`)
+  t.equal(err?.fields?.S, 'ERROR', `${what}: severity ERROR, as PostgreSQL`)
+  r.write(Buffer.concat([Buffer.from('Q'), int32(4 + 9), cstr('SELECT 1')]))
+  const after = await r.until('Z')
+  t.ok(after.some((m) => m.type === 'D'), `${what}: the session goes on`)
+}
+
 t.test('(e) truncated Parse body', async (t) => {
   const r = await Raw.login(stack, 'bad-input-e')
   // Length says 20: 16 body bytes, no terminating NUL for the statement name or the query.
   r.write(Buffer.concat([Buffer.from('P'), int32(20), Buffer.alloc(16, 0x78), SYNC]))
-  await expectFatal(t, r, '08P01', 'Parse without NULs')
+  await expectErrorThenUsable(t, r, 'Parse without NULs')
 
   const r2 = await Raw.login(stack, 'bad-input-e')
   // Name and query terminated, but the parameter count (int16) is cut off.
   const body = Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])
   r2.write(Buffer.concat([Buffer.from('P'), int32(4 + body.length), body, SYNC]))
-  await expectFatal(t, r2, '08P01', 'Parse with a truncated parameter count')
+  await expectErrorThenUsable(t, r2, 'Parse with a truncated parameter count')
   await healthy(t, 'truncated Parse')
 })
 
