@@ -122,6 +122,17 @@ export class Exchange {
   readonly outcome: Outcome = { diverged: null, status: new Map(), errored: new Set(), errorCode: null, answers: new Map(), expelled: [], excused: [] }
   /** The batch carries its transaction's commit (log record): see Outcome.clientError. */
   completeOnExcuse = false
+  /** Backends that answered a client-caused error in this batch (they skip the rest to the Sync). */
+  private readonly clientFailed = new Map<number, Record<string, string>>()
+
+  /** A backend with no answer here because a client-caused error earlier in the batch made it skip. */
+  private skippedAfterClientError(targets: number[], units: (Unit | undefined)[]): Record<string, string> | null {
+    for (const [k, u] of units.entries()) {
+      const f = !u ? this.clientFailed.get(targets[k]!) : undefined
+      if (f) return f
+    }
+    return null
+  }
 
   constructor(
     readonly msgs: PlannedMsg[],
@@ -207,6 +218,8 @@ export class Exchange {
     if (type === B.ErrorResponse && body) {
       const f = errorFields(body)
       const severity = f.V ?? f.S
+      // What it skips after this error (to the Sync) is this client-caused failure too, not a disagreement.
+      if (CLIENT_CAUSED.has(f.C ?? '')) this.clientFailed.set(idx, f)
       if (severity === 'FATAL' || severity === 'PANIC') {
         this.errorHeld = []
         const lp = this.links.get(idx)
@@ -327,7 +340,7 @@ export class Exchange {
       this.consumed++
       if (this.outcome.diverged) continue
       let winner = 0
-      const caused = msg.perServer ? null : clientCaused(units)
+      const caused = msg.perServer ? null : (clientCaused(units) ?? this.skippedAfterClientError(targets, units))
       if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
       else if (caused) {
         const ok = units.findIndex((u) => !!u && u.type !== B.ErrorResponse)
@@ -338,7 +351,7 @@ export class Exchange {
         }
         // The others went on to their COMMIT: those that failed leave the batch, the commit is replayed there.
         units.forEach((u, k) => {
-          if (u?.type === B.ErrorResponse) this.excuse(targets[k]!)
+          if (u?.type === B.ErrorResponse || (!u && this.clientFailed.has(targets[k]!))) this.excuse(targets[k]!)
         })
         winner = ok
       } else if (have < targets.length || compareUnits(units as Unit[])) {
@@ -396,21 +409,19 @@ export class Exchange {
    * host takes it out of service): it no longer owes or decides anything.
    */
   private expel(idx: number, detail: string): void {
-    this.links.delete(idx)
-    this.msgs.forEach((m, i) => {
-      if (!m.targets.includes(idx)) return
-      m.targets = m.targets.filter((t) => t !== idx)
-      this.responses[i]!.delete(idx)
-      this.finished[i]!.delete(idx)
-    })
-    this.outcome.status.delete(idx)
-    this.outcome.errored.delete(idx)
+    this.leave(idx)
     this.outcome.expelled.push({ backend: idx, detail })
     this.host.inconsistent(idx, detail)
   }
 
   /** Like expel, for a client-caused failure: out of this batch only, the backend stays in service. */
   private excuse(idx: number): void {
+    this.leave(idx)
+    this.outcome.excused.push(idx)
+  }
+
+  /** Backend `idx` no longer owes or decides anything in this batch. */
+  private leave(idx: number): void {
     this.links.delete(idx)
     this.msgs.forEach((m, i) => {
       if (!m.targets.includes(idx)) return
@@ -420,7 +431,6 @@ export class Exchange {
     })
     this.outcome.status.delete(idx)
     this.outcome.errored.delete(idx)
-    this.outcome.excused.push(idx)
   }
 
   private describeAll(i: number, targets: number[], units: (Unit | undefined)[]): string {

@@ -622,7 +622,9 @@ export class Session implements LinkHost {
     const live = this.links.map((l) => l.index)
     // Written now, with the tags the statements answered: a replay changing other rows is caught.
     const json = recordJson(plan.deferredCommit!.settings, plan.deferredCommit!.entries)
-    let err: PgError | null = outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
+    // A client-caused failure on some backends (a timeout, a cancel) is the client's error, rolled back everywhere.
+    const ce = outcome.clientError
+    let err: PgError | null = ce ? new PgError(ce.C ?? '57014', ce.M ?? 'canceling statement', 'ERROR', ce.D, ce.H) : outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
     if (!err && (!this.mayWrite() || !this.ctx.recovery(this.database).isReady)) err = this.readOnlyError(plan, this.catalogSeen)
     const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
     if (ok) {
@@ -646,7 +648,8 @@ export class Session implements LinkHost {
     for (const l of this.links) l.txStatus = 'I'
     this.setStatus('I')
     if (err) {
-      this.log.error({ divergence: err.detail ?? err.message }, 'backends disagreed (no majority): rolled back everywhere')
+      if (ce) this.log.info({ error: ce.C }, 'a client-caused failure on some backends only: rolled back everywhere')
+      else this.log.error({ divergence: err.detail ?? err.message }, 'backends disagreed (no majority): rolled back everywhere')
       this.out(err.toMessage())
     }
     this.beforeReady()
@@ -925,6 +928,10 @@ export class Session implements LinkHost {
       this.log.info({ backends: names, error: outcome.clientError?.C }, 'a client-caused failure on some backends only: completing the commit there')
       if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries)
       for (const i of outcome.excused) ex.outcome.status.set(i, 'I')
+      // Its connection still owes the rest of this batch's answers, and which of the batch's Parses ran
+      // there is unknown: it is replaced. The backend stays in service; the session connects to it again
+      // between transactions (attachLate), with its settings, and prepares statements there lazily.
+      for (const i of outcome.excused) this.dropLink(i)
     }
     this.learnTags(plan, ex)
     if (this.phase !== 'ready') {
@@ -1308,12 +1315,7 @@ export class Session implements LinkHost {
   private loseBackend(idx: number, reason: string, fatal?: Record<string, string>): void {
     const link = this.linkAt(idx)
     if (!link || this.phase === 'closed') return
-    this.links = this.links.filter((l) => l !== link)
-    link.conn.destroy()
-    this.registry.forgetBackend(idx)
-    this.sinceSync.delete(idx)
-    this.logCtx.prepared.delete(idx)
-    if (this.sticky === idx) this.sticky = null
+    this.dropLink(idx)
     if (this.ctx.states.isEnabled(idx)) {
       this.log.warn({ backend: link.name, reason }, 'backend connection ended: checking the backend itself')
       const err = fatal?.C ? new PgError(fatal.C, fatal.M ?? reason, 'FATAL', fatal.D, fatal.H) : errors.backendLost(link.name, reason)
@@ -1343,6 +1345,18 @@ export class Session implements LinkHost {
       if (ex) ex.abort('no backend connection left') // execute() decides, once the checks are done
       else void this.settleLosses(errors.backendLost(link.name, reason))
     }
+  }
+
+  /** Stops using this session's connection to backend `idx` (nothing about the backend itself changes). */
+  private dropLink(idx: number): void {
+    const link = this.linkAt(idx)
+    if (!link) return
+    this.links = this.links.filter((l) => l !== link)
+    link.conn.destroy()
+    this.registry.forgetBackend(idx)
+    this.sinceSync.delete(idx)
+    this.logCtx.prepared.delete(idx)
+    if (this.sticky === idx) this.sticky = null
   }
 
   /** Health checks of backend connections this session lost, still running. */
