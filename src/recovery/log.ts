@@ -338,14 +338,14 @@ export class RecoveryLog {
       late.map(async (i) => {
         const prev = this.lateChains.get(i) ?? Promise.resolve()
         const next = prev.then(async () => {
-          // A replay connection ended by someone else (not an answer of the backend's) is tried again.
+          // A replay connection ended or cancelled by someone else (not an answer of the backend's) is tried again.
           for (let attempt = 0; ; attempt++) {
             const r = await ReplayConnection.open(this.targets[i]!, this.database)
             try {
               await applyRecord(r, lsn, at, record, json, row.seqs)
               return
             } catch (e) {
-              if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02) /.test(e.message)) throw e
+              if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02|57014) /.test(e.message)) throw e
             } finally {
               r.close()
             }
