@@ -9,7 +9,6 @@ import type { BackendTarget } from './backend/connection.ts'
 import type { LockManager } from './scheduler/lock-manager.ts'
 import type { Balancer, BalancedBackend } from './router/balancer.ts'
 import type { Catalog } from './scheduler/catalog.ts'
-import type { Session } from './frontend/session.ts'
 import type { RecoveryLog } from './recovery/log.ts'
 import type { BackendStates, OutCause } from './cluster/states.ts'
 import type { HealthMonitor } from './cluster/health.ts'
@@ -19,6 +18,33 @@ import type { PgError } from './errors.ts'
 import type { ServerTls } from './tls/server-tls.ts'
 import type { HbaRule } from './auth/hba.ts'
 import type { Election } from './cluster/election.ts'
+
+/**
+ * What the shared state, the admin console and the metrics see of a client session
+ * (src/frontend/session.ts implements it): a view, so nothing here depends on the session itself.
+ */
+export interface ClientSession {
+  readonly id: number
+  readonly pid: number
+  readonly secret: number
+  readonly user: string
+  readonly database: string
+  readonly readOnly: boolean
+  readonly log: Logger
+  readonly links: readonly { readonly index: number }[]
+  readonly clientAddress: string
+  readonly applicationName: string
+  readonly connectedAt: Date
+  readonly transactionStatus: string
+  readonly backendNames: string[]
+  readonly tlsProtocol: string
+  /** Between transactions with nothing in flight: it can be closed without losing work. */
+  idle(): boolean
+  terminate(): void
+  terminateWith(err: PgError): void
+  close(reason: string): void
+  cancelRequested(): void
+}
 
 export interface ServerContext {
   /** The running configuration; a reload replaces it (read it anew, do not keep it). */
@@ -70,15 +96,15 @@ export interface ServerContext {
   /** Plain counters the data path bumps, and the batch-duration histogram (src/control/metrics.ts). */
   counters: Counters
   /** Client sessions, for the admin console. */
-  sessions(): Session[]
+  sessions(): ClientSession[]
   /** Databases pgraid has a recovery log for (served since it started). */
   databases(): string[]
   catalog(database: string): Catalog
   /** The recovery log of a database (schema ensured on first use). */
   recovery(database: string): RecoveryLog
   /** Counts the session against limits.maxClients and the user's maxConnections; the FATAL error when full. */
-  admit(s: Session): PgError | null
-  release(s: Session): void
+  admit(s: ClientSession): PgError | null
+  release(s: ClientSession): void
   cancel(pid: number, secret: number): void
   /**
    * SIGHUP / RELOAD: re-reads the config file pgraid was started with (or takes `config`), and applies

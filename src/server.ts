@@ -14,7 +14,7 @@ import { errors } from './errors.ts'
 import { Counters, startMetrics, type MetricsServer } from './control/metrics.ts'
 import { Session } from './frontend/session.ts'
 import { initParser } from './sql/analyze.ts'
-import type { ServerContext } from './server-context.ts'
+import type { ClientSession, ServerContext } from './server-context.ts'
 import type { BackendTarget } from './backend/connection.ts'
 import { loadServerTls, type ServerTls } from './tls/server-tls.ts'
 import { loadBackendTls, type BackendTls } from './tls/backend-tls.ts'
@@ -83,8 +83,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   }))
   const hba = config.hba.map(parseHbaRule)
   const stats: BalancedBackend[] = config.backends.map((b, i) => ({ index: i, weight: b.weight, outstanding: 0 }))
-  const sessions = new Set<Session>()
-  const byPid = new Map<number, Session>()
+  const sessions = new Set<ClientSession>()
+  const byPid = new Map<number, ClientSession>()
   const catalogs = new Map<string, Catalog>()
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1

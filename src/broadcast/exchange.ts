@@ -340,31 +340,34 @@ export class Exchange {
       this.consumed++
       if (this.outcome.diverged) continue
       let winner = 0
-      const caused = msg.perServer ? null : (clientCaused(units) ?? this.skippedAfterClientError(targets, units))
       if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
-      else if (caused) {
-        const ok = units.findIndex((u) => !!u && u.type !== B.ErrorResponse)
-        if (!this.completeOnExcuse || ok < 0) {
-          this.outcome.clientError ??= caused
-          this.diverge(i, targets, units)
-          continue
+      else if (have < targets.length || compareUnits(units as Unit[])) {
+        // Only answers that differ are looked at further: the common path compares and moves on.
+        const caused = clientCaused(units) ?? this.skippedAfterClientError(targets, units)
+        if (caused) {
+          const ok = units.findIndex((u) => !!u && u.type !== B.ErrorResponse)
+          if (!this.completeOnExcuse || ok < 0) {
+            this.outcome.clientError ??= caused
+            this.diverge(i, targets, units)
+            continue
+          }
+          // The others went on to their COMMIT: those that failed leave the batch, the commit is replayed there.
+          units.forEach((u, k) => {
+            if (u?.type === B.ErrorResponse || (!u && this.clientFailed.has(targets[k]!))) this.excuse(targets[k]!)
+          })
+          winner = ok
+        } else {
+          // Invariant 6: the majority's answer goes to the client, the minority is taken out.
+          const v = majority(units)
+          if (!v) {
+            this.diverge(i, targets, units)
+            continue
+          }
+          const describe = this.describeAll(i, targets, units)
+          for (const k of v.losers) this.expel(targets[k]!, describe)
+          winner = v.winner
+          if (!units[winner]) continue
         }
-        // The others went on to their COMMIT: those that failed leave the batch, the commit is replayed there.
-        units.forEach((u, k) => {
-          if (u?.type === B.ErrorResponse || (!u && this.clientFailed.has(targets[k]!))) this.excuse(targets[k]!)
-        })
-        winner = ok
-      } else if (have < targets.length || compareUnits(units as Unit[])) {
-        // Invariant 6: the majority's answer goes to the client, the minority is taken out.
-        const v = majority(units)
-        if (!v) {
-          this.diverge(i, targets, units)
-          continue
-        }
-        const describe = this.describeAll(i, targets, units)
-        for (const k of v.losers) this.expel(targets[k]!, describe)
-        winner = v.winner
-        if (!units[winner]) continue
       }
       const u = units[winner]!
       // Statements of a simple query end with exactly one of these; count them to find pgraid's own.

@@ -30,10 +30,11 @@ export class MalformedFrame extends Error {}
  */
 export class RefusedLength extends MalformedFrame {}
 
-/** PostgreSQL's limits: a startup packet's body, small message types' bodies, any message's body. */
+/** PostgreSQL's limits: a startup packet's body, small message types' bodies. */
 export const MAX_STARTUP_PACKET = 10_000
 export const SMALL_MESSAGE_LIMIT = 10_000
-export const LARGE_MESSAGE_LIMIT = 0x3fffffff - 1
+/** A declared length of 1 GiB or more: PostgreSQL closes (its large-message limit is just below). */
+const GIB = 0x40000000
 /** Types whose body PostgreSQL limits to SMALL_MESSAGE_LIMIT: Close, Describe, Execute, Flush, Sync, Terminate, CopyDone, CopyFail. */
 const SMALL_TYPES = new Set([0x43, 0x44, 0x45, 0x48, 0x53, 0x58, 0x63, 0x66])
 
@@ -97,9 +98,9 @@ export class Framer {
       if (this.untyped) {
         if (len < 8 || len - 4 > MAX_STARTUP_PACKET) throw new RefusedLength(`invalid length of startup packet (${len})`)
       } else {
-        const type = buf[off]!
-        if (len < 4 || len - 4 > (SMALL_TYPES.has(type) ? SMALL_MESSAGE_LIMIT : LARGE_MESSAGE_LIMIT) || len >= 0x40000000)
-          throw new RefusedLength(`invalid message length ${len} for message type '${String.fromCharCode(type)}'`)
+        // Only a length beyond the small limit needs the type looked at.
+        if (len < 4 || (len - 4 > SMALL_MESSAGE_LIMIT && (SMALL_TYPES.has(buf[off]!) || len >= GIB)))
+          throw new RefusedLength(`invalid message length ${len} for message type '${String.fromCharCode(buf[off]!)}'`)
       }
       if (len > this.maxMessageBytes) throw new FrameTooLarge(len, this.maxMessageBytes)
       const total = this.untyped ? len : len + 1

@@ -335,31 +335,42 @@ export class RecoveryLog {
     const record = JSON.parse(json) as LogRecord
     if (entries) record.stmts.forEach((s, k) => (s.n ??= entries[k]?.n))
     await Promise.all(
-      late.map(async (i) => {
-        const prev = this.lateChains.get(i) ?? Promise.resolve()
-        const next = prev.then(async () => {
-          // A replay connection ended or cancelled by someone else (not an answer of the backend's) is tried again.
-          for (let attempt = 0; ; attempt++) {
-            const r = await ReplayConnection.open(this.targets[i]!, this.database)
-            try {
-              await applyRecord(r, lsn, at, record, json, row.seqs)
-              return
-            } catch (e) {
-              if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02|57014) /.test(e.message)) throw e
-            } finally {
-              r.close()
+      late.map((i) =>
+        this.onLate(
+          i,
+          async () => {
+            // A replay connection ended or cancelled by someone else (not an answer of the backend's) is tried again.
+            for (let attempt = 0; ; attempt++) {
+              const r = await ReplayConnection.open(this.targets[i]!, this.database)
+              try {
+                await applyRecord(r, lsn, at, record, json, row.seqs)
+                return
+              } catch (e) {
+                if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02|57014) /.test(e.message)) throw e
+              } finally {
+                r.close()
+              }
+              await new Promise((res) => setTimeout(res, 50 * (attempt + 1)))
             }
-            await new Promise((res) => setTimeout(res, 50 * (attempt + 1)))
-          }
-        })
-        this.lateChains.set(i, next.catch(() => {}))
-        try {
-          await next
-        } catch (e) {
-          this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${(e as Error).message}`, 'replay-failed')
-        }
-      }),
+          },
+          (e) => this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${e.message}`, 'replay-failed'),
+        ),
+      ),
     )
+  }
+
+  /**
+   * Work on a backend a session lacks, after what earlier sessions queued for it (in order: a commit
+   * replayed there must follow the ones before it); a failure takes the backend out (`fail`).
+   */
+  private async onLate(i: number, task: () => Promise<void>, fail: (e: Error) => void): Promise<void> {
+    const next = (this.lateChains.get(i) ?? Promise.resolve()).then(task)
+    this.lateChains.set(i, next.catch(() => {}))
+    try {
+      await next
+    } catch (e) {
+      fail(e as Error)
+    }
   }
   private lateChains = new Map<number, Promise<unknown>>()
 
@@ -378,23 +389,20 @@ export class RecoveryLog {
     }
     if (!st) return
     await Promise.all(
-      late.map(async (i) => {
-        const prev = this.lateChains.get(i) ?? Promise.resolve()
-        const next = prev.then(async () => {
-          const c = await this.connect(this.targets[i]!)
-          try {
-            await c.query('SELECT pgraid.seq_set($1::jsonb)', [st])
-          } finally {
-            await c.end().catch(() => {})
-          }
-        })
-        this.lateChains.set(i, next.catch(() => {}))
-        try {
-          await next
-        } catch (e) {
-          this.takeOut(i, 'disabled', `could not set its sequences after a transaction that began before it came back: ${(e as Error).message}`, 'replay-failed')
-        }
-      }),
+      late.map((i) =>
+        this.onLate(
+          i,
+          async () => {
+            const c = await this.connect(this.targets[i]!)
+            try {
+              await c.query('SELECT pgraid.seq_set($1::jsonb)', [st])
+            } finally {
+              await c.end().catch(() => {})
+            }
+          },
+          (e) => this.takeOut(i, 'disabled', `could not set its sequences after a transaction that began before it came back: ${e.message}`, 'replay-failed'),
+        ),
+      ),
     )
   }
 

@@ -78,11 +78,16 @@ export function entryFromBind(query: string, paramTypes: readonly number[], bind
 }
 
 export function recordJson(settings: readonly string[], stmts: readonly LogEntry[]): string {
-  const rec: LogRecord = { v: 1, settings: [...settings], stmts: [...stmts] }
   let sq: Set<string> | null = null
   for (const e of stmts) if (e.sq) for (const n of e.sq) (sq ??= new Set()).add(n)
-  if (sq) rec.sq = [...sq]
+  // `sq` first, when there is one: insertText tells from the head whether the row keeps sequence states.
+  const rec: LogRecord = sq ? { v: 1, sq: [...sq], settings: [...settings], stmts: [...stmts] } : { v: 1, settings: [...settings], stmts: [...stmts] }
   return JSON.stringify(rec)
+}
+
+/** The record names sequences (recordJson puts them first). */
+function namesSequences(json: string): boolean {
+  return json.startsWith('{"v":1,"sq":[')
 }
 
 /** The INSERT of a record as SQL text, to add to a simple query (dollar-quoted: no escaping rules apply). */
@@ -91,7 +96,7 @@ export function insertText(lsn: number, at: string, json: string): string {
   for (let i = 0; json.includes(`$${tag}$`); i++) tag = `pgraid${i}`
   const rec = `$${tag}$${json}$${tag}$`
   // The sequence states only when the record names sequences: no function call on the common path.
-  return json.includes('"sq":[')
+  return namesSequences(json)
     ? `INSERT INTO pgraid.log (lsn, at, record, seqs) VALUES (${lsn}, '${at}', ${rec}, pgraid.seqs_of(${rec}))`
     : `INSERT INTO pgraid.log (lsn, at, record) VALUES (${lsn}, '${at}', ${rec})`
 }

@@ -119,15 +119,28 @@ export class RawClient {
 
   /** Messages up to and including the first of type `type`; bounded wait. */
   async until(type: string, ms = 10_000): Promise<RawMessage[]> {
+    const { out, closed } = await this.collect(type, ms)
+    if (closed) throw new Error(`connection closed before '${type}' (got ${out.map((m) => m.type).join('')})`)
+    return out
+  }
+
+
+  /** Messages up to a ReadyForQuery or until the server closes the connection (then 'closed' is true); bounded wait. */
+  async untilReadyOrClosed(ms = 10_000): Promise<RawMessage[]> {
+    return (await this.collect('Z', ms)).out
+  }
+
+  /** Messages up to and including the first of type `type`, or all there were when the server closed. */
+  private async collect(type: string, ms: number): Promise<{ out: RawMessage[]; closed: boolean }> {
     const deadline = Date.now() + ms
     const out: RawMessage[] = []
     for (;;) {
       while (this.queue.length) {
         const m = this.queue.shift()!
         out.push(m)
-        if (m.type === type) return out
+        if (m.type === type) return { out, closed: false }
       }
-      if (this.closed) throw new Error(`connection closed before '${type}' (got ${out.map((m) => m.type).join('')})`)
+      if (this.closed) return { out, closed: true }
       const left = deadline - Date.now()
       if (left <= 0) throw new Error(`no '${type}' within ${ms} ms (got ${out.map((m) => m.type).join('')})`)
       await new Promise<void>((res) => {
@@ -140,28 +153,6 @@ export class RawClient {
     }
   }
 
-  /** Messages up to a ReadyForQuery or until the server closes the connection (then 'closed' is true); bounded wait. */
-  async untilReadyOrClosed(ms = 10_000): Promise<RawMessage[]> {
-    const deadline = Date.now() + ms
-    const out: RawMessage[] = []
-    for (;;) {
-      while (this.queue.length) {
-        const m = this.queue.shift()!
-        out.push(m)
-        if (m.type === 'Z') return out
-      }
-      if (this.closed) return out
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`neither ReadyForQuery nor a close within ${ms} ms (got ${out.map((m) => m.type).join('')})`)
-      await new Promise<void>((res) => {
-        const timer = setTimeout(res, left)
-        this.waiters.push(() => {
-          clearTimeout(timer)
-          res()
-        })
-      })
-    }
-  }
 
   end(): void {
     this.socket.end(fe.terminate())
