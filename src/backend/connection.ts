@@ -167,11 +167,14 @@ export class BackendConnection {
   }
 
   /** Asks the server to cancel what this connection is running (new connection, as libpq does). */
-  cancel(): void {
+  cancel(): Promise<void> {
     const s = net.connect({ host: this.target.host, port: this.target.port })
     s.on('error', () => s.destroy())
     s.on('connect', () => s.end(fe.cancelRequest(this.pid, this.secret)))
     s.setTimeout(5000, () => s.destroy())
+    // The server closes the request's connection once it has signalled the session: from then on a
+    // message sent to that session can no longer be the one the cancel cuts.
+    return new Promise((resolve) => s.on('close', () => resolve()))
   }
 
   /** Polite close: Terminate, then end. */

@@ -69,6 +69,8 @@ export interface ExchangeHost {
   inconsistent(idx: number, detail: string): void
   /** Backend `idx` sent a FATAL error in the middle of a batch: its session there is over. */
   backendFatal(idx: number, what: string, fields: Record<string, string>): void
+  /** Forwards a client's cancel to backend `idx` (deferred until it reached the client's message). */
+  cancel(idx: number): void
   /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
   enterCopyIn(targets: number[], extended: boolean): void
   names: string[]
@@ -174,6 +176,22 @@ export class Exchange {
     return out
   }
 
+  /**
+   * A client's cancel: the backends working on a client's message now. One still on a message of
+   * pgraid's own (the BEGIN that makes an autocommit write undoable) gets it when it reaches the
+   * client's: cut there, the client's statement would run outside pgraid's transaction.
+   */
+  cancelTargets(): number[] {
+    const out: number[] = []
+    for (const [idx, lp] of this.links) {
+      if (lp.qpos >= lp.queue.length) continue
+      if (this.msgs[lp.queue[lp.qpos]!]!.swallow) this.cancelLater.add(idx)
+      else out.push(idx)
+    }
+    return out
+  }
+  private readonly cancelLater = new Set<number>()
+
   get complete(): boolean {
     return this.isComplete
   }
@@ -262,6 +280,10 @@ export class Exchange {
       lp.qpos++
       lp.tracker = null
       this.settle(idx, lp)
+      if (this.cancelLater.size && this.cancelLater.has(idx) && lp.qpos < lp.queue.length && !this.msgs[lp.queue[lp.qpos]!]!.swallow) {
+        this.cancelLater.delete(idx)
+        this.host.cancel(idx)
+      }
     }
     this.advance()
   }
@@ -308,6 +330,14 @@ export class Exchange {
       if (targets.length === 1 && !this.outcome.diverged && msg.dropUnit === undefined && !(this.deferReady && i === this.msgs.length - 1)) {
         const t = targets[0]
         const units = this.responses[i].get(t)!
+        // pgraid's own message to one backend (a lazy Parse) cut by the client's timeout or cancel, in a
+        // batch the others carry on to its commit: that backend leaves the batch and gets the commit
+        // replayed, the client is not told of it.
+        if (msg.swallow && this.completeOnExcuse && this.links.size > 1 && units[0]?.type === B.ErrorResponse && this.clientFailed.has(t)) {
+          this.excuse(t)
+          this.next()
+          continue
+        }
         // Units buffered before the cursor got here go out now; the rest flow live.
         while (this.consumed < units.length) this.emit(msg, units[this.consumed++], [t], i)
         if (!this.finished[i].has(t)) {
@@ -419,6 +449,8 @@ export class Exchange {
 
   /** Like expel, for a client-caused failure: out of this batch only, the backend stays in service. */
   private excuse(idx: number): void {
+    // The commit is completed where it failed before the client hears of it: its ReadyForQuery waits.
+    this.deferReady = true
     this.leave(idx)
     this.outcome.excused.push(idx)
   }
@@ -611,3 +643,4 @@ export function compareUnits(units: Unit[]): string | null {
   }
   return null
 }
+

@@ -54,6 +54,11 @@ export interface PlanContext {
    * back everywhere instead of staying committed.
    */
   tieSafe?: boolean
+  /**
+   * A timeout or cancel may cut any statement, pgraid's BEGIN too (the client's statement would then
+   * commit on that backend alone): the session sends the BEGIN first and checks it (`Plan.beginFirst`).
+   */
+  beginApart?: boolean
 }
 
 export interface Plan {
@@ -85,6 +90,8 @@ export interface Plan {
   logParse: number | null
   /** Tie-safe autocommit: the batch ran inside pgraid's BEGIN; the session commits it (with this record) once the answers agreed. */
   deferredCommit: { settings: readonly string[]; entries: LogEntry[] } | null
+  /** The tie-safe BEGIN is not in `msgs`: the session opens the transaction everywhere first. */
+  beginFirst: boolean
   /** Every entry the batch logged, with where its CommandComplete comes (its tag is recorded after the answers). */
   tagged: BatchLogEntry[]
 }
@@ -277,6 +284,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     commit: null,
     logParse: null,
     deferredCommit: null,
+    beginFirst: false,
     tagged: [],
   }
   const last = frames[frames.length - 1]
@@ -425,7 +433,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const tieSafe =
     !!log && !!ctx.tieSafe && !ctx.inTransaction && !batchTx && plan.endsWithSync && !ctx.sinceSync.size &&
     plan.executed.some((s) => changesData(s, ctx.catalog)) && !plan.executed.some((s) => s.noTransactionBlock || s.kind === 'copy-in')
-  if (tieSafe) push({ code: F.Query, bytes: BEGIN_QUERY, targets: route, swallow: true, surfaceErrors: true })
+  if (tieSafe && ctx.beginApart) plan.beginFirst = true
+  else if (tieSafe) push({ code: F.Query, bytes: BEGIN_QUERY, targets: route, swallow: true, surfaceErrors: true })
   for (const f of frames) {
     switch (f.type) {
       case F.Parse: {

@@ -536,6 +536,7 @@ export class Session implements LinkHost, ClientSession {
         // A failed transaction commits nothing: its COMMIT (a ROLLBACK) gets no log row.
         log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
         tieSafe: this.links.length % 2 === 0,
+        beginApart: this.cutsPossible(),
       })
     } catch (e) {
       // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
@@ -596,6 +597,7 @@ export class Session implements LinkHost, ClientSession {
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
+    if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
     this.plan = plan
     if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
@@ -627,7 +629,9 @@ export class Session implements LinkHost, ClientSession {
     let err: PgError | null = ce ? new PgError(ce.C ?? '57014', ce.M ?? 'canceling statement', 'ERROR', ce.D, ce.H) : outcome.diverged ? errors.divergence('a statement', outcome.diverged) : null
     if (!err && (!this.mayWrite() || !this.ctx.recovery(this.database).isReady)) err = this.readOnlyError(plan, this.catalogSeen)
     const ok = !err && outcome.errored.size === 0 && this.links.every((l) => l.txStatus === 'T')
-    if (ok) {
+    // pgraid's own log INSERT and COMMIT must not be cut by the client's timeouts: lifted first, apart.
+    if (ok && plan.beginFirst && (await this.runInternal(queryMessage(LIFT_BEFORE_COMMIT), live)).errorCode) err = errors.canceled()
+    if (ok && !err) {
       while (this.ctx.held()) await this.ctx.waitHold()
       let lsn: number | undefined
       try {
@@ -644,7 +648,7 @@ export class Session implements LinkHost, ClientSession {
           this.ctx.commits.mark()
         }
       }
-    } else await this.runInternal(message(F.Query, Buffer.from('ROLLBACK\0', 'utf8')), live)
+    } else await this.rollbackEverywhere(live)
     for (const l of this.links) l.txStatus = 'I'
     this.setStatus('I')
     if (err) {
@@ -654,6 +658,47 @@ export class Session implements LinkHost, ClientSession {
     }
     this.beforeReady()
     this.out(readyForQuery('I'))
+  }
+
+  /** Timeouts and cancels may cut this session's statements: it set a timeout, or one has cut a statement. */
+  private cutsPossible(): boolean {
+    return this.cutSeen || CUTTING.some((k) => this.logSettings.has(k))
+  }
+  private cutSeen = false
+
+  /**
+   * Opens pgraid's transaction for an undoable autocommit write on every backend, each checked: a
+   * BEGIN cut by a timeout or a cancel is sent again (the client's statement must not run outside it).
+   */
+  private async beginEverywhere(plan: Plan): Promise<boolean> {
+    const lift = LIFT_IN_TRANSACTION.filter((k) => this.logSettings.has(k)).map((k) => `;SET LOCAL ${k} = 0`).join('')
+    const text = queryMessage(`BEGIN${lift}`)
+    let todo = this.links.map((l) => l.index)
+    for (let attempt = 0; attempt < 5 && todo.length; attempt++) {
+      // One message per backend: their answers are not compared (a cut on one is expected here).
+      const ex = await this.runOwn(todo.map((i) => ({ code: F.Query, bytes: text, targets: [i], swallow: true })))
+      const failed = todo.filter((i) => ex.outcome.status.get(i) !== 'T')
+      await this.rollbackEverywhere(failed.filter((i) => ex.outcome.status.get(i) === 'E'))
+      todo = failed.filter((i) => this.linkAt(i))
+    }
+    if (this.phase !== 'ready') return false
+    if (!todo.length) {
+      for (const l of this.links) l.txStatus = 'T'
+      return true
+    }
+    await this.rollbackEverywhere(this.links.map((l) => l.index))
+    await this.refuse(errors.canceled(), plan.endsWithSync)
+    return false
+  }
+
+  /** ROLLBACK where a transaction of pgraid's is open, sent again where a timeout or cancel cut it. */
+  private async rollbackEverywhere(targets: number[]): Promise<void> {
+    for (let attempt = 0; attempt < 5 && targets.length; attempt++) {
+      const ex = await this.runOwn(targets.map((i) => ({ code: F.Query, bytes: ROLLBACK_QUERY, targets: [i], swallow: true })))
+      targets = targets.filter((i) => this.linkAt(i) && ex.outcome.status.get(i) !== 'I')
+    }
+    // Still inside a transaction after five tries: that connection is replaced (its transaction ends with it).
+    for (const i of targets) this.dropLink(i)
   }
 
   /**
@@ -714,13 +759,16 @@ export class Session implements LinkHost, ClientSession {
 
   /** Sends pgraid's own messages (answers swallowed) and waits until every backend answered them. */
   private async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
+    if (this.cancelling.length) await this.cancelsDelivered()
     const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     this.exchange = ex
+    this.ownExchange = true
     for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
     try {
       await ex.done
     } finally {
       this.exchange = null
+      this.ownExchange = false
     }
     return ex
   }
@@ -865,6 +913,10 @@ export class Session implements LinkHost, ClientSession {
   }
 
   private async execute(plan: Plan): Promise<'retry' | void> {
+    if (this.cancelling.length) {
+      await this.cancelsDelivered()
+      if (this.phase !== 'ready') return
+    }
     const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
     ex.completeOnExcuse = !!plan.commit
@@ -920,18 +972,25 @@ export class Session implements LinkHost, ClientSession {
         return
       }
     }
+    if (outcome.clientError || outcome.excused.length) this.cutSeen = true
     if (outcome.excused.length) {
       // A client-caused failure (timeout, cancel, lock_timeout, 40001, 40P01) on some backends while the
       // others committed: never voted on; the commit is replayed where it failed (one outcome, invariant 6).
       const c = plan.commit
       const names = outcome.excused.map((i) => this.ctx.backends()[i]?.name)
-      this.log.info({ backends: names, error: outcome.clientError?.C }, 'a client-caused failure on some backends only: completing the commit there')
-      if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries)
-      for (const i of outcome.excused) ex.outcome.status.set(i, 'I')
+      this.log.info({ backends: names, error: outcome.clientError?.C, lsn: plan.commit?.lsn }, 'a client-caused failure on some backends only: completing the commit there')
       // Its connection still owes the rest of this batch's answers, and which of the batch's Parses ran
       // there is unknown: it is replaced. The backend stays in service; the session connects to it again
       // between transactions (attachLate), with its settings, and prepares statements there lazily.
-      for (const i of outcome.excused) this.dropLink(i)
+      // Its server session may still be running the batch: the completion waits until it has ended.
+      const ended = new Map<number, number>()
+      for (const i of outcome.excused) {
+        const pid = this.linkAt(i)?.conn.pid
+        if (pid) ended.set(i, pid)
+        this.dropLink(i)
+      }
+      if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries, ended)
+      for (const i of outcome.excused) ex.outcome.status.set(i, 'I')
     }
     this.learnTags(plan, ex)
     if (this.phase !== 'ready') {
@@ -974,7 +1033,7 @@ export class Session implements LinkHost, ClientSession {
       if (ce) {
         // Not a divergence: what the client asked for (a timeout, a cancel) hit some backends only. The
         // transaction fails everywhere with that error, as it would on one server; nothing is taken out.
-        this.log.info({ error: ce.C, detail: outcome.diverged }, 'a client-caused failure on some backends only: failing it everywhere')
+        this.log.info({ error: ce.C, detail: outcome.diverged, lsn: plan.commit?.lsn, excused: outcome.excused }, 'a client-caused failure on some backends only: failing it everywhere')
         await this.refuse(new PgError(ce.C ?? '57014', ce.M ?? 'canceling statement', 'ERROR', ce.D, ce.H), plan.endsWithSync, true)
         return
       }
@@ -1392,8 +1451,32 @@ export class Session implements LinkHost, ClientSession {
   cancelRequested(): void {
     if (this.ctx.locks.abortWait(this.owner, new LockWaitAborted('canceled'))) return
     const ex = this.exchange
-    if (!ex) return
-    for (const idx of ex.pendingBackends()) this.linkAt(idx)?.conn.cancel()
+    // pgraid's own statements (the commit of an undoable write, a catalog read) are never cut: the
+    // client's have been answered then, as a cancel arriving after a statement finished is on PostgreSQL.
+    if (!ex || this.ownExchange) return
+    this.cutSeen = true
+    for (const idx of ex.cancelTargets()) this.cancel(idx)
+  }
+
+  /** Cancel requests sent and not yet delivered; nothing more is sent to a backend until they are. */
+  private cancelling: Promise<void>[] = []
+  private ownExchange = false
+
+  cancel(idx: number): void {
+    const link = this.linkAt(idx)
+    if (link) this.cancelling.push(link.conn.cancel())
+  }
+
+  /**
+   * A cancel still on its way could land on whatever the backend runs next, on that backend alone:
+   * the next batch waits until every cancel sent has been delivered.
+   */
+  private async cancelsDelivered(): Promise<void> {
+    while (this.cancelling.length) {
+      const pending = this.cancelling
+      this.cancelling = []
+      await Promise.all(pending)
+    }
   }
 
   /** Between transactions with nothing in flight or queued: it can be closed without losing any work. */
@@ -1466,7 +1549,7 @@ export class Session implements LinkHost, ClientSession {
     }
     // Otherwise stop what the client started, so nothing keeps running for nobody.
     if (ex) {
-      for (const idx of ex.pendingBackends()) this.linkAt(idx)?.conn.cancel()
+      for (const idx of ex.pendingBackends()) void this.linkAt(idx)?.conn.cancel()
       ex.abort('session closed')
     }
     finish()
@@ -1572,4 +1655,15 @@ function printable(code: number): string {
   return code >= 0x20 && code < 0x7f ? String.fromCharCode(code) : `\\x${code.toString(16).padStart(2, '0')}`
 }
 
+/** Session settings by which a backend may cut a statement by itself. */
+const CUTTING = ['statement_timeout', 'lock_timeout', 'transaction_timeout', 'idle_in_transaction_session_timeout']
+/** Lifted for the rest of pgraid's transaction once the client's statements ran (SET LOCAL ends with it). */
+const LIFT_BEFORE_COMMIT = 'SET LOCAL statement_timeout = 0;SET LOCAL lock_timeout = 0'
+/** Lifted at pgraid's BEGIN, where the session set them: pgraid's round trips are not the client idling. */
+const LIFT_IN_TRANSACTION = ['idle_in_transaction_session_timeout', 'transaction_timeout']
+const ROLLBACK_QUERY = message(F.Query, Buffer.from('ROLLBACK\0', 'utf8'))
+
+function queryMessage(text: string): Buffer {
+  return message(F.Query, Buffer.from(`${text}\0`, 'utf8'))
+}
 

@@ -412,10 +412,12 @@ export class RecoveryLog {
    * service committed it (its record is there), every other one in
    * `backends` gets it replayed; if none did, nothing committed.
    */
-  async completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[]): Promise<void> {
+  async completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[], ended?: ReadonlyMap<number, number>): Promise<void> {
     // Whether each backend has it; a check whose connection fails (a client's pg_terminate_backend
     // reaches pgraid's own sessions too) is tried again, and a backend that stays unknown is taken
     // out: the commit is acknowledged only as durable on every backend in service.
+    // A session connection the batch was still running on (`ended`: backend -> server pid, closed by
+    // the caller) may still commit it: it is waited out first, so the check sees where it landed.
     const have = new Map<number, boolean>()
     let lastError = ''
     for (let attempt = 0; attempt < 5 && have.size < backends.length; attempt++) {
@@ -427,6 +429,8 @@ export class RecoveryLog {
             try {
               const c = await this.connect(this.targets[i]!)
               try {
+                const pid = ended?.get(i)
+                if (pid) await waitSessionGone(c, pid)
                 have.set(i, (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0)
               } finally {
                 await c.end().catch(() => {})
@@ -466,3 +470,15 @@ export class RecoveryLog {
   }
 }
 
+/**
+ * Waits until server session `pid` has exited: whatever it was running is then committed or rolled
+ * back. One that is still there after a while (waiting on a lock) is terminated, then waited out.
+ */
+async function waitSessionGone(c: pg.Client, pid: number): Promise<void> {
+  for (let k = 0; ; k++) {
+    if (!(await c.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length) return
+    if (k === 1000) await c.query('SELECT pg_terminate_backend($1)', [pid])
+    if (k > 2000) throw new Error(`session ${pid} did not end`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
