@@ -79,6 +79,8 @@ export const errors = {
   roleChanged: (role: string) =>
     new PgError('57P01', `terminating connection: this pgraid instance became the ${role}`, 'FATAL', undefined, role === 'writer' ? 'reconnect: this instance now accepts writes' : 'reconnect to the writer'),
   canceled: () => new PgError('57014', 'canceling statement due to user request'),
+  noSnapshotPoint: () =>
+    new PgError('40001', 'could not serialize access: commits in flight did not land in time to take this transaction\'s snapshot at one point on every backend', 'ERROR', undefined, 'the transaction might succeed if retried'),
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),
   configNotReloaded: (source: string, problems: string) =>

@@ -89,6 +89,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1
   let hold: Promise<void> | null = null
+  let holders = 0
+  let releaseHold: () => void = () => {}
   let pausedBy: Promise<void> | null = null
   // SHUTDOWN: whoever runs pgraid (the CLI) may take it over; otherwise pgraid closes itself.
   let onShutdown: () => void = () => void handle.close(ctx.config.timeouts.shutdownMs)
@@ -179,12 +181,15 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     waitPause: () => pausedBy ?? Promise.resolve(),
     shutdown: () => onShutdown(),
     holdCommits() {
-      let release!: () => void
-      const p = new Promise<void>((r) => (release = r))
-      hold = p
+      // Counted: a resync's tail and several snapshot points may hold at once; commits go on after the last.
+      if (!holders++) hold = new Promise<void>((r) => (releaseHold = r))
+      let released = false
       return () => {
-        if (hold === p) hold = null
-        release()
+        if (released) return
+        released = true
+        if (--holders) return
+        hold = null
+        releaseHold()
       }
     },
     waitHold: () => hold ?? Promise.resolve(),

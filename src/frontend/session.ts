@@ -22,6 +22,7 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
+import { snapshotPoint, takesSnapshot } from './snapshot-point.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
@@ -598,11 +599,18 @@ export class Session implements LinkHost, ClientSession {
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
     if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
+    // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere.
+    const point = this.links.length > 1 && this.ctx.config.recovery.log ? snapshotPoint(plan.executed, { inTransaction: this.txStatus === 'T', taken: this.snapshotTaken, isolation: this.txIsolation ?? this.defaultIsolation, defaultIsolation: this.defaultIsolation }) : null
+    if (point === 'before' && !(await this.takeSnapshotFirst(plan))) return
+    const snapshotHold = point === 'during' ? await this.holdForSnapshot() : null
+    if (point === 'during' && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
     this.plan = plan
     if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
       return await this.execute(plan)
     } finally {
+      snapshotHold?.()
+      if (this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
       this.plan = null
       if (plan.commit?.lsn !== undefined) {
         this.ctx.recovery(this.database).settle(plan.commit.lsn)
@@ -658,6 +666,54 @@ export class Session implements LinkHost, ClientSession {
     }
     this.beforeReady()
     this.out(readyForQuery('I'))
+  }
+
+  /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (snapshot-point.ts). */
+  private snapshotTaken = false
+
+  /**
+   * Holds new commits and waits until those in flight have landed on every backend: the point of
+   * the commit order where this session's snapshot is taken. Null when none comes (refused: 40001).
+   */
+  private async holdForSnapshot(): Promise<(() => void) | null> {
+    const release = this.ctx.holdCommits()
+    const until = performance.now() + SNAPSHOT_WAIT_MS
+    while (this.ctx.commitsInFlight() > 0) {
+      if (performance.now() > until || this.phase !== 'ready') {
+        release()
+        return null
+      }
+      await new Promise((r) => setTimeout(r, 1))
+    }
+    return release
+  }
+
+  /**
+   * The batch's first statement would take the open transaction's snapshot: pgraid takes it just
+   * before, on every backend at one point of the commit order, with a statement of its own, so the
+   * hold on commits lasts a round trip, not the client's statement.
+   */
+  private async takeSnapshotFirst(plan: Plan): Promise<boolean> {
+    const release = await this.holdForSnapshot()
+    if (!release) {
+      await this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
+      return false
+    }
+    let ex: Exchange
+    try {
+      ex = await this.runOwn(this.links.map((l) => ({ code: F.Query, bytes: SNAPSHOT_QUERY, targets: [l.index], swallow: true })))
+    } finally {
+      release()
+    }
+    for (const l of this.links) l.txStatus = ex.outcome.status.get(l.index) ?? l.txStatus
+    if (this.phase !== 'ready') return false
+    if (this.links.some((l) => l.txStatus !== 'T')) {
+      // Cut by the client's timeout or cancel on some backend: the transaction fails everywhere.
+      await this.refuse(errors.canceled(), plan.endsWithSync)
+      return false
+    }
+    this.snapshotTaken = true
+    return true
   }
 
   /** Timeouts and cancels may cut this session's statements: it set a timeout, or one has cut a statement. */
@@ -1188,6 +1244,7 @@ export class Session implements LinkHost, ClientSession {
     }
     if (st === 'I') {
       this.txIsolation = null
+      this.snapshotTaken = false
       this.ctx.locks.releaseAll(this.owner)
       this.registry.endTransaction()
       this.sticky = null
@@ -1662,6 +1719,10 @@ const LIFT_BEFORE_COMMIT = 'SET LOCAL statement_timeout = 0;SET LOCAL lock_timeo
 /** Lifted at pgraid's BEGIN, where the session set them: pgraid's round trips are not the client idling. */
 const LIFT_IN_TRANSACTION = ['idle_in_transaction_session_timeout', 'transaction_timeout']
 const ROLLBACK_QUERY = message(F.Query, Buffer.from('ROLLBACK\0', 'utf8'))
+/** Takes a transaction's snapshot and nothing else. */
+const SNAPSHOT_QUERY = message(F.Query, Buffer.from('SELECT\0', 'utf8'))
+/** How long a snapshot waits for the commits in flight to land before the transaction is refused (40001). */
+const SNAPSHOT_WAIT_MS = 10_000
 
 function queryMessage(text: string): Buffer {
   return message(F.Query, Buffer.from(`${text}\0`, 'utf8'))
