@@ -23,6 +23,7 @@ import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import { snapshotPoint, takesSnapshot } from './snapshot-point.ts'
+import { firstUnreadable, malformedTerminator } from './unreadable.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
@@ -35,6 +36,8 @@ type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 /** Describe of a statement that cannot exist: makes a backend fail its transaction on purpose. */
 const FORCE_ERROR = message(F.Describe, Buffer.from('S__pgraid_abort__\0', 'binary'))
 const SYNC = message(F.Sync)
+/** Sent after the readable messages of a batch that also holds an unreadable one: their answers come. */
+const FLUSH_FRAME: Frame = { type: F.Flush, bytes: message(F.Flush), bodyOffset: 5 }
 /** The longest a session keeps working on a backend DISABLE took out (its open transaction, cursor, batch). */
 const DRAIN_MS = 10_000
 
@@ -238,6 +241,7 @@ export class Session implements LinkHost, ClientSession {
     const full = this.ctx.admit(this)
     if (full) return this.fatal(full)
     this.framer.untyped = false
+    this.framer.authenticating = true
     this.phase = 'auth'
     void this.beginAuth()
   }
@@ -269,6 +273,7 @@ export class Session implements LinkHost, ClientSession {
 
   /** Login done: the admin console, or connections to the backends. */
   private authenticated(): void {
+    this.framer.authenticating = false
     if (this.database !== ADMIN_DATABASE) return void this.connectBackends()
     if (!this.ctx.config.users.find((u) => u.name === this.user)?.admin)
       return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'))
@@ -428,10 +433,10 @@ export class Session implements LinkHost, ClientSession {
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
         if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
-        // A lone terminator PostgreSQL cannot read is answered here as PostgreSQL answers it (ERROR
-        // 08P01; ReadyForQuery after a Query or Sync), and no backend ever receives it.
-        const bad = frames.length === 1 ? malformedTerminator(frames[0]!) : null
-        if (bad) await this.refuse(bad, frames[0]!.type !== F.Flush)
+        // A terminator PostgreSQL cannot read is answered here as PostgreSQL answers it (ERROR 08P01;
+        // ReadyForQuery after a Query or Sync), after the batch's readable messages; no backend receives it.
+        const bad = malformedTerminator(frames[frames.length - 1]!)
+        if (bad) await this.refuseFrom(frames, { index: frames.length - 1, error: bad })
         else await this.runFrames(frames)
       }
     } catch (e) {
@@ -541,11 +546,7 @@ export class Session implements LinkHost, ClientSession {
       })
     } catch (e) {
       // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
-      if (e instanceof RangeError) {
-        const last = frames[frames.length - 1]!
-        const what = /string/.test(e.message) ? 'invalid string in message' : /target type/.test(e.message) ? 'invalid DESCRIBE message subtype' : 'insufficient data left in message'
-        return this.refuse(new PgError('08P01', what), last.type === F.Sync || last.type === F.Query)
-      }
+      if (e instanceof RangeError) return this.refuseFrom(frames, firstUnreadable(frames) ?? { index: 0, error: new PgError('08P01', 'insufficient data left in message') })
       throw e
     }
     if (this.phase !== 'ready') return
@@ -1278,6 +1279,24 @@ export class Session implements LinkHost, ClientSession {
   }
 
   /**
+   * The batch's message `bad.index` cannot be read: the messages before it run (with a Flush of
+   * pgraid's, so their answers come), then the client gets PostgreSQL's error for it; what follows
+   * is skipped to the Sync, and the implicit transaction the readable ones opened fails with it.
+   */
+  private async refuseFrom(frames: Frame[], bad: { index: number; error: PgError }): Promise<void> {
+    const f = frames[bad.index]!
+    // Where the session stands after it: a Query or Sync ends the batch; anything else skips to a Sync.
+    const endsWithSync = f.type === F.Query || f.type === F.Sync || frames.slice(bad.index + 1).some((x) => x.type === F.Sync)
+    if (bad.index > 0) {
+      await this.runFrames([...frames.slice(0, bad.index), FLUSH_FRAME])
+      if (this.phase !== 'ready') return
+      // An error among the readable ones skips the rest to the Sync already, the unreadable one too.
+      if (this.clientSkipping) return this.runFrames(frames.slice(bad.index))
+    }
+    await this.refuse(bad.error, endsWithSync)
+  }
+
+  /**
    * Answers the batch with `err` as if its first message had failed, keeping
    * every backend in the state PostgreSQL would be in after that error.
    */
@@ -1289,7 +1308,12 @@ export class Session implements LinkHost, ClientSession {
       const targets = this.links.filter((l) => l.txStatus === 'T' || !endsWithSync).map((l) => l.index)
       if (targets.length) await this.forceError(targets, endsWithSync)
       if (this.savepoints === 0) this.ctx.locks.releaseAll(this.owner)
-    } else if (!alreadyRan) this.ctx.locks.releaseAll(this.owner)
+    } else {
+      // Messages since the last Sync opened an implicit transaction there: it fails with this error.
+      const open = this.links.filter((l) => this.sinceSync.has(l.index)).map((l) => l.index)
+      if (open.length) await this.forceError(open, endsWithSync)
+      if (!alreadyRan) this.ctx.locks.releaseAll(this.owner)
+    }
     this.out(err.toMessage())
     if (endsWithSync) {
       this.setStatus(inTx ? 'E' : 'I')
@@ -1619,21 +1643,6 @@ export class Session implements LinkHost, ClientSession {
     if (this.txStatus === 'I') return true
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
-}
-
-/**
- * A Query whose text is not one NUL-terminated string, or a Sync/Flush with a body: PostgreSQL's
- * pq_getmsgstring / pq_getmsgend errors for them (the session goes on).
- */
-function malformedTerminator(f: Frame): PgError | null {
-  const body = f.bytes.subarray(f.bodyOffset)
-  if (f.type === F.Query) {
-    // The common case costs one byte read; a NUL inside the text is left to the backends (each answers alike).
-    if (body.length && body[body.length - 1] === 0) return null
-    return new PgError('08P01', 'invalid string in message')
-  }
-  if ((f.type === F.Sync || f.type === F.Flush) && body.length) return new PgError('08P01', 'invalid message format')
-  return null
 }
 
 /** Login refusals that are the backend's (pgraid's credentials, its limits, its state), never the client's. */

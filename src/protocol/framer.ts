@@ -33,6 +33,8 @@ export class RefusedLength extends MalformedFrame {}
 /** PostgreSQL's limits: a startup packet's body, small message types' bodies. */
 export const MAX_STARTUP_PACKET = 10_000
 export const SMALL_MESSAGE_LIMIT = 10_000
+/** PostgreSQL's limit on an authentication message's body (PG_MAX_AUTH_TOKEN_LENGTH): beyond it, it closes. */
+export const AUTH_MESSAGE_LIMIT = 65_535
 /** A declared length of 1 GiB or more: PostgreSQL closes (its large-message limit is just below). */
 const GIB = 0x40000000
 /** Types whose body PostgreSQL limits to SMALL_MESSAGE_LIMIT: Close, Describe, Execute, Flush, Sync, Terminate, CopyDone, CopyFail. */
@@ -46,6 +48,8 @@ export class Framer {
   private filled = 0
   /** Untyped framing (StartupMessage, SSLRequest, CancelRequest) until switched. */
   untyped: boolean
+  /** During authentication every message is limited as PostgreSQL limits a password or SASL message. */
+  authenticating = false
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -101,6 +105,7 @@ export class Framer {
         // Only a length beyond the small limit needs the type looked at.
         if (len < 4 || (len - 4 > SMALL_MESSAGE_LIMIT && (SMALL_TYPES.has(buf[off]!) || len >= GIB)))
           throw new RefusedLength(`invalid message length ${len} for message type '${String.fromCharCode(buf[off]!)}'`)
+        if (this.authenticating && len - 4 > AUTH_MESSAGE_LIMIT) throw new RefusedLength(`invalid message length ${len} during authentication`)
       }
       if (len > this.maxMessageBytes) throw new FrameTooLarge(len, this.maxMessageBytes)
       const total = this.untyped ? len : len + 1

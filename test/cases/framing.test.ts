@@ -112,7 +112,8 @@ async function canary(t: Test): Promise<void> {
 
 import type { Test } from 'tap'
 
-type Case = { name: string; steps: (user: string) => Buffer[]; byteAnswers?: number }
+/** `md5`: compared with an md5-password backend (user postgres) and pgraid's md5 user, not the trust ones. */
+type Case = { name: string; steps: (user: string) => Buffer[]; byteAnswers?: number; md5?: boolean }
 
 const loggedIn = (user: string, ...after: Buffer[]) => [startup(user), ...after]
 
@@ -135,12 +136,27 @@ const CASES: Case[] = [
     steps: (u) => loggedIn(u, Buffer.concat([msg('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))),
   },
   { name: 'a Describe of an unknown kind, then Sync', steps: (u) => loggedIn(u, Buffer.concat([msg('D', Buffer.concat([Buffer.from('Z'), cstr('')])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
+  // Behind readable messages: PostgreSQL answers those first, then the error, then skips to the Sync.
+  {
+    name: 'Parse/Bind/Execute, then a Describe of an unknown kind, then Sync',
+    steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('D', Buffer.concat([Buffer.from('Z'), cstr('')])), msg('E', Buffer.concat([cstr(''), int32(0)])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))),
+  },
+  { name: 'Parse/Bind/Execute, then a Sync with a 4-byte body', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('S', Buffer.alloc(4))]), msg('Q', cstr('SELECT 1'))) },
+  { name: 'Parse/Bind/Execute, then a Query without its NUL', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('Q', Buffer.from('SELECT 1'))]), msg('Q', cstr('SELECT 1'))) },
+  // PostgreSQL reads an authentication message up to 65,535 bytes (PG_MAX_AUTH_TOKEN_LENGTH).
+  { name: 'a 100 kB password message', steps: (u) => [startup(u), msg('p', Buffer.alloc(100_000, 0x61))], md5: true },
+  { name: 'a password message without its NUL', steps: (u) => [startup(u), msg('p', Buffer.from('secret'))], md5: true },
+  { name: 'Parse/Bind/Execute, then a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('P', Buffer.alloc(16, 0x78)), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
 ]
+
+function extendedSelect(): Buffer[] {
+  return [msg('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0, 0])])), msg('B', Buffer.concat([cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])])), msg('E', Buffer.concat([cstr(''), int32(0)]))]
+}
 
 for (const c of CASES) {
   t.test(c.name, async (t) => {
-    const pgOut = await run(direct.port, c.steps('postgres'), { byteAnswers: c.byteAnswers })
-    const ours = await run(stack.port, c.steps('trusted'), { byteAnswers: c.byteAnswers })
+    const pgOut = await run((c.md5 ? stack.cluster.backends[1]! : direct).port, c.steps('postgres'), { byteAnswers: c.byteAnswers })
+    const ours = await run(stack.port, c.steps(c.md5 ? 'md5user' : 'trusted'), { byteAnswers: c.byteAnswers })
     t.same(ours, pgOut, `pgraid: ${JSON.stringify(ours)}; PostgreSQL: ${JSON.stringify(pgOut)}`)
     await canary(t)
   })

@@ -7,6 +7,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { stackFor, client, assertIdentical, onEachBackend, waitFor } from '../harness/stack.ts'
+import { RawClient, fe, errorCode } from '../harness/raw-client.ts'
 
 const stack = await stackFor(t)
 
@@ -59,4 +60,24 @@ t.test('SELECT pg_sleep is a read: one backend, no pgraid lock', async (t) => {
   t.equal((await running()).reduce((x, y) => x + y, 0), 1, 'on one backend only')
   t.same(stack.proxy.context.locks.snapshot().filter((l) => l.holders.length && l.resource.includes('pg_sleep')), [], 'no pgraid lock held for it')
   await sleeping
+})
+
+t.test('a write followed by an unreadable message in its batch: answered, then rolled back everywhere as on PostgreSQL', async (t) => {
+  const setup = await client(stack)
+  await setup.query('CREATE TABLE ur (n int)')
+  await setup.end()
+  const c = await RawClient.login(stack.port)
+  t.teardown(() => c.socket.destroy())
+  for (const bad of [fe.raw('D', Buffer.from('Z\0')), fe.raw('S', Buffer.alloc(4)), fe.raw('Q', Buffer.from('SELECT 1'))]) {
+    c.send(fe.parse('', 'INSERT INTO ur VALUES (1)'), fe.bind('', ''), fe.execute(''), bad, ...(bad[0] === 0x44 ? [fe.sync()] : []))
+    const got = await c.until('Z')
+    t.same(got.map((m) => (m.type === 'E' ? `E:${errorCode(m)}` : m.type)), ['1', '2', 'C', 'E:08P01', 'Z'], `answers for a batch ending in '${String.fromCharCode(bad[0]!)}'`)
+    t.equal(got[got.length - 1]!.body.toString('latin1'), 'I', 'idle after it')
+  }
+  c.send(fe.query('SELECT count(*) FROM ur'))
+  const rows = await c.until('Z')
+  t.ok(rows.some((m) => m.type === 'C'), 'the session goes on')
+  t.same(await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM ur'), [[{ n: 0 }], [{ n: 0 }], [{ n: 0 }]], 'nothing committed anywhere')
+  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'])
+  await assertIdentical(t, stack)
 })
