@@ -24,6 +24,7 @@ import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import { snapshotPoint, takesSnapshot } from './snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
+import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
@@ -569,6 +570,9 @@ export class Session implements LinkHost, ClientSession {
       return this.refuse(errors.lockNotAvailable(), plan.endsWithSync)
     }
     if (plan.locks.length) {
+      // The client's statement_timeout / lock_timeout bound this wait too: no backend's timer runs yet.
+      const limit = waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout'))
+      const timer = limit ? setTimeout(() => this.ctx.locks.abortWait(this.owner, new LockWaitAborted(limit.code)), limit.ms) : null
       try {
         await this.ctx.locks.acquire(this.owner, plan.locks)
       } catch (e) {
@@ -578,8 +582,10 @@ export class Session implements LinkHost, ClientSession {
           this.log.info({ detail }, 'deadlock victim')
           return this.refuse(errors.deadlock(detail), plan.endsWithSync)
         }
-        if (e instanceof LockWaitAborted) return this.refuse(errors.canceled(), plan.endsWithSync)
+        if (e instanceof LockWaitAborted) return this.refuse(limit && e.message === limit.code ? new PgError(limit.code, limit.message) : errors.canceled(), plan.endsWithSync)
         throw e
+      } finally {
+        if (timer) clearTimeout(timer)
       }
     }
     if (this.phase !== 'ready') {
@@ -1224,7 +1230,14 @@ export class Session implements LinkHost, ClientSession {
   private defaultIsolation = 'read committed'
   private txIsolation: string | null = null
 
+  /** statement_timeout / lock_timeout in force, in ms (SET LOCAL first, then the session's). */
+  private timeoutMs(name: 'statement_timeout' | 'lock_timeout'): number {
+    return this.localTimeouts.get(name) ?? settingFromSet(this.logSettings.get(name))
+  }
+  private readonly localTimeouts = new Map<string, number>()
+
   private trackIsolation(s: StatementInfo): void {
+    if (s.session?.op === 'set_local' && (s.session.name === 'statement_timeout' || s.session.name === 'lock_timeout')) this.localTimeouts.set(s.session.name, durationMs(s.session.value ?? '') ?? 0)
     if ((s.tx?.op === 'begin' || s.tx?.op === 'set_transaction') && s.tx.isolation) this.txIsolation = s.tx.isolation
     const op = s.session?.op
     const name = s.session?.name
@@ -1246,6 +1259,7 @@ export class Session implements LinkHost, ClientSession {
     if (st === 'I') {
       this.txIsolation = null
       this.snapshotTaken = false
+      this.localTimeouts.clear()
       this.ctx.locks.releaseAll(this.owner)
       this.registry.endTransaction()
       this.sticky = null
