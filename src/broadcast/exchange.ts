@@ -407,7 +407,15 @@ export class Exchange {
     this.maybeFinish()
   }
 
+  /** Called once every backend has answered message `index` (and the cursor moves past it). */
+  onPassed: { index: number; fn: () => void } | null = null
+
   private next(): void {
+    if (this.onPassed?.index === this.cursor) {
+      const fn = this.onPassed.fn
+      this.onPassed = null
+      fn()
+    }
     this.cursor++
     this.consumed = 0
     this.statementEnds = 0

@@ -17,6 +17,7 @@ import { errors, type PgError } from '../errors.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
 import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
+import { snapshotPoint, type SnapshotState } from './snapshot-point.ts'
 import { queryMessage, rewriteBind, rewriteOf, rewriteParse, rewriteQueryText, type Clock, type Rewrite } from './time-params.ts'
 import { changesData, drawnSequences, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'
 import { entryFromBind, insertText, logBind, logExecute, logParse, recordJson, type LogEntry } from '../recovery/record.ts'
@@ -59,6 +60,8 @@ export interface PlanContext {
    * commit on that backend alone): the session sends the BEGIN first and checks it (`Plan.beginFirst`).
    */
   beginApart?: boolean
+  /** The transaction's snapshot state (snapshot-point.ts), when its snapshot must be ordered. */
+  snapshot?: SnapshotState | null
 }
 
 export interface Plan {
@@ -92,6 +95,12 @@ export interface Plan {
   deferredCommit: { settings: readonly string[]; entries: LogEntry[] } | null
   /** The tie-safe BEGIN is not in `msgs`: the session opens the transaction everywhere first. */
   beginFirst: boolean
+  /**
+   * The batch takes a REPEATABLE READ / SERIALIZABLE snapshot (snapshot-point.ts). 'before': msgs[0]
+   * is pgraid's own statement taking it, and commits are held until every backend answered it;
+   * 'during': commits are held while the batch runs.
+   */
+  snapshotAt: 'before' | 'during' | null
   /** Every entry the batch logged, with where its CommandComplete comes (its tag is recorded after the answers). */
   tagged: BatchLogEntry[]
 }
@@ -263,6 +272,8 @@ export class PlanError extends Error {}
 
 const EMPTY_BIND = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])
 const BEGIN_QUERY = queryMessage('BEGIN')
+/** Takes a transaction's snapshot and nothing else. */
+const SNAPSHOT_QUERY = queryMessage('SELECT')
 
 export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const plan: Plan = {
@@ -285,6 +296,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     logParse: null,
     deferredCommit: null,
     beginFirst: false,
+    snapshotAt: null,
     tagged: [],
   }
   const last = frames[frames.length - 1]
@@ -367,6 +379,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
     }
   }
 
+  if (ctx.snapshot && everywhere) plan.snapshotAt = snapshotPoint(plan.executed, ctx.snapshot)
+
   // Pass 2: targets per message, with lazy Parse where a statement is missing.
   const definedHere = new Map<string, Statement>()
   const portalsHere = new Map<string, Portal>()
@@ -433,6 +447,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const tieSafe =
     !!log && !!ctx.tieSafe && !ctx.inTransaction && !batchTx && plan.endsWithSync && !ctx.sinceSync.size &&
     plan.executed.some((s) => changesData(s, ctx.catalog)) && !plan.executed.some((s) => s.noTransactionBlock || s.kind === 'copy-in')
+  if (plan.snapshotAt === 'before') push({ code: F.Query, bytes: SNAPSHOT_QUERY, targets: route, swallow: true, surfaceErrors: true })
   if (tieSafe && ctx.beginApart) plan.beginFirst = true
   else if (tieSafe) push({ code: F.Query, bytes: BEGIN_QUERY, targets: route, swallow: true, surfaceErrors: true })
   for (const f of frames) {

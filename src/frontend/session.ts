@@ -22,7 +22,7 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
-import { snapshotPoint, takesSnapshot } from './snapshot-point.ts'
+import { takesSnapshot } from './snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
 import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
 import type { StatementInfo } from '../sql/types.ts'
@@ -493,6 +493,11 @@ export class Session implements LinkHost, ClientSession {
       this.fatal(errors.protocolViolation(`unknown message type '${printable(last.type)}'`))
       return
     }
+    if (this.strayError) {
+      const f = this.strayError
+      this.strayError = null
+      if (this.txStatus !== 'I' && this.links.some((l) => l.txStatus === 'E')) return this.refuse(new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
+    }
     if (this.draining.size && this.txStatus === 'I' && !this.sinceSync.size && !this.copy) this.dropDrained()
     // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
     if (this.txStatus === 'I' && !this.sinceSync.size && !this.copy) while (this.ctx.paused()) await this.ctx.waitPause()
@@ -544,6 +549,10 @@ export class Session implements LinkHost, ClientSession {
         log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
         tieSafe: this.links.length % 2 === 0,
         beginApart: this.cutsPossible(),
+        snapshot:
+          this.links.length > 1 && this.ctx.config.recovery.log
+            ? { inTransaction: this.txStatus === 'T', taken: this.snapshotTaken, isolation: this.txIsolation ?? this.defaultIsolation, defaultIsolation: this.defaultIsolation }
+            : null,
       })
     } catch (e) {
       // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
@@ -606,16 +615,17 @@ export class Session implements LinkHost, ClientSession {
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
     if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
-    // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere.
-    const point = this.links.length > 1 && this.ctx.config.recovery.log ? snapshotPoint(plan.executed, { inTransaction: this.txStatus === 'T', taken: this.snapshotTaken, isolation: this.txIsolation ?? this.defaultIsolation, defaultIsolation: this.defaultIsolation }) : null
-    if (point === 'before' && !(await this.takeSnapshotFirst(plan))) return
-    const snapshotHold = point === 'during' ? await this.holdForSnapshot() : null
-    if (point === 'during' && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
+    // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere:
+    // new commits held, those in flight landed, until it is taken (execute releases it then).
+    const snapshotHold = plan.snapshotAt ? await this.holdForSnapshot() : null
+    if (plan.snapshotAt && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
+    this.snapshotHold = snapshotHold
     this.plan = plan
     if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
       return await this.execute(plan)
     } finally {
+      this.snapshotHold = null
       snapshotHold?.()
       if (this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
       this.plan = null
@@ -675,8 +685,13 @@ export class Session implements LinkHost, ClientSession {
     this.out(readyForQuery('I'))
   }
 
+  /** An ERROR a backend sent between batches (see unsolicited). */
+  private strayError: Record<string, string> | null = null
+
   /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (snapshot-point.ts). */
   private snapshotTaken = false
+  /** Releases the hold on commits the batch in flight took for its snapshot. */
+  private snapshotHold: (() => void) | null = null
 
   /**
    * Holds new commits and waits until those in flight have landed on every backend: the point of
@@ -693,34 +708,6 @@ export class Session implements LinkHost, ClientSession {
       await new Promise((r) => setTimeout(r, 1))
     }
     return release
-  }
-
-  /**
-   * The batch's first statement would take the open transaction's snapshot: pgraid takes it just
-   * before, on every backend at one point of the commit order, with a statement of its own, so the
-   * hold on commits lasts a round trip, not the client's statement.
-   */
-  private async takeSnapshotFirst(plan: Plan): Promise<boolean> {
-    const release = await this.holdForSnapshot()
-    if (!release) {
-      await this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
-      return false
-    }
-    let ex: Exchange
-    try {
-      ex = await this.runOwn(this.links.map((l) => ({ code: F.Query, bytes: SNAPSHOT_QUERY, targets: [l.index], swallow: true })))
-    } finally {
-      release()
-    }
-    for (const l of this.links) l.txStatus = ex.outcome.status.get(l.index) ?? l.txStatus
-    if (this.phase !== 'ready') return false
-    if (this.links.some((l) => l.txStatus !== 'T')) {
-      // Cut by the client's timeout or cancel on some backend: the transaction fails everywhere.
-      await this.refuse(errors.canceled(), plan.endsWithSync)
-      return false
-    }
-    this.snapshotTaken = true
-    return true
   }
 
   /** Timeouts and cancels may cut this session's statements: it set a timeout, or one has cut a statement. */
@@ -983,6 +970,8 @@ export class Session implements LinkHost, ClientSession {
     const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
     ex.completeOnExcuse = !!plan.commit
+    // pgraid's snapshot statement answered by every backend: the snapshot is taken, commits go on.
+    if (plan.snapshotAt === 'before' && this.snapshotHold) ex.onPassed = { index: 0, fn: this.snapshotHold }
     // A commit that a backend back in service must also get: acknowledged only once it has it.
     ex.deferReady = (!!plan.commit && this.lateBackends().length > 0) || !!plan.deferredCommit
     this.exchange = ex
@@ -1414,6 +1403,15 @@ export class Session implements LinkHost, ClientSession {
         this.log.warn({ backend: link.name, code: f.C, message: f.M }, 'backend session ended')
         return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`, f)
       }
+      // An ERROR between batches: a statement_timeout that fired while a commit held interrupts off is
+      // reported by PostgreSQL once idle, with a ReadyForQuery of its own. Inside a transaction it
+      // failed that transaction on this backend alone: the next batch fails it everywhere.
+      this.strayError ??= f
+      return
+    }
+    if (type === B.ReadyForQuery && body?.length) {
+      link.txStatus = String.fromCharCode(body[0]!)
+      return
     }
     // A backend announcing its own shutdown (57P01-57P03) is about to be taken out: not the client's news.
     if (type === B.NoticeResponse && body && /^57P0[123]$/.test(errorFields(body).C ?? '')) return
@@ -1742,8 +1740,6 @@ const LIFT_BEFORE_COMMIT = 'SET LOCAL statement_timeout = 0;SET LOCAL lock_timeo
 /** Lifted at pgraid's BEGIN, where the session set them: pgraid's round trips are not the client idling. */
 const LIFT_IN_TRANSACTION = ['idle_in_transaction_session_timeout', 'transaction_timeout']
 const ROLLBACK_QUERY = message(F.Query, Buffer.from('ROLLBACK\0', 'utf8'))
-/** Takes a transaction's snapshot and nothing else. */
-const SNAPSHOT_QUERY = message(F.Query, Buffer.from('SELECT\0', 'utf8'))
 /** How long a snapshot waits for the commits in flight to land before the transaction is refused (40001). */
 const SNAPSHOT_WAIT_MS = 10_000
 
