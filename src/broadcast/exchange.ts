@@ -185,12 +185,12 @@ export class Exchange {
     const out: number[] = []
     for (const [idx, lp] of this.links) {
       if (lp.qpos >= lp.queue.length) continue
-      if (this.msgs[lp.queue[lp.qpos]!]!.swallow) this.cancelLater.add(idx)
+      if (this.msgs[lp.queue[lp.qpos]!]!.swallow) (this.cancelLater ??= new Set()).add(idx)
       else out.push(idx)
     }
     return out
   }
-  private readonly cancelLater = new Set<number>()
+  private cancelLater: Set<number> | null = null
 
   get complete(): boolean {
     return this.isComplete
@@ -280,7 +280,7 @@ export class Exchange {
       lp.qpos++
       lp.tracker = null
       this.settle(idx, lp)
-      if (this.cancelLater.size && this.cancelLater.has(idx) && lp.qpos < lp.queue.length && !this.msgs[lp.queue[lp.qpos]!]!.swallow) {
+      if (this.cancelLater?.has(idx) && lp.qpos < lp.queue.length && !this.msgs[lp.queue[lp.qpos]!]!.swallow) {
         this.cancelLater.delete(idx)
         this.host.cancel(idx)
       }

@@ -45,8 +45,13 @@ t.test('a write reading a clock from FROM stores one value everywhere', async (t
   await c.query('CREATE TABLE fc (t timestamptz)')
   await c.query('INSERT INTO fc SELECT * FROM now()')
   await c.query('INSERT INTO fc SELECT x FROM statement_timestamp() AS s(x)')
+  // Wherever the call appears: LATERAL, VALUES inside a CTE, a function's argument, a subquery.
+  await c.query('INSERT INTO fc SELECT x FROM generate_series(1, 2) g, LATERAL (SELECT * FROM clock_timestamp()) AS n(x)')
+  await c.query('WITH v(t) AS (VALUES (now()), (clock_timestamp())) INSERT INTO fc SELECT t FROM v')
+  await c.query("INSERT INTO fc VALUES (date_trunc('second', clock_timestamp())), (coalesce(NULL, statement_timestamp()))")
+  await c.query('INSERT INTO fc SELECT (SELECT max(x) FROM (VALUES (clock_timestamp())) AS s(x))')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM fc')
-  t.same(per, [[{ n: 2 }], [{ n: 2 }], [{ n: 2 }]])
+  t.same(per, [[{ n: 9 }], [{ n: 9 }], [{ n: 9 }]])
   await assertIdentical(t, stack)
 })
 
