@@ -22,7 +22,7 @@ import { planBatch, type Plan } from './planner.ts'
 import { StatementRegistry } from './statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
-import { takesSnapshot } from './snapshot-point.ts'
+import { takesSnapshot, type SnapshotState } from './snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
 import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
 import type { StatementInfo } from '../sql/types.ts'
@@ -549,10 +549,7 @@ export class Session implements LinkHost, ClientSession {
         log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
         tieSafe: this.links.length % 2 === 0,
         beginApart: this.cutsPossible(),
-        snapshot:
-          this.links.length > 1 && this.ctx.config.recovery.log
-            ? { inTransaction: this.txStatus === 'T', taken: this.snapshotTaken, isolation: this.txIsolation ?? this.defaultIsolation, defaultIsolation: this.defaultIsolation }
-            : null,
+        snapshot: this.links.length > 1 && this.ctx.config.recovery.log ? this.snapshotState() : null,
       })
     } catch (e) {
       // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
@@ -580,7 +577,7 @@ export class Session implements LinkHost, ClientSession {
     }
     if (plan.locks.length) {
       // The client's statement_timeout / lock_timeout bound this wait too: no backend's timer runs yet.
-      const limit = waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout'))
+      const limit = this.localTimeouts.size || this.logSettings.has('statement_timeout') || this.logSettings.has('lock_timeout') ? waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout')) : null
       const timer = limit ? setTimeout(() => this.ctx.locks.abortWait(this.owner, new LockWaitAborted(limit.code)), limit.ms) : null
       try {
         await this.ctx.locks.acquire(this.owner, plan.locks)
@@ -627,7 +624,7 @@ export class Session implements LinkHost, ClientSession {
     } finally {
       this.snapshotHold = null
       snapshotHold?.()
-      if (this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
+      if (!this.snapshotTaken && this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
       this.plan = null
       if (plan.commit?.lsn !== undefined) {
         this.ctx.recovery(this.database).settle(plan.commit.lsn)
@@ -690,6 +687,16 @@ export class Session implements LinkHost, ClientSession {
 
   /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (snapshot-point.ts). */
   private snapshotTaken = false
+  /** Where this session stands for snapshot-point.ts (one object, updated per batch). */
+  private snapshotState(): SnapshotState {
+    const st = this.snapshotStateObj
+    st.inTransaction = this.txStatus === 'T'
+    st.taken = this.snapshotTaken
+    st.isolation = this.txIsolation ?? this.defaultIsolation
+    st.defaultIsolation = this.defaultIsolation
+    return st
+  }
+  private readonly snapshotStateObj: SnapshotState = { inTransaction: false, taken: false, isolation: '', defaultIsolation: '' }
   /** Releases the hold on commits the batch in flight took for its snapshot. */
   private snapshotHold: (() => void) | null = null
 

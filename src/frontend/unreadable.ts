@@ -15,13 +15,13 @@ import { PgError } from '../errors.ts'
  * every batch's terminator gets (one byte read for a Query).
  */
 export function malformedTerminator(f: Frame): PgError | null {
-  const body = f.bytes.subarray(f.bodyOffset)
+  const bodyLength = f.bytes.length - f.bodyOffset
   if (f.type === F.Query) {
     // A NUL inside the text is left to the backends (each answers alike).
-    if (body.length && body[body.length - 1] === 0) return null
+    if (bodyLength && f.bytes[f.bytes.length - 1] === 0) return null
     return new PgError('08P01', 'invalid string in message')
   }
-  if ((f.type === F.Sync || f.type === F.Flush) && body.length) return new PgError('08P01', 'invalid message format')
+  if ((f.type === F.Sync || f.type === F.Flush) && bodyLength) return new PgError('08P01', 'invalid message format')
   return null
 }
 
