@@ -78,6 +78,13 @@ export interface ServerContext {
   writeQuorum: number
   /** Puts a backend back in service (resync, clone, ENABLE FORCE). */
   enable(index: number, reason: string): void
+  /**
+   * A statement is about to create, drop, rename or copy these databases: pgraid closes its own
+   * connections to them (they would block it) and stops checking them until the returned function
+   * is called; `done` (the statement succeeded) drops what pgraid kept for them (recovery log,
+   * catalog), so a database of that name later starts afresh.
+   */
+  holdDatabases(names: string[]): Promise<(done: boolean) => void>
   /** Holds new COMMITs until the returned function is called (resync's last step). */
   holdCommits(): () => void
   /** Resolves when no hold is in place; `held()` says whether one is. */

@@ -88,6 +88,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const catalogs = new Map<string, Catalog>()
   const logs = new Map<string, RecoveryLog>()
   let nextId = 1
+  /** Databases a CREATE/DROP/ALTER DATABASE in flight names (ServerContext.holdDatabases). */
+  const heldDatabases = new Map<string, number>()
   let hold: Promise<void> | null = null
   let holders = 0
   let releaseHold: () => void = () => {}
@@ -133,7 +135,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     takeOut: (i, reason, cause) => ctx.takeOut(i, 'disabled', reason, false, cause),
     reconcile: (i, systemChanged) => reconcile(ctx, i, systemChanged),
     // Only the writer's own LSNs are compared: a standby's logs are not ready.
-    logs: () => [...logs.values()],
+    logs: () => [...logs.values()].filter((l) => !heldDatabases.has(l.database)),
     markOut: (i, state, reason, cause) => ctx.markOut(i, state, reason, cause),
   })
   const ctx: ServerContext = {
@@ -199,7 +201,28 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     counters,
     nextSessionId: () => nextId++,
     sessions: () => [...sessions],
-    databases: () => [...logs.keys()],
+    databases: () => [...logs.keys()].filter((d) => !heldDatabases.has(d)),
+    async holdDatabases(names) {
+      for (const n of names) heldDatabases.set(n, (heldDatabases.get(n) ?? 0) + 1)
+      health.releaseDatabases(names)
+      await Promise.all(names.map((n) => catalogs.get(n)?.close()))
+      let released = false
+      return (done) => {
+        if (released) return
+        released = true
+        for (const n of names) {
+          const k = (heldDatabases.get(n) ?? 1) - 1
+          if (k) heldDatabases.set(n, k)
+          else heldDatabases.delete(n)
+          if (!done) continue
+          // No session can be on it now (PostgreSQL refuses, or ends them with FORCE): nothing in flight.
+          logs.delete(n)
+          void catalogs.get(n)?.close()
+          catalogs.delete(n)
+        }
+        if (done) logger.info({ databases: names }, 'a database was created, dropped, renamed or copied: pgraid starts afresh with it')
+      }
+    },
     backends: () => targets,
     catalog(database) {
       let c = catalogs.get(database)

@@ -21,6 +21,7 @@ import './sql/analyze.unit.ts'
 import './sql/analyze-api.unit.ts'
 import './sql/keys.unit.ts'
 import './runtime/wasm-baseline.unit.ts'
+import './recovery/backend-states.unit.ts'
 
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'

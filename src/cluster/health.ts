@@ -129,6 +129,16 @@ export class HealthMonitor {
     return { identity: s.identity, failures: s.failures, lastError: s.lastError, lastOk: s.lastOk }
   }
 
+  /** Closes the log-check connections to these databases (a DROP or RENAME of them must not wait for them). */
+  releaseDatabases(names: readonly string[]): void {
+    for (const [key, c] of [...this.logClients]) {
+      if (!names.includes(key.slice(key.indexOf('\0') + 1))) continue
+      this.logClients.delete(key)
+      void c.end().catch(() => {})
+    }
+    for (const key of [...this.suspects.keys()]) if (names.includes(key.slice(key.indexOf('\0') + 1))) this.suspects.delete(key)
+  }
+
   async close(): Promise<void> {
     this.closed = true
     if (this.timer) clearTimeout(this.timer)

@@ -617,11 +617,15 @@ export class Session implements LinkHost, ClientSession {
     const snapshotHold = plan.snapshotAt ? await this.holdForSnapshot() : null
     if (plan.snapshotAt && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
     this.snapshotHold = snapshotHold
+    // CREATE / DROP / ALTER DATABASE: pgraid's own connections to those databases go first.
+    const names = plan.everywhere ? databasesNamed(plan) : null
+    const releaseDatabases = names ? await this.ctx.holdDatabases(names) : null
     this.plan = plan
     if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
       return await this.execute(plan)
     } finally {
+      releaseDatabases?.(!this.batchFailed)
       this.snapshotHold = null
       snapshotHold?.()
       if (!this.snapshotTaken && this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
@@ -681,6 +685,9 @@ export class Session implements LinkHost, ClientSession {
     this.beforeReady()
     this.out(readyForQuery('I'))
   }
+
+  /** The last batch answered an error (or its backends disagreed). */
+  private batchFailed = false
 
   /** An ERROR a backend sent between batches (see unsolicited). */
   private strayError: Record<string, string> | null = null
@@ -1031,6 +1038,7 @@ export class Session implements LinkHost, ClientSession {
         return
       }
     }
+    this.batchFailed = outcome.errored.size > 0 || !!outcome.diverged
     if (outcome.clientError || outcome.excused.length) this.cutSeen = true
     if (outcome.excused.length) {
       // A client-caused failure (timeout, cancel, lock_timeout, 40001, 40P01) on some backends while the
@@ -1754,3 +1762,9 @@ function queryMessage(text: string): Buffer {
   return message(F.Query, Buffer.from(`${text}\0`, 'utf8'))
 }
 
+/** Databases the batch creates, drops, renames or copies (null: none; the common case costs a scan of its statements). */
+function databasesNamed(plan: Plan): string[] | null {
+  let out: string[] | null = null
+  for (const s of plan.executed) if (s.databases?.length) (out ??= []).push(...s.databases)
+  return out
+}

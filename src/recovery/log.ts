@@ -25,7 +25,17 @@ export interface BackendLogState {
   /** Its pgraid schema was created just now (it had none). */
   createdNow: boolean
   /** What it records about the backends' states. */
-  states: { backend: string; state: string; reason: string | null; cause: string | null }[]
+  states: RecordedState[]
+}
+
+/** A row of pgraid.backend_state: what one backend recorded about one backend, and when. */
+export interface RecordedState {
+  backend: string
+  state: string
+  reason: string | null
+  cause: string | null
+  /** When that state began (epoch ms); the latest record of a backend wins. */
+  at: number
 }
 
 type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause) => void
@@ -139,12 +149,10 @@ export class RecoveryLog {
       else this.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`, 'unreachable')
     })
     if (!found.length) throw new Error(`no backend reachable for database "${this.database}"`)
-    for (const s of found) {
-      for (const rec of s.states) {
-        const i = this.targets.findIndex((t) => t.name === rec.backend)
-        if (i < 0 || i === s.index || rec.state === 'enabled') continue
-        this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${s.backend}: ${rec.reason ?? ''}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
-      }
+    for (const { rec, by } of latestStates(found, (names) => this.log.warn({ database: this.database, backends: names }, 'the backends recorded different states: the latest record of each backend wins'))) {
+      const i = this.targets.findIndex((t) => t.name === rec.backend)
+      if (i < 0 || rec.state === 'enabled') continue
+      this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${by}: ${rec.reason ?? ''}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
     }
     // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
     // everything written before pgraid and the log cannot rebuild that. It waits to be cloned.
@@ -285,7 +293,7 @@ export class RecoveryLog {
         maxLsn,
         records: Number(r.rows[0]!.n),
         recent: new Set((await client.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn > $1', [maxLsn - WINDOW])).rows.map((x) => Number(x.lsn))),
-        states: (await client.query('SELECT backend, state, reason, cause FROM pgraid.backend_state')).rows,
+        states: (await client.query<RecordedState>('SELECT backend, state, reason, cause, coalesce(extract(epoch FROM at) * 1000, 0)::float8 AS at FROM pgraid.backend_state')).rows,
       }
     } finally {
       await client.end().catch(() => {})
@@ -481,4 +489,32 @@ async function waitSessionGone(c: pg.Client, pid: number): Promise<void> {
     if (k > 2000) throw new Error(`session ${pid} did not end`)
     await new Promise((r) => setTimeout(r, 5))
   }
+}
+
+/**
+ * One view of the backends' states from the views the backends recorded (each writes the whole list
+ * into every backend in service, so a backend that was out holds an older view). Per backend the
+ * record with the latest start time wins, whoever holds it. A view itself is evidence: a backend
+ * that holds records up to time T was in service at T (pgraid writes only there), which outweighs
+ * an older record of it being out; its records about itself count for nothing else (it is never
+ * told it is out). On a tie, out wins.
+ */
+export function latestStates(found: readonly BackendLogState[], disagreed: (names: string[]) => void): { rec: RecordedState; by: string }[] {
+  const best = new Map<string, { rec: RecordedState; by: string }>()
+  const differ = new Set<string>()
+  const offer = (rec: RecordedState, by: string) => {
+    const cur = best.get(rec.backend)
+    if (cur && cur.rec.state !== rec.state) differ.add(rec.backend)
+    if (!cur || rec.at > cur.rec.at || (rec.at === cur.rec.at && rec.state !== 'enabled')) best.set(rec.backend, { rec, by })
+  }
+  for (const s of found) {
+    let seen = 0
+    for (const rec of s.states) {
+      seen = Math.max(seen, rec.at)
+      if (rec.backend !== s.backend) offer(rec, s.backend)
+    }
+    if (s.states.length) offer({ backend: s.backend, state: 'enabled', reason: null, cause: null, at: seen }, s.backend)
+  }
+  if (differ.size) disagreed([...differ])
+  return [...best.values()]
 }

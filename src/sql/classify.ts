@@ -67,5 +67,7 @@ function finalize(d: Draft, c: Collector, text: string): StatementInfo {
   if (d.tx) info.tx = d.tx
   if (d.session) info.session = d.session
   if (d.copy) info.copy = d.copy
+  if (d.databases) info.databases = d.databases
+  if (d.force) info.force = true
   return info
 }

@@ -96,6 +96,11 @@ function alterTable(s: AlterTableStmt, c: Collector): Draft {
 
 function rename(s: RenameStmt, c: Collector): Draft {
   const type = s.renameType === 'OBJECT_COLUMN' ? s.relationType : s.renameType
+  if (s.renameType === 'OBJECT_DATABASE') {
+    c.unknownWrites = true
+    const old = (s.object as { String?: { sval?: string } } | undefined)?.String?.sval ?? s.subname
+    return { ...ddl(alterTag(type)), databases: [old ?? '', s.newname ?? ''].filter(Boolean) }
+  }
   if (s.relation) {
     c.write(s.relation)
     // statements naming the new name must be ordered after the rename too
@@ -220,11 +225,20 @@ export const DDL_HANDLERS: Record<string, StmtHandler> = {
   },
   AlterFunctionStmt: (s: { objtype?: ObjectType }, c) => opaque(alterTag(s.objtype))(s, c),
   AlterSystemStmt: opaque('ALTER SYSTEM', true),
-  CreatedbStmt: opaque('CREATE DATABASE', true),
-  DropdbStmt: opaque('DROP DATABASE', true),
-  AlterDatabaseStmt: (s: { options?: Node[] }, c) =>
+  CreatedbStmt: (s: { dbname?: string; options?: Node[] }, c) => ({
+    ...opaque('CREATE DATABASE', true)(s, c),
+    databases: [s.dbname ?? '', ...defStrings(s.options, 'template')].filter(Boolean),
+  }),
+  DropdbStmt: (s: { dbname?: string; options?: Node[] }, c) => ({
+    ...opaque('DROP DATABASE', true)(s, c),
+    databases: s.dbname ? [s.dbname] : [],
+    force: hasDef(s.options, 'force'),
+  }),
+  AlterDatabaseStmt: (s: { dbname?: string; options?: Node[] }, c) => ({
     // ALTER DATABASE ... SET TABLESPACE moves files and refuses a transaction block
-    opaque('ALTER DATABASE', hasDef(s.options, 'tablespace'))(s, c),
+    ...opaque('ALTER DATABASE', hasDef(s.options, 'tablespace'))(s, c),
+    ...(hasDef(s.options, 'tablespace') && s.dbname ? { databases: [s.dbname] } : {}),
+  }),
   CreateTableSpaceStmt: opaque('CREATE TABLESPACE', true),
   DropTableSpaceStmt: opaque('DROP TABLESPACE', true),
   CreateSubscriptionStmt: (s: { options?: Node[] }, c) =>
@@ -233,6 +247,16 @@ export const DDL_HANDLERS: Record<string, StmtHandler> = {
   AlterSubscriptionStmt: alterSubscription,
   // dropping the remote slot (the usual case) refuses a transaction block; assume it does
   DropSubscriptionStmt: opaque('DROP SUBSCRIPTION', true),
+}
+
+/** The string values of option `name` (CREATE DATABASE ... TEMPLATE x). */
+function defStrings(options: Node[] | undefined, name: string): string[] {
+  const out: string[] = []
+  for (const o of options ?? []) {
+    const d = (o as { DefElem?: { defname?: string; arg?: { String?: { sval?: string } } } }).DefElem
+    if (d?.defname === name && d.arg?.String?.sval) out.push(d.arg.String.sval)
+  }
+  return out
 }
 
 function hasDef(options: Node[] | undefined, name: string): boolean {

@@ -13,6 +13,8 @@ export interface Draft {
   tx?: TxInfo
   session?: SessionInfo
   copy?: CopyInfo
+  databases?: string[]
+  force?: boolean
 }
 
 /** Analyses a nested statement (EXPLAIN, PREPARE, DECLARE, COPY (query)...). */

@@ -107,6 +107,13 @@ export interface StatementInfo {
   lockWait?: 'nowait' | 'skip_locked'
   copy?: CopyInfo
   /**
+   * CREATE / DROP / ALTER DATABASE: the databases it creates, drops, renames (old and new name) or
+   * copies (TEMPLATE), whose per-database state pgraid must drop and whose connections it closes.
+   */
+  databases?: string[]
+  /** DROP DATABASE ... WITH (FORCE) */
+  force?: boolean
+  /**
    * Per target table, the rows the statement can touch, when provable from the
    * text. Absent = unknown (the caller locks the whole table). A table of
    * `writes` without an entry here is also unknown. See docs/sql.md "Key access".
