@@ -85,6 +85,8 @@ export interface ServerContext {
    * catalog), so a database of that name later starts afresh.
    */
   holdDatabases(names: string[]): Promise<(done: boolean) => void>
+  /** Resolves once every backend-state change so far is recorded in the backends in service. */
+  statesRecorded(): Promise<void>
   /** Holds new COMMITs until the returned function is called (resync's last step). */
   holdCommits(): () => void
   /** Resolves when no hold is in place; `held()` says whether one is. */

@@ -202,6 +202,9 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     nextSessionId: () => nextId++,
     sessions: () => [...sessions],
     databases: () => [...logs.keys()].filter((d) => !heldDatabases.has(d)),
+    statesRecorded: async () => {
+      await Promise.all([...logs.values()].map((l) => l.recorded()))
+    },
     async holdDatabases(names) {
       for (const n of names) heldDatabases.set(n, (heldDatabases.get(n) ?? 0) + 1)
       health.releaseDatabases(names)

@@ -233,6 +233,7 @@ export class AdminConsole {
       if (from === -1) throw new PgError('42704', `no backend named "${words[3]}"`, 'ERROR', undefined, `backends: ${configured().join(', ')}`)
       try {
         const r = await clone(this.ctx, idx, { from, dryRun: dry, signal: this.aborter.signal, notice: (m, p) => this.notice(m, p) })
+        if (!dry) await this.ctx.statesRecorded()
         return {
           columns: ['name', 'state', 'database', 'lsn', 'tables', 'rows', 'records_replayed', 'commits_held_ms'],
           rows: r.databases.map((d) => [name, dry ? this.ctx.states.list[idx]!.state : 'enabled', d.name, d.lsn, d.tables, d.rows, r.replayed, r.heldMs]),
@@ -255,6 +256,8 @@ export class AdminConsole {
       const { name, idx } = backendArg()
       try {
         const r = await resync(this.ctx, idx, (m, p) => this.notice(m, p), undefined, this.aborter.signal)
+        // Answered once every backend in service records the new state: an operator reads one view.
+        await this.ctx.statesRecorded()
         return { columns: ['name', 'state', 'records_applied', 'commits_held_ms', 'replay_ms'], rows: [[name, 'enabled', r.applied, r.heldMs, Math.round(r.replayMs)]], tag: 'RESYNC' }
       } catch (e) {
         if (e instanceof ResyncRefused) throw new PgError('55000', `cannot resync ${name}: ${e.message}`)
@@ -288,6 +291,7 @@ export class AdminConsole {
       if (why && !force) throw new PgError('55000', `cannot enable ${name}: ${why}`, 'ERROR', undefined, 'ENABLE ... FORCE puts it back anyway (its data may then differ)')
       if (why) this.notice(`WARNING: ${name} enabled by force although ${why}; run pgraid verify`)
       this.ctx.enable(idx, force ? `enabled by force by admin ${this.user}` : `enabled by admin ${this.user}`)
+      await this.ctx.statesRecorded()
       return { columns: ['name', 'state'], rows: [[name, 'enabled']], tag: 'ENABLE' }
     }
     if (op === 'DISABLE' && words.length === 2) {
@@ -296,6 +300,7 @@ export class AdminConsole {
       if (this.ctx.states.enabled().length === 1) throw new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`)
       if (dry) return this.dryRun(name, `would take it out of service (${this.ctx.states.enabled().length - 1} left; writes need ${this.ctx.writeQuorum})`)
       this.ctx.takeOut(idx, 'disabled', `disabled by admin ${this.user}`, true, 'operator')
+      await this.ctx.statesRecorded()
       return { columns: ['name', 'state'], rows: [[name, 'disabled']], tag: 'DISABLE' }
     }
     throw new PgError('42601', `unknown admin command: ${cmd}`, 'ERROR', undefined, `commands: ${HELP.map(([c]) => c).join(', ')}`)

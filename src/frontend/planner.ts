@@ -20,7 +20,7 @@ import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
 import { snapshotPoint, type SnapshotState } from './snapshot-point.ts'
 import { queryMessage, rewriteBind, rewriteOf, rewriteParse, rewriteQueryText, type Clock, type Rewrite } from './time-params.ts'
 import { changesData, drawnSequences, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'
-import { entryFromBind, insertText, logBind, logExecute, logParse, recordJson, type LogEntry } from '../recovery/record.ts'
+import { entryFromBind, insertText, logBind, logExecute, logParse, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
 
 export interface PlanContext {
   registry: StatementRegistry
@@ -410,6 +410,7 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const add = (msg: number, entry: LogEntry, writes: boolean, unit: number | undefined, stmts: readonly StatementInfo[]) => {
     const sq = writes ? drawnSequences(stmts, ctx.catalog) : undefined
     if (sq) entry.sq = sq
+    for (const s of stmts) if (s.databases) (entry.db ??= []).push(...(replayableDatabases(s.command, s.databases) ?? []))
     cur.push(entry)
     curWrites ||= writes
     const e: BatchLogEntry = { msg, entry, writes, unit }

@@ -28,7 +28,7 @@ import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
-import { insertText, recordJson } from '../recovery/record.ts'
+import { insertText, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
 import type { ClientSession, ServerContext } from '../server-context.ts'
 import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
 
@@ -778,7 +778,12 @@ export class Session implements LinkHost, ClientSession {
     if (!plan.endsWithSync || ex.outcome.status.get(final?.targets[0] ?? -1) !== 'I') return
     const marks = plan.executed.filter((s) => s.kind === 'copy-in' || (s.noTransactionBlock && SCHEMA_OUTSIDE_TX.has(s.command)))
     if (!marks.length || !this.links.length || !this.mayWrite() || !this.ctx.recovery(this.database).isReady) return
-    const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map((s) => (s.kind === 'copy-in' ? { q: s.text, copy: true } : { q: s.text, noTx: true })) })
+    const entry = (s: StatementInfo): LogEntry => {
+      if (s.kind === 'copy-in') return { q: s.text, copy: true }
+      const db = replayableDatabases(s.command, s.databases)
+      return db ? { q: s.text, noTx: true, db } : { q: s.text, noTx: true }
+    }
+    const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map(entry) })
     while (this.ctx.held()) await this.ctx.waitHold()
     const log = this.ctx.recovery(this.database)
     // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.

@@ -89,6 +89,12 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
       checkAbort(opts.signal)
       result.databases.push(await cloneDatabase(ctx, source, target, db, opts))
     }
+    // A pgraid database the source no longer has was dropped through pgraid while the target was out.
+    for (const db of await loggedDatabases(target)) {
+      if (databases.includes(db) || db === (target.database ?? 'postgres')) continue
+      opts.notice(`clone ${target.name}: dropping database "${db}" (${source.name} has no such pgraid database: dropped while ${target.name} was out)`)
+      await dropDatabase(target, db)
+    }
     ctx.markOut(index, 'disabled', `cloned from ${source.name}; catching up from the log`)
     b.activity = 'catching up'
     try {
@@ -242,4 +248,14 @@ async function copyTables(ctx: ServerContext, source: BackendTarget, target: Bac
   await Promise.all(Array.from({ length: Math.min(ctx.config.lifecycle.cloneJobs, Math.max(1, queue.length)) }, worker))
   report(true)
   return done
+}
+
+async function dropDatabase(target: BackendTarget, db: string): Promise<void> {
+  const c = controlClient(target, target.database ?? 'postgres', 'clone')
+  await c.connect()
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`)
+  } finally {
+    await c.end().catch(() => {})
+  }
 }

@@ -14,7 +14,7 @@ export interface Difference {
   database: string
   table: string
   backend: string
-  problem: 'missing table' | 'extra table' | 'columns differ' | 'missing row' | 'extra row' | 'changed row' | 'rows differ' | 'sequence differs' | 'log position differs'
+  problem: 'missing database' | 'missing table' | 'extra table' | 'columns differ' | 'missing row' | 'extra row' | 'changed row' | 'rows differ' | 'sequence differs' | 'log position differs'
   key: string | null
   detail: string
 }
@@ -100,7 +100,17 @@ export async function verify(ctx: ServerContext, opts: VerifyOptions = {}): Prom
   }
   if (inService.length < 2) throw new VerifyRefused(`only ${inService.length} backend(s) in service: nothing to compare${report.skipped.length ? `; out of service: ${report.skipped.join(', ')}` : ''}`)
   const { loggedDatabases } = await import('../recovery/resync.ts')
-  const databases = opts.databases?.length ? opts.databases : await loggedDatabases(targets[inService[0]!]!)
+  let databases = opts.databases
+  if (!databases?.length) {
+    // The pgraid databases of every backend in service: one some lack is a difference, not compared further.
+    const each = await Promise.all(inService.map((i) => loggedDatabases(targets[i]!)))
+    const all = [...new Set(each.flat())].sort()
+    databases = all.filter((db) => each.every((l) => l.includes(db)))
+    for (const db of all)
+      each.forEach((l, k) => {
+        if (!l.includes(db)) report.differences.push({ database: db, table: '', backend: targets[inService[k]!]!.name, problem: 'missing database', key: null, detail: `database "${db}" (with a pgraid log on other backends in service) is missing there or has no pgraid log` })
+      })
+  }
   for (const db of databases) await verifyDatabase(ctx, inService, db, opts, report)
   report.identical = report.differences.length === 0
   return report

@@ -457,19 +457,43 @@ export class RecoveryLog {
     await this.applyLate(source, lsn, at, json, lack, entries)
   }
 
-  /** Writes the backends' states into every backend still in service. */
-  async recordStates(list: readonly BackendStatus[]): Promise<void> {
+  /**
+   * Writes the backends' states into every backend still in service. Writes are queued one after another, each with the states as they are when it runs: a slow
+   * earlier write never lands after a later one, and a burst of changes ends in the latest view.
+   */
+  recordStates(list: readonly BackendStatus[]): Promise<void> {
+    if (this.recordQueued) return this.recording
+    this.recordQueued = true
+    this.recording = this.recording
+      .catch(() => {})
+      .then(() => {
+        this.recordQueued = false
+        return this.writeStates(list)
+      })
+    return this.recording
+  }
+  /** Resolves once every state change so far is written (ServerContext.statesRecorded). */
+  recorded(): Promise<void> {
+    return this.recording.catch(() => {})
+  }
+  private recording: Promise<void> = Promise.resolve()
+  private recordQueued = false
+
+  private async writeStates(list: readonly BackendStatus[]): Promise<void> {
     if (!this.readying) return
     await Promise.allSettled(
       this.states.enabled().map(async (i) => {
         const client = await this.connect(this.targets[i]!)
         try {
+          // One view, whole: a reader never sees half of it.
+          await client.query('BEGIN')
           for (const b of list)
             await client.query(
               `INSERT INTO pgraid.backend_state (backend, state, reason, lsn, at, cause) VALUES ($1, $2, $3, $4, $5, $6)
                ON CONFLICT (backend) DO UPDATE SET state = excluded.state, reason = excluded.reason, lsn = excluded.lsn, at = excluded.at, cause = excluded.cause`,
               [b.name, b.state, b.reason, b.state === 'enabled' ? null : this.last, b.since, b.cause],
             )
+          await client.query('COMMIT')
         } finally {
           await client.end().catch(() => {})
         }

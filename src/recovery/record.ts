@@ -29,6 +29,12 @@ export interface LogEntry {
   n?: string
   /** Sequences it may draw from (qualified or as written; '*' = any): their states are kept with the record. */
   sq?: string[]
+  /**
+   * CREATE DATABASE (from template0/template1), DROP DATABASE, ALTER DATABASE ... RENAME: the
+   * databases it creates, drops or renames. A resync replays such records first, in commit order,
+   * so the target holds the same databases before each one's own log is replayed.
+   */
+  db?: string[]
 }
 
 export interface LogRecord {
@@ -131,4 +137,13 @@ export function logBind(lsn: number, at: string, json: string): Buffer {
 export function logExecute(): Buffer {
   const body = Buffer.concat([cstr(LOG_STATEMENT), Buffer.alloc(4)])
   return message(F.Execute, body)
+}
+
+/** The databases a statement changes in a way a replay can repeat (LogEntry.db); null when it cannot. */
+export function replayableDatabases(command: string, databases: readonly string[] | undefined): string[] | null {
+  if (!databases?.length) return null
+  // A copy of another database holds that database's state at that moment: only a clone can give it.
+  if (command === 'CREATE DATABASE') return databases.slice(1).every((t) => t === 'template0' || t === 'template1') ? [databases[0]!] : null
+  if (command === 'DROP DATABASE' || command === 'ALTER DATABASE') return [...databases]
+  return null
 }

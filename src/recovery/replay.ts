@@ -136,7 +136,7 @@ function seqsOf(r: RecordToApply): string | null {
 /** Messages applying one record in its own transaction, and what each ReadyForQuery of them answers. */
 function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs: Buffer[]; what: string[]; logAt: number; settings: string; counted: Map<number, string>; checkAt: number } {
   if (r.record.stmts.some((s) => s.copy)) throw new NotReplayable(`record ${r.lsn} holds a COPY whose data is not in the log`)
-  if (r.record.stmts.some((s) => s.noTx)) throw new NotReplayable(`record ${r.lsn} holds a statement that ran outside a transaction block`)
+  if (r.record.stmts.some((s) => s.noTx && !s.db)) throw new NotReplayable(`record ${r.lsn} holds a statement that ran outside a transaction block`)
   const msgs: Buffer[] = []
   const what: string[] = []
   /** Position in `what` -> the tag recorded when the statement first ran. */
@@ -171,6 +171,8 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
     what.push('sequence states before')
   }
   for (const [k, s] of r.record.stmts.entries()) {
+    // Ran outside a transaction block (CREATE/DROP DATABASE): done before, by applyDatabaseRecord.
+    if (s.noTx) continue
     if (!s.t && !s.p) msgs.push(fe.query(s.q))
     else {
       const values = (s.p ?? []).map((v, i) => (v === null ? null : s.f?.[i] === 1 ? Buffer.from(v, 'base64') : Buffer.from(v, 'utf8')))
@@ -220,15 +222,47 @@ function correction(detail: string, expected: string): string {
  */
 export async function applyRecords(c: ReplayConnection, records: RecordToApply[]): Promise<number> {
   // A record whose sequence states are checked ends its pipeline: if the check fails it is corrected
-  // and run again before any later record.
+  // and run again before any later record. One that creates or drops a database is applied alone.
   let applied = 0
   let from = 0
   for (let k = 0; k < records.length; k++) {
-    if (seqsOf(records[k]!) === null && k < records.length - 1) continue
+    const r = records[k]!
+    if (outsideTransaction(r)) {
+      applied += await applyPipeline(c, records.slice(from, k), true)
+      applied += await applyDatabaseRecord(c, r)
+      from = k + 1
+      continue
+    }
+    if (seqsOf(r) === null && k < records.length - 1) continue
     applied += await applyPipeline(c, records.slice(from, k + 1), true)
     from = k + 1
   }
-  return applied
+  return applied + (await applyPipeline(c, records.slice(from), true))
+}
+
+/** A record of statements that ran outside a transaction block and can be repeated (LogEntry.db). */
+function outsideTransaction(r: RecordToApply): boolean {
+  return r.record.stmts.some((s) => s.noTx) && r.record.stmts.every((s) => !s.noTx || !!s.db)
+}
+
+/** What a CREATE/DROP DATABASE or RENAME answers when it was applied before (a replay cut after it). */
+const ALREADY = new Set(['42P04', '3D000'])
+
+/**
+ * CREATE / DROP DATABASE cannot run in the transaction that inserts the log row: unless the row is
+ * there already, each statement runs alone first (answered "already exists" / "does not exist" when
+ * an earlier replay of it was cut before its row), then the row.
+ */
+async function applyDatabaseRecord(c: ReplayConnection, r: RecordToApply): Promise<number> {
+  const [seen] = await c.runMany([fe.query(`SELECT 1 FROM pgraid.log WHERE lsn = ${Number(r.lsn)}`)], 1)
+  if (seen?.error) throw new ReplayError(`looking for record ${r.lsn}: ${seen.error.C} ${seen.error.M}`)
+  if (seen?.tags[0] === 'SELECT 1') return 0
+  for (const s of r.record.stmts) {
+    if (!s.noTx) continue
+    const e = await c.run([fe.query(s.q)])
+    if (e && !ALREADY.has(e.C ?? '')) throw new ReplayError(`"${s.q}" of record ${r.lsn}: ${e.C} ${e.M}`)
+  }
+  return applyPipeline(c, [r], false)
 }
 
 async function applyPipeline(c: ReplayConnection, records: RecordToApply[], mayCorrect: boolean): Promise<number> {

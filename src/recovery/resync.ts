@@ -180,10 +180,13 @@ export async function catchUpAndEnable(
   const b = ctx.states.list[index]!
   const source = targets[sourceIdx]!
   const target = targets[index]!
+  let applied = 0
+  // Databases created, dropped or renamed through pgraid while it was out: those records first, in
+  // commit order, so it holds the same databases before each one's own log is replayed.
+  applied += await replayDatabaseChanges(source, target, (msg) => notice(`resync ${b.name}: ${msg}`))
   const databases = await loggedDatabases(source)
   // The target's log schema brought to this pgraid's version (it was out when the others were upgraded).
   for (const db of databases) await upgradeSchema(target, db)
-  let applied = 0
   /**
    * Replays what the target lacks: a full comparison first (and last, when
    * nothing commits: it catches records committed out of LSN order), and in
@@ -259,6 +262,8 @@ export async function catchUpAndEnable(
   try {
     while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
+    const now = await loggedDatabases(source)
+    if (now.join('\0') !== databases.join('\0')) throw new ResyncRefused(`databases were created or dropped during the resync (${databases.join(', ')} -> ${now.join(', ')}); run it again`)
     for (const tail of tails) {
       applied += await tail.run(b.name, source.name)
       await tail.alignSequences()
@@ -271,6 +276,84 @@ export async function catchUpAndEnable(
   const heldMs = Date.now() - heldAt
   notice(`resync ${b.name}: enabled after ${applied} records; new commits were held ${heldMs} ms`)
   return { applied, databases, heldMs, replayMs }
+}
+
+/**
+ * Replays on `target` the records of CREATE / DROP DATABASE and ALTER DATABASE ... RENAME it lacks,
+ * from every logged database of `source`, in commit order. A database created from another as a
+ * template is not among them (its records are not replayable: clone instead).
+ */
+async function replayDatabaseChanges(source: BackendTarget, target: BackendTarget, notice: (msg: string) => void): Promise<number> {
+  const present = new Set(await targetDatabases(target))
+  const todo: { db: string; lsn: number; at: string; order: number; record: string; seqs: string | null }[] = []
+  for (const db of await loggedDatabases(source)) {
+    const s = clientFor(source, db)
+    await s.connect()
+    try {
+      const rows = (
+        await s.query<{ lsn: string; at: string; t: number; record: string; seqs: string | null }>(
+          "SELECT lsn, at::text AS at, extract(epoch FROM at)::float8 AS t, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE jsonb_path_exists(record, '$.stmts[*].db') ORDER BY lsn",
+        )
+      ).rows
+      if (!rows.length) continue
+      let have = new Set<string>()
+      if (present.has(db)) {
+        const t = clientFor(target, db)
+        await t.connect()
+        try {
+          if ((await t.query(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0].ok)
+            have = new Set((await t.query<{ lsn: string }>('SELECT lsn FROM pgraid.log WHERE lsn = ANY($1::bigint[])', [rows.map((r) => r.lsn)])).rows.map((r) => r.lsn))
+        } finally {
+          await t.end().catch(() => {})
+        }
+      }
+      for (const r of rows) if (!have.has(r.lsn)) todo.push({ db, lsn: Number(r.lsn), at: r.at, order: r.t, record: r.record, seqs: r.seqs })
+    } finally {
+      await s.end().catch(() => {})
+    }
+  }
+  todo.sort((a, b) => a.order - b.order || a.lsn - b.lsn)
+  let applied = 0
+  for (const r of todo) {
+    const record = JSON.parse(r.record) as LogRecord
+    notice(`database "${r.db}": replaying ${record.stmts.map((s) => s.q).join('; ')} (record ${r.lsn})`)
+    const c = await ReplayConnection.open(target, r.db)
+    try {
+      applied += await applyRecords(c, [{ lsn: r.lsn, at: r.at, record, json: r.record, seqs: r.seqs }])
+    } finally {
+      c.close()
+    }
+    // A database it created gets pgraid's schema now: its own log is replayed into it next, from its first record.
+    for (const name of record.stmts.flatMap((st) => st.db ?? [])) await ensureTargetSchema(target, name)
+  }
+  return applied
+}
+
+/** Databases on the target that accept connections. */
+async function targetDatabases(target: BackendTarget): Promise<string[]> {
+  const c = clientFor(target, target.database ?? 'postgres')
+  await c.connect()
+  try {
+    return (await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn')).rows.map((r) => r.datname)
+  } finally {
+    await c.end().catch(() => {})
+  }
+}
+
+/** pgraid's schema in database `db` of the target, if that database exists (a dropped one does not). */
+async function ensureTargetSchema(target: BackendTarget, db: string): Promise<void> {
+  const c = clientFor(target, db)
+  try {
+    await c.connect()
+  } catch (e) {
+    if ((e as { code?: string }).code === '3D000') return
+    throw e
+  }
+  try {
+    await ensureSchema(c)
+  } finally {
+    await c.end().catch(() => {})
+  }
 }
 
 /** The last step of a resync, under the commit hold: only the top of the log, on connections opened beforehand. */
