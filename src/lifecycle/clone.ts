@@ -98,7 +98,7 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
     ctx.markOut(index, 'disabled', `cloned from ${source.name}; catching up from the log`)
     b.activity = 'catching up'
     try {
-      const r = await catchUpAndEnable(ctx, index, sourceIdx, opts.notice, ctx.config.lifecycle.holdMs, opts.signal)
+      const r = await catchUpAndEnable(ctx, index, sourceIdx, opts.notice, ctx.config.lifecycle.holdMs, opts.signal, `cloned from ${source.name}`)
       result.replayed = r.applied
       result.heldMs = r.heldMs
     } catch (e) {

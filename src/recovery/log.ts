@@ -529,7 +529,7 @@ export function latestStates(found: readonly BackendLogState[], disagreed: (name
   const offer = (rec: RecordedState, by: string) => {
     const cur = best.get(rec.backend)
     if (cur && cur.rec.state !== rec.state) differ.add(rec.backend)
-    if (!cur || rec.at > cur.rec.at || (rec.at === cur.rec.at && rec.state !== 'enabled')) best.set(rec.backend, { rec, by })
+    if (!cur || rec.at > cur.rec.at || (rec.at === cur.rec.at && cur.rec.state === 'enabled' && rec.state !== 'enabled')) best.set(rec.backend, { rec, by })
   }
   for (const s of found) {
     let seen = 0

@@ -268,7 +268,7 @@ export async function catchUpAndEnable(
       applied += await tail.run(b.name, source.name)
       await tail.alignSequences()
     }
-    ctx.enable(index, enableReason ?? `resynced from ${source.name} (${applied} records)`)
+    ctx.enable(index, enableReason ? (applied ? `${enableReason}; ${applied} records replayed` : enableReason) : `resynced from ${source.name} (${applied} records)`)
   } finally {
     release()
     await Promise.all(tails.map((tail) => tail.close()))
