@@ -25,6 +25,7 @@ import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import { takesSnapshot, type SnapshotState } from './snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
 import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
+import { dropWriteForTest } from './fault-injection.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from './log-plan.ts'
@@ -612,6 +613,7 @@ export class Session implements LinkHost, ClientSession {
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
     if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
+    if (this.links.length > 1) dropWriteForTest(plan, this.links[this.links.length - 1]?.index)
     // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere:
     // new commits held, those in flight landed, until it is taken (execute releases it then).
     const snapshotHold = plan.snapshotAt ? await this.holdForSnapshot() : null

@@ -1,0 +1,34 @@
+// The torture harness in the suite (issue 18): a short run with a fixed seed
+// and every nemesis kind must end with nothing lost, no phantom, no anomaly
+// and no divergence; and the harness must catch a pgraid that drops writes on
+// one backend (PGRAID_FAULT_DROP_WRITE, src/frontend/fault-injection.ts).
+
+import t from 'tap'
+import { execFile } from 'node:child_process'
+
+function torture(args: string[], env: Record<string, string> = {}): Promise<{ code: number; last: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', 'tools/torture/main.ts', '--quiet', ...args], { env: { ...process.env, ...env }, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const lines = stdout.trim().split('\n')
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, last: lines[lines.length - 1] ?? '', stderr })
+    })
+  })
+}
+
+const counts = (line: string) => Object.fromEntries([...line.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]))
+
+t.test('45 s of every fault kind, seed 1: nothing lost, no phantom, no anomaly, no divergence', async (t) => {
+  const r = await torture(['--duration', '45', '--seed', '1'])
+  t.match(r.last, /^torture: ops=\d+ ok=\d+ failed=\d+ indeterminate=\d+ lost=\d+ phantom=\d+ anomalies=\d+ divergences=\d+ seed=1$/, `the summary line (${r.last})`)
+  const c = counts(r.last)
+  t.ok((c.ok ?? 0) > 100, `${c.ok} operations acknowledged`)
+  t.same([c.lost, c.phantom, c.anomalies, c.divergences], [0, 0, 0, 0], r.code ? r.stderr.split('\n').filter((l) => l.startsWith('torture:')).join('\n') : 'clean')
+  t.equal(r.code, 0, 'exit 0')
+})
+
+t.test('a pgraid that drops every 20th write on one backend is caught', async (t) => {
+  const r = await torture(['--duration', '8', '--seed', '2', '--nemesis', 'calm'], { PGRAID_FAULT_DROP_WRITE: '20' })
+  const c = counts(r.last)
+  t.ok((c.divergences ?? 0) + (c.lost ?? 0) + (c.anomalies ?? 0) > 0, `found: ${r.last}`)
+  t.equal(r.code, 1, 'exit 1')
+})

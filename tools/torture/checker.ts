@@ -1,0 +1,78 @@
+// The checker: the recorded history against what every backend holds at the
+// end (read directly, after healing). Counts lost writes (acknowledged,
+// absent), phantoms (present, never invoked), anomalies (a workload's
+// invariant broken, an acknowledged answer contradicted by the data) and
+// divergences (backends that differ); lists each with what shows it.
+
+import type pg from 'pg'
+import type { History } from './history.ts'
+import { ACCOUNTS, OPENING } from './workloads.ts'
+
+export interface Verdict {
+  lost: string[]
+  phantom: string[]
+  anomalies: string[]
+  divergences: string[]
+}
+
+interface QueueRow {
+  id: string
+  body: string
+  taken_by: number | null
+}
+
+/** Reads the workload tables on every backend and checks them against the history. */
+export async function check(history: History, backends: { name: string; client: () => Promise<pg.Client> }[], verifyRows: string[]): Promise<Verdict> {
+  const v: Verdict = { lost: [], phantom: [], anomalies: [], divergences: [...verifyRows] }
+  const states = await Promise.all(
+    backends.map(async (b) => {
+      const c = await b.client()
+      try {
+        const accounts = (await c.query<{ id: number; balance: number }>('SELECT id, balance FROM accounts ORDER BY id')).rows
+        const queue = (await c.query<QueueRow>('SELECT id::text AS id, body, taken_by FROM queue ORDER BY id')).rows
+        return { name: b.name, accounts, queue }
+      } finally {
+        await c.end()
+      }
+    }),
+  )
+  // Divergence: every backend the same rows (VERIFY compares everything; this names the workload's).
+  const first = states[0]!
+  for (const s of states.slice(1)) {
+    if (JSON.stringify(s.accounts) !== JSON.stringify(first.accounts)) v.divergences.push(`accounts differ: ${first.name} ${JSON.stringify(first.accounts)} vs ${s.name} ${JSON.stringify(s.accounts)}`)
+    if (JSON.stringify(s.queue) !== JSON.stringify(first.queue)) v.divergences.push(`queue differs between ${first.name} (${first.queue.length} rows) and ${s.name} (${s.queue.length} rows)`)
+  }
+  for (const s of states) {
+    // Bank: the total never changes, no balance below zero, every account there.
+    const total = s.accounts.reduce((n, a) => n + a.balance, 0)
+    if (total !== ACCOUNTS * OPENING) v.anomalies.push(`${s.name}: the accounts total ${total}, not ${ACCOUNTS * OPENING}`)
+    if (s.accounts.length !== ACCOUNTS) v.anomalies.push(`${s.name}: ${s.accounts.length} accounts, not ${ACCOUNTS}`)
+    for (const a of s.accounts) if (a.balance < 0) v.anomalies.push(`${s.name}: account ${a.id} at ${a.balance}`)
+  }
+  // Queue, on the first backend (the others are compared to it above).
+  const byBody = new Map(first.queue.map((r) => [r.body, r]))
+  const byId = new Map(first.queue.map((r) => [Number(r.id), r]))
+  const invoked = new Set(history.ops.filter((o) => o.kind === 'enqueue').map((o) => o.args as string))
+  for (const op of history.ops) {
+    if (op.kind === 'enqueue' && op.outcome === 'ok') {
+      const row = byBody.get(op.args as string)
+      if (!row) v.lost.push(`enqueue op ${op.id} (id ${String(op.result)}) was acknowledged and is gone`)
+      else if (Number(row.id) !== op.result) v.anomalies.push(`enqueue op ${op.id} was told id ${String(op.result)}, the row has ${row.id}`)
+    }
+    if (op.kind === 'enqueue' && op.outcome === 'failed' && byBody.has(op.args as string)) v.anomalies.push(`enqueue op ${op.id} failed (${op.error}) yet its row is there`)
+    if (op.kind === 'dequeue' && op.outcome === 'ok')
+      for (const id of op.result as number[]) {
+        const row = byId.get(id)
+        if (!row) v.lost.push(`message ${id}, taken by op ${op.id}, is gone`)
+        else if (row.taken_by !== op.id) v.anomalies.push(`message ${id} was given to op ${op.id} but is recorded as taken by ${row.taken_by ?? 'nobody'}`)
+      }
+  }
+  const dequeued = new Set(history.ops.filter((o) => o.kind === 'dequeue').map((o) => o.id))
+  const failedDequeues = new Set(history.ops.filter((o) => o.kind === 'dequeue' && o.outcome === 'failed').map((o) => o.id))
+  for (const row of first.queue) {
+    if (!invoked.has(row.body)) v.phantom.push(`row ${row.id} (${row.body}) was never enqueued`)
+    if (row.taken_by !== null && !dequeued.has(row.taken_by)) v.phantom.push(`row ${row.id} is taken by op ${row.taken_by}, which never ran`)
+    if (row.taken_by !== null && failedDequeues.has(row.taken_by)) v.anomalies.push(`row ${row.id} is taken by op ${row.taken_by}, which failed`)
+  }
+  return v
+}

@@ -1,0 +1,83 @@
+// The nemesis: a random, seeded schedule of faults, one at a time, each
+// healed before the next (a majority of backends stays up: writes need it).
+// Kinds: kill -9 a backend and start it again; freeze one (SIGSTOP) for a
+// while; a storm of CancelRequests against the clients; nothing for a while.
+
+import net from 'node:net'
+import type pg from 'pg'
+import type { RunningBackend } from '../../src/embedded/cluster.ts'
+import type { Rng } from './history.ts'
+
+export const KINDS = ['kill', 'freeze', 'cancel', 'calm'] as const
+export type NemesisKind = (typeof KINDS)[number]
+
+export interface Fault {
+  kind: NemesisKind
+  target: string
+  at: number
+  ms: number
+}
+
+export interface NemesisDeps {
+  backends: RunningBackend[]
+  /** The clients' current connections (for CancelRequests), through pgraid at host:port. */
+  clients: () => (pg.Client | null)[]
+  host: string
+  port: number
+  now: () => number
+  log: (msg: string) => void
+  /** Back to every backend in service (resync what is behind): a fault never meets another. */
+  heal: () => Promise<void>
+}
+
+export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly NemesisKind[], until: () => boolean): Promise<Fault[]> {
+  const faults: Fault[] = []
+  while (!until()) {
+    const kind = rng.pick(kinds)
+    const b = rng.pick(deps.backends)
+    const ms = rng.int(500, 2500)
+    const fault: Fault = { kind, target: kind === 'kill' || kind === 'freeze' ? b.name : kind === 'cancel' ? 'clients' : '-', at: deps.now(), ms }
+    faults.push(fault)
+    deps.log(`nemesis: ${kind} ${fault.target} for ${ms} ms`)
+    if (kind === 'kill') {
+      await b.kill()
+      await sleep(ms)
+      await b.start()
+    } else if (kind === 'freeze') {
+      b.pause()
+      await sleep(ms)
+      b.resume()
+    } else if (kind === 'cancel') {
+      const end = Date.now() + ms
+      while (Date.now() < end) {
+        const c = rng.pick(deps.clients())
+        if (c) await cancel(deps.host, deps.port, c).catch(() => {})
+        await sleep(rng.int(2, 20))
+      }
+    } else await sleep(ms)
+    await deps.heal()
+    await sleep(rng.int(300, 1500))
+  }
+  return faults
+}
+
+function cancel(host: string, port: number, c: pg.Client): Promise<void> {
+  const k = c as unknown as { processID: number; secretKey: number }
+  if (!k.processID) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port }, () => {
+      const b = Buffer.alloc(16)
+      b.writeInt32BE(16, 0)
+      b.writeInt32BE(80877102, 4)
+      b.writeInt32BE(k.processID, 8)
+      b.writeInt32BE(k.secretKey, 12)
+      s.end(b)
+    })
+    s.on('close', () => resolve())
+    s.on('error', reject)
+  })
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
