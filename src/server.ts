@@ -8,7 +8,7 @@ import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
 import { Catalog } from './scheduler/catalog.ts'
 import { RecoveryLog } from './recovery/log.ts'
-import { BackendStates, SELF_HEALING } from './cluster/states.ts'
+import { BackendStates } from './cluster/states.ts'
 import { RateMeter } from './control/rate.ts'
 import { errors } from './errors.ts'
 import { Counters, startMetrics, type MetricsServer } from './control/metrics.ts'
@@ -361,9 +361,11 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const promote = () => {
     const known = new Set([...logs.keys(), ...[...sessions].map((s) => s.database).filter((d) => d && d !== 'pgraid')])
     logs.clear()
-    // A backend this process saw fail (unreachable, refused, restarted) stays out: the health monitor
-    // brings it back once proven current; the rest is what the backends recorded.
-    for (const b of states.list) if (b.state !== 'enabled' && b.state !== 'removed' && !(b.cause && SELF_HEALING.has(b.cause))) states.restore(b.index, 'enabled', null)
+    // A backend this process has out stays out, whatever the cause: what it saw is first-hand (a backend
+    // found behind must not come back because the only views readable now are its own and say nothing
+    // of it: the torture harness found a behind backend put back in service alone, and the current ones
+    // then judged against it). The health monitor brings back the self-healing ones once proven current;
+    // what the backends recorded adds to this.
     void prepareLogs(known)
     sweep()
   }

@@ -55,20 +55,33 @@ async function check(ctx: ServerContext, index: number, systemChanged: boolean):
 
 /**
  * Every backend is out (pgraid lost them all at once: its own network, a restart of every server).
- * Nothing can have committed since, so when every configured backend is out for its own fault and
- * answers, the ones whose logs reach highest in every logged database are current: this one is
- * enabled if it is among them (the others then come back through the usual comparison with it).
- * Otherwise an operator decides (ENABLE FORCE on the most current one).
+ * Nothing can have committed since. The backends out for their own fault (self-healing causes) were
+ * in service until then; the others (behind, disabled by an operator, inconsistent, new) were out
+ * while later commits landed elsewhere, so they are never brought back here. When every self-healing
+ * one answers, the ones whose logs reach highest in every logged database are current: this one is
+ * enabled if it is among them, and no other backend that answers holds more (the others then come
+ * back through the usual comparison with it). Otherwise an operator decides (ENABLE FORCE).
  */
 async function fromNothing(ctx: ServerContext, index: number): Promise<void> {
   const targets = ctx.backends()
   const all = ctx.states.list.filter((x) => x.state !== 'removed')
-  const stuck = all.find((x) => !x.cause || !SELF_HEALING.has(x.cause))
-  if (stuck) throw new Error(`no backend in service to compare its recovery log with, and ${stuck.name} is out (${stuck.state}, ${stuck.cause ?? 'no cause'}): an operator decides`)
+  const healing = (x: (typeof all)[number]) => !!x.cause && SELF_HEALING.has(x.cause)
   const dbs = new Set<string>()
-  for (const x of all) for (const db of await loggedDatabases(targets[x.index]!)) dbs.add(db)
+  for (const x of all) {
+    const found = await loggedDatabases(targets[x.index]!).catch((e: Error) => (healing(x) ? Promise.reject(e) : []))
+    for (const db of found) dbs.add(db)
+  }
   const tops = new Map<number, number[]>()
-  for (const x of all) tops.set(x.index, await Promise.all([...dbs].map((db) => logTop(targets[x.index]!, db).catch((e: { code?: string }) => (e.code === '42P01' || e.code === '3D000' ? -1 : Promise.reject(e))))))
+  for (const x of all)
+    tops.set(
+      x.index,
+      await Promise.all(
+        [...dbs].map((db) =>
+          // One out for another reason that does not answer cannot be more current: it counts for nothing.
+          logTop(targets[x.index]!, db).catch((e: { code?: string }) => (e.code === '42P01' || e.code === '3D000' || !healing(x) ? -1 : Promise.reject(e))),
+        ),
+      ),
+    )
   const mine = tops.get(index)!
   const best = [...dbs].every((_, k) => [...tops.values()].every((t) => t[k]! <= mine[k]!))
   if (!best) throw new Error('every backend is out and another one holds more of the recovery log: it comes back first')

@@ -206,7 +206,25 @@ export class Catalog {
     await c?.end().catch(() => {})
   }
 
+  /**
+   * The catalog of a backend in service. One that is lost meanwhile (its connection ends) is not this
+   * batch's failure: the read is tried again, on the backend in service then (the health monitor takes
+   * the lost one out within moments).
+   */
   private async load(): Promise<CatalogData> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.loadOnce()
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? ''
+        const lost = !code || code.startsWith('08') || code.startsWith('57P')
+        if (!lost || attempt >= 4) throw e
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)))
+      }
+    }
+  }
+
+  private async loadOnce(): Promise<CatalogData> {
     let client: pg.Client
     try {
       client = await this.connection()

@@ -24,9 +24,10 @@ const program = new Command('torture')
   .option('--seed <n>', 'random seed (default: from the clock)')
   .option('--clients <n>', 'client connections', '6')
   .option('--nemesis <kinds>', `fault kinds, comma-separated (${KINDS.join(', ')})`, KINDS.join(','))
+  .option('--overlap', 'do not heal between faults (a second backend may fail while the first is out)')
   .option('--quiet', 'only the summary line')
   .parse()
-const opts = program.opts<{ duration: string; seed?: string; clients: string; nemesis: string; quiet?: boolean }>()
+const opts = program.opts<{ duration: string; seed?: string; clients: string; nemesis: string; overlap?: boolean; quiet?: boolean }>()
 const seed = opts.seed ? Number(opts.seed) : Date.now() % 1_000_000_007
 const kinds = opts.nemesis.split(',').filter(Boolean) as NemesisKind[]
 for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`unknown nemesis kind "${k}" (${KINDS.join(', ')})`)
@@ -91,7 +92,7 @@ try {
   }
   const workers = runWorkloads({ host: stack.host, port: stack.port, user: CLIENT_USER, password: CLIENT_PASSWORD }, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until)
   const faults = await runNemesis(
-    { backends: stack.cluster.backends, clients: () => workers.clients.map((c) => c.current()), host: stack.host, port: stack.port, now: () => history.now(), log, heal: () => heal(60_000) },
+    { backends: stack.cluster.backends, clients: () => workers.clients.map((c) => c.current()), host: stack.host, port: stack.port, now: () => history.now(), log, heal: () => (opts.overlap ? Promise.resolve() : heal(60_000)) },
     new Rng(rng.int(1, 2 ** 31)),
     kinds,
     until,
