@@ -6,6 +6,7 @@
 import net from 'node:net'
 import type pg from 'pg'
 import type { RunningBackend } from '../../src/embedded/cluster.ts'
+import { cancelRequest } from '../../src/protocol/frontend-encode.ts'
 import type { Rng } from './history.ts'
 
 export const KINDS = ['kill', 'freeze', 'cancel', 'calm'] as const
@@ -65,14 +66,7 @@ function cancel(host: string, port: number, c: pg.Client): Promise<void> {
   const k = c as unknown as { processID: number; secretKey: number }
   if (!k.processID) return Promise.resolve()
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port }, () => {
-      const b = Buffer.alloc(16)
-      b.writeInt32BE(16, 0)
-      b.writeInt32BE(80877102, 4)
-      b.writeInt32BE(k.processID, 8)
-      b.writeInt32BE(k.secretKey, 12)
-      s.end(b)
-    })
+    const s = net.connect({ host, port }, () => s.end(cancelRequest(k.processID, k.secretKey)))
     s.on('close', () => resolve())
     s.on('error', reject)
   })
