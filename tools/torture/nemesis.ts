@@ -7,7 +7,7 @@ import net from 'node:net'
 import type pg from 'pg'
 import type { RunningBackend } from '../../src/embedded/cluster.ts'
 import { cancelRequest } from '../../src/protocol/frontend-encode.ts'
-import type { Rng } from './history.ts'
+import { Rng } from './history.ts'
 
 export const KINDS = ['kill', 'freeze', 'cancel', 'calm'] as const
 export type NemesisKind = (typeof KINDS)[number]
@@ -49,11 +49,13 @@ export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly Ne
       await sleep(ms)
       b.resume()
     } else if (kind === 'cancel') {
+      // Its own stream: how many cancels fit in the storm depends on timing, the schedule must not.
+      const storm = new Rng(rng.int(1, 2 ** 31))
       const end = Date.now() + ms
       while (Date.now() < end) {
-        const c = rng.pick(deps.clients())
+        const c = storm.pick(deps.clients())
         if (c) await cancel(deps.host, deps.port, c).catch(() => {})
-        await sleep(rng.int(2, 20))
+        await sleep(storm.int(2, 20))
       }
     } else await sleep(ms)
     await deps.heal()
