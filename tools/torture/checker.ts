@@ -30,7 +30,8 @@ export async function check(history: History, backends: { name: string; client: 
       try {
         const accounts = (await c.query<{ id: number; balance: number }>('SELECT id, balance FROM accounts ORDER BY id')).rows
         const queue = (await c.query<QueueRow>('SELECT id::text AS id, body, taken_by FROM queue ORDER BY id')).rows
-        return { name: b.name, accounts, queue }
+        const reg = (await c.query<{ id: string; op: number }>('SELECT id::text AS id, op FROM reg ORDER BY id')).rows
+        return { name: b.name, accounts, queue, reg }
       } finally {
         await c.end()
       }
@@ -41,6 +42,7 @@ export async function check(history: History, backends: { name: string; client: 
   for (const s of states.slice(1)) {
     if (JSON.stringify(s.accounts) !== JSON.stringify(first.accounts)) v.divergences.push(`accounts differ: ${first.name} ${JSON.stringify(first.accounts)} vs ${s.name} ${JSON.stringify(s.accounts)}`)
     if (JSON.stringify(s.queue) !== JSON.stringify(first.queue)) v.divergences.push(`queue differs between ${first.name} (${first.queue.length} rows) and ${s.name} (${s.queue.length} rows)`)
+    if (JSON.stringify(s.reg) !== JSON.stringify(first.reg)) v.divergences.push(`reg differs between ${first.name} (${first.reg.length} rows) and ${s.name} (${s.reg.length} rows)`)
   }
   for (const s of states) {
     // Bank: the total never changes, no balance below zero, every account there.
@@ -67,6 +69,16 @@ export async function check(history: History, backends: { name: string; client: 
         else if (row.taken_by !== op.id) v.anomalies.push(`message ${id} was given to op ${op.id} but is recorded as taken by ${row.taken_by ?? 'nobody'}`)
       }
   }
+  // Registers: an acknowledged draw is there with its id, a rolled-back one is not, no id twice.
+  const regById = new Map(first.reg.map((r) => [Number(r.id), r]))
+  const regOps = new Set(history.ops.filter((o) => o.kind === 'register').map((o) => o.id))
+  for (const op of history.ops) {
+    if (op.kind !== 'register') continue
+    const row = typeof op.result === 'number' ? regById.get(op.result) : undefined
+    if (op.outcome === 'ok' && (!row || row.op !== op.id)) v.lost.push(`register op ${op.id} committed id ${String(op.result)}, which is ${row ? `op ${row.op}'s` : 'gone'}`)
+    if (op.outcome === 'failed' && row && row.op === op.id) v.anomalies.push(`register op ${op.id} rolled back, yet id ${String(op.result)} is there`)
+  }
+  for (const row of first.reg) if (!regOps.has(row.op)) v.phantom.push(`register row ${row.id} belongs to op ${row.op}, which never ran`)
   const dequeued = new Set(history.ops.filter((o) => o.kind === 'dequeue').map((o) => o.id))
   const failedDequeues = new Set(history.ops.filter((o) => o.kind === 'dequeue' && o.outcome === 'failed').map((o) => o.id))
   for (const row of first.queue) {

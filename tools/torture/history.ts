@@ -7,13 +7,13 @@ export type Outcome = 'ok' | 'failed' | 'indeterminate'
 export interface Op {
   id: number
   client: number
-  kind: 'transfer' | 'enqueue' | 'dequeue'
-  /** What it asked for: transfer [from, to, amount]; enqueue: its body; dequeue: how many. */
+  kind: 'transfer' | 'enqueue' | 'dequeue' | 'register'
+  /** What it asked for: transfer [from, to, amount]; enqueue: its body; dequeue: how many; register: commit or rollback. */
   args: unknown
   invokedAt: number
   completedAt: number
   outcome: Outcome
-  /** enqueue: the id it was given; dequeue: the ids it took. */
+  /** enqueue, register: the id it was given; dequeue: the ids it took. */
   result?: unknown
   error?: string
 }

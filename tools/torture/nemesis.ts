@@ -1,7 +1,8 @@
 // The nemesis: a random, seeded schedule of faults, one at a time, each
 // healed before the next (a majority of backends stays up: writes need it).
-// Kinds: kill -9 a backend and start it again; freeze one (SIGSTOP) for a
-// while; a storm of CancelRequests against the clients; nothing for a while.
+// Kinds: kill a backend (immediate shutdown, SIGQUIT: crash recovery at the
+// next start) and start it again; restart one (fast shutdown); freeze one
+// (SIGSTOP) for a while; a storm of CancelRequests; nothing for a while.
 
 import net from 'node:net'
 import type pg from 'pg'
@@ -9,7 +10,7 @@ import type { RunningBackend } from '../../src/embedded/cluster.ts'
 import { cancelRequest } from '../../src/protocol/frontend-encode.ts'
 import { Rng } from './history.ts'
 
-export const KINDS = ['kill', 'freeze', 'cancel', 'calm'] as const
+export const KINDS = ['kill', 'restart', 'freeze', 'cancel', 'calm'] as const
 export type NemesisKind = (typeof KINDS)[number]
 
 export interface Fault {
@@ -37,11 +38,11 @@ export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly Ne
     const kind = rng.pick(kinds)
     const b = rng.pick(deps.backends)
     const ms = rng.int(500, 2500)
-    const fault: Fault = { kind, target: kind === 'kill' || kind === 'freeze' ? b.name : kind === 'cancel' ? 'clients' : '-', at: deps.now(), ms }
+    const fault: Fault = { kind, target: kind === 'kill' || kind === 'restart' || kind === 'freeze' ? b.name : kind === 'cancel' ? 'clients' : '-', at: deps.now(), ms }
     faults.push(fault)
     deps.log(`nemesis: ${kind} ${fault.target} for ${ms} ms`)
-    if (kind === 'kill') {
-      await b.kill()
+    if (kind === 'kill' || kind === 'restart') {
+      await (kind === 'kill' ? b.kill() : b.stop())
       await sleep(ms)
       await b.start()
     } else if (kind === 'freeze') {

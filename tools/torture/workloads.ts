@@ -14,10 +14,12 @@ export const ACCOUNTS = 8
 export const OPENING = 1000
 
 export const SETUP = [
-  'DROP TABLE IF EXISTS accounts, queue',
+  'DROP TABLE IF EXISTS accounts, queue, reg',
   'CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)',
   `INSERT INTO accounts SELECT g, ${OPENING} FROM generate_series(1, ${ACCOUNTS}) g`,
   'CREATE TABLE queue (id bigserial PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL DEFAULT now(), u uuid NOT NULL DEFAULT gen_random_uuid(), taken_by int)',
+  // Registers drawn from an identity column, in transactions of which a quarter roll back (their draws are lost).
+  'CREATE TABLE reg (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, op int NOT NULL)',
 ]
 
 export interface Endpoint {
@@ -70,11 +72,13 @@ export function runWorkloads(ep: Endpoint, history: History, rng: Rng, count: nu
       // Each client its own random stream, derived from the run's: the same seed gives the same ops.
       const r = new (rng.constructor as new (seed: number) => Rng)(rng.int(1, 2 ** 31))
       while (!until()) {
-        const kind = r.next() < 0.4 ? 'transfer' : r.next() < 0.6 ? 'enqueue' : 'dequeue'
+        const x = r.next()
+        const kind = x < 0.35 ? 'transfer' : x < 0.6 ? 'enqueue' : x < 0.85 ? 'dequeue' : 'register'
         try {
           if (kind === 'transfer') await transfer(conn, k, history, r)
           else if (kind === 'enqueue') await enqueue(conn, k, history)
-          else await dequeue(conn, k, history, r.int(1, 4))
+          else if (kind === 'dequeue') await dequeue(conn, k, history, r.int(1, 4))
+          else await register(conn, k, history, r.next() < 0.25)
         } catch {
           // recorded by the operation; the connection is dropped and made again
           conn.drop()
@@ -152,6 +156,31 @@ async function dequeue(conn: Conn, k: number, history: History, n: number): Prom
   } catch (e) {
     const why = classify(e)
     history.end(op, why.outcome, undefined, why.error)
+    if (why.outcome === 'indeterminate') throw e
+  }
+}
+
+/** An identity value drawn in a transaction that commits (ok, with its id) or rolls back (failed: its id must not appear). */
+async function register(conn: Conn, k: number, history: History, rollback: boolean): Promise<void> {
+  const op = history.begin(k, 'register', rollback ? 'rollback' : 'commit')
+  const c = await connect(conn, op, history)
+  let committing = false
+  try {
+    await c.query('BEGIN')
+    const r = await c.query<{ id: string }>('INSERT INTO reg (op) VALUES ($1) RETURNING id', [op.id])
+    const id = Number(r.rows[0]!.id)
+    if (rollback) {
+      await c.query('ROLLBACK')
+      history.end(op, 'failed', id, 'rolled back by the workload')
+      return
+    }
+    committing = true
+    await c.query('COMMIT')
+    history.end(op, 'ok', id)
+  } catch (e) {
+    const why = classify(e)
+    history.end(op, committing ? why.outcome : 'failed', undefined, why.error)
+    await c.query('ROLLBACK').catch(() => {})
     if (why.outcome === 'indeterminate') throw e
   }
 }
