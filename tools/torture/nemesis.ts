@@ -2,7 +2,8 @@
 // healed before the next (a majority of backends stays up: writes need it).
 // Kinds: kill a backend (immediate shutdown, SIGQUIT: crash recovery at the
 // next start) and start it again; restart one (fast shutdown); freeze one
-// (SIGSTOP) for a while; a storm of CancelRequests; nothing for a while.
+// (SIGSTOP) for a while; a storm of CancelRequests; nothing for a while;
+// crash: kill -9 pgraid itself and start it again (pgraid as a process).
 
 import net from 'node:net'
 import type pg from 'pg'
@@ -10,7 +11,7 @@ import type { RunningBackend } from '../../src/embedded/cluster.ts'
 import { cancelRequest } from '../../src/protocol/frontend-encode.ts'
 import { Rng } from './history.ts'
 
-export const KINDS = ['kill', 'restart', 'freeze', 'cancel', 'calm'] as const
+export const KINDS = ['kill', 'restart', 'freeze', 'cancel', 'calm', 'crash'] as const
 export type NemesisKind = (typeof KINDS)[number]
 
 export interface Fault {
@@ -30,6 +31,8 @@ export interface NemesisDeps {
   log: (msg: string) => void
   /** Back to every backend in service (resync what is behind): a fault never meets another. */
   heal: () => Promise<void>
+  /** kill -9 pgraid and start it again after `ms` (when it runs as a process). */
+  crashProxy?: (ms: number) => Promise<void>
 }
 
 export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly NemesisKind[], until: () => boolean): Promise<Fault[]> {
@@ -38,7 +41,7 @@ export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly Ne
     const kind = rng.pick(kinds)
     const b = rng.pick(deps.backends)
     const ms = rng.int(500, 2500)
-    const fault: Fault = { kind, target: kind === 'kill' || kind === 'restart' || kind === 'freeze' ? b.name : kind === 'cancel' ? 'clients' : '-', at: deps.now(), ms }
+    const fault: Fault = { kind, target: kind === 'kill' || kind === 'restart' || kind === 'freeze' ? b.name : kind === 'cancel' ? 'clients' : kind === 'crash' ? 'pgraid' : '-', at: deps.now(), ms }
     faults.push(fault)
     deps.log(`nemesis: ${kind} ${fault.target} for ${ms} ms`)
     if (kind === 'kill' || kind === 'restart') {
@@ -58,7 +61,8 @@ export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly Ne
         if (c) await cancel(deps.host, deps.port, c).catch(() => {})
         await sleep(storm.int(2, 20))
       }
-    } else await sleep(ms)
+    } else if (kind === 'crash' && deps.crashProxy) await deps.crashProxy(ms)
+    else await sleep(ms)
     await deps.heal()
     await sleep(rng.int(300, 1500))
   }
