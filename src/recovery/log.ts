@@ -162,6 +162,7 @@ export class RecoveryLog {
         if (s.createdNow && this.states.isEnabled(s.index))
           this.takeOut(s.index, 'new', `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`, 'new-system')
     await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
+    await this.alignSequences(found.filter((s) => this.states.isEnabled(s.index)).map((s) => s.index))
     this.initial = found
     // A killed pgraid may have COMMITs still landing (its backend sessions finish what they
     // received): its LSNs are at most a few thousand beyond what is visible now, so skip past them.
@@ -175,6 +176,47 @@ export class RecoveryLog {
       const again = setTimeout(() => void this.recheck(), RECHECK_MS)
       again.unref()
     }
+  }
+
+  /**
+   * A pgraid killed mid-transaction may have sent a statement that draws from a sequence to some
+   * backends only (the kill fell between its writes to them); the transaction rolled back, but
+   * nextval() is not transactional, so those backends' sequences are ahead and the next INSERT
+   * would get other ids there (the torture harness found it: a backend voted out after a pgraid
+   * crash). Before this pgraid writes, every in-service backend's sequences are set to the highest
+   * state any of them holds: values are never handed out twice, and gaps are allowed.
+   */
+  private async alignSequences(indexes: number[]): Promise<void> {
+    if (indexes.length < 2) return
+    const states = await Promise.all(
+      indexes.map(async (i) => {
+        const c = await this.connect(this.targets[i]!)
+        try {
+          return (await c.query<{ s: Record<string, number | null> | null }>("SELECT pgraid.seq_states(ARRAY['*']) AS s")).rows[0]!.s ?? {}
+        } finally {
+          await c.end().catch(() => {})
+        }
+      }),
+    )
+    const high: Record<string, number | null> = {}
+    for (const st of states)
+      for (const [name, v] of Object.entries(st)) {
+        const cur = high[name]
+        if (cur === undefined || (v !== null && (cur === null || Number(v) > Number(cur)))) high[name] = v
+      }
+    await Promise.all(
+      indexes.map(async (i, k) => {
+        const behind = Object.fromEntries(Object.entries(high).filter(([name, v]) => v !== null && states[k]![name] !== undefined && states[k]![name] !== v))
+        if (!Object.keys(behind).length) return
+        this.log.warn({ database: this.database, backend: this.targets[i]!.name, sequences: behind }, 'sequences behind the other backends (drawn by a transaction a killed pgraid left half-sent): set to the highest state')
+        const c = await this.connect(this.targets[i]!)
+        try {
+          await c.query('SELECT pgraid.seq_set($1::jsonb)', [JSON.stringify(behind)])
+        } finally {
+          await c.end().catch(() => {})
+        }
+      }),
+    )
   }
 
   /**
