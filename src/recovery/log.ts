@@ -152,7 +152,9 @@ export class RecoveryLog {
     for (const { rec, by } of latestStates(found, (names) => this.log.warn({ database: this.database, backends: names }, 'the backends recorded different states: the latest record of each backend wins'))) {
       const i = this.targets.findIndex((t) => t.name === rec.backend)
       if (i < 0 || rec.state === 'enabled') continue
-      this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${by}: ${rec.reason ?? ''}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
+      // A reason that was itself restored from a record is not wrapped again at each restart.
+      const why = (rec.reason ?? '').replace(/^(recorded as \w+ by [^:]+: )+/, '')
+      this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${by}: ${why}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
     }
     // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
     // everything written before pgraid and the log cannot rebuild that. It waits to be cloned.
