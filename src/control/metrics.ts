@@ -10,22 +10,6 @@ import client from 'prom-client'
 import type { ServerContext } from '../server-context.ts'
 import { logPositions } from '../recovery/positions.ts'
 
-/** What the data path counts (plain numbers: cheaper than prom-client calls per message). */
-export class Counters {
-  bytesFromClients = 0
-  bytesToClients = 0
-  divergences = 0
-  readonly batch = new client.Histogram({
-    name: 'pgraid_batch_duration_seconds',
-    help: 'Time from sending a batch (statements up to a Sync or a simple Query) to the backends until their answers are in, by kind: read (one backend), write (every backend), commit (a write batch carrying a COMMIT)',
-    labelNames: ['kind'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [],
-  })
-  /** One child per kind, looked up once: observe() on the data path then does no label hashing. */
-  readonly batchBy = { read: this.batch.labels('read'), write: this.batch.labels('write'), commit: this.batch.labels('commit') }
-}
-
 export function metricsRegistry(ctx: ServerContext): client.Registry {
   const r = new client.Registry()
   r.registerMetric(ctx.counters.batch)

@@ -18,6 +18,7 @@ import { runWorkloads, SETUP } from './workloads.ts'
 import { KINDS, runNemesis, type NemesisKind } from './nemesis.ts'
 import { check } from './checker.ts'
 import { startTarget, type Target } from './target.ts'
+import { bounded } from '../../test/harness/stack.ts'
 
 const program = new Command('torture')
   .option('--duration <s>', 'seconds of workload and faults', '60')
@@ -123,9 +124,4 @@ async function healAll(target: Target, budgetMs: number, log: (msg: string) => v
     }
     await new Promise((r) => setTimeout(r, 300))
   }
-}
-
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`torture: gave up waiting for ${what} after ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer))
 }
