@@ -35,6 +35,8 @@ export interface StartOptions {
   log?: (line: string) => void
   /** Serve TLS with this certificate and key (PEM files, copied into each data dir); TCP logins then need TLS (hostssl). */
   tls?: { cert: string; key: string }
+  /** More addresses to listen on and accept logins from (the fault harness's veth pairs), as address/prefix. */
+  extraListen?: { address: string; net: string }[]
 }
 
 export interface RunningBackend {
@@ -51,6 +53,12 @@ export interface RunningBackend {
   pause(): void
   resume(): void
   start(): Promise<void>
+  /** kill -9 of the postmaster alone (its sessions notice and exit by themselves, as after a real crash). */
+  crash(): Promise<void>
+  /** Copies the data directory (stopped) to `dir`. */
+  copyData(dir: string): Promise<void>
+  /** Replaces the data directory (stopped) with a copy of `dir`, or with a fresh initdb's when `dir` is null. */
+  replaceData(dir: string | null): Promise<void>
   client(database?: string): Promise<pg.Client>
 }
 
@@ -201,6 +209,17 @@ function pidAlive(pid: number): boolean {
     return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Running (a zombie left for a parent that does not reap it counts as gone). */
+function alive(pid: number): boolean {
+  if (!pidAlive(pid)) return false
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return false
   }
 }
 
@@ -376,6 +395,8 @@ interface BackendConfig {
   bins: PgBinaries
   major: number
   tls: { cert: string; key: string } | null
+  template: string
+  extraListen: { address: string; net: string }[]
 }
 
 class Backend implements RunningBackend {
@@ -418,6 +439,7 @@ class Backend implements RunningBackend {
       'local all all trust',
       `${host} all all 127.0.0.1/32 ${auth}`,
       `${host} all all ::1/128 ${auth}`,
+      ...this.cfg.extraListen.map((l) => `${host} all all ${l.net} ${auth}`),
       '',
     ].join('\n')
     const tlsConf: Record<string, string> = {}
@@ -432,7 +454,7 @@ class Backend implements RunningBackend {
       Object.assign(tlsConf, { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' })
     }
     const conf: Record<string, string> = {
-      listen_addresses: '127.0.0.1',
+      listen_addresses: ['127.0.0.1', ...this.cfg.extraListen.map((l) => l.address)].join(','),
       port: String(this.port),
       unix_socket_directories: this.socketDir,
       max_connections: '200',
@@ -607,6 +629,37 @@ class Backend implements RunningBackend {
     clearTimeout(timer)
   }
 
+  async crash(): Promise<void> {
+    const child = this.child
+    if (!child?.pid) return
+    const sessions = this.children(child.pid)
+    child.ref()
+    child.kill('SIGKILL')
+    await this.exited
+    // The orphans see the postmaster gone and exit; the next postmaster refuses to start while any
+    // still holds the shared memory, so wait for them (bounded: then they are killed too).
+    const until = Date.now() + STOP_TIMEOUT_MS
+    while (sessions.some(alive) && Date.now() < until) await sleep(20)
+    for (const p of sessions.filter(alive)) process.kill(p, 'SIGKILL')
+    while (sessions.some(alive) && Date.now() < until + 5000) await sleep(20)
+  }
+
+  async copyData(dir: string): Promise<void> {
+    if (this.child) throw new Error(`${this.name}: copyData needs a stopped server`)
+    await fs.rm(dir, { recursive: true, force: true })
+    await run('cp', ['-a', this.dataDir, dir])
+  }
+
+  async replaceData(dir: string | null): Promise<void> {
+    if (this.child) throw new Error(`${this.name}: replaceData needs a stopped server`)
+    await fs.rm(this.dataDir, { recursive: true, force: true })
+    await run('cp', ['-a', dir ?? this.cfg.template, this.dataDir])
+    await chownToServerUser(this.dataDir)
+    await this.writeConfig()
+    // A fresh initdb's role has no password yet.
+    this.passwordSet = false
+  }
+
   pause(): void {
     this.signalGroup('SIGSTOP')
   }
@@ -615,11 +668,22 @@ class Backend implements RunningBackend {
     this.signalGroup('SIGCONT')
   }
 
-  /** The postmaster and every process it forked (each calls setsid, so a process group would miss them). Linux /proc. */
+  /** The postmaster and every process it forked (each calls setsid, so a process group would miss them). */
   private signalGroup(sig: NodeJS.Signals): void {
     const pid = this.child?.pid
     if (!pid) return
-    const pids = [pid]
+    for (const p of [pid, ...this.children(pid)]) {
+      try {
+        process.kill(p, sig)
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** The processes `pid` forked, from Linux /proc. */
+  private children(pid: number): number[] {
+    const pids: number[] = []
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue
       try {
@@ -630,13 +694,7 @@ class Backend implements RunningBackend {
         // exited meanwhile
       }
     }
-    for (const p of pids) {
-      try {
-        process.kill(p, sig)
-      } catch {
-        // already gone
-      }
-    }
+    return pids
   }
 
   signalSync(sig: NodeJS.Signals): void {
@@ -753,6 +811,8 @@ export async function startCluster(opts: StartOptions): Promise<Cluster> {
           bins,
           major,
           tls: opts.tls ?? null,
+          template,
+          extraListen: opts.extraListen ?? [],
         })
         backends[i] = b
         await b.prepareSocketDir()

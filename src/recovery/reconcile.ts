@@ -12,7 +12,7 @@ import pg from 'pg'
 import type { ServerContext } from '../server-context.ts'
 import { SELF_HEALING } from '../cluster/states.ts'
 import { controlClient } from '../backend/control-client.ts'
-import { ensureSchema } from './schema.ts'
+import { createLog, hasLog, logTop } from './log-presence.ts'
 import { behindReason, catchUpAndEnable, loggedDatabases, RECONCILING } from './resync.ts'
 
 export async function reconcile(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
@@ -88,38 +88,4 @@ async function fromNothing(ctx: ServerContext, index: number): Promise<void> {
   ctx.enable(index, `back in service: every backend was out, and its recovery log is the most current in every database (${[...dbs].join(', ') || 'none logged'})`)
 }
 
-/** Runs `fn` on a control connection to `t`'s database `db`, closed afterwards. */
-async function onDatabase<T>(t: Parameters<typeof controlClient>[0], db: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c: pg.Client = controlClient(t, db, 'health monitor')
-  try {
-    await c.connect()
-    return await fn(c)
-  } finally {
-    await c.end().catch(() => {})
-  }
-}
 
-function logTop(t: Parameters<typeof controlClient>[0], db: string): Promise<number> {
-  return onDatabase(t, db, async (c) => Number((await c.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m))
-}
-
-/** Creates the recovery log schema in `db` (false: the database itself is missing there). */
-async function createLog(t: Parameters<typeof controlClient>[0], db: string): Promise<boolean> {
-  try {
-    await onDatabase(t, db, (c) => ensureSchema(c))
-    return true
-  } catch (e) {
-    if ((e as { code?: string }).code === '3D000') return false
-    throw e
-  }
-}
-
-async function hasLog(t: Parameters<typeof controlClient>[0], db: string): Promise<boolean> {
-  try {
-    return await onDatabase(t, db, async (c) => (await c.query<{ ok: boolean }>(`SELECT to_regclass('pgraid.log') IS NOT NULL AS ok`)).rows[0]!.ok)
-  } catch (e) {
-    // The database itself is gone there: as wiped as a missing log.
-    if ((e as { code?: string }).code === '3D000') return false
-    throw e
-  }
-}

@@ -12,6 +12,7 @@ import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
 import { applyRecords, ReplayConnection, RowCountMismatch } from './replay.ts'
 import { ensureSchema } from './schema.ts'
+import { hasLog, logTop } from './log-presence.ts'
 import type { LogRecord } from './record.ts'
 
 /** How far below the target's highest LSN records are compared. */
@@ -154,6 +155,13 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
   const sourceIdx = ctx.states.enabled()[0]
   if (sourceIdx === undefined) throw new ResyncRefused('no backend in service to resync from')
   if (b.activity) throw new ResyncRefused(`${b.name} is busy: ${b.activity}`)
+  // Its home database without the log the source has records in: wiped or replaced, nothing to replay onto.
+  const home = targets[sourceIdx]!.database ?? 'postgres'
+  if (!(await hasLog(targets[index]!, home)) && (await logTop(targets[sourceIdx]!, home)) > 0) {
+    const why = `database "${home}" has no pgraid recovery log there while ${targets[sourceIdx]!.name} has one: wiped or replaced; clone it (pgraid clone ${b.name})`
+    ctx.markOut(index, 'new', why, 'new-system')
+    throw new ResyncRefused(`${b.name}: ${why}`)
+  }
   b.activity = 'catching up'
   try {
     return await catchUpAndEnable(ctx, index, sourceIdx, notice, holdMs, signal)

@@ -31,6 +31,10 @@ export interface PgraidProcessOptions {
   config?: Record<string, unknown>
   logLevel?: string
   repoRoot?: string
+  /** Where it listens (default 127.0.0.1). */
+  host?: string
+  /** A command the node process is started under, e.g. ['ip', 'netns', 'exec', NAME] (the fault harness's network namespace). */
+  prefix?: string[]
 }
 
 export async function startPgraidProcess(o: PgraidProcessOptions): Promise<PgraidProcess> {
@@ -38,7 +42,7 @@ export async function startPgraidProcess(o: PgraidProcessOptions): Promise<Pgrai
   await writeFile(
     file,
     JSON.stringify({
-      listen: { host: '127.0.0.1', port: o.port },
+      listen: { host: o.host ?? '127.0.0.1', port: o.port },
       backends: o.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password ?? undefined })),
       users: [
         { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
@@ -48,7 +52,8 @@ export async function startPgraidProcess(o: PgraidProcessOptions): Promise<Pgrai
       ...o.config,
     }),
   )
-  const child = spawn(process.execPath, ['bin/pgraid.js', 'start', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'], cwd: o.repoRoot })
+  const argv = [...(o.prefix ?? []), process.execPath, 'bin/pgraid.js', 'start', '-c', file]
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], cwd: o.repoRoot })
   let text = ''
   child.stderr!.on('data', (b: Buffer) => {
     text += b.toString()
@@ -64,7 +69,7 @@ export async function startPgraidProcess(o: PgraidProcessOptions): Promise<Pgrai
       await exited
     },
     async ha() {
-      const c = new pg.Client({ host: '127.0.0.1', port: o.port, user: OPS.name, password: OPS.password, database: 'pgraid', connectionTimeoutMillis: 5000 })
+      const c = new pg.Client({ host: o.host ?? '127.0.0.1', port: o.port, user: OPS.name, password: OPS.password, database: 'pgraid', connectionTimeoutMillis: 5000 })
       c.on('error', () => {})
       await c.connect()
       try {
@@ -77,7 +82,7 @@ export async function startPgraidProcess(o: PgraidProcessOptions): Promise<Pgrai
   for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null) throw new Error(`pgraid ${o.name} exited with ${child.exitCode}:\n${text.slice(-3000)}`)
     const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(o.port, '127.0.0.1', () => (s.destroy(), r(true)))
+      const s = net.connect(o.port, o.host ?? '127.0.0.1', () => (s.destroy(), r(true)))
       s.on('error', () => r(false))
     })
     if (ok) return proc

@@ -222,6 +222,27 @@ t.test('a backend wiped and re-initialised: new, and clone brings it back', asyn
   await assertIdentical(t, stack)
 })
 
+t.test('a backend wiped while out, RESYNC asked before the health monitor looked: refused with "clone it" (found by the torture harness), then clone', async (t) => {
+  // The monitor looks rarely here, so the operator's RESYNC comes first (it used to fail deep in the replay with 42P01).
+  const stack = await stackFor(t, { config: { users: USERS, health: { ...HEALTH, intervalMs: 60_000 } } })
+  const pg3 = stack.cluster.backends[2]!
+  const c = await client(stack)
+  await c.query('CREATE TABLE h5w (id int PRIMARY KEY)')
+  await c.query('INSERT INTO h5w SELECT generate_series(1, 20)')
+  await pg3.kill()
+  await c.query('INSERT INTO h5w VALUES (21)')
+  await waitFor('pg3 out', () => states(stack)[2] !== 'enabled', 30_000)
+  await pg3.replaceData(null)
+  await pg3.start()
+  await t.rejects(resync(stack.proxy.context, 2, () => {}), /no pgraid recovery log there while pg\d has one: wiped or replaced; clone it/, 'refused, saying to clone it')
+  t.equal(states(stack)[2], 'new', 'marked new')
+  await clone(stack.proxy.context, 2, { notice: () => {} })
+  t.ok(allIn(stack), 'back in service after the clone')
+  await c.query('INSERT INTO h5w VALUES (22)')
+  await c.end()
+  await assertIdentical(t, stack)
+})
+
 t.test('a backend killed -9 and restarted with nothing written meanwhile comes back by itself', async (t) => {
   const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
   const c = await client(stack)

@@ -6,7 +6,7 @@
 
 import type pg from 'pg'
 import type { History } from './history.ts'
-import { ACCOUNTS, OPENING } from './workloads.ts'
+import { ACCOUNTS, OPENING, REGISTERS, REGISTER_TABLES, type RegisterHow } from './workloads.ts'
 
 export interface Verdict {
   lost: string[]
@@ -30,7 +30,8 @@ export async function check(history: History, backends: { name: string; client: 
       try {
         const accounts = (await c.query<{ id: number; balance: number }>('SELECT id, balance FROM accounts ORDER BY id')).rows
         const queue = (await c.query<QueueRow>('SELECT id::text AS id, body, taken_by FROM queue ORDER BY id')).rows
-        const reg = (await c.query<{ id: string; op: number }>('SELECT id::text AS id, op FROM reg ORDER BY id')).rows
+        const reg = {} as Record<RegisterHow, { id: string; op: number }[]>
+        for (const how of REGISTERS) reg[how] = (await c.query<{ id: string; op: number }>(`SELECT id::text AS id, op FROM ${REGISTER_TABLES[how]} ORDER BY id`)).rows
         return { name: b.name, accounts, queue, reg }
       } finally {
         await c.end()
@@ -42,7 +43,8 @@ export async function check(history: History, backends: { name: string; client: 
   for (const s of states.slice(1)) {
     if (JSON.stringify(s.accounts) !== JSON.stringify(first.accounts)) v.divergences.push(`accounts differ: ${first.name} ${JSON.stringify(first.accounts)} vs ${s.name} ${JSON.stringify(s.accounts)}`)
     if (JSON.stringify(s.queue) !== JSON.stringify(first.queue)) v.divergences.push(`queue differs between ${first.name} (${first.queue.length} rows) and ${s.name} (${s.queue.length} rows)`)
-    if (JSON.stringify(s.reg) !== JSON.stringify(first.reg)) v.divergences.push(`reg differs between ${first.name} (${first.reg.length} rows) and ${s.name} (${s.reg.length} rows)`)
+    for (const how of REGISTERS)
+      if (JSON.stringify(s.reg[how]) !== JSON.stringify(first.reg[how])) v.divergences.push(`${REGISTER_TABLES[how]} differs between ${first.name} (${first.reg[how].length} rows) and ${s.name} (${s.reg[how].length} rows)`)
   }
   for (const s of states) {
     // Bank: the total never changes, no balance below zero, every account there.
@@ -69,16 +71,18 @@ export async function check(history: History, backends: { name: string; client: 
         else if (row.taken_by !== op.id) v.anomalies.push(`message ${id} was given to op ${op.id} but is recorded as taken by ${row.taken_by ?? 'nobody'}`)
       }
   }
-  // Registers: an acknowledged draw is there with its id, a rolled-back one is not, no id twice.
-  const regById = new Map(first.reg.map((r) => [Number(r.id), r]))
-  const regOps = new Set(history.ops.filter((o) => o.kind === 'register').map((o) => o.id))
-  for (const op of history.ops) {
-    if (op.kind !== 'register') continue
-    const row = typeof op.result === 'number' ? regById.get(op.result) : undefined
-    if (op.outcome === 'ok' && (!row || row.op !== op.id)) v.lost.push(`register op ${op.id} committed id ${String(op.result)}, which is ${row ? `op ${row.op}'s` : 'gone'}`)
-    if (op.outcome === 'failed' && row && row.op === op.id) v.anomalies.push(`register op ${op.id} rolled back, yet id ${String(op.result)} is there`)
+  // Registers: an acknowledged draw is there with its id, a rolled-back one is not, no id twice (the primary key).
+  for (const how of REGISTERS) {
+    const regById = new Map(first.reg[how].map((r) => [Number(r.id), r]))
+    const regOps = new Set(history.ops.filter((o) => o.kind === 'register' && (o.args as { how: RegisterHow }).how === how).map((o) => o.id))
+    for (const op of history.ops) {
+      if (op.kind !== 'register' || (op.args as { how: RegisterHow }).how !== how) continue
+      const row = typeof op.result === 'number' ? regById.get(op.result) : undefined
+      if (op.outcome === 'ok' && (!row || row.op !== op.id)) v.lost.push(`register op ${op.id} (${how}) committed id ${String(op.result)}, which is ${row ? `op ${row.op}'s` : 'gone'}`)
+      if (op.outcome === 'failed' && row && row.op === op.id) v.anomalies.push(`register op ${op.id} (${how}) rolled back, yet id ${String(op.result)} is there`)
+    }
+    for (const row of first.reg[how]) if (!regOps.has(row.op)) v.phantom.push(`${REGISTER_TABLES[how]} row ${row.id} belongs to op ${row.op}, which never ran`)
   }
-  for (const row of first.reg) if (!regOps.has(row.op)) v.phantom.push(`register row ${row.id} belongs to op ${row.op}, which never ran`)
   const dequeued = new Set(history.ops.filter((o) => o.kind === 'dequeue').map((o) => o.id))
   const failedDequeues = new Set(history.ops.filter((o) => o.kind === 'dequeue' && o.outcome === 'failed').map((o) => o.id))
   for (const row of first.queue) {

@@ -7,8 +7,10 @@ export type Outcome = 'ok' | 'failed' | 'indeterminate'
 export interface Op {
   id: number
   client: number
-  kind: 'transfer' | 'enqueue' | 'dequeue' | 'register'
-  /** What it asked for: transfer [from, to, amount]; enqueue: its body; dequeue: how many; register: commit or rollback. */
+  kind: 'transfer' | 'enqueue' | 'dequeue' | 'register' | 'txn' | 'vanish'
+  /** The client library that ran it. */
+  driver?: string
+  /** What it asked for: transfer [from, to, amount]; enqueue: its body; dequeue: how many; register: how it draws and whether it commits; txn: list-append micro-ops; vanish: how the client vanishes. */
   args: unknown
   invokedAt: number
   completedAt: number

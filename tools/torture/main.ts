@@ -9,60 +9,92 @@
 // interleaving with the servers still varies). docs/torture.md.
 
 import { Command } from 'commander'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { History, Rng } from './history.ts'
-import { runWorkloads, SETUP } from './workloads.ts'
+import { BASE_SETUP, runWorkloads } from './workloads.ts'
+import { pgExtended, pgSimple } from './drivers/node-pg.ts'
+import type { Connect } from './drivers/driver.ts'
+import { makeNetwork, type Network } from './network.ts'
 import { KINDS, runNemesis, type NemesisKind } from './nemesis.ts'
 import { check } from './checker.ts'
 import { startTarget, type Target } from './target.ts'
 import { bounded } from '../../test/harness/stack.ts'
 
+const DRIVERS: Record<string, Connect> = { 'pg-extended': pgExtended, 'pg-simple': pgSimple }
+
 const program = new Command('torture')
   .option('--duration <s>', 'seconds of workload and faults', '60')
   .option('--seed <n>', 'random seed (default: from the clock)')
   .option('--clients <n>', 'client connections', '6')
-  .option('--nemesis <kinds>', `fault kinds, comma-separated (${KINDS.join(', ')}; crash needs --pgraid-process)`)
-  .option('--pgraid-process', 'run pgraid as a child process (the crash fault kills it with -9 and starts it again)')
+  .option('--drivers <names>', `client libraries to mix, comma-separated (${Object.keys(DRIVERS).join(', ')})`)
+  .option('--nemesis <kinds>', `fault kinds, comma-separated (${KINDS.join(', ')}; default: every kind that applies)`)
+  .option('--pgraid-process', 'run pgraid as child processes (needed by crash, failover, netcut)')
+  .option('--instances <n>', 'pgraid instances (one writer, standbys; needs --pgraid-process)', '1')
+  .option('--no-network', 'no network namespace for pgraid (netcut then does not apply)')
   .option('--overlap', 'do not heal between faults (a second backend may fail while the first is out)')
   .option('--quiet', 'only the summary line')
   .parse()
-const opts = program.opts<{ duration: string; seed?: string; clients: string; nemesis?: string; pgraidProcess?: boolean; overlap?: boolean; quiet?: boolean }>()
+const opts = program.opts<{ duration: string; seed?: string; clients: string; drivers?: string; nemesis?: string; pgraidProcess?: boolean; instances: string; network: boolean; overlap?: boolean; quiet?: boolean }>()
 const seed = opts.seed ? Number(opts.seed) : Date.now() % 1_000_000_007
-const kinds = (opts.nemesis ?? KINDS.filter((k) => k !== 'crash' || opts.pgraidProcess).join(',')).split(',').filter(Boolean) as NemesisKind[]
-for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`unknown nemesis kind "${k}" (${KINDS.join(', ')})`)
-if (kinds.includes('crash') && !opts.pgraidProcess) throw new Error('the crash fault needs --pgraid-process')
 const log = (msg: string) => {
   if (!opts.quiet) console.error(`[${new Date().toISOString().slice(11, 23)}] ${msg}`)
 }
+const instances = Number(opts.instances)
+if (instances > 1 && !opts.pgraidProcess) throw new Error('--instances needs --pgraid-process')
+// pgraid in a namespace of its own when it runs as a process, as root: the netcut fault needs it.
+const network: Network | null = (() => {
+  if (!opts.pgraidProcess || !opts.network) return null
+  const n = makeNetwork(3)
+  if (typeof n === 'string') {
+    console.error(`torture: netcut skipped: ${n}`)
+    return null
+  }
+  return n
+})()
+const applies = (k: NemesisKind): string | null =>
+  (k === 'crash' || k === 'failover') && !opts.pgraidProcess ? 'needs --pgraid-process' : k === 'failover' && instances < 2 ? 'needs --instances 2' : k === 'netcut' && !network ? 'needs --pgraid-process, root and iproute2' : null
+const kinds = (opts.nemesis?.split(',') ?? KINDS.filter((k) => !applies(k))).filter(Boolean) as NemesisKind[]
+for (const k of kinds) {
+  if (!KINDS.includes(k)) throw new Error(`unknown nemesis kind "${k}" (${KINDS.join(', ')})`)
+  const why = applies(k)
+  if (why) throw new Error(`the ${k} fault ${why}`)
+}
+const drivers = (opts.drivers ?? Object.keys(DRIVERS).join(',')).split(',').map((name) => {
+  const connect = DRIVERS[name]
+  if (!connect) throw new Error(`unknown driver "${name}" (${Object.keys(DRIVERS).join(', ')})`)
+  return { name, connect }
+})
 
-const target = await startTarget(!!opts.pgraidProcess, process.env.PGRAID_LOG_LEVEL ?? 'error')
+const target = await startTarget({ process: !!opts.pgraidProcess, instances, network, logLevel: process.env.PGRAID_LOG_LEVEL ?? 'error' })
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'pgraid-torture-scratch-'))
 const history = new History()
 let exitCode = 1
 try {
-  const setup = new pg.Client({ host: target.host, port: target.port, ...target.client, database: 'postgres' })
+  const setup = new pg.Client({ ...target.endpoints[0]!, ...target.client, database: 'postgres' })
   await setup.connect()
-  for (const q of SETUP) await setup.query(q)
+  for (const q of BASE_SETUP) await setup.query(q)
   await setup.end()
 
   const rng = new Rng(seed)
   const stopAt = Date.now() + Number(opts.duration) * 1000
   const until = () => Date.now() >= stopAt
-  log(`torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients, nemesis ${kinds.join(',')}${opts.pgraidProcess ? ', pgraid as a process' : ''}`)
+  log(`torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients (${drivers.map((d) => d.name).join(', ')}), nemesis ${kinds.join(',')}${opts.pgraidProcess ? `, pgraid as ${instances} process(es)` : ''}${network ? ' in a network namespace' : ''}`)
   const heal = (budgetMs: number) => healAll(target, budgetMs, log)
-  const workers = runWorkloads({ host: target.host, port: target.port, ...target.client }, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until)
+  const eps = target.endpoints.map((e) => ({ ...e, ...target.client }))
+  const workers = runWorkloads(eps, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until, { drivers })
   const faults = await runNemesis(
     {
       backends: target.backends,
       clients: () => workers.clients.map((c) => c.current()),
-      host: target.host,
-      port: target.port,
       now: () => history.now(),
       log,
       heal: () => (opts.overlap ? Promise.resolve() : heal(60_000)),
       crashProxy: target.crash?.bind(target),
+      network: target.network,
+      scratch,
     },
     new Rng(rng.int(1, 2 ** 31)),
     kinds,
@@ -101,12 +133,16 @@ try {
 } finally {
   for (const b of target.backends) b.resume()
   await target.stop()
+  rmSync(scratch, { recursive: true, force: true })
 }
 process.exit(exitCode)
 
 /** Every backend up and in service: what came back behind is resynced, what cannot be is cloned. */
 async function healAll(target: Target, budgetMs: number, log: (msg: string) => void): Promise<void> {
-  for (const b of target.backends) b.resume()
+  for (const [i, b] of target.backends.entries()) {
+    b.resume()
+    target.network?.heal(i)
+  }
   for (const b of target.backends) await b.client().then((c) => c.end()).catch(() => b.start())
   const deadline = Date.now() + budgetMs
   for (;;) {

@@ -12,31 +12,44 @@ import { startCluster, type RunningBackend } from '../../src/embedded/cluster.ts
 import { startStack, CLIENT_USER, CLIENT_PASSWORD } from '../../src/embedded/stack.ts'
 import { startPgraidProcess, OPS, type PgraidProcess } from '../../test/harness/pgraid-process.ts'
 import { freePort } from '../../test/harness/stack.ts'
+import type { Network } from './network.ts'
 
 export interface Target {
-  host: string
-  port: number
+  /** Where clients connect: one pgraid, or each of several (one writer, standbys). */
+  endpoints: { host: string; port: number }[]
   backends: RunningBackend[]
   client: { user: string; password: string }
-  /** Rows of an admin console command, on a connection of its own. */
+  /** Rows of an admin console command, on a connection of its own, on the writer. */
   admin(cmd: string): Promise<Record<string, unknown>[]>
   /** Backends taken out as inconsistent during the run (a divergence pgraid caught). */
   inconsistent(): string[]
-  /** kill -9 pgraid and start it again after `ms` (child process only). */
-  crash?(ms: number): Promise<void>
+  /** kill -9 a pgraid (the writer, or instance n modulo their count) and start it again after `ms` (child processes only); names the one killed. */
+  crash?(ms: number, which: 'writer' | number): Promise<string>
+  /** Cuts backend i off from pgraid (and heals it), when pgraid runs in a network namespace. */
+  network?: Pick<Network, 'cut' | 'heal'>
   stop(): Promise<void>
+}
+
+export interface TargetOptions {
+  /** pgraid as child processes (needed for crash, failover, netcut). */
+  process: boolean
+  /** How many pgraid instances (child processes only). */
+  instances: number
+  /** pgraid in a network namespace of its own (root only). */
+  network: Network | null
+  logLevel: string
 }
 
 const SETTINGS = { fsync: 'off', autovacuum: 'off' }
 // A frozen backend is judged by the health monitor, not by a session's stall watch.
 const CONFIG = { timeouts: { stallMs: 0 } }
 
-export async function startTarget(asProcess: boolean, logLevel: string): Promise<Target> {
-  return asProcess ? childTarget(logLevel) : inProcessTarget(logLevel)
+export async function startTarget(o: TargetOptions): Promise<Target> {
+  return o.process ? childTarget(o) : inProcessTarget(o.logLevel)
 }
 
-async function adminRows(port: number, cmd: string): Promise<Record<string, unknown>[]> {
-  const c = new pg.Client({ host: '127.0.0.1', port, user: OPS.name, password: OPS.password, database: 'pgraid', connectionTimeoutMillis: 10_000 })
+async function adminRows(host: string, port: number, cmd: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client({ host, port, user: OPS.name, password: OPS.password, database: 'pgraid', connectionTimeoutMillis: 10_000 })
   c.on('error', () => {})
   await c.connect()
   try {
@@ -64,40 +77,65 @@ async function inProcessTarget(logLevel: string): Promise<Target> {
     if (b.state === 'inconsistent') caught.push(`${b.name} was taken out as inconsistent: ${b.reason ?? ''}`)
   })
   return {
-    host: stack.host,
-    port: stack.port,
+    endpoints: [{ host: stack.host, port: stack.port }],
     backends: stack.cluster.backends,
     client: { user: CLIENT_USER, password: CLIENT_PASSWORD },
-    admin: (cmd) => adminRows(stack.port, cmd),
+    admin: (cmd) => adminRows(stack.host, stack.port, cmd),
     inconsistent: () => caught,
     stop: () => stack.stop(),
   }
 }
 
-async function childTarget(logLevel: string): Promise<Target> {
-  const cluster = await startCluster({ count: 3, auth: 'scram-sha-256', settings: SETTINGS })
+async function childTarget(o: TargetOptions): Promise<Target> {
+  const net = o.network
+  const extraListen = net ? [0, 1, 2].map((i) => ({ address: net.backendHost(i), net: net.backendNet(i) })) : []
+  const cluster = await startCluster({ count: 3, auth: 'scram-sha-256', settings: SETTINGS, extraListen })
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pgraid-torture-'))
-  const port = await freePort()
-  const options = { dir, name: 'pgraid', port, backends: cluster.backends, config: CONFIG, logLevel: logLevel === 'info' ? 'info' : 'warn' }
-  let proc: PgraidProcess = await startPgraidProcess(options)
+  const host = net?.proxyHost ?? '127.0.0.1'
+  const backends = cluster.backends.map((b, i) => ({ ...b, name: b.name, host: net?.backendHost(i) ?? b.host, port: b.port, user: b.user, password: b.password }))
+  const options = await Promise.all(
+    Array.from({ length: o.instances }, async (_, k) => ({
+      dir,
+      name: `pgraid${k + 1}`,
+      host,
+      port: await freePort(),
+      backends,
+      config: CONFIG,
+      logLevel: o.logLevel === 'info' ? 'info' : 'warn',
+      prefix: net?.prefix,
+    })),
+  )
+  const procs: PgraidProcess[] = []
+  // One after the other: the first becomes the writer, as an operator's rollout would have it.
+  for (const opt of options) procs.push(await startPgraidProcess(opt))
   const logs: string[] = []
-  const caught = () => [...logs, proc.log()].flatMap((text) => text.split('\n').filter((l) => l.includes('"state":"inconsistent"') && l.includes('taken out of service')))
+  const caught = () => [...logs, ...procs.map((p) => p.log())].flatMap((text) => text.split('\n').filter((l) => l.includes('"state":"inconsistent"') && l.includes('taken out of service')))
+  const writer = async (): Promise<number> => {
+    for (let tries = 0; ; tries++) {
+      for (let k = 0; k < procs.length; k++) if ((await procs[k]!.ha().catch(() => null))?.role === 'writer') return k
+      if (tries > 200) throw new Error('no pgraid instance is the writer after 60 s')
+      await new Promise((r) => setTimeout(r, 300))
+    }
+  }
   return {
-    host: '127.0.0.1',
-    port,
+    endpoints: options.map((opt) => ({ host, port: opt.port })),
     backends: cluster.backends,
     client: { user: 'app', password: 'app-secret' },
-    admin: (cmd) => adminRows(port, cmd),
+    admin: async (cmd) => adminRows(host, options[procs.length > 1 ? await writer() : 0]!.port, cmd),
     inconsistent: caught,
-    async crash(ms) {
-      await proc.kill()
-      logs.push(proc.log())
+    async crash(ms, which) {
+      const k = which === 'writer' ? (procs.length > 1 ? await writer() : 0) : which % procs.length
+      await procs[k]!.kill()
+      logs.push(procs[k]!.log())
       await new Promise((r) => setTimeout(r, ms))
-      proc = await startPgraidProcess(options)
+      procs[k] = await startPgraidProcess(options[k]!)
+      return options[k]!.name
     },
+    network: net ?? undefined,
     async stop() {
-      await proc.kill()
+      for (const p of procs) await p.kill()
       await cluster.stop()
+      net?.remove()
       rmSync(dir, { recursive: true, force: true })
     },
   }
