@@ -6,6 +6,7 @@
 
 import type pg from 'pg'
 import type { History } from './history.ts'
+import { checkVanish } from './vanish.ts'
 import { ACCOUNTS, OPENING, REGISTERS, REGISTER_TABLES, type RegisterHow } from './workloads.ts'
 
 export interface Verdict {
@@ -32,7 +33,8 @@ export async function check(history: History, backends: { name: string; client: 
         const queue = (await c.query<QueueRow>('SELECT id::text AS id, body, taken_by FROM queue ORDER BY id')).rows
         const reg = {} as Record<RegisterHow, { id: string; op: number }[]>
         for (const how of REGISTERS) reg[how] = (await c.query<{ id: string; op: number }>(`SELECT id::text AS id, op FROM ${REGISTER_TABLES[how]} ORDER BY id`)).rows
-        return { name: b.name, accounts, queue, reg }
+        const vanish = (await c.query<{ op: number; n: number }>('SELECT op, n FROM vanish ORDER BY op, n')).rows
+        return { name: b.name, accounts, queue, reg, vanish }
       } finally {
         await c.end()
       }
@@ -43,6 +45,7 @@ export async function check(history: History, backends: { name: string; client: 
   for (const s of states.slice(1)) {
     if (JSON.stringify(s.accounts) !== JSON.stringify(first.accounts)) v.divergences.push(`accounts differ: ${first.name} ${JSON.stringify(first.accounts)} vs ${s.name} ${JSON.stringify(s.accounts)}`)
     if (JSON.stringify(s.queue) !== JSON.stringify(first.queue)) v.divergences.push(`queue differs between ${first.name} (${first.queue.length} rows) and ${s.name} (${s.queue.length} rows)`)
+    if (JSON.stringify(s.vanish) !== JSON.stringify(first.vanish)) v.divergences.push(`vanish differs between ${first.name} (${first.vanish.length} rows) and ${s.name} (${s.vanish.length} rows)`)
     for (const how of REGISTERS)
       if (JSON.stringify(s.reg[how]) !== JSON.stringify(first.reg[how])) v.divergences.push(`${REGISTER_TABLES[how]} differs between ${first.name} (${first.reg[how].length} rows) and ${s.name} (${s.reg[how].length} rows)`)
   }
@@ -83,6 +86,10 @@ export async function check(history: History, backends: { name: string; client: 
     }
     for (const row of first.reg[how]) if (!regOps.has(row.op)) v.phantom.push(`${REGISTER_TABLES[how]} row ${row.id} belongs to op ${row.op}, which never ran`)
   }
+  const vanished = checkVanish(history.ops, first.vanish)
+  v.lost.push(...vanished.lost)
+  v.phantom.push(...vanished.phantom)
+  v.anomalies.push(...vanished.anomalies)
   const dequeued = new Set(history.ops.filter((o) => o.kind === 'dequeue').map((o) => o.id))
   const failedDequeues = new Set(history.ops.filter((o) => o.kind === 'dequeue' && o.outcome === 'failed').map((o) => o.id))
   for (const row of first.queue) {

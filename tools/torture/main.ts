@@ -15,6 +15,7 @@ import path from 'node:path'
 import pg from 'pg'
 import { History, Rng } from './history.ts'
 import { BASE_SETUP, runWorkloads } from './workloads.ts'
+import { VANISH_SETUP, vanishOp } from './vanish.ts'
 import { pgExtended, pgSimple } from './drivers/node-pg.ts'
 import type { Connect } from './drivers/driver.ts'
 import { makeNetwork, type Network } from './network.ts'
@@ -75,7 +76,7 @@ let exitCode = 1
 try {
   const setup = new pg.Client({ ...target.endpoints[0]!, ...target.client, database: 'postgres' })
   await setup.connect()
-  for (const q of BASE_SETUP) await setup.query(q)
+  for (const q of [...BASE_SETUP, ...VANISH_SETUP]) await setup.query(q)
   await setup.end()
 
   const rng = new Rng(seed)
@@ -84,7 +85,13 @@ try {
   log(`torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients (${drivers.map((d) => d.name).join(', ')}), nemesis ${kinds.join(',')}${opts.pgraidProcess ? `, pgraid as ${instances} process(es)` : ''}${network ? ' in a network namespace' : ''}`)
   const heal = (budgetMs: number) => healAll(target, budgetMs, log)
   const eps = target.endpoints.map((e) => ({ ...e, ...target.client }))
-  const workers = runWorkloads(eps, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until, { drivers })
+  const workers = runWorkloads(eps, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until, {
+    drivers,
+    extra: [
+      // Clients vanishing mid-transaction, mid-COPY, mid-pipeline, after COMMIT; statement_timeout (each on a connection of its own).
+      { weight: 0.05, run: (conn, k, h, r) => vanishOp(conn.endpoint, k, h, r) },
+    ],
+  })
   const faults = await runNemesis(
     {
       backends: target.backends,
@@ -153,7 +160,8 @@ async function healAll(target: Target, budgetMs: number, log: (msg: string) => v
       if (b.activity) continue // the health monitor (or a resync) is bringing it back
       const how = b.state === 'inconsistent' || b.state === 'new' ? 'CLONE' : 'RESYNC'
       log(`heal: ${how} ${String(b.name)} (${String(b.state)}: ${String(b.reason)})`)
-      await target.admin(`${how} ${String(b.name)}`).catch(async (e: Error) => {
+      const t0 = Date.now()
+      await target.admin(`${how} ${String(b.name)}`).then(() => log(`heal: ${how} ${String(b.name)} done in ${Date.now() - t0} ms`)).catch(async (e: Error) => {
         log(`heal: ${how} ${String(b.name)} refused: ${e.message}`)
         if (how === 'RESYNC' && /clone/i.test(e.message)) await target.admin(`CLONE ${String(b.name)}`).catch((e2: Error) => log(`heal: CLONE ${String(b.name)} failed: ${e2.message}`))
       })
