@@ -34,3 +34,4 @@ t.test('every test/**/*.unit.ts is imported above (a file left out would never r
   t.ok(found.length >= 20, `${found.length} unit files found`)
   t.same(found.filter((f) => !self.includes(`import '${f}'`)), [], 'none missing')
 })
+import './torture/elle.unit.ts'

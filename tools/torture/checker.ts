@@ -7,6 +7,8 @@
 import type pg from 'pg'
 import type { History } from './history.ts'
 import { checkVanish } from './vanish.ts'
+import { checkListAppend } from './elle.ts'
+import { FINAL_SQL, parseLists } from './list-append.ts'
 import { ACCOUNTS, OPENING, REGISTERS, REGISTER_TABLES, type RegisterHow } from './workloads.ts'
 
 export interface Verdict {
@@ -34,7 +36,8 @@ export async function check(history: History, backends: { name: string; client: 
         const reg = {} as Record<RegisterHow, { id: string; op: number }[]>
         for (const how of REGISTERS) reg[how] = (await c.query<{ id: string; op: number }>(`SELECT id::text AS id, op FROM ${REGISTER_TABLES[how]} ORDER BY id`)).rows
         const vanish = (await c.query<{ op: number; n: number }>('SELECT op, n FROM vanish ORDER BY op, n')).rows
-        return { name: b.name, accounts, queue, reg, vanish }
+        const lists = (await c.query<{ k: number; v: string }>(FINAL_SQL)).rows
+        return { name: b.name, accounts, queue, reg, vanish, lists }
       } finally {
         await c.end()
       }
@@ -45,6 +48,7 @@ export async function check(history: History, backends: { name: string; client: 
   for (const s of states.slice(1)) {
     if (JSON.stringify(s.accounts) !== JSON.stringify(first.accounts)) v.divergences.push(`accounts differ: ${first.name} ${JSON.stringify(first.accounts)} vs ${s.name} ${JSON.stringify(s.accounts)}`)
     if (JSON.stringify(s.queue) !== JSON.stringify(first.queue)) v.divergences.push(`queue differs between ${first.name} (${first.queue.length} rows) and ${s.name} (${s.queue.length} rows)`)
+    if (JSON.stringify(s.lists) !== JSON.stringify(first.lists)) v.divergences.push(`lists differ between ${first.name} and ${s.name}`)
     if (JSON.stringify(s.vanish) !== JSON.stringify(first.vanish)) v.divergences.push(`vanish differs between ${first.name} (${first.vanish.length} rows) and ${s.name} (${s.vanish.length} rows)`)
     for (const how of REGISTERS)
       if (JSON.stringify(s.reg[how]) !== JSON.stringify(first.reg[how])) v.divergences.push(`${REGISTER_TABLES[how]} differs between ${first.name} (${first.reg[how].length} rows) and ${s.name} (${s.reg[how].length} rows)`)
@@ -86,6 +90,10 @@ export async function check(history: History, backends: { name: string; client: 
     }
     for (const row of first.reg[how]) if (!regOps.has(row.op)) v.phantom.push(`${REGISTER_TABLES[how]} row ${row.id} belongs to op ${row.op}, which never ran`)
   }
+  const elle = checkListAppend(history.ops, parseLists(first.lists))
+  v.lost.push(...elle.lost)
+  v.phantom.push(...elle.phantom)
+  v.anomalies.push(...elle.anomalies)
   const vanished = checkVanish(history.ops, first.vanish)
   v.lost.push(...vanished.lost)
   v.phantom.push(...vanished.phantom)

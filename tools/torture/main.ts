@@ -16,6 +16,7 @@ import pg from 'pg'
 import { History, Rng } from './history.ts'
 import { BASE_SETUP, runWorkloads } from './workloads.ts'
 import { VANISH_SETUP, vanishOp } from './vanish.ts'
+import { LIST_SETUP, listAppendTxn } from './list-append.ts'
 import { pgExtended, pgSimple } from './drivers/node-pg.ts'
 import type { Connect } from './drivers/driver.ts'
 import { makeNetwork, type Network } from './network.ts'
@@ -76,7 +77,7 @@ let exitCode = 1
 try {
   const setup = new pg.Client({ ...target.endpoints[0]!, ...target.client, database: 'postgres' })
   await setup.connect()
-  for (const q of [...BASE_SETUP, ...VANISH_SETUP]) await setup.query(q)
+  for (const q of [...BASE_SETUP, ...VANISH_SETUP, ...LIST_SETUP]) await setup.query(q)
   await setup.end()
 
   const rng = new Rng(seed)
@@ -88,6 +89,8 @@ try {
   const workers = runWorkloads(eps, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until, {
     drivers,
     extra: [
+      // Elle's list-append transactions at READ COMMITTED and REPEATABLE READ.
+      { weight: 0.4, run: async (conn, k, h, r) => listAppendTxn(await conn.get(), k, h, r) },
       // Clients vanishing mid-transaction, mid-COPY, mid-pipeline, after COMMIT; statement_timeout (each on a connection of its own).
       { weight: 0.05, run: (conn, k, h, r) => vanishOp(conn.endpoint, k, h, r) },
     ],
@@ -132,6 +135,9 @@ try {
     for (const line of [...v.lost, ...v.phantom, ...v.anomalies, ...v.divergences].slice(0, 40)) console.error(`torture: ${line}`)
     console.error(`torture: history, faults and findings in ${dir}`)
   }
+  const byKind = new Map<string, number>()
+  for (const op of history.ops) byKind.set(`${op.kind}/${op.outcome}`, (byKind.get(`${op.kind}/${op.outcome}`) ?? 0) + 1)
+  log(`operations: ${[...byKind].sort().map(([k, n]) => `${k}=${n}`).join(' ')}`)
   log(`faults: ${faults.map((f) => `${f.kind}${f.target === '-' ? '' : ` ${f.target}`}`).join(', ')}`)
   console.log(
     `torture: ops=${history.count()} ok=${history.count('ok')} failed=${history.count('failed')} indeterminate=${history.count('indeterminate')} lost=${v.lost.length} phantom=${v.phantom.length} anomalies=${v.anomalies.length} divergences=${v.divergences.length} seed=${seed}`,
