@@ -590,6 +590,15 @@ export class Exchange {
     return undefined
   }
 
+  /** Backends whose answers to this batch include a COMMIT that succeeded (CommandComplete "COMMIT"). */
+  committedOn(): number[] {
+    const out = new Set<number>()
+    for (const byBackend of this.responses)
+      for (const [t, units] of byBackend ?? [])
+        if (units.some((u) => u.type === B.CommandComplete && u.body?.length === 7 && u.body.toString('latin1', 0, 6) === 'COMMIT')) out.add(t)
+    return [...out]
+  }
+
   /** Skipping state of each backend after the batch. */
   skippingAfter(idx: number): boolean | undefined {
     return this.links.get(idx)?.skipping

@@ -665,8 +665,9 @@ export class Session implements LinkHost, ClientSession {
       try {
         lsn = this.ctx.recovery(this.database).take()
         const at = isoMicros(performance.timeOrigin + performance.now())
-        const commit = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), live)
-        if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
+        const { commit, committed, failed } = await this.commitDeferred(lsn, at, json, live)
+        if (commit.diverged && committed.length) err = this.commitSplit(committed, failed, commit.diverged)
+        else if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
         else if (commit.errorCode) err = new PgError(commit.errorCode, 'pgraid could not commit the statement', 'ERROR')
         const late = this.lateBackends()
         if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
@@ -679,6 +680,7 @@ export class Session implements LinkHost, ClientSession {
     } else await this.rollbackEverywhere(live)
     for (const l of this.links) l.txStatus = 'I'
     this.setStatus('I')
+    if (err?.severity === 'FATAL') return this.closeWith(err)
     if (err) {
       if (ce) this.log.info({ error: ce.C }, 'a client-caused failure on some backends only: rolled back everywhere')
       else this.log.error({ divergence: err.detail ?? err.message }, 'backends disagreed (no majority): rolled back everywhere')
@@ -686,6 +688,32 @@ export class Session implements LinkHost, ClientSession {
     }
     this.beforeReady()
     this.out(readyForQuery('I'))
+  }
+
+  /**
+   * pgraid's log INSERT and COMMIT of a tie-safe write, in one Query: where no error came back, the
+   * COMMIT ran (a multi-statement Query stops at its first error), whatever the others answered.
+   */
+  private async commitDeferred(lsn: number, at: string, json: string, live: number[]) {
+    const ex = await this.runOwn([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), targets: live, swallow: true }])
+    const here = new Set(this.links.map((l) => l.index))
+    const failed = live.filter((t) => ex.answered(0, t, B.ErrorResponse))
+    const committed = live.filter((t) => here.has(t) && !failed.includes(t))
+    return { commit: { diverged: ex.outcome.diverged, errorCode: failed.length ? '40000' : null }, committed, failed }
+  }
+
+  /**
+   * The tie-safe COMMIT landed on some backends and failed on others (one shut down or failed
+   * between pgraid's BEGIN and COMMIT): it happened, so it cannot be reported as rolled back (the
+   * client would send it again). Those that failed lack it and are taken out (behind: resync
+   * replays it from the log). With the write quorum left, the client is told it committed; with
+   * fewer, its connection ends as a server's does when it fails in a COMMIT (the outcome unknown).
+   */
+  private commitSplit(committed: number[], failed: number[], detail: string): PgError | null {
+    for (const t of failed) this.ctx.takeOut(t, 'disabled', `its COMMIT failed where the others committed: ${detail} (pgraid resync ${this.ctx.states.list[t]?.name ?? t})`, false, 'behind')
+    this.log.error({ divergence: detail, committed: committed.map((t) => this.ctx.states.list[t]?.name) }, 'the COMMIT failed on some backends only: taken out, behind')
+    if (committed.length >= this.ctx.writeQuorum) return null
+    return new PgError('08006', `pgraid lost the write quorum during COMMIT: it committed on ${committed.length} backend(s), fewer than the quorum of ${this.ctx.writeQuorum}`, 'FATAL', detail)
   }
 
   /** The last batch answered an error (or its backends disagreed). */
@@ -1102,6 +1130,17 @@ export class Session implements LinkHost, ClientSession {
       for (const b of ex.deferred) this.out(b)
     }
     this.afterBatch(plan, ex)
+    if (outcome.diverged && plan.commit) {
+      // The COMMIT landed on some backends only: it happened there, so it is never reported as failed.
+      const committed = ex.committedOn()
+      if (committed.length) {
+        const failed = this.links.map((l) => l.index).filter((i) => !committed.includes(i))
+        const lacking = this.commitSplit(committed, failed, outcome.diverged)
+        // The others' answers were held back at the disagreement and cannot be told apart from here:
+        // the connection ends, as a server's does when it fails during a COMMIT.
+        return this.closeWith(lacking ?? new PgError('08006', `pgraid: the COMMIT succeeded on ${committed.length} backend(s) and failed on the others (taken out, behind); the transaction is committed, but its answers cannot be relayed`, 'FATAL', outcome.diverged))
+      }
+    }
     if (outcome.diverged) {
       const ce = outcome.clientError
       if (ce) {

@@ -18,6 +18,8 @@ import { BASE_SETUP, runWorkloads } from './workloads.ts'
 import { VANISH_SETUP, vanishOp } from './vanish.ts'
 import { LIST_SETUP, listAppendTxn } from './list-append.ts'
 import { pgExtended, pgSimple } from './drivers/node-pg.ts'
+import { closeJdbc, connectJdbc, jdbcMissing } from './drivers/jdbc.ts'
+import { connectPsql } from './drivers/psql.ts'
 import type { Connect } from './drivers/driver.ts'
 import { makeNetwork, type Network } from './network.ts'
 import { KINDS, runNemesis, type NemesisKind } from './nemesis.ts'
@@ -25,7 +27,7 @@ import { check } from './checker.ts'
 import { startTarget, type Target } from './target.ts'
 import { bounded } from '../../test/harness/stack.ts'
 
-const DRIVERS: Record<string, Connect> = { 'pg-extended': pgExtended, 'pg-simple': pgSimple }
+const DRIVERS: Record<string, Connect> = { 'pg-extended': pgExtended, 'pg-simple': pgSimple, jdbc: connectJdbc, psql: connectPsql }
 
 const program = new Command('torture')
   .option('--duration <s>', 'seconds of workload and faults', '60')
@@ -64,7 +66,10 @@ for (const k of kinds) {
   const why = applies(k)
   if (why) throw new Error(`the ${k} fault ${why}`)
 }
-const drivers = (opts.drivers ?? Object.keys(DRIVERS).join(',')).split(',').map((name) => {
+// Every driver by default; pgjdbc only where a JDK and the jar are installed (said so when not).
+const noJdbc = opts.drivers ? null : await jdbcMissing()
+if (noJdbc) console.error(`torture: the jdbc driver is skipped: ${noJdbc}`)
+const drivers = (opts.drivers ?? Object.keys(DRIVERS).filter((d) => d !== 'jdbc' || !noJdbc).join(',')).split(',').map((name) => {
   const connect = DRIVERS[name]
   if (!connect) throw new Error(`unknown driver "${name}" (${Object.keys(DRIVERS).join(', ')})`)
   return { name, connect }
@@ -145,6 +150,7 @@ try {
   exitCode = bad ? 1 : 0
 } finally {
   for (const b of target.backends) b.resume()
+  await closeJdbc()
   await target.stop()
   rmSync(scratch, { recursive: true, force: true })
 }
