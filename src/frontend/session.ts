@@ -1527,7 +1527,17 @@ export class Session implements LinkHost, ClientSession {
    */
   private loseBackend(idx: number, reason: string, fatal?: Record<string, string>): void {
     const link = this.linkAt(idx)
-    if (!link || this.phase === 'closed') return
+    if (!link) return
+    if (this.phase === 'closed') {
+      // The client is gone, but a batch it sent may still be finishing everywhere (a commit lands on
+      // every backend): it must not wait for this connection any more, or its locks are never freed.
+      this.dropLink(idx)
+      const ex = this.exchange
+      if (ex && this.plan?.commit) ex.deferReady = true
+      if (ex?.dropBackend(idx)) ex.abort(`backend ${link.name} lost`)
+      if (ex && !this.links.length) ex.abort('no backend connection left')
+      return
+    }
     this.dropLink(idx)
     if (this.ctx.states.isEnabled(idx)) {
       this.log.warn({ backend: link.name, reason }, 'backend connection ended: checking the backend itself')
