@@ -53,6 +53,8 @@ export class Session implements LinkHost, ClientSession {
   private inbox: Frame[] = []
   private inboxBytes = 0
   private running = false
+  /** The batch being run (close() lets one that may commit finish, its own COMMIT included). */
+  private batch: Promise<void> | null = null
   private auth: ClientAuth | null = null
   private startupParams: Record<string, string> = {}
   user = ''
@@ -438,8 +440,13 @@ export class Session implements LinkHost, ClientSession {
         // A terminator PostgreSQL cannot read is answered here as PostgreSQL answers it (ERROR 08P01;
         // ReadyForQuery after a Query or Sync), after the batch's readable messages; no backend receives it.
         const bad = malformedTerminator(frames[frames.length - 1]!)
-        if (bad) await this.refuseFrom(frames, { index: frames.length - 1, error: bad })
-        else await this.runFrames(frames)
+        const batch = bad ? this.refuseFrom(frames, { index: frames.length - 1, error: bad }) : this.runFrames(frames)
+        this.batch = batch
+        try {
+          await batch
+        } finally {
+          this.batch = null
+        }
       }
     } catch (e) {
       this.log.error({ err: e }, 'session failed')
@@ -1133,8 +1140,8 @@ export class Session implements LinkHost, ClientSession {
     if (outcome.diverged && plan.commit) {
       // The COMMIT landed on some backends only: it happened there, so it is never reported as failed.
       const committed = ex.committedOn()
-      if (committed.length) {
-        const failed = this.links.map((l) => l.index).filter((i) => !committed.includes(i))
+      const failed = this.links.map((l) => l.index).filter((i) => !committed.includes(i))
+      if (committed.length && failed.length) {
         const lacking = this.commitSplit(committed, failed, outcome.diverged)
         // The others' answers were held back at the disagreement and cannot be told apart from here:
         // the connection ends, as a server's does when it fails during a COMMIT.
@@ -1701,13 +1708,17 @@ export class Session implements LinkHost, ClientSession {
       this.ctx.locks.releaseAll(this.owner)
     }
     // A COPY FROM STDIN still taking data cannot commit: nothing waits for data that will never come.
-    if (ex && !ex.complete && this.mayCommit() && !this.copy?.active) {
+    // A tie-safe write's own COMMIT comes after its exchange (finishDeferred): the batch is waited for too.
+    if ((ex ? !ex.complete : this.batch) && this.mayCommit() && !this.copy?.active) {
       // A write that may commit is already running on every backend: cancelling it now could
       // stop it on a slow backend after it committed on the others. Let it finish everywhere,
       // then close (an open transaction is rolled back by the backends when we disconnect).
       const lost = this.links.some((l) => l.conn.closed)
       if (!lost) {
-        void ex.done.then(() => this.pendingLate).then(finish, finish)
+        void Promise.resolve(ex?.done)
+          .then(() => this.batch)
+          .then(() => this.pendingLate)
+          .then(finish, finish)
         return
       }
     }
@@ -1723,7 +1734,7 @@ export class Session implements LinkHost, ClientSession {
   private mayCommit(): boolean {
     const plan = this.plan
     if (!plan || !plan.everywhere) return false
-    if (this.txStatus === 'I') return true
+    if (this.txStatus === 'I' || plan.deferredCommit) return true
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
 }

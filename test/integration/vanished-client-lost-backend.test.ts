@@ -48,3 +48,50 @@ t.test('a client vanishes while its UPDATE waits on one backend, then that backe
   await z.end()
   await assertIdentical(t, stack)
 })
+
+t.test("a client vanishes while its tie-safe write waits for pgraid's own COMMIT: the COMMIT lands on every backend or none (it landed on one: seed 30)", async (t) => {
+  const stack = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const setup = await client(stack)
+  await setup.query('CREATE TABLE vt (id int PRIMARY KEY)')
+  await setup.end()
+  // Two backends in service: an autocommit write runs inside pgraid's BEGIN, pgraid's COMMIT follows its answers.
+  await admin.query('DISABLE pg1')
+  for (let n = 1; n <= 5; n++) {
+    // Commits held: the write's answers are in, pgraid's own COMMIT waits (finishDeferred).
+    const release = stack.proxy.context.holdCommits()
+    const y = await client(stack)
+    y.on('error', () => {})
+    void y.query('INSERT INTO vt VALUES ($1)', [n]).catch(() => {})
+    await waitFor('the write waiting for its COMMIT', async () => {
+      const rows = await onBackendsInService(stack, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%INSERT INTO vt%'`)
+      return rows.every((r) => r === 1)
+    }, 20_000)
+    ;(y as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+    // The client is gone before pgraid's COMMIT goes out.
+    await new Promise((r) => setTimeout(r, 100))
+    release()
+    await waitFor(`the session gone (${n})`, () => stack.proxy.context.sessions().every((s) => s.user !== 'app'), 20_000)
+  }
+  const z = await client(stack)
+  await bounded(z.query('INSERT INTO vt VALUES (100)'), 20_000, 'a later write')
+  await z.end()
+  await admin.query('RESYNC pg1')
+  await assertIdentical(t, stack)
+})
+
+async function onBackendsInService(stack: Awaited<ReturnType<typeof stackFor>>, sql: string): Promise<number[]> {
+  const out: number[] = []
+  for (const [i, b] of stack.cluster.backends.entries()) {
+    if (stack.proxy.context.states.list[i]!.state !== 'enabled') continue
+    const c = await b.client()
+    try {
+      out.push((await c.query<{ n: number }>(sql)).rows[0]!.n)
+    } finally {
+      await c.end()
+    }
+  }
+  return out
+}

@@ -16,6 +16,8 @@ export interface Verdict {
   phantom: string[]
   anomalies: string[]
   divergences: string[]
+  /** What each backend held (written to the findings folder). */
+  rows: Record<string, unknown>
 }
 
 interface QueueRow {
@@ -26,7 +28,7 @@ interface QueueRow {
 
 /** Reads the workload tables on every backend and checks them against the history. */
 export async function check(history: History, backends: { name: string; client: () => Promise<pg.Client> }[], verifyRows: string[]): Promise<Verdict> {
-  const v: Verdict = { lost: [], phantom: [], anomalies: [], divergences: [...verifyRows] }
+  const v: Verdict = { lost: [], phantom: [], anomalies: [], divergences: [...verifyRows], rows: {} }
   const states = await Promise.all(
     backends.map(async (b) => {
       const c = await b.client()
@@ -43,6 +45,7 @@ export async function check(history: History, backends: { name: string; client: 
       }
     }),
   )
+  for (const s of states) v.rows[s.name] = s
   // Divergence: every backend the same rows (VERIFY compares everything; this names the workload's).
   const first = states[0]!
   for (const s of states.slice(1)) {

@@ -90,6 +90,7 @@ try {
   const until = () => Date.now() >= stopAt
   log(`torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients (${drivers.map((d) => d.name).join(', ')}), nemesis ${kinds.join(',')}${opts.pgraidProcess ? `, pgraid as ${instances} process(es)` : ''}${network ? ' in a network namespace' : ''}`)
   const heal = (budgetMs: number) => healAll(target, budgetMs, log)
+  const stuck: string[] = []
   const eps = target.endpoints.map((e) => ({ ...e, ...target.client }))
   const workers = runWorkloads(eps, history, new Rng(rng.int(1, 2 ** 31)), Number(opts.clients), until, {
     drivers,
@@ -106,7 +107,7 @@ try {
       clients: () => workers.clients.map((c) => c.current()),
       now: () => history.now(),
       log,
-      heal: () => (opts.overlap ? Promise.resolve() : heal(60_000)),
+      heal: () => (opts.overlap ? Promise.resolve() : heal(60_000).catch((e: Error) => void stuck.push(`a heal between faults did not finish: ${e.message}`))),
       crashProxy: target.crash?.bind(target),
       network: target.network,
       scratch,
@@ -123,10 +124,16 @@ try {
   })
   await bounded(workers.done, 30_000, 'the clients after their connections were ended')
   log('heal: every backend up; resync what is out')
-  await heal(120_000)
-  const verify = (await target.admin('VERIFY')).map((r) => JSON.stringify(r))
+  // A heal that does not finish is a finding (pgraid stuck), written with the rest.
+  const healFailed = await heal(120_000).then(
+    () => null,
+    (e: Error) => `the heal did not finish: ${e.message}`,
+  )
+  const verify = (await target.admin('VERIFY').catch((e: Error) => [{ verify: `failed: ${e.message}` }])).map((r) => JSON.stringify(r))
   const v = await check(history, target.backends.map((b) => ({ name: b.name, client: () => b.client() })), verify)
   v.anomalies.push(...hung)
+  if (healFailed) v.anomalies.push(healFailed)
+  v.anomalies.push(...stuck)
   // A backend voted out as inconsistent is a divergence pgraid caught (and the heal's clone repaired):
   // with deterministic workloads it never happens, so it is a finding too.
   v.divergences.push(...target.inconsistent())
@@ -136,7 +143,9 @@ try {
     mkdirSync(dir, { recursive: true })
     writeFileSync(path.join(dir, 'history.json'), JSON.stringify(history.ops, null, 1))
     writeFileSync(path.join(dir, 'faults.json'), JSON.stringify(faults, null, 1))
-    writeFileSync(path.join(dir, 'findings.json'), JSON.stringify(v, null, 1))
+    writeFileSync(path.join(dir, 'findings.json'), JSON.stringify({ ...v, rows: undefined }, null, 1))
+    writeFileSync(path.join(dir, 'backends.json'), JSON.stringify(v.rows, null, 1))
+    for (const [name, text] of Object.entries(target.logs())) writeFileSync(path.join(dir, `${name}.log`), text)
     for (const line of [...v.lost, ...v.phantom, ...v.anomalies, ...v.divergences].slice(0, 40)) console.error(`torture: ${line}`)
     console.error(`torture: history, faults and findings in ${dir}`)
   }
@@ -167,7 +176,14 @@ async function healAll(target: Target, budgetMs: number, log: (msg: string) => v
   for (;;) {
     const out = (await target.admin('SHOW BACKENDS').catch(() => null))?.filter((b) => b.state !== 'enabled')
     if (out && !out.length) return
-    if (Date.now() > deadline) throw new Error(`still out after ${budgetMs} ms of healing: ${(out ?? []).map((b) => `${String(b.name)} (${String(b.state)}: ${String(b.reason)})`).join(', ') || 'pgraid does not answer'}`)
+    if (Date.now() > deadline) {
+      // What pgraid's sessions and locks were doing, for the findings.
+      const sessions = await target.admin('SHOW SESSIONS').catch((e: Error) => e.message)
+      const locks = await target.admin('SHOW LOCKS').catch((e: Error) => e.message)
+      throw new Error(
+        `still out after ${budgetMs} ms of healing: ${(out ?? []).map((b) => `${String(b.name)} (${String(b.state)}: ${String(b.reason)})`).join(', ') || 'pgraid does not answer'}; sessions: ${JSON.stringify(sessions)}; locks: ${JSON.stringify(locks)}`,
+      )
+    }
     for (const b of out ?? []) {
       if (b.activity) continue // the health monitor (or a resync) is bringing it back
       const how = b.state === 'inconsistent' || b.state === 'new' ? 'CLONE' : 'RESYNC'

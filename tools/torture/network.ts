@@ -35,7 +35,8 @@ export function makeNetwork(count: number): Network | string {
   } catch {
     return 'no `ip` command (package iproute2)'
   }
-  const tag = `pgt${process.pid % 100_000}`
+  removeStale()
+  const tag = `pgt${process.pid}`
   const ns = tag
   const x = 100 + (process.pid % 100)
   const host = (k: number) => `${tag}h${k}`
@@ -82,6 +83,11 @@ export function makeNetwork(count: number): Network | string {
     return `could not make the namespace: ${(e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message}`
   }
   process.once('exit', remove)
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      remove()
+      process.exit(1)
+    })
   return {
     prefix: ['ip', 'netns', 'exec', ns],
     proxyHost: `10.${x}.0.2`,
@@ -90,5 +96,32 @@ export function makeNetwork(count: number): Network | string {
     cut: (i) => ip('link', 'set', host(i + 1), 'down'),
     heal: (i) => ip('link', 'set', host(i + 1), 'up'),
     remove,
+  }
+}
+
+/** Namespaces, links and routes left by a run that was killed (its process is gone). */
+function removeStale(): void {
+  const text = (() => {
+    try {
+      return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    } catch {
+      return ''
+    }
+  })()
+  for (const m of text.matchAll(/^pgt(\d+)/gm)) {
+    const pid = Number(m[1])
+    try {
+      process.kill(pid, 0)
+      continue // its run is still going
+    } catch {
+      // gone: clean up after it
+    }
+    const x = 100 + (pid % 100)
+    for (const args of [['netns', 'del', `pgt${pid}`], ['route', 'del', 'blackhole', `10.${x}.0.0/16`], ...[0, 1, 2, 3, 4].map((k) => ['link', 'del', `pgt${pid}h${k}`])])
+      try {
+        ip(...args)
+      } catch {
+        // not there
+      }
   }
 }

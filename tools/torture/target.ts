@@ -27,6 +27,8 @@ export interface Target {
   crash?(ms: number, which: 'writer' | number): Promise<string>
   /** Cuts backend i off from pgraid (and heals it), when pgraid runs in a network namespace. */
   network?: Pick<Network, 'cut' | 'heal'>
+  /** pgraid's log lines per instance (child processes; in this process they went to stderr). */
+  logs(): Record<string, string>
   stop(): Promise<void>
 }
 
@@ -82,6 +84,7 @@ async function inProcessTarget(logLevel: string): Promise<Target> {
     client: { user: CLIENT_USER, password: CLIENT_PASSWORD },
     admin: (cmd) => adminRows(stack.host, stack.port, cmd),
     inconsistent: () => caught,
+    logs: () => ({}),
     stop: () => stack.stop(),
   }
 }
@@ -109,6 +112,7 @@ async function childTarget(o: TargetOptions): Promise<Target> {
   // One after the other: the first becomes the writer, as an operator's rollout would have it.
   for (const opt of options) procs.push(await startPgraidProcess(opt))
   const logs: string[] = []
+  const earlier = new Map<string, string>()
   const caught = () => [...logs, ...procs.map((p) => p.log())].flatMap((text) => text.split('\n').filter((l) => l.includes('"state":"inconsistent"') && l.includes('taken out of service')))
   const writer = async (): Promise<number> => {
     for (let tries = 0; ; tries++) {
@@ -127,11 +131,13 @@ async function childTarget(o: TargetOptions): Promise<Target> {
       const k = which === 'writer' ? (procs.length > 1 ? await writer() : 0) : which % procs.length
       await procs[k]!.kill()
       logs.push(procs[k]!.log())
+      earlier.set(options[k]!.name, (earlier.get(options[k]!.name) ?? '') + procs[k]!.log() + `{"torture":"killed -9 here"}\n`)
       await new Promise((r) => setTimeout(r, ms))
       procs[k] = await startPgraidProcess(options[k]!)
       return options[k]!.name
     },
     network: net ?? undefined,
+    logs: () => Object.fromEntries(options.map((opt, k) => [opt.name, (earlier.get(opt.name) ?? '') + procs[k]!.log()])),
     async stop() {
       for (const p of procs) await p.kill()
       await cluster.stop()
