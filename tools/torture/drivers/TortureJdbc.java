@@ -174,6 +174,13 @@ public final class TortureJdbc {
   private static void replyError(String id, Throwable e) {
     String state = e instanceof SQLException ? ((SQLException) e).getSQLState() : null;
     String msg = e.getMessage() != null ? e.getMessage() : e.toString();
+    // Not the server's error (a driver failure reading what it got): where it happened, for the findings.
+    if (!(e instanceof SQLException)) {
+      StringBuilder where = new StringBuilder(e.getClass().getName() + ": " + msg);
+      StackTraceElement[] st = e.getStackTrace();
+      for (int i = 0; i < Math.min(6, st.length); i++) where.append(" at ").append(st[i]);
+      msg = where.toString();
+    }
     reply(id, "err", state, msg);
   }
 
