@@ -35,3 +35,4 @@ t.test('every test/**/*.unit.ts is imported above (a file left out would never r
   t.same(found.filter((f) => !self.includes(`import '${f}'`)), [], 'none missing')
 })
 import './torture/elle.unit.ts'
+import './broadcast/vote.unit.ts'

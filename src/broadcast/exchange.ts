@@ -11,6 +11,9 @@ import { createHash, type Hash } from 'node:crypto'
 import { B, F } from '../protocol/codes.ts'
 import { errorFields } from '../protocol/decode.ts'
 import { isTerminator, ResponseTracker } from './tracker.ts'
+import { CLIENT_CAUSED, clientCaused, compareUnits, describeUnit, majority, type RowDigest, type Unit } from './vote.ts'
+
+export type { RowDigest, Unit } from './vote.ts'
 
 export interface PlannedMsg {
   code: number
@@ -32,24 +35,6 @@ export interface PlannedMsg {
   dropUnit?: number
   /** A swallowed query of pgraid's own whose answer it reads: every unit's raw bytes are kept here. */
   collect?: Buffer[]
-}
-
-export interface Unit {
-  type: number
-  body: Buffer | null
-  slices: Buffer[]
-  /** Rows before the terminator (multi-target messages): count and an order-independent digest. */
-  rows?: RowDigest
-}
-
-/**
- * Rows compared as a multiset: heap order may differ per backend, content may
- * not. Two 48-bit sums of per-row MD5 prefixes (exact in doubles).
- */
-export interface RowDigest {
-  count: number
-  s1: number
-  s2: number
 }
 
 const MOD48 = 2 ** 48
@@ -604,60 +589,3 @@ export class Exchange {
     return this.links.get(idx)?.skipping
   }
 }
-
-function describeUnit(u: Unit | undefined): string {
-  if (!u) return 'nothing'
-  if (u.type === B.CommandComplete && u.body) {
-    const rows = u.rows ? ` with rows ${u.rows.s1.toString(16)}${u.rows.s2.toString(16)}` : ''
-    return `"${u.body.toString('utf8', 0, u.body.length - 1)}"${rows}`
-  }
-  if (u.type === B.ErrorResponse && u.body) {
-    const f = errorFields(u.body)
-    return `error ${f.C}: ${f.M}`
-  }
-  if (u.type === B.ReadyForQuery && u.body) return `ready (transaction status ${String.fromCharCode(u.body[0])})`
-  return `message '${String.fromCharCode(u.type)}'`
-}
-
-/** The answer more than half of the backends gave (index of one of them) and the others; null when no strict majority. */
-/** SQLSTATEs a client or concurrency causes on one backend and not another: cancel/statement_timeout, lock_timeout/NOWAIT, serialization failure, deadlock. */
-const CLIENT_CAUSED = new Set(['57014', '55P03', '40001', '40P01'])
-
-/** The fields of a client-caused error among units that differ, if there is one. */
-function clientCaused(units: (Unit | undefined)[]): Record<string, string> | null {
-  const codes = units.map((u) => (u?.type === B.ErrorResponse && u.body ? errorFields(u.body) : null))
-  const found = codes.find((f) => !!f && CLIENT_CAUSED.has(f.C ?? ''))
-  if (!found) return null
-  // Every backend failed alike: one outcome already, nothing to settle.
-  return codes.some((f) => f?.C !== found.C) ? found : null
-}
-
-export function majority(units: (Unit | undefined)[]): { winner: number; losers: number[] } | null {
-  const same = (a: Unit | undefined, b: Unit | undefined) => (!a || !b ? a === b : compareUnits([a, b]) === null)
-  const groups: number[][] = []
-  units.forEach((u, k) => {
-    const g = groups.find((g) => same(units[g[0]!], u))
-    if (g) g.push(k)
-    else groups.push([k])
-  })
-  const best = groups.reduce((a, b) => (b.length > a.length ? b : a))
-  if (best.length * 2 <= units.length) return null
-  return { winner: best[0]!, losers: units.map((_, k) => k).filter((k) => !best.includes(k)) }
-}
-
-/** null when the units agree; else a short reason. */
-export function compareUnits(units: Unit[]): string | null {
-  const a = units[0]
-  for (let k = 1; k < units.length; k++) {
-    const b = units[k]
-    if (a.type !== b.type) return 'different messages'
-    if (a.rows?.count !== b.rows?.count || a.rows?.s1 !== b.rows?.s1 || a.rows?.s2 !== b.rows?.s2) return 'different rows'
-    if (a.type === B.CommandComplete || a.type === B.ReadyForQuery) {
-      if (!a.body || !b.body || !a.body.equals(b.body)) return 'different results'
-    } else if (a.type === B.ErrorResponse) {
-      if (!a.body || !b.body || errorFields(a.body).C !== errorFields(b.body).C) return 'different errors'
-    }
-  }
-  return null
-}
-
