@@ -36,3 +36,4 @@ t.test('every test/**/*.unit.ts is imported above (a file left out would never r
 })
 import './torture/elle.unit.ts'
 import './broadcast/vote.unit.ts'
+import './structure/imports.unit.ts'
