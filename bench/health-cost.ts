@@ -5,7 +5,7 @@
 // BENCH_SECONDS (default 10), BENCH_ROUNDS (default 3), BENCH_WORKLOADS (default tpcb,select). Prints a Markdown table for docs/benchmarks.md.
 import { startCluster } from '../src/embedded/cluster.ts'
 import { startPgraid } from '../src/server.ts'
-import { parseConfig } from '../src/control/config.ts'
+import { parseConfig } from '../src/config/schema.ts'
 import { createLogger } from '../src/control/logger.ts'
 import { benchRun, initDataset, type Endpoint } from './pgbench.ts'
 import type { Workload } from './options.ts'

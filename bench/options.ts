@@ -1,8 +1,8 @@
 // Benchmark settings, read from the environment (documented at the top of bench/run.ts).
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { LogLevel } from '../src/control/config.ts'
-import { LOG_LEVELS } from '../src/control/config.ts'
+import type { LogLevel } from '../src/config/schema.ts'
+import { LOG_LEVELS } from '../src/config/schema.ts'
 
 export type Workload = 'tpcb' | 'select'
 export type QueryMode = 'simple' | 'prepared'

@@ -8,7 +8,7 @@
 // BENCH_CLIENTS (8), BENCH_THREADS (2).
 import { startCluster, type Cluster } from '../src/embedded/cluster.ts'
 import { startPgraid } from '../src/server.ts'
-import { parseConfig } from '../src/control/config.ts'
+import { parseConfig } from '../src/config/schema.ts'
 import { createLogger } from '../src/control/logger.ts'
 import { CLIENT_PASSWORD, CLIENT_USER } from '../src/embedded/stack.ts'
 import { makeCerts } from '../test/harness/certs.ts'

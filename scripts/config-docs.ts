@@ -1,10 +1,10 @@
 // `npm run config-docs`: regenerates the key table in docs/configuration.md and the commented sample
-// fixtures/pgraid.example.jsonc from the config schema (src/control/config-docs.ts does the work).
+// fixtures/pgraid.example.jsonc from the config schema (src/config/docs.ts does the work).
 // `--check` writes nothing and exits 1 when either file is stale.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configObjectSchema } from '../src/control/config.ts';
-import { renderKeyTable, renderSample, replaceKeyTable } from '../src/control/config-docs.ts';
+import { configObjectSchema } from '../src/config/schema.ts';
+import { renderKeyTable, renderSample, replaceKeyTable } from '../src/config/docs.ts';
 
 const root = join(import.meta.dirname, '..');
 const docPath = join(root, 'docs/configuration.md');

@@ -3,8 +3,8 @@
 // registry and the client limit.
 
 import type { Logger } from 'pino'
-import type { Config } from './control/config.ts'
-import type { ReloadResult } from './control/reload.ts'
+import type { Config } from './config/schema.ts'
+import type { ReloadResult } from './config/reload-plan.ts'
 import type { BackendTarget } from './backend/connection.ts'
 import type { LockManager } from './scheduler/lock-manager.ts'
 import type { Balancer, BalancedBackend } from './router/balancer.ts'

@@ -1,8 +1,8 @@
 // Starts pgraid: the listener and the state its sessions share.
 
 import net from 'node:net'
-import { loadConfig, ConfigError, type Config, type LogLevel } from './control/config.ts'
-import { planReload, ReloadRefused, type ReloadPlan, type ReloadResult } from './control/reload.ts'
+import { loadConfig, ConfigError, type Config, type LogLevel } from './config/schema.ts'
+import { planReload, ReloadRefused, type ReloadPlan, type ReloadResult } from './config/reload-plan.ts'
 import type { Logger } from './control/logger.ts'
 import { LockManager } from './scheduler/lock-manager.ts'
 import { Balancer, type BalancedBackend } from './router/balancer.ts'
@@ -273,7 +273,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   let purge = setInterval(purgeTick, config.recovery.purgeIntervalMs)
   purge.unref()
 
-  // ---- reload (src/control/reload.ts has the rules) ----
+  // ---- reload (src/config/reload-plan.ts has the rules) ----
   let reloading: Promise<unknown> = Promise.resolve()
   async function reload(o: { config?: Config; dryRun?: boolean }): Promise<ReloadResult> {
     const source = o.config ? 'the given configuration' : (opts.configPath ?? '')

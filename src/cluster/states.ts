@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events'
 
 /**
  * `new`: a database added to the configuration (or found without a recovery log) that must be cloned first.
- * `removed`: taken out of the configuration by a reload (src/control/reload.ts): drained, never used again;
+ * `removed`: taken out of the configuration by a reload (src/config/reload-plan.ts): drained, never used again;
  * its index is never reused, so every other backend keeps its index.
  */
 export type BackendStateName = 'enabled' | 'disabled' | 'inconsistent' | 'new' | 'removed'

@@ -2,7 +2,7 @@
 // pgraid would (its credentials, TLS and database) and reports each one's
 // result, so a wrong password or a pg_hba rule shows before pgraid starts.
 
-import type { Config } from './config.ts'
+import type { Config } from '../config/schema.ts'
 import { loadBackendTls } from '../tls/backend-tls.ts'
 import { controlClient } from '../backend/control-client.ts'
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ProgressPrinter } from './progress.ts';
 import type { VerifyReport } from '../lifecycle/verify.ts';
-import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from './config.ts';
+import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from '../config/schema.ts';
 import { createLogger } from './logger.ts';
 
 export const EXIT_OK = 0;

@@ -1,7 +1,7 @@
 // Structured logging: one pino logger per process writing JSON lines to stderr (stdout is kept for the
 // CLI's own output), and per-session child loggers so every line of a session carries who it is.
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { LogLevel } from './config.ts';
+import type { LogLevel } from '../config/schema.ts';
 
 export type { Logger } from 'pino';
 

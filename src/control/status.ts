@@ -5,7 +5,7 @@
 // service, 1 some backend out of service (degraded), 2 could not ask.
 
 import pg from 'pg'
-import type { Config } from './config.ts'
+import type { Config } from '../config/schema.ts'
 
 export interface StatusReport {
   backends: Record<string, string | null>[]

@@ -3,9 +3,9 @@
 
 import { startCluster, type BackendAuth, type Cluster } from './cluster.ts'
 import { startPgraid, type PgraidHandle } from '../server.ts'
-import { parseConfig, type Config } from '../control/config.ts'
+import { parseConfig, type Config } from '../config/schema.ts'
 import { createLogger } from '../control/logger.ts'
-import type { LogLevel } from '../control/config.ts'
+import type { LogLevel } from '../config/schema.ts'
 
 export interface StackOptions {
   backends?: number

@@ -11,7 +11,7 @@ import { matchHba, type HbaRule } from '../auth/hba.ts'
 import { authMd5, authOk, authSasl, authSaslContinue, authSaslFinal } from '../protocol/encode.ts'
 import { Reader } from '../protocol/decode.ts'
 import { errors, PgError } from '../errors.ts'
-import type { UserConfig } from '../control/config.ts'
+import type { UserConfig } from '../config/schema.ts'
 
 /** What pgraid knows about the client's connection when it decides how to authenticate. */
 export interface ClientConnection {

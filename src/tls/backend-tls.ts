@@ -5,8 +5,8 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { readFile } from 'node:fs/promises'
 import type { ConnectionOptions } from 'node:tls'
-import type { BackendConfig } from '../control/config.ts'
-import { ConfigError } from '../control/config-issues.ts'
+import type { BackendConfig } from '../config/schema.ts'
+import { ConfigError } from '../config/issues.ts'
 
 export interface BackendTls {
   mode: 'require' | 'verify-ca' | 'verify-full'

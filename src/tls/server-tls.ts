@@ -4,8 +4,8 @@
 import { readFile } from 'node:fs/promises'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import tls from 'node:tls'
-import type { Config } from '../control/config.ts'
-import { ConfigError } from '../control/config-issues.ts'
+import type { Config } from '../config/schema.ts'
+import { ConfigError } from '../config/issues.ts'
 import { tlsServerEndPoint } from '../auth/channel-binding.ts'
 
 export interface ServerTls {

@@ -1,7 +1,7 @@
 // hba rules: parsing (every mistake says what to fix) and first-match semantics.
 import t from 'tap'
 import { matchHba, parseHbaRule } from '../../src/auth/hba.ts'
-import { parseConfig } from '../../src/control/config.ts'
+import { parseConfig } from '../../src/config/schema.ts'
 
 const rules = [
   'hostssl all certuser all cert',

@@ -5,7 +5,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfig } from '../../src/control/config.ts';
+import { parseConfig } from '../../src/config/schema.ts';
 
 const unitPath = join(import.meta.dirname, '../../contrib/pgraid.service');
 

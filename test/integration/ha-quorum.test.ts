@@ -5,7 +5,7 @@
 import t from 'tap'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../../src/server.ts'
-import { parseConfig } from '../../src/control/config.ts'
+import { parseConfig } from '../../src/config/schema.ts'
 import { createLogger } from '../../src/control/logger.ts'
 import { waitFor } from '../harness/stack.ts'
 

@@ -13,8 +13,8 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stackFor, bounded, waitFor, freePort, client, onEachBackend } from '../harness/stack.ts'
-import { parseConfig } from '../../src/control/config.ts'
-import { ReloadRefused } from '../../src/control/reload.ts'
+import { parseConfig } from '../../src/config/schema.ts'
+import { ReloadRefused } from '../../src/config/reload-plan.ts'
 
 type Run = { code: number; out: string; err: string }
 const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>

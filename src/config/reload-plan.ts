@@ -27,7 +27,7 @@
 
 import type { BackendTarget } from '../backend/connection.ts'
 import type { BackendStatus } from '../cluster/states.ts'
-import type { BackendConfig, Config } from './config.ts'
+import type { BackendConfig, Config } from './schema.ts'
 
 /** The configuration was not applied; `problems` say why, one line each, naming the key. */
 export class ReloadRefused extends Error {

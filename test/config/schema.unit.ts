@@ -3,7 +3,7 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, configObjectSchema, loadConfig, parseConfig, storedPasswordKind } from '../../src/control/config.ts';
+import { ConfigError, configObjectSchema, loadConfig, parseConfig, storedPasswordKind } from '../../src/config/schema.ts';
 import { makeScramVerifier } from '../../src/auth/scram.ts';
 import { md5PasswordHash } from '../../src/auth/md5.ts';
 

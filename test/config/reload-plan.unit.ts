@@ -1,8 +1,8 @@
-// The reload rules (src/control/reload.ts), without servers: what applies
+// The reload rules (src/config/reload-plan.ts), without servers: what applies
 // live, what is refused and why (naming the key), and the write-quorum rule.
 import t, { type Test } from 'tap'
-import { parseConfig, type Config } from '../../src/control/config.ts'
-import { planReload, ReloadRefused, type LiveBackends } from '../../src/control/reload.ts'
+import { parseConfig, type Config } from '../../src/config/schema.ts'
+import { planReload, ReloadRefused, type LiveBackends } from '../../src/config/reload-plan.ts'
 import { BackendStates, type BackendStateName } from '../../src/cluster/states.ts'
 
 const base = {

@@ -5,12 +5,12 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { visit } from 'jsonc-parser';
-import { configObjectSchema, loadConfig } from '../../src/control/config.ts';
-import { listConfigKeys } from '../../src/control/config-keys.ts';
-import { defaultCell, extractKeyTable, renderKeyTable, renderSample } from '../../src/control/config-docs.ts';
+import { configObjectSchema, loadConfig } from '../../src/config/schema.ts';
+import { listConfigKeys } from '../../src/config/keys.ts';
+import { defaultCell, extractKeyTable, renderKeyTable, renderSample } from '../../src/config/docs.ts';
 
 const root = join(import.meta.dirname, '../..');
-const regenerate = 'run `npm run config-docs` after changing src/control/config.ts';
+const regenerate = 'run `npm run config-docs` after changing src/config/schema.ts';
 const normalize = (s: string) => s.replace(/\s+/g, ' ').trim();
 
 t.test('docs/configuration.md holds the table generated from the schema', async (t) => {

@@ -1,5 +1,5 @@
 // Walks a zod config schema to list its keys with their descriptions and defaults, so error messages
-// can suggest the intended key for a typo, and config-docs.ts can generate the key table and the sample.
+// can suggest the intended key for a typo, and docs.ts can generate the key table and the sample.
 import { z } from 'zod';
 
 export type Schema = z.core.$ZodType;

@@ -6,10 +6,10 @@ import { z } from 'zod';
 import { isMd5Hash } from '../auth/md5.ts';
 import { parseScramVerifier } from '../auth/scram.ts';
 import { parseHbaRule } from '../auth/hba.ts';
-import { ConfigError, describeIssues, formatPath } from './config-issues.ts';
-import { objectKeysAt } from './config-keys.ts';
+import { ConfigError, describeIssues, formatPath } from './issues.ts';
+import { objectKeysAt } from './keys.ts';
 
-export { ConfigError } from './config-issues.ts';
+export { ConfigError } from './issues.ts';
 
 /** pino's level names, most severe first; "silent" turns logging off. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -144,7 +144,7 @@ const userSchema = z
   })
   .describe('A user clients may log in to pgraid as.');
 
-/** The config object before cross-field checks and computed defaults; walked by config-keys.ts and the docs test. */
+/** The config object before cross-field checks and computed defaults; walked by keys.ts and the docs test. */
 export const configObjectSchema = z
   .strictObject(
     {
