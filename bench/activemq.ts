@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { startCluster, type BackendAuth, type Cluster } from '../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../src/server.ts'
 import { parseConfig } from '../src/config/schema.ts'
-import { createLogger } from '../src/control/logger.ts'
+import { createLogger } from '../src/observe/logger.ts'
 import type { Test } from 'tap'
 import { needJava, startBroker, produce, consume } from '../test/activemq/harness.ts'
 

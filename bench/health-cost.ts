@@ -6,7 +6,7 @@
 import { startCluster } from '../src/embedded/cluster.ts'
 import { startPgraid } from '../src/server.ts'
 import { parseConfig } from '../src/config/schema.ts'
-import { createLogger } from '../src/control/logger.ts'
+import { createLogger } from '../src/observe/logger.ts'
 import { benchRun, initDataset, type Endpoint } from './pgbench.ts'
 import type { Workload } from './options.ts'
 

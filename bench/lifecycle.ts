@@ -17,7 +17,7 @@ import { to as copyTo, from as copyFrom } from 'pg-copy-streams'
 import { startCluster, type BackendAuth, type Cluster } from '../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../src/server.ts'
 import { parseConfig } from '../src/config/schema.ts'
-import { createLogger } from '../src/control/logger.ts'
+import { createLogger } from '../src/observe/logger.ts'
 import type { BenchOptions } from './options.ts'
 import { initDataset, spawnBench, type Endpoint } from './pgbench.ts'
 

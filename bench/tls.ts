@@ -9,7 +9,7 @@
 import { startCluster, type Cluster } from '../src/embedded/cluster.ts'
 import { startPgraid } from '../src/server.ts'
 import { parseConfig } from '../src/config/schema.ts'
-import { createLogger } from '../src/control/logger.ts'
+import { createLogger } from '../src/observe/logger.ts'
 import { CLIENT_PASSWORD, CLIENT_USER } from '../src/embedded/stack.ts'
 import { makeCerts } from '../test/harness/certs.ts'
 import { benchRun, initDataset, type Endpoint } from './pgbench.ts'

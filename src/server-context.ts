@@ -12,8 +12,8 @@ import type { Catalog } from './scheduler/catalog.ts'
 import type { RecoveryLog } from './recovery/log.ts'
 import type { BackendStates, OutCause } from './cluster/states.ts'
 import type { HealthMonitor } from './cluster/health.ts'
-import type { RateMeter } from './control/rate.ts'
-import type { Counters } from './control/counters.ts'
+import type { RateMeter } from './observe/rate.ts'
+import type { Counters } from './observe/counters.ts'
 import type { PgError } from './errors.ts'
 import type { ServerTls } from './tls/server-tls.ts'
 import type { HbaRule } from './auth/hba.ts'
@@ -102,7 +102,7 @@ export interface ServerContext {
   commitsInFlight(): number
   /** Committed write transactions (counted as their COMMITs finish), for status. */
   commits: RateMeter
-  /** Plain counters the data path bumps, and the batch-duration histogram (src/control/counters.ts). */
+  /** Plain counters the data path bumps, and the batch-duration histogram (src/observe/counters.ts). */
   counters: Counters
   /** Client sessions, for the admin console. */
   sessions(): ClientSession[]

@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ProgressPrinter } from './progress.ts';
 import type { VerifyReport } from '../lifecycle/verify.ts';
 import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from '../config/schema.ts';
-import { createLogger } from './logger.ts';
+import { createLogger } from '../observe/logger.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

@@ -4,7 +4,7 @@
 import { startCluster, type BackendAuth, type Cluster } from './cluster.ts'
 import { startPgraid, type PgraidHandle } from '../server.ts'
 import { parseConfig, type Config } from '../config/schema.ts'
-import { createLogger } from '../control/logger.ts'
+import { createLogger } from '../observe/logger.ts'
 import type { LogLevel } from '../config/schema.ts'
 
 export interface StackOptions {

@@ -1,7 +1,7 @@
 // The CLI's progress line and the write-rate meter, with injected clocks.
 import t from 'tap'
 import { progressLine, progressOf, ProgressPrinter } from '../../src/control/progress.ts'
-import { RateMeter } from '../../src/control/rate.ts'
+import { RateMeter } from '../../src/observe/rate.ts'
 
 t.test('progress line: bar, percentage, rate and ETA', async (t) => {
   t.equal(progressLine({ done: 50, total: 100, unit: 'rows' }, 10, 10), '[#####-----]  50%  50/100 rows  10/s  ETA 5s')

@@ -20,7 +20,7 @@ import { compareBackends } from '../harness/compare.ts'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid } from '../../src/server.ts'
 import { parseConfig } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { resync } from '../../src/recovery/resync.ts'
 import { clone } from '../../src/lifecycle/clone.ts'
 

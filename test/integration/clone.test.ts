@@ -9,7 +9,7 @@ import pg from 'pg'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../../src/server.ts'
 import { parseConfig } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { stackFor, client, bounded, waitFor, TEST_SETTINGS, type Stack } from '../harness/stack.ts'
 import { cliFor, killWhen, ADMIN } from '../harness/cli.ts'
 

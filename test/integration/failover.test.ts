@@ -69,7 +69,7 @@ t.test('a backend killed mid-transaction: the session and its transaction contin
   await onPg3.end()
   // A fresh pgraid (another machine, same config) learns it from the backends themselves.
   const { startPgraid } = await import('../../src/server.ts')
-  const { createLogger } = await import('../../src/control/logger.ts')
+  const { createLogger } = await import('../../src/observe/logger.ts')
   c.on('error', () => {}) // their proxy goes away
   idle.on('error', () => {})
   await stack.proxy.close()

@@ -6,7 +6,7 @@ import t from 'tap'
 import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid, type PgraidHandle } from '../../src/server.ts'
 import { parseConfig } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { waitFor } from '../harness/stack.ts'
 
 t.test('writeQuorum 1, two instances started together: never two writers, one writer soon', async (t) => {

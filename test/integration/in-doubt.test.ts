@@ -7,7 +7,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { startPgraid } from '../../src/server.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
 
 t.test('a fresh pgraid completes commits that reached only some backends', async (t) => {

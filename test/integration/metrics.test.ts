@@ -74,7 +74,7 @@ t.test('slow batch log: statements, backends and duration of a batch over log.sl
   const cluster = (await import('../../src/embedded/cluster.ts')).startCluster
   const { startPgraid } = await import('../../src/server.ts')
   const { parseConfig } = await import('../../src/config/schema.ts')
-  const { createLogger } = await import('../../src/control/logger.ts')
+  const { createLogger } = await import('../../src/observe/logger.ts')
   const c = await cluster({ count: 2 })
   t.teardown(() => c.stop())
   const lines: string[] = []

@@ -7,7 +7,7 @@
 
 import t from 'tap'
 import { startPgraid } from '../../src/server.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
 
 const stack = await stackFor(t)

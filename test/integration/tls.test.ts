@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import pg from 'pg'
 import { startPgraid } from '../../src/server.ts'
 import { parseConfig } from '../../src/config/schema.ts'
-import { createLogger } from '../../src/control/logger.ts'
+import { createLogger } from '../../src/observe/logger.ts'
 import { makeCerts } from '../harness/certs.ts'
 import { stackFor, assertIdentical, onEachBackend, client, bounded } from '../harness/stack.ts'
 

@@ -1,7 +1,7 @@
 // Logger: JSON lines with readable level names, level filtering, session bindings on child loggers,
 // and passwords redacted wherever they sit in a logged config-like object.
 import t from 'tap';
-import { createLogger, sessionLogger } from '../../src/control/logger.ts';
+import { createLogger, sessionLogger } from '../../src/observe/logger.ts';
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];
