@@ -9,8 +9,8 @@
 // - PGRAID_DIST=1 runs dist/ in a checkout too (what bench/rss.ts does, to measure what production runs).
 import { existsSync } from 'node:fs';
 
-const dist = new URL('../dist/control/cli.js', import.meta.url);
-const src = new URL('../src/control/cli.ts', import.meta.url);
+const dist = new URL('../dist/cli/cli.js', import.meta.url);
+const src = new URL('../src/cli/cli.ts', import.meta.url);
 const wantDist = process.env.PGRAID_DIST === '1' || !existsSync(src);
 
 let cli;

@@ -1,7 +1,7 @@
 // The unit tests (no servers, no child processes) in one process: each module registers its subtests on
 // tap's root test. One node + tsx + tap start instead of nineteen saves ~40 s of CPU on a 2-core suite.
 // Run one alone with `npx tap test/sql/keys.unit.ts`.
-import './control/progress.unit.ts'
+import './cli/progress.unit.ts'
 import './auth/md5.unit.ts'
 import './errors.unit.ts'
 import './config/docs.unit.ts'
@@ -9,7 +9,7 @@ import './observe/logger.unit.ts'
 import './config/schema.unit.ts'
 import './config/reload-plan.unit.ts'
 import './auth/hba.unit.ts'
-import './control/systemd-unit.unit.ts'
+import './cli/systemd-unit.unit.ts'
 import './protocol/framer.unit.ts'
 import './protocol/scanner.unit.ts'
 import './auth/scram.unit.ts'

@@ -2,7 +2,7 @@
 // `pgraid` (as PgBouncer's `pgbouncer`) with a user marked `admin` gets no
 // backend connections but a small command language over the simple query
 // protocol, answered as ordinary rows so psql, node-postgres or any driver
-// can read them. `pgraid status` (src/control/status.ts) uses it.
+// can read them. `pgraid status` (src/cli/status.ts) uses it.
 
 import pg from 'pg'
 import type net from 'node:net'
@@ -13,7 +13,7 @@ import { NotReplayable, RowCountMismatch } from '../recovery/replay.ts'
 import { verify, VerifyRefused, type VerifyReport } from '../lifecycle/verify.ts'
 import { SnapshotRefused } from '../lifecycle/snapshots.ts'
 import { clone, CloneRefused } from '../lifecycle/clone.ts'
-import { logPositions } from '../recovery/positions.ts'
+import { logPositions } from './log-positions.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { PgError, errors } from '../errors.ts'
 import { ReloadRefused } from '../config/reload-plan.ts'

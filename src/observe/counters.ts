@@ -1,6 +1,6 @@
 // What the data path counts, as plain numbers and one histogram: shared by the
 // server context (sessions bump them) and the metrics endpoint (reads them).
-// Apart from metrics.ts so the context does not import the endpoint.
+// Apart from admin/metrics.ts so the context does not import the endpoint.
 
 import client from 'prom-client'
 

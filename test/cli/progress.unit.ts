@@ -1,6 +1,6 @@
 // The CLI's progress line and the write-rate meter, with injected clocks.
 import t from 'tap'
-import { progressLine, progressOf, ProgressPrinter } from '../../src/control/progress.ts'
+import { progressLine, progressOf, ProgressPrinter } from '../../src/cli/progress.ts'
 import { RateMeter } from '../../src/observe/rate.ts'
 
 t.test('progress line: bar, percentage, rate and ETA', async (t) => {

@@ -8,7 +8,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import client from 'prom-client'
 import type { ServerContext } from '../server-context.ts'
-import { logPositions } from '../recovery/positions.ts'
+import { logPositions } from './log-positions.ts'
 
 export function metricsRegistry(ctx: ServerContext): client.Registry {
   const r = new client.Registry()

@@ -68,7 +68,7 @@ t.test('the packed tarball installs offline and its pgraid command runs', async 
   if (pack.code !== 0) return;
   const tarball = (JSON.parse(pack.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>)[0]!;
   const packed = new Set(tarball.files.map((f) => f.path));
-  for (const path of ['bin/pgraid.js', 'dist/control/cli.js', 'dist/server.js', 'fixtures/pgraid.example.jsonc', 'contrib/pgraid.service', 'README.md']) {
+  for (const path of ['bin/pgraid.js', 'dist/cli/cli.js', 'dist/server.js', 'fixtures/pgraid.example.jsonc', 'contrib/pgraid.service', 'README.md']) {
     t.ok(packed.has(path), `the tarball holds ${path}`);
   }
   t.notOk([...packed].some((p) => p.startsWith('test/') || p.startsWith('bench/')), 'the tarball holds no tests or benchmarks');
