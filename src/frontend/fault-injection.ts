@@ -7,7 +7,7 @@
 // comparison per batch.
 
 import { F } from '../protocol/codes.ts'
-import type { Plan } from './planner.ts'
+import type { Plan } from '../router/plan.ts'
 
 const EVERY = Number(process.env.PGRAID_FAULT_DROP_WRITE ?? 0)
 let seen = 0

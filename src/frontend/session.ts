@@ -18,17 +18,17 @@ import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
 import { DeadlockError, LockWaitAborted, type LockOwner } from '../scheduler/lock-manager.ts'
 import { ClientAuth, planAuth } from './client-auth.ts'
 import { BackendLink, type LinkHost } from './backend-link.ts'
-import { planBatch, type Plan } from './planner.ts'
-import { StatementRegistry } from './statements.ts'
+import { planBatch, type Plan } from '../router/plan.ts'
+import { StatementRegistry } from '../router/statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
-import { takesSnapshot, type SnapshotState } from './snapshot-point.ts'
+import { takesSnapshot, type SnapshotState } from '../router/snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
 import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
 import { dropWriteForTest } from './fault-injection.ts'
 import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
-import { changesData, type LogContext } from './log-plan.ts'
+import { changesData, type LogContext } from '../router/log-plan.ts'
 import { insertText, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
 import type { ClientSession, ServerContext } from '../server-context.ts'
 import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
@@ -647,7 +647,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   /**
-   * Tie-safe autocommit (planner.ts, tieSafe): the client's batch ran inside
+   * Tie-safe autocommit (router/plan.ts, tieSafe): the client's batch ran inside
    * pgraid's BEGIN and its answers were compared. Agreed and no error: the
    * log row and COMMIT go out now (its LSN taken under the batch's locks);
    * otherwise ROLLBACK everywhere, so a tie leaves nothing committed. Then
@@ -729,9 +729,9 @@ export class Session implements LinkHost, ClientSession {
   /** An ERROR a backend sent between batches (see unsolicited). */
   private strayError: Record<string, string> | null = null
 
-  /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (snapshot-point.ts). */
+  /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (router/snapshot-point.ts). */
   private snapshotTaken = false
-  /** Where this session stands for snapshot-point.ts (one object, updated per batch). */
+  /** Where this session stands for router/snapshot-point.ts (one object, updated per batch). */
   private snapshotState(): SnapshotState {
     const st = this.snapshotStateObj
     st.inTransaction = this.txStatus === 'T'
@@ -929,7 +929,7 @@ export class Session implements LinkHost, ClientSession {
   /**
    * Between transactions, connect to backends that came back into service
    * and bring the connection to the session's settings; prepared statements
-   * follow lazily (statements.ts).
+   * follow lazily (router/statements.ts).
    */
   private async attachLate(): Promise<void> {
     const all = this.ctx.backends()

@@ -5,7 +5,7 @@
 // (values pgraid supplies, the same for every backend). Where the row count
 // is unknown (INSERT ... SELECT, COPY, MERGE) the write is refused with a
 // message naming the column and what to do. Sequence defaults (nextval) are
-// not touched: sequence locks order them (planner.ts).
+// not touched: sequence locks order them (router/plan.ts).
 
 import '../runtime/wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
