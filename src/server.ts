@@ -23,8 +23,8 @@ import { parseHbaRule } from './auth/hba.ts'
 import { lookupStoredPassword } from './auth/auth-query.ts'
 import { Election, instanceIdentity } from './cluster/election.ts'
 import { HealthMonitor } from './cluster/health.ts'
-import { reconcile } from './recovery/reconcile.ts'
-import { loggedDatabases } from './recovery/resync.ts'
+import { reconcile } from './lifecycle/reconcile.ts'
+import { loggedDatabases } from './lifecycle/resync.ts'
 
 export interface PgraidHandle {
   host: string

@@ -44,7 +44,7 @@ export interface HealthDeps {
   options: () => HealthOptions
   log: Logger
   takeOut(index: number, reason: string, cause: OutCause): void
-  /** Proves an out-of-service backend current and enables it, or marks why not (src/cluster/reconcile.ts). */
+  /** Proves an out-of-service backend current and enables it, or marks why not (src/lifecycle/reconcile.ts). */
   reconcile(index: number, systemChanged: boolean): Promise<void>
   /** The recovery logs this pgraid writes: per database, the range of its own LSNs that are final. */
   logs(): { database: string; ownFinal(): { from: number; below: number } | null }[]

@@ -16,7 +16,7 @@ import { to as copyTo, from as copyFrom } from 'pg-copy-streams'
 import type { BackendTarget } from '../backend/connection.ts'
 import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
-import { loggedDatabases, catchUpAndEnable, ResyncRefused } from '../recovery/resync.ts'
+import { loggedDatabases, catchUpAndEnable, ResyncRefused } from './resync.ts'
 import { alignedSnapshot, TEXT_SETTINGS } from './snapshots.ts'
 import { schemaScript, type SchemaScript } from './schema-ddl.ts'
 

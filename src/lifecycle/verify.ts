@@ -99,7 +99,7 @@ export async function verify(ctx: ServerContext, opts: VerifyOptions = {}): Prom
     identical: true,
   }
   if (inService.length < 2) throw new VerifyRefused(`only ${inService.length} backend(s) in service: nothing to compare${report.skipped.length ? `; out of service: ${report.skipped.join(', ')}` : ''}`)
-  const { loggedDatabases } = await import('../recovery/resync.ts')
+  const { loggedDatabases } = await import('./resync.ts')
   let databases = opts.databases
   if (!databases?.length) {
     // The pgraid databases of every backend in service: one some lack is a difference, not compared further.

@@ -21,7 +21,7 @@ import { startCluster } from '../../src/embedded/cluster.ts'
 import { startPgraid } from '../../src/server.ts'
 import { parseConfig } from '../../src/config/schema.ts'
 import { createLogger } from '../../src/observe/logger.ts'
-import { resync } from '../../src/recovery/resync.ts'
+import { resync } from '../../src/lifecycle/resync.ts'
 import { clone } from '../../src/lifecycle/clone.ts'
 
 const USERS = [

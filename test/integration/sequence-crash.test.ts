@@ -10,7 +10,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { stackFor, client, assertIdentical, waitFor, bounded } from '../harness/stack.ts'
-import { resync } from '../../src/recovery/resync.ts'
+import { resync } from '../../src/lifecycle/resync.ts'
 
 const USERS = [
   { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },

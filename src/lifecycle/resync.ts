@@ -10,10 +10,10 @@ import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
 import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
-import { applyRecords, ReplayConnection, RowCountMismatch } from './replay.ts'
-import { ensureSchema } from './schema.ts'
-import { hasLog, logTop } from './log-presence.ts'
-import type { LogRecord } from './record.ts'
+import { applyRecords, ReplayConnection, RowCountMismatch } from '../recovery/replay.ts'
+import { ensureSchema } from '../recovery/schema.ts'
+import { hasLog, logTop } from '../recovery/log-presence.ts'
+import type { LogRecord } from '../recovery/record.ts'
 
 /** How far below the target's highest LSN records are compared. */
 const WINDOW = 100_000
@@ -24,7 +24,7 @@ const TAIL = 20
 
 export class ResyncRefused extends Error {}
 
-/** The activity a backend shows while the health monitor compares its log (src/recovery/reconcile.ts). */
+/** The activity a backend shows while the health monitor compares its log (src/lifecycle/reconcile.ts). */
 export const RECONCILING = 'checking its log'
 
 export interface ResyncResult {

@@ -12,7 +12,7 @@ import pg from 'pg'
 import type { ServerContext } from '../server-context.ts'
 import { SELF_HEALING } from '../cluster/states.ts'
 import { controlClient } from '../backend/control-client.ts'
-import { createLog, hasLog, logTop } from './log-presence.ts'
+import { createLog, hasLog, logTop } from '../recovery/log-presence.ts'
 import { behindReason, catchUpAndEnable, loggedDatabases, RECONCILING } from './resync.ts'
 
 export async function reconcile(ctx: ServerContext, index: number, systemChanged: boolean): Promise<void> {
