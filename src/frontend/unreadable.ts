@@ -7,7 +7,7 @@
 import { F } from '../protocol/codes.ts'
 import { bindHead, describeOrClose, executeMsg, parseMsg } from '../protocol/decode.ts'
 import type { Frame } from '../protocol/framer.ts'
-import { bindParams } from '../scheduler/keys.ts'
+import { bindParams } from '../scheduler/key-values.ts'
 import { PgError } from '../errors.ts'
 
 /**

@@ -5,7 +5,7 @@
 // of the text. The LSN is filled in after the batch's locks are granted, so
 // conflicting transactions get LSNs in their commit order.
 
-import '../runtime/wasm-baseline.ts'
+import '../sql/wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
 import type { StatementInfo } from '../sql/types.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'

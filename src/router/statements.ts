@@ -4,7 +4,7 @@
 
 import type { Analysis } from '../sql/analyze.ts'
 import type { Rewrite, TimeParams } from './time-params.ts'
-import type { BindParams } from '../scheduler/keys.ts'
+import type { BindParams } from '../scheduler/key-values.ts'
 
 export interface Statement {
   name: string

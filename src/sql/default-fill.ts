@@ -7,7 +7,7 @@
 // message naming the column and what to do. Sequence defaults (nextval) are
 // not touched: sequence locks order them (router/plan.ts).
 
-import '../runtime/wasm-baseline.ts'
+import './wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
 import type { CatalogData, VolatileDefault } from '../scheduler/catalog.ts'
 import { walk, type Edit, type Slot } from './time-rewrite.ts'

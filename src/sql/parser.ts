@@ -1,6 +1,6 @@
 // Thin wrapper over libpg-query (the real PostgreSQL 18 raw parser, WASM):
 // one-time loading, statement splitting with source text, and error mapping.
-import '../runtime/wasm-baseline.ts'
+import './wasm-baseline.ts'
 import { loadModule, parseSync } from 'libpg-query'
 import type { Node } from '@pgsql/types'
 

@@ -6,7 +6,7 @@
 // execution gets the time of its own transaction). The session's TimeZone
 // still applies on each backend, because the casts run there.
 
-import '../runtime/wasm-baseline.ts'
+import './wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
 import { randomBytes, randomUUID } from 'node:crypto'
 
