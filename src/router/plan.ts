@@ -16,7 +16,7 @@ import { nonDeterministicCall, NON_DETERMINISTIC } from '../sql/nondeterministic
 import { errors, type PgError } from '../errors.ts'
 import type { LockRequest } from '../scheduler/lock-manager.ts'
 import type { Portal, Statement, StatementRegistry } from './statements.ts'
-import { ddlEvaluatesVolatile } from '../sql/default-fill.ts'
+import { ddlEvaluatesVolatile } from './default-fill.ts'
 import { snapshotPoint, type SnapshotState } from './snapshot-point.ts'
 import { queryMessage, rewriteBind, rewriteOf, rewriteParse, rewriteQueryText, type Clock, type Rewrite } from './time-params.ts'
 import { changesData, drawnSequences, isCommit, logged, statementSpans, type BatchLogEntry, type LogCommit, type LogContext } from './log-plan.ts'

@@ -1,6 +1,6 @@
 // Applies the value rewrites to protocol messages: clock calls and random
 // calls (src/sql/time-rewrite.ts) and volatile column defaults made explicit
-// (src/sql/default-fill.ts). A Parse gets the rewritten text with a new
+// (src/router/default-fill.ts). A Parse gets the rewritten text with a new
 // parameter per slot, each Bind of that statement gets the values as extra
 // text parameters, and a simple Query gets literals.
 
@@ -9,7 +9,7 @@ import { message } from '../protocol/encode.ts'
 import { Reader, type ParseMsg } from '../protocol/decode.ts'
 import { timeSitesByShape } from '../sql/shape-cache.ts'
 import { siteValue, slotsOf, withLiterals, withParams, type Edit, type Slot } from '../sql/time-rewrite.ts'
-import { fillDefaults, NONE, type Refusal } from '../sql/default-fill.ts'
+import { fillDefaults, NONE, type Refusal } from './default-fill.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 
 export interface TimeParams {

@@ -5,12 +5,12 @@
 // (values pgraid supplies, the same for every backend). Where the row count
 // is unknown (INSERT ... SELECT, COPY, MERGE) the write is refused with a
 // message naming the column and what to do. Sequence defaults (nextval) are
-// not touched: sequence locks order them (router/plan.ts).
+// not touched: sequence locks order them (plan.ts).
 
-import './wasm-baseline.ts'
+import '../sql/wasm-baseline.ts'
 import { parseSync } from 'libpg-query'
 import type { CatalogData, VolatileDefault } from '../scheduler/catalog.ts'
-import { walk, type Edit, type Slot } from './time-rewrite.ts'
+import { walk, type Edit, type Slot } from '../sql/time-rewrite.ts'
 
 export interface Refusal {
   message: string
