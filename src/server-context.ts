@@ -2,6 +2,7 @@
 // balancer and per-backend counters, catalogs per database, the cancel-key
 // registry and the client limit.
 
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.ts'
 import type { ReloadResult } from './config/reload-plan.ts'
@@ -18,11 +19,25 @@ import type { PgError } from './errors.ts'
 import type { ServerTls } from './tls/server-tls.ts'
 import type { HbaRule } from './auth/hba.ts'
 import type { Election } from './cluster/election.ts'
+import type { Frame } from './protocol/framer.ts'
 
 /**
  * What the shared state, the admin console and the metrics see of a client session
  * (src/frontend/session.ts implements it): a view, so nothing here depends on the session itself.
  */
+/** The database name that reaches pgraid's admin console instead of the backends. */
+export const ADMIN_DATABASE = 'pgraid'
+
+/** The admin console as a session drives it (admin/console.ts; the server wires it, so frontend/ does not import admin/). */
+export interface AdminConsoleSession {
+  start(): void
+  /** One frame from the client; false when it ended the session (Terminate). */
+  onFrame(f: Frame): Promise<boolean>
+  abort(reason: string): void
+}
+
+export type OpenConsole = (socket: net.Socket, ctx: ServerContext, user: string, pid: number, secret: number) => AdminConsoleSession
+
 export interface ClientSession {
   readonly id: number
   readonly pid: number
@@ -47,6 +62,8 @@ export interface ClientSession {
 }
 
 export interface ServerContext {
+  /** Opens the admin console on a session that logged in to ADMIN_DATABASE. */
+  openConsole: OpenConsole
   /** The running configuration; a reload replaces it (read it anew, do not keep it). */
   config: Config
   /** TLS for clients (listen.tls), read at start. */

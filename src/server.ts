@@ -14,6 +14,7 @@ import { errors } from './errors.ts'
 import { startMetrics, type MetricsServer } from './admin/metrics.ts'
 import { Counters } from './observe/counters.ts'
 import { Session } from './frontend/session.ts'
+import { AdminConsole } from './admin/console.ts'
 import { initParser } from './sql/analyze.ts'
 import type { ClientSession, ServerContext } from './server-context.ts'
 import type { BackendTarget } from './backend/connection.ts'
@@ -140,6 +141,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     markOut: (i, state, reason, cause) => ctx.markOut(i, state, reason, cause),
   })
   const ctx: ServerContext = {
+    openConsole: (socket, c, user, pid, secret) => new AdminConsole(socket, c, user, pid, secret),
     health,
     states,
     writeQuorum,

@@ -17,12 +17,11 @@ import { logPositions } from './log-positions.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { PgError, errors } from '../errors.ts'
 import { ReloadRefused } from '../config/reload-plan.ts'
-import type { ServerContext } from '../server-context.ts'
+import type { AdminConsoleSession, ServerContext } from '../server-context.ts'
 import type { Frame } from '../protocol/framer.ts'
 import { F } from '../protocol/codes.ts'
 import { queryText } from '../protocol/decode.ts'
 
-export const ADMIN_DATABASE = 'pgraid'
 
 /** RESUME for the PAUSE in force, per pgraid instance (whichever admin session paused). */
 const resumes = new WeakMap<ServerContext, () => void>()
@@ -56,7 +55,7 @@ const HELP: [string, string][] = [
   ['SHOW HELP', 'this list'],
 ]
 
-export class AdminConsole {
+export class AdminConsole implements AdminConsoleSession {
   private skipping = false
   /** Aborted when the client goes away: a resync or clone it started stops (running it again resumes or restarts it). */
   private readonly aborter = new AbortController()

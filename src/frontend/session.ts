@@ -30,8 +30,7 @@ import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from '../router/log-plan.ts'
 import { insertText, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
-import type { ClientSession, ServerContext } from '../server-context.ts'
-import { AdminConsole, ADMIN_DATABASE } from '../admin/console.ts'
+import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext } from '../server-context.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 
@@ -281,11 +280,11 @@ export class Session implements LinkHost, ClientSession {
     if (this.database !== ADMIN_DATABASE) return void this.connectBackends()
     if (!this.ctx.config.users.find((u) => u.name === this.user)?.admin)
       return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'))
-    this.admin = new AdminConsole(this.socket, this.ctx, this.user, this.pid, this.secret)
+    this.admin = this.ctx.openConsole(this.socket, this.ctx, this.user, this.pid, this.secret)
     this.phase = 'ready'
     this.admin.start()
   }
-  private admin: AdminConsole | null = null
+  private admin: AdminConsoleSession | null = null
   private adminQueue: Promise<unknown> = Promise.resolve()
 
   readonly connectedAt = new Date()
