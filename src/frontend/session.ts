@@ -618,16 +618,32 @@ export class Session implements LinkHost, ClientSession {
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
       plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
     }
-    if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
-    if (this.links.length > 1) dropWriteForTest(plan, this.links[this.links.length - 1]?.index)
-    // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere:
-    // new commits held, those in flight landed, until it is taken (execute releases it then).
-    const snapshotHold = plan.snapshotAt ? await this.holdForSnapshot() : null
-    if (plan.snapshotAt && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
+    // An LSN taken is in flight until settled: one that never reaches execute() is settled here, or
+    // every resync, clone and snapshot point would wait for it for ever.
+    let started = false
+    try {
+      if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
+      if (this.links.length > 1) dropWriteForTest(plan, this.links[this.links.length - 1]?.index)
+      // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere:
+      // new commits held, those in flight landed, until it is taken (execute releases it then).
+      const snapshotHold = plan.snapshotAt ? await this.holdForSnapshot(plan.commit?.lsn !== undefined ? 1 : 0) : null
+      if (plan.snapshotAt && !snapshotHold) return this.refuse(errors.noSnapshotPoint(), plan.endsWithSync)
+      started = true
+      return await this.run(plan, snapshotHold, withBegin)
+    } finally {
+      if (!started && plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
+    }
+  }
+
+  /** The batch, once its locks, LSN and snapshot point are in place. */
+  private async run(plan: Plan, snapshotHold: (() => void) | null, withBegin: boolean): Promise<void | 'retry'> {
     this.snapshotHold = snapshotHold
     // CREATE / DROP / ALTER DATABASE: pgraid's own connections to those databases go first.
     const names = plan.everywhere ? databasesNamed(plan) : null
-    const releaseDatabases = names ? await this.ctx.holdDatabases(names) : null
+    const releaseDatabases = names ? await this.ctx.holdDatabases(names).catch((e: unknown) => {
+      if (plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
+      throw e
+    }) : null
     this.plan = plan
     if (withBegin) this.pendingBegin = null // on its way to the backends
     try {
@@ -747,10 +763,11 @@ export class Session implements LinkHost, ClientSession {
    * Holds new commits and waits until those in flight have landed on every backend: the point of
    * the commit order where this session's snapshot is taken. Null when none comes (refused: 40001).
    */
-  private async holdForSnapshot(): Promise<(() => void) | null> {
+  private async holdForSnapshot(own: number): Promise<(() => void) | null> {
     const release = this.ctx.holdCommits()
     const until = performance.now() + SNAPSHOT_WAIT_MS
-    while (this.ctx.commitsInFlight() > 0) {
+    // `own`: this batch's own COMMIT (BEGIN ISOLATION LEVEL REPEATABLE READ; ...; COMMIT in one Query) is not waited for.
+    while (this.ctx.commitsInFlight() > own) {
       if (performance.now() > until || this.phase !== 'ready') {
         release()
         return null

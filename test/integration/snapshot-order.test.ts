@@ -69,3 +69,21 @@ for (const level of ['REPEATABLE READ', 'SERIALIZABLE']) {
     await assertIdentical(t, stack)
   })
 }
+
+t.test('BEGIN ISOLATION LEVEL REPEATABLE READ; a read; a write; COMMIT in one Query: its snapshot point does not wait for its own COMMIT (it waited 10 s and failed 40001)', async (t) => {
+  const stack = await stackFor(t)
+  const c = await client(stack)
+  await c.query('CREATE TABLE rr1 (id int)')
+  for (let n = 1; n <= 3; n++) {
+    const r = await c.query(`BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) AS n FROM rr1; INSERT INTO rr1 VALUES (${n}); COMMIT`).then(
+      () => 'committed',
+      (e: { code?: string; message: string }) => `${e.code} ${e.message}`,
+    )
+    t.equal(r, 'committed', `transaction ${n}`)
+  }
+  // Nothing left in flight: a resync or clone could hold commits now.
+  t.equal(stack.proxy.context.commitsInFlight(), 0, 'no commit left in flight')
+  t.same((await c.query('SELECT count(*)::int AS n FROM rr1')).rows, [{ n: 3 }])
+  await c.end()
+  await assertIdentical(t, stack)
+})
