@@ -117,6 +117,8 @@ export interface ServerContext {
   shutdown(): void
   /** COMMITs sent and not yet finished (including their replay on late backends): the LSNs the recovery logs have handed out and not had settled. */
   commitsInFlight(): number
+  /** Which commits are in flight (for the refusals of a hold that waited too long). */
+  describeInFlight(): string
   /** Committed write transactions (counted as their COMMITs finish), for status. */
   commits: RateMeter
   /** Plain counters the data path bumps, and the batch-duration histogram (src/observe/counters.ts). */

@@ -200,6 +200,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     waitHold: () => hold ?? Promise.resolve(),
     held: () => hold !== null,
     commitsInFlight: () => [...logs.values()].reduce((n, l) => n + l.inFlightCount, 0),
+    describeInFlight: () => [...logs.values()].flatMap((l) => l.describeInFlight()).join('; '),
     commits,
     counters,
     nextSessionId: () => nextId++,

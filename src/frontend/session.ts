@@ -616,7 +616,7 @@ export class Session implements LinkHost, ClientSession {
       // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
       if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
-      plan.commit.fill(this.ctx.recovery(this.database).take(), isoMicros(performance.timeOrigin + performance.now()))
+      plan.commit.fill(this.ctx.recovery(this.database).take(this.id), isoMicros(performance.timeOrigin + performance.now()))
     }
     // An LSN taken is in flight until settled: one that never reaches execute() is settled here, or
     // every resync, clone and snapshot point would wait for it for ever.
@@ -685,7 +685,7 @@ export class Session implements LinkHost, ClientSession {
       while (this.ctx.held()) await this.ctx.waitHold()
       let lsn: number | undefined
       try {
-        lsn = this.ctx.recovery(this.database).take()
+        lsn = this.ctx.recovery(this.database).take(this.id)
         const at = isoMicros(performance.timeOrigin + performance.now())
         const { commit, committed, failed } = await this.commitDeferred(lsn, at, json, live)
         if (commit.diverged && committed.length) err = this.commitSplit(committed, failed, commit.diverged)
@@ -840,7 +840,7 @@ export class Session implements LinkHost, ClientSession {
     while (this.ctx.held()) await this.ctx.waitHold()
     const log = this.ctx.recovery(this.database)
     // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.
-    const lsn = log.take()
+    const lsn = log.take(this.id)
     const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }

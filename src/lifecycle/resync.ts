@@ -269,7 +269,7 @@ export async function catchUpAndEnable(
   const release = ctx.holdCommits()
   try {
     while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
-    if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms; try again`)
+    if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms (${ctx.describeInFlight()}); try again`)
     const now = await loggedDatabases(source)
     if (now.join('\0') !== databases.join('\0')) throw new ResyncRefused(`databases were created or dropped during the resync (${databases.join(', ')} -> ${now.join(', ')}); run it again`)
     for (const tail of tails) {

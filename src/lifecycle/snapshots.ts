@@ -41,7 +41,7 @@ export async function alignedSnapshot(ctx: ServerContext, targets: BackendTarget
     let exported: (string | null)[] = targets.map(() => null)
     try {
       while (ctx.commitsInFlight() > 0 && Date.now() - heldAt < holdMs) await new Promise((r) => setTimeout(r, 2))
-      if (ctx.commitsInFlight() > 0) throw new SnapshotRefused(`commits still in flight after holding new ones for ${holdMs} ms; try again`)
+      if (ctx.commitsInFlight() > 0) throw new SnapshotRefused(`commits still in flight after holding new ones for ${holdMs} ms (${ctx.describeInFlight()}); try again`)
       await Promise.all(clients.map((c) => c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')))
       // The first query takes the snapshot.
       lsns = await Promise.all(clients.map(async (c, i) => (hasLog[i] ? Number((await c.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : (await c.query('SELECT 1'), null))))

@@ -77,16 +77,21 @@ export class RecoveryLog {
   isReady = false
 
   /** The LSN of the next COMMIT to be sent. Synchronous: send order is LSN order. Call settle() when it is over. */
-  take(): number {
+  take(session = 0): number {
     // Never an LSN the backends may already hold: a log not prepared (a promotion replaced it) refuses.
     if (!this.isReady) throw new Error(`recovery log of "${this.database}" is not ready`)
     const lsn = this.next++
-    this.inFlight.add(lsn)
+    this.inFlight.set(lsn, { session, since: Date.now() })
     return lsn
   }
 
-  /** LSNs handed out whose COMMIT is still on its way (at most one per session). */
-  private readonly inFlight = new Set<number>()
+  /** LSNs handed out whose COMMIT is still on its way (at most one per session): which session, since when. */
+  private readonly inFlight = new Map<number, { session: number; since: number }>()
+
+  /** The commits in flight, as an operator reads them (a hold that waits too long names them). */
+  describeInFlight(): string[] {
+    return [...this.inFlight].map(([lsn, f]) => `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms`)
+  }
 
   /** The COMMIT carrying `lsn` is over on every backend it was sent to (committed or not). */
   settle(lsn: number): void {
@@ -109,7 +114,7 @@ export class RecoveryLog {
   settledBelow(): number {
     if (!this.isReady) return Infinity
     let low = this.next
-    for (const l of this.inFlight) if (l < low) low = l
+    for (const l of this.inFlight.keys()) if (l < low) low = l
     return low
   }
 

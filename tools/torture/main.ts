@@ -23,7 +23,7 @@ import { connectPsql } from './drivers/psql.ts'
 import type { Connect } from './drivers/driver.ts'
 import { makeNetwork, type Network } from './network.ts'
 import { KINDS, runNemesis, type NemesisKind } from './nemesis.ts'
-import { check } from './checker.ts'
+import { check, type Verdict } from './checker.ts'
 import { startTarget, type Target } from './target.ts'
 import { bounded } from '../../test/harness/stack.ts'
 
@@ -130,7 +130,10 @@ try {
     (e: Error) => `the heal did not finish: ${e.message}`,
   )
   const verify = (await target.admin('VERIFY').catch((e: Error) => [{ verify: `failed: ${e.message}` }])).map((r) => JSON.stringify(r))
-  const v = await check(history, target.backends.map((b) => ({ name: b.name, client: () => b.client() })), verify)
+  // A backend that cannot be read (its tables gone: a wipe never cloned back) is a finding too.
+  const v = await check(history, target.backends.map((b) => ({ name: b.name, client: () => b.client() })), verify).catch(
+    (e: Error): Verdict => ({ lost: [], phantom: [], anomalies: [], divergences: [`the backends could not be read for the check: ${e.message}`], rows: {} }),
+  )
   v.anomalies.push(...hung)
   if (healFailed) v.anomalies.push(healFailed)
   v.anomalies.push(...stuck)
