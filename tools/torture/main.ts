@@ -39,9 +39,10 @@ const program = new Command('torture')
   .option('--instances <n>', 'pgraid instances (one writer, standbys; needs --pgraid-process)', '1')
   .option('--no-network', 'no network namespace for pgraid (netcut then does not apply)')
   .option('--overlap', 'do not heal between faults (a second backend may fail while the first is out)')
+  .option('--log-dir <dir>', "append each pgraid process's log to DIR/<name>.log as it runs")
   .option('--quiet', 'only the summary line')
   .parse()
-const opts = program.opts<{ duration: string; seed?: string; clients: string; drivers?: string; nemesis?: string; pgraidProcess?: boolean; instances: string; network: boolean; overlap?: boolean; quiet?: boolean }>()
+const opts = program.opts<{ duration: string; seed?: string; clients: string; drivers?: string; nemesis?: string; pgraidProcess?: boolean; instances: string; network: boolean; overlap?: boolean; quiet?: boolean; logDir?: string }>()
 const seed = opts.seed ? Number(opts.seed) : Date.now() % 1_000_000_007
 const log = (msg: string) => {
   if (!opts.quiet) console.error(`[${new Date().toISOString().slice(11, 23)}] ${msg}`)
@@ -75,7 +76,8 @@ const drivers = (opts.drivers ?? Object.keys(DRIVERS).filter((d) => d !== 'jdbc'
   return { name, connect }
 })
 
-const target = await startTarget({ process: !!opts.pgraidProcess, instances, network, logLevel: process.env.PGRAID_LOG_LEVEL ?? 'error' })
+if (opts.logDir) mkdirSync(opts.logDir, { recursive: true })
+const target = await startTarget({ process: !!opts.pgraidProcess, instances, network, logLevel: process.env.PGRAID_LOG_LEVEL ?? 'error', logDir: opts.logDir })
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'pgraid-torture-scratch-'))
 const history = new History()
 let exitCode = 1

@@ -4,7 +4,7 @@
 // starts again on the same port. Everything the harness asks of pgraid goes
 // through its admin console, as an operator's tools would.
 
-import { mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -40,6 +40,8 @@ export interface TargetOptions {
   /** pgraid in a network namespace of its own (root only). */
   network: Network | null
   logLevel: string
+  /** Each pgraid process's log also appended to DIR/<name>.log as it comes (long runs: the in-memory copy keeps only the tail). */
+  logDir?: string
 }
 
 const SETTINGS = { fsync: 'off', autovacuum: 'off' }
@@ -109,8 +111,17 @@ async function childTarget(o: TargetOptions): Promise<Target> {
     })),
   )
   const procs: PgraidProcess[] = []
+  const start = async (k: number) => {
+    const p = await startPgraidProcess(options[k]!)
+    if (o.logDir) {
+      const file = path.join(o.logDir, `${options[k]!.name}.log`)
+      appendFileSync(file, p.log())
+      p.child.stderr!.on('data', (b: Buffer) => appendFileSync(file, b))
+    }
+    return p
+  }
   // One after the other: the first becomes the writer, as an operator's rollout would have it.
-  for (const opt of options) procs.push(await startPgraidProcess(opt))
+  for (let k = 0; k < options.length; k++) procs.push(await start(k))
   const logs: string[] = []
   const earlier = new Map<string, string>()
   const caught = () => [...logs, ...procs.map((p) => p.log())].flatMap((text) => text.split('\n').filter((l) => l.includes('"state":"inconsistent"') && l.includes('taken out of service')))
@@ -133,7 +144,7 @@ async function childTarget(o: TargetOptions): Promise<Target> {
       logs.push(procs[k]!.log())
       earlier.set(options[k]!.name, (earlier.get(options[k]!.name) ?? '') + procs[k]!.log() + `{"torture":"killed -9 here"}\n`)
       await new Promise((r) => setTimeout(r, ms))
-      procs[k] = await startPgraidProcess(options[k]!)
+      procs[k] = await start(k)
       return options[k]!.name
     },
     network: net ?? undefined,
