@@ -112,6 +112,39 @@ export function bindHead(body: Buffer): BindHead {
   return { portal: r.cstring(), statement: r.cstring() }
 }
 
+/** A whole Bind message (values are views into the body: no copy). The one Bind parser: every reader uses it. */
+export interface BindMsg extends BindHead {
+  /** Parameter format codes as sent: none (all text), one for all, or one per parameter. */
+  formats: number[]
+  values: (Buffer | null)[]
+  /** Where the parameter count starts, and where the result format codes start (for rewriting). */
+  paramsAt: number
+  resultsAt: number
+}
+
+export function parseBind(body: Buffer): BindMsg {
+  const r = new Reader(body)
+  const portal = r.cstring()
+  const statement = r.cstring()
+  // Counts are unsigned 16-bit, as PostgreSQL reads them (pq_getmsgint(msg, 2)).
+  const nFmt = r.uint16()
+  const formats: number[] = []
+  for (let i = 0; i < nFmt; i++) formats.push(r.int16())
+  const paramsAt = r.off
+  const n = r.uint16()
+  const values: (Buffer | null)[] = []
+  for (let i = 0; i < n; i++) {
+    const len = r.int32()
+    values.push(len < 0 ? null : r.bytes(len))
+  }
+  return { portal, statement, formats, values, paramsAt, resultsAt: r.off }
+}
+
+/** The format code of parameter `i` (0-based): none given is text, one given covers all. */
+export function paramFormat(formats: readonly number[], i: number): number {
+  return formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0)
+}
+
 export interface Target {
   kind: 'S' | 'P'
   name: string

@@ -7,7 +7,7 @@
 
 import { F } from '../protocol/codes.ts'
 import { message } from '../protocol/encode.ts'
-import { Reader } from '../protocol/decode.ts'
+import { paramFormat, parseBind } from '../protocol/decode.ts'
 
 /** One statement of a transaction as sent to every backend. */
 export interface LogEntry {
@@ -55,25 +55,10 @@ const JSONB = 3802
 
 /** The entry for an executed prepared statement: its text and the Bind's parameters. */
 export function entryFromBind(query: string, paramTypes: readonly number[], bindBody: Buffer): LogEntry {
-  const r = new Reader(bindBody)
-  r.cstring()
-  r.cstring()
-  const nFmt = r.int16()
-  const fmts: number[] = []
-  for (let i = 0; i < nFmt; i++) fmts.push(r.int16())
-  const n = r.int16()
-  const f: number[] = []
-  const p: (string | null)[] = []
-  for (let i = 0; i < n; i++) {
-    const fmt = nFmt === 0 ? 0 : nFmt === 1 ? fmts[0]! : fmts[i] ?? 0
-    const len = r.int32()
-    f.push(fmt)
-    if (len < 0) p.push(null)
-    else {
-      const v = r.bytes(len)
-      p.push(fmt === 1 ? v.toString('base64') : v.toString('utf8'))
-    }
-  }
+  const { formats, values } = parseBind(bindBody)
+  const n = values.length
+  const f = values.map((_, i) => paramFormat(formats, i))
+  const p = values.map((v, i) => (v === null ? null : f[i] === 1 ? v.toString('base64') : v.toString('utf8')))
   const e: LogEntry = { q: query }
   if (n || paramTypes.length) {
     e.t = [...paramTypes]

@@ -6,7 +6,7 @@
 
 import { F } from '../protocol/codes.ts'
 import { message } from '../protocol/encode.ts'
-import { Reader, type ParseMsg } from '../protocol/decode.ts'
+import { parseBind, type ParseMsg } from '../protocol/decode.ts'
 import { timeSitesByShape } from '../sql/shape-cache.ts'
 import { siteValue, slotsOf, withLiterals, withParams, type Edit, type Slot } from '../sql/time-rewrite.ts'
 import { fillDefaults, NONE, type Refusal } from './default-fill.ts'
@@ -58,20 +58,11 @@ export function rewriteParse(p: ParseMsg, rw: Rewrite | null): { bytes: Buffer; 
 
 /** The Bind with the slot values appended as text parameters. */
 export function rewriteBind(body: Buffer, time: TimeParams, clock: Clock): Buffer {
-  const r = new Reader(body)
-  const portal = r.cstring()
-  const statement = r.cstring()
-  const nFmt = r.int16()
-  const fmts: number[] = []
-  for (let i = 0; i < nFmt; i++) fmts.push(r.int16())
-  const nParams = r.int16()
-  const valuesStart = r.off
-  for (let i = 0; i < nParams; i++) {
-    const len = r.int32()
-    if (len > 0) r.bytes(len)
-  }
-  const values = body.subarray(valuesStart, r.off)
-  const rest = body.subarray(r.off)
+  const { portal, statement, formats: fmts, values: params, paramsAt, resultsAt } = parseBind(body)
+  const nFmt = fmts.length
+  const nParams = params.length
+  const values = body.subarray(paramsAt + 2, resultsAt)
+  const rest = body.subarray(resultsAt)
   // A fresh random value per slot and per execution, the same for every backend.
   const extra = time.slots.map((s) => Buffer.from(siteValue(s, clock.tx, clock.stmt), 'utf8'))
   // Format codes: none or one code covering all stays valid only if it is text (0).

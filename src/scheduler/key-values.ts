@@ -4,6 +4,7 @@
 // `WHERE id = 5`, `$1 = '5'` (text) and `$1 = 5` (binary int4) name the same
 // key; a value that cannot be canonicalised makes the caller lock the table.
 
+import { paramFormat, parseBind } from '../protocol/decode.ts'
 import type { KeyValue } from '../sql/types.ts'
 
 export interface BindParams {
@@ -91,30 +92,12 @@ export function canonical(v: KeyValue, typname: string, params: BindParams | nul
   if (!params) return null
   const raw = params.values[v.index - 1]
   if (raw === undefined || raw === null) return null
-  const format = params.formats.length === 0 ? 0 : params.formats.length === 1 ? params.formats[0] : params.formats[v.index - 1]
+  const format = paramFormat(params.formats, v.index - 1)
   return format === 1 ? fromBinary(raw, kind) : fromText(raw.toString('utf8'), kind)
 }
 
-/** Decodes a Bind body's parameter formats and values (views, no copy). */
+/** A Bind body's parameter formats and values (views, no copy), by the one Bind parser. */
 export function bindParams(body: Buffer): BindParams {
-  let off = body.indexOf(0) + 1
-  off = body.indexOf(0, off) + 1
-  const nFmt = body.readUInt16BE(off)
-  off += 2
-  const formats: number[] = []
-  for (let i = 0; i < nFmt; i++, off += 2) formats.push(body.readInt16BE(off))
-  const n = body.readUInt16BE(off)
-  off += 2
-  const values: (Buffer | null)[] = []
-  for (let i = 0; i < n; i++) {
-    const len = body.readInt32BE(off)
-    off += 4
-    if (len < 0) values.push(null)
-    else {
-      if (off + len > body.length) throw new RangeError('Bind message truncated')
-      values.push(body.subarray(off, off + len))
-      off += len
-    }
-  }
+  const { formats, values } = parseBind(body)
   return { formats, values }
 }
