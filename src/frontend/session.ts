@@ -1719,8 +1719,12 @@ export class Session implements LinkHost, ClientSession {
     if (endClient) this.socket.end()
     else this.socket.destroy()
     const ex = this.exchange
+    // Mid-COPY a Terminate is a protocol violation to the server (FATAL 08P01): the connection is
+    // dropped instead, and the server sees the client gone as it would without pgraid.
+    const inCopy = !!this.copy?.active
     const finish = () => {
-      for (const l of this.links) l.conn.close()
+      for (const l of this.links) if (inCopy) l.conn.destroy()
+      else l.conn.close()
       this.ctx.locks.releaseAll(this.owner)
     }
     // A COPY FROM STDIN still taking data cannot commit: nothing waits for data that will never come.
@@ -1740,7 +1744,9 @@ export class Session implements LinkHost, ClientSession {
     }
     // Otherwise stop what the client started, so nothing keeps running for nobody.
     if (ex) {
-      for (const idx of ex.pendingBackends()) void this.linkAt(idx)?.conn.cancel()
+      // A COPY FROM STDIN is ended by closing its connections (the server sees the client gone, as it
+      // would without pgraid); a cancel arriving mid-CopyData costs a FATAL 08P01 there instead.
+      if (!inCopy) for (const idx of ex.pendingBackends()) void this.linkAt(idx)?.conn.cancel()
       ex.abort('session closed')
     }
     finish()
