@@ -79,6 +79,18 @@ const drivers = (opts.drivers ?? Object.keys(DRIVERS).filter((d) => d !== 'jdbc'
 if (opts.logDir) mkdirSync(opts.logDir, { recursive: true })
 const target = await startTarget({ process: !!opts.pgraidProcess, instances, network, logLevel: process.env.PGRAID_LOG_LEVEL ?? 'error', logDir: opts.logDir })
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'pgraid-torture-scratch-'))
+// Interrupted (^C, SIGTERM): servers, pgraid processes, the network namespace and the copies go too.
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.once(sig, () => {
+    console.error(`torture: ${sig}: stopping`)
+    for (const b of target.backends) b.resume()
+    void closeJdbc()
+      .then(() => target.stop())
+      .finally(() => {
+        rmSync(scratch, { recursive: true, force: true })
+        process.exit(130)
+      })
+  })
 const history = new History()
 let exitCode = 1
 try {

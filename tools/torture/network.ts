@@ -83,11 +83,6 @@ export function makeNetwork(count: number): Network | string {
     return `could not make the namespace: ${(e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message}`
   }
   process.once('exit', remove)
-  for (const sig of ['SIGINT', 'SIGTERM'] as const)
-    process.once(sig, () => {
-      remove()
-      process.exit(1)
-    })
   return {
     prefix: ['ip', 'netns', 'exec', ns],
     proxyHost: `10.${x}.0.2`,

@@ -122,6 +122,10 @@ async function childTarget(o: TargetOptions): Promise<Target> {
   }
   // One after the other: the first becomes the writer, as an operator's rollout would have it.
   for (let k = 0; k < options.length; k++) procs.push(await start(k))
+  // A harness that dies (SIGTERM, a crash) takes its pgraid processes with it: none is left orphaned.
+  process.once('exit', () => {
+    for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL')
+  })
   const logs: string[] = []
   const earlier = new Map<string, string>()
   const caught = () => [...logs, ...procs.map((p) => p.log())].flatMap((text) => text.split('\n').filter((l) => l.includes('"state":"inconsistent"') && l.includes('taken out of service')))
