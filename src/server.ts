@@ -89,6 +89,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   const byPid = new Map<number, ClientSession>()
   const catalogs = new Map<string, Catalog>()
   const logs = new Map<string, RecoveryLog>()
+  /** Resolves once the commits of this process's previous term have landed (or after a bounded wait). */
+  let previousTerm: Promise<void> = Promise.resolve()
   let nextId = 1
   /** Databases a CREATE/DROP/ALTER DATABASE in flight names (ServerContext.holdDatabases). */
   const heldDatabases = new Map<string, number>()
@@ -238,7 +240,10 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     },
     recovery(database) {
       let l = logs.get(database)
-      if (!l) logs.set(database, (l = new RecoveryLog(targets, states, (i, state, reason, cause) => ctx.takeOut(i, state, reason, false, cause), database, logger)))
+      if (!l) {
+        logs.set(database, (l = new RecoveryLog(targets, states, (i, state, reason, cause) => ctx.takeOut(i, state, reason, false, cause), database, logger)))
+        l.gate = () => previousTerm
+      }
       return l
     },
     admit(s) {
@@ -364,14 +369,24 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
    */
   const promote = () => {
     const known = new Set([...logs.keys(), ...[...sessions].map((s) => s.database).filter((d) => d && d !== 'pgraid')])
+    const before = [...logs.values()]
     logs.clear()
     // A backend this process has out stays out, whatever the cause: what it saw is first-hand (a backend
     // found behind must not come back because the only views readable now are its own and say nothing
     // of it: the torture harness found a behind backend put back in service alone, and the current ones
     // then judged against it). The health monitor brings back the self-healing ones once proven current;
     // what the backends recorded adds to this.
-    void prepareLogs(known)
+    // Commits this process sent under its previous term are still landing: they are not in doubt, and
+    // the new logs' preparation must not replay them beside their own COMMITs (bounded wait).
+    previousTerm = settledOrTimeout(before, 10_000)
+    void previousTerm.then(() => prepareLogs(known))
     sweep()
+  }
+  async function settledOrTimeout(before: RecoveryLog[], ms: number): Promise<void> {
+    const until = Date.now() + ms
+    while (before.some((l) => l.inFlightCount > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+    const left = before.flatMap((l) => l.describeInFlight())
+    if (left.length) logger.warn({ inFlight: left }, 'commits of the previous term still in flight after the promotion wait')
   }
   /**
    * Eager start (issue 16, item 5): every database with a pgraid recovery log on any backend in

@@ -31,6 +31,7 @@ import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../
 import { changesData, type LogContext } from '../router/log-plan.ts'
 import { insertText, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
 import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext } from '../server-context.ts'
+import type { RecoveryLog } from '../recovery/log.ts'
 
 type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 
@@ -616,7 +617,7 @@ export class Session implements LinkHost, ClientSession {
       // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
       if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
-      plan.commit.fill(this.ctx.recovery(this.database).take(this.id), isoMicros(performance.timeOrigin + performance.now()))
+      plan.commit.fill(this.takeLsn(), isoMicros(performance.timeOrigin + performance.now()))
     }
     // An LSN taken is in flight until settled: one that never reaches execute() is settled here, or
     // every resync, clone and snapshot point would wait for it for ever.
@@ -631,8 +632,24 @@ export class Session implements LinkHost, ClientSession {
       started = true
       return await this.run(plan, snapshotHold, withBegin)
     } finally {
-      if (!started && plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
+      if (!started && plan.commit?.lsn !== undefined) this.settleLsn(plan.commit.lsn)
     }
+  }
+
+  /**
+   * LSNs this session took, and the log each came from: it is settled there even when a promotion
+   * has replaced the database's log meanwhile (the new writer's log waits for the old one's).
+   */
+  private readonly taken = new Map<number, RecoveryLog>()
+  private takeLsn(): number {
+    const log = this.ctx.recovery(this.database)
+    const lsn = log.take(this.id)
+    this.taken.set(lsn, log)
+    return lsn
+  }
+  private settleLsn(lsn: number): void {
+    ;(this.taken.get(lsn) ?? this.ctx.recovery(this.database)).settle(lsn)
+    this.taken.delete(lsn)
   }
 
   /** The batch, once its locks, LSN and snapshot point are in place. */
@@ -641,7 +658,7 @@ export class Session implements LinkHost, ClientSession {
     // CREATE / DROP / ALTER DATABASE: pgraid's own connections to those databases go first.
     const names = plan.everywhere ? databasesNamed(plan) : null
     const releaseDatabases = names ? await this.ctx.holdDatabases(names).catch((e: unknown) => {
-      if (plan.commit?.lsn !== undefined) this.ctx.recovery(this.database).settle(plan.commit.lsn)
+      if (plan.commit?.lsn !== undefined) this.settleLsn(plan.commit.lsn)
       throw e
     }) : null
     this.plan = plan
@@ -655,7 +672,7 @@ export class Session implements LinkHost, ClientSession {
       if (!this.snapshotTaken && this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
       this.plan = null
       if (plan.commit?.lsn !== undefined) {
-        this.ctx.recovery(this.database).settle(plan.commit.lsn)
+        this.settleLsn(plan.commit.lsn)
         this.ctx.commits.mark()
       }
     }
@@ -685,7 +702,7 @@ export class Session implements LinkHost, ClientSession {
       while (this.ctx.held()) await this.ctx.waitHold()
       let lsn: number | undefined
       try {
-        lsn = this.ctx.recovery(this.database).take(this.id)
+        lsn = this.takeLsn()
         const at = isoMicros(performance.timeOrigin + performance.now())
         const { commit, committed, failed } = await this.commitDeferred(lsn, at, json, live)
         if (commit.diverged && committed.length) err = this.commitSplit(committed, failed, commit.diverged)
@@ -695,7 +712,7 @@ export class Session implements LinkHost, ClientSession {
         if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
       } finally {
         if (lsn !== undefined) {
-          this.ctx.recovery(this.database).settle(lsn)
+          this.settleLsn(lsn)
           this.ctx.commits.mark()
         }
       }
@@ -838,10 +855,9 @@ export class Session implements LinkHost, ClientSession {
     }
     const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map(entry) })
     while (this.ctx.held()) await this.ctx.waitHold()
-    const log = this.ctx.recovery(this.database)
     // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.
-    const lsn = log.take(this.id)
-    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => log.settle(lsn))
+    const lsn = this.takeLsn()
+    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => this.settleLsn(lsn))
     if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }
 

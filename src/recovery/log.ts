@@ -144,7 +144,11 @@ export class RecoveryLog {
    * back by itself); a backend lacking committed records the others have is
    * behind and taken out. Then LSNs continue after the highest anywhere.
    */
+  /** Waited for before preparing (a promotion: the previous term's commits of this process land first). */
+  gate: (() => Promise<void>) | null = null
+
   private async prepare(): Promise<void> {
+    await this.gate?.()
     const enabled = this.states.enabled()
     const settled = await this.awaitLateCommits(enabled)
     const results = await Promise.allSettled(enabled.map((i) => this.inspect(i)))
@@ -295,7 +299,8 @@ export class RecoveryLog {
       }
       let target: ReplayConnection | null = null
       try {
-        target = await ReplayConnection.open(this.targets[s.index]!, this.database)
+        // Bounded lock waits: a session of this pgraid with an open transaction there waits for this log.
+        target = await ReplayConnection.open(this.targets[s.index]!, this.database, { lockTimeoutMs: LATE_LOCK_TIMEOUT_MS })
         for (const lsn of missing) {
           const source = live.find((o) => o.recent.has(lsn))!
           const rec = await this.fetch(source.index, lsn)
@@ -304,8 +309,12 @@ export class RecoveryLog {
           this.log.warn({ database: this.database, backend: s.backend, lsn, from: source.backend }, 'completed an in-doubt commit by replaying its log record')
         }
       } catch (e) {
-        const state = e instanceof ReplayError && !(e instanceof NotReplayable) ? 'inconsistent' : 'disabled'
-        this.takeOut(s.index, state, `could not complete in-doubt commits: ${(e as Error).message}`, 'replay-failed')
+        if (/ 55P03 /.test(` ${(e as Error).message} `))
+          this.takeOut(s.index, 'disabled', `behind: completing in-doubt commits waited ${LATE_LOCK_TIMEOUT_MS} ms for a lock another transaction holds (pgraid resync)`, 'behind')
+        else {
+          const state = e instanceof ReplayError && !(e instanceof NotReplayable) ? 'inconsistent' : 'disabled'
+          this.takeOut(s.index, state, `could not complete in-doubt commits: ${(e as Error).message}`, 'replay-failed')
+        }
       } finally {
         target?.close()
       }
@@ -398,7 +407,9 @@ export class RecoveryLog {
           async () => {
             // A replay connection ended or cancelled by someone else (not an answer of the backend's) is tried again.
             for (let attempt = 0; ; attempt++) {
-              const r = await ReplayConnection.open(this.targets[i]!, this.database)
+              // The session waiting for this replay holds its pgraid locks; a lock on that backend held by
+              // a transaction that waits for those locks would never be released: a lock wait is bounded.
+              const r = await ReplayConnection.open(this.targets[i]!, this.database, { lockTimeoutMs: LATE_LOCK_TIMEOUT_MS })
               try {
                 await applyRecord(r, lsn, at, record, json, row.seqs)
                 return
@@ -410,7 +421,11 @@ export class RecoveryLog {
               await new Promise((res) => setTimeout(res, 50 * (attempt + 1)))
             }
           },
-          (e) => this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${e.message}`, 'replay-failed'),
+          (e) =>
+            // A lock it could not get: it lacks this commit, nothing more (resync replays it, in order).
+            / 55P03 |lock timeout/.test(` ${e.message} `)
+              ? this.takeOut(i, 'disabled', `behind: its replay of commit ${lsn} waited ${LATE_LOCK_TIMEOUT_MS} ms for a lock another transaction holds (pgraid resync)`, 'behind')
+              : this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${e.message}`, 'replay-failed'),
         ),
       ),
     )
@@ -555,6 +570,9 @@ export class RecoveryLog {
  * Waits until server session `pid` has exited: whatever it was running is then committed or rolled
  * back. One that is still there after a while (waiting on a lock) is terminated, then waited out.
  */
+/** How long a late replay waits for a row lock before the backend is taken out as behind (see applyLate). */
+const LATE_LOCK_TIMEOUT_MS = 3000
+
 async function waitSessionGone(c: pg.Client, pid: number): Promise<void> {
   for (let k = 0; ; k++) {
     if (!(await c.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length) return

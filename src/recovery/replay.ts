@@ -85,8 +85,12 @@ export class ReplayConnection {
    * replayed records, log rows included, and the next resync replays them
    * again. Call flush() before the backend is enabled.
    */
-  static async open(target: BackendTarget, database: string, opts: { async?: boolean } = {}): Promise<ReplayConnection> {
-    const conn = await BackendConnection.connect({ ...target, database: target.database ?? database }, { application_name: 'pgraid replay', ...(opts.async ? { synchronous_commit: 'off' } : {}) }, 10_000)
+  static async open(target: BackendTarget, database: string, opts: { async?: boolean; lockTimeoutMs?: number } = {}): Promise<ReplayConnection> {
+    const conn = await BackendConnection.connect(
+      { ...target, database: target.database ?? database },
+      { application_name: 'pgraid replay', ...(opts.async ? { synchronous_commit: 'off' } : {}), ...(opts.lockTimeoutMs ? { lock_timeout: String(opts.lockTimeoutMs) } : {}) },
+      10_000,
+    )
     return new ReplayConnection(conn, !!opts.async)
   }
 
