@@ -31,8 +31,14 @@ export async function client(stack: Stack, extra: Partial<pg.ClientConfig> = {})
   return c
 }
 
-/** Asserts that every user table is identical on every backend. */
+/**
+ * Asserts that every user table is identical on every backend, once pgraid has no commit in flight:
+ * a session whose client has gone (or was told its connection failed) may still be completing its
+ * last commit on the backends that lacked it (a bounded wait; a commit that never lands fails here).
+ */
 export async function assertIdentical(t: Test, stack: Stack, database = 'postgres'): Promise<void> {
+  const ctx = stack.proxy?.context
+  if (ctx) await waitFor('commits in flight to land before comparing the backends', () => ctx.commitsInFlight() === 0, 30_000)
   const r = await compareBackends(stack.cluster.backends, database)
   t.ok(r.identical, r.identical ? `backends identical (${r.digests[0]?.length ?? 0} tables and sequences)` : `backends differ:\n${r.report}`)
 }
