@@ -121,7 +121,7 @@ try {
       clients: () => workers.clients.map((c) => c.current()),
       now: () => history.now(),
       log,
-      heal: () => (opts.overlap ? Promise.resolve() : heal(120_000).catch((e: Error) => void stuck.push(`a heal between faults did not finish: ${e.message}`))),
+      heal: () => (opts.overlap ? Promise.resolve() : heal(60_000).catch((e: Error) => void stuck.push(`a heal between faults did not finish: ${e.message}`))),
       crashProxy: target.crash?.bind(target),
       network: target.network,
       scratch,

@@ -81,9 +81,6 @@ export async function runNemesis(deps: NemesisDeps, rng: Rng, kinds: readonly Ne
         await b.replaceData(copy)
         await sleep(ms)
         await b.start()
-        // The next restore of it takes a new copy first (the latest backup): what it restores is
-        // then minutes old, not as old as the run, so a resync can catch up under the writers.
-        copies.delete(b.name)
       }
     } else if (kind === 'wipe') {
       await b.kill()
