@@ -38,6 +38,8 @@ type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
 /** Describe of a statement that cannot exist: makes a backend fail its transaction on purpose. */
 const FORCE_ERROR = message(F.Describe, Buffer.from('S__pgraid_abort__\0', 'binary'))
 const SYNC = message(F.Sync)
+/** Opens the (failed) transaction a backend must be in when its transaction ended there only (refuse). */
+const BEGIN_QUERY = message(F.Query, Buffer.from('BEGIN\0', 'utf8'))
 /** Sent after the readable messages of a batch that also holds an unreadable one: their answers come. */
 const FLUSH_FRAME: Frame = { type: F.Flush, bytes: message(F.Flush), bodyOffset: 5 }
 /** The longest a session keeps working on a backend DISABLE took out (its open transaction, cursor, batch). */
@@ -643,9 +645,25 @@ export class Session implements LinkHost, ClientSession {
   private readonly taken = new Map<number, RecoveryLog>()
   private takeLsn(): number {
     const log = this.ctx.recovery(this.database)
-    const lsn = log.take(this.id)
+    const lsn = log.take(this.id, () => this.waits())
     this.taken.set(lsn, log)
     return lsn
+  }
+
+  /** Where a batch holding an LSN is (the operator's answer when a hold or resync waits for it). */
+  private step = ''
+  private waits(): string {
+    const ex = this.exchange
+    const names = (ids: number[]) => ids.map((i) => this.ctx.backends()[i]?.name ?? i).join(',')
+    return [
+      this.phase,
+      `step ${this.step || '-'}`,
+      `links ${names(this.links.map((l) => l.index)) || 'none'}`,
+      ex ? `exchange ${ex.complete ? 'complete' : `pending on ${names(ex.pendingBackends()) || 'none'}`}` : '',
+      this.lossChecks.length ? `${this.lossChecks.length} loss check(s)` : '',
+    ]
+      .filter(Boolean)
+      .join(', ')
   }
   private settleLsn(lsn: number): void {
     ;(this.taken.get(lsn) ?? this.ctx.recovery(this.database)).settle(lsn)
@@ -704,7 +722,9 @@ export class Session implements LinkHost, ClientSession {
       try {
         lsn = this.takeLsn()
         const at = isoMicros(performance.timeOrigin + performance.now())
+        this.step = 'tie-safe commit'
         const { commit, committed, failed } = await this.commitDeferred(lsn, at, json, live)
+        this.step = 'tie-safe commit to late backends'
         if (commit.diverged && committed.length) err = this.commitSplit(committed, failed, commit.diverged)
         else if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
         else if (commit.errorCode) err = new PgError(commit.errorCode, 'pgraid could not commit the statement', 'ERROR')
@@ -712,6 +732,7 @@ export class Session implements LinkHost, ClientSession {
         if (!err && late.length && this.links.length) await this.ctx.recovery(this.database).applyLate(this.links[0]!.index, lsn, at, json, late)
       } finally {
         if (lsn !== undefined) {
+          this.step = ''
           this.settleLsn(lsn)
           this.ctx.commits.mark()
         }
@@ -1074,6 +1095,7 @@ export class Session implements LinkHost, ClientSession {
     let outcome
     const sentAt = performance.now()
     try {
+      this.step = 'exchange'
       outcome = await ex.done
       const took = performance.now() - sentAt
       this.ctx.counters.batchBy[plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read'].observe(took / 1000)
@@ -1088,6 +1110,7 @@ export class Session implements LinkHost, ClientSession {
     }
     if (this.lossChecks.length || this.endError || !this.links.length) {
       // A connection of this batch ended: what the health monitor finds decides whether the session goes on.
+      this.step = 'loss checks'
       while (this.lossChecks.length) {
         const checks = this.lossChecks
         this.lossChecks = []
@@ -1097,6 +1120,7 @@ export class Session implements LinkHost, ClientSession {
         // The session ends; a COMMIT it sent may have landed on some backends only: the others get it
         // replayed from the log, still under this transaction's locks (DESIGN: nothing half-committed).
         const c = plan.commit
+        this.step = 'completing the commit of an ending session'
         if (c?.lsn !== undefined && c.at)
           await this.ctx
             .recovery(this.database)
@@ -1130,6 +1154,7 @@ export class Session implements LinkHost, ClientSession {
         if (pid) ended.set(i, pid)
         this.dropLink(i)
       }
+      this.step = 'completing an excused commit'
       if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries, ended)
       for (const i of outcome.excused) ex.outcome.status.set(i, 'I')
     }
@@ -1137,6 +1162,7 @@ export class Session implements LinkHost, ClientSession {
     if (this.phase !== 'ready') {
       // The client went away with its COMMIT in flight: the commit still happened on the backends, so a
       // backend back in service must get it too, under this transaction's locks (close() waits for this).
+      this.step = 'commit to late backends (client gone)'
       this.pendingLate = this.commitToLate(plan)
       await this.pendingLate
       return
@@ -1157,13 +1183,16 @@ export class Session implements LinkHost, ClientSession {
       if (plan.commit?.lsn !== undefined && plan.commit.at) {
         // Still under this transaction's locks, and before the client hears of it: the backend
         // that came back gets this commit first.
+        this.step = 'commit to late backends'
         await this.commitToLate(plan)
       } else if (plan.everywhere && !plan.commit && this.txStatus === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
         // A change without a log record (autocommit COPY, CREATE DATABASE...) cannot follow.
         for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`, false, 'unlogged-change')
       }
     }
+    this.step = 'sequences to late backends'
     await this.sequencesToLate(plan, ex)
+    this.step = ''
     if (ex.deferred.length) {
       this.beforeReady()
       for (const b of ex.deferred) this.out(b)
@@ -1408,6 +1437,18 @@ export class Session implements LinkHost, ClientSession {
     if (this.pendingBegin) await this.flushBegin()
     const inTx = this.txStatus !== 'I' || this.links.some((l) => l.txStatus !== 'I')
     if (inTx) {
+      // The transaction ended on some backends only (a timeout or a late cancel stopped the statements
+      // before its ROLLBACK or COMMIT elsewhere): the client is told it is in a failed transaction, so
+      // those backends open one to fail too; left idle they would accept what the others refuse (25P02).
+      const ended = this.links.filter((l) => l.txStatus === 'I').map((l) => l.index)
+      if (ended.length) {
+        const ex = await this.runOwn([{ code: F.Query, bytes: BEGIN_QUERY, targets: ended, swallow: true }])
+        for (const t of ended) {
+          const link = this.linkAt(t)
+          const st = ex.outcome.status.get(t)
+          if (link && st) link.txStatus = st
+        }
+      }
       const targets = this.links.filter((l) => l.txStatus === 'T' || !endsWithSync).map((l) => l.index)
       if (targets.length) await this.forceError(targets, endsWithSync)
       if (this.savepoints === 0) this.ctx.locks.releaseAll(this.owner)
@@ -1751,6 +1792,7 @@ export class Session implements LinkHost, ClientSession {
       // then close (an open transaction is rolled back by the backends when we disconnect).
       const lost = this.links.some((l) => l.conn.closed)
       if (!lost) {
+        this.step ||= 'closing after the batch'
         void Promise.resolve(ex?.done)
           .then(() => this.batch)
           .then(() => this.pendingLate)

@@ -77,20 +77,23 @@ export class RecoveryLog {
   isReady = false
 
   /** The LSN of the next COMMIT to be sent. Synchronous: send order is LSN order. Call settle() when it is over. */
-  take(session = 0): number {
+  take(session = 0, waits?: () => string): number {
     // Never an LSN the backends may already hold: a log not prepared (a promotion replaced it) refuses.
     if (!this.isReady) throw new Error(`recovery log of "${this.database}" is not ready`)
     const lsn = this.next++
-    this.inFlight.set(lsn, { session, since: Date.now() })
+    this.inFlight.set(lsn, { session, since: Date.now(), waits })
     return lsn
   }
 
-  /** LSNs handed out whose COMMIT is still on its way (at most one per session): which session, since when. */
-  private readonly inFlight = new Map<number, { session: number; since: number }>()
+  /** LSNs handed out whose COMMIT is still on its way (at most one per session): which session, since when, waiting for what. */
+  private readonly inFlight = new Map<number, { session: number; since: number; waits: (() => string) | undefined }>()
 
-  /** The commits in flight, as an operator reads them (a hold that waits too long names them). */
+  /** The commits in flight, as an operator reads them (a hold that waits too long names them, and what they wait for). */
   describeInFlight(): string[] {
-    return [...this.inFlight].map(([lsn, f]) => `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms`)
+    const late = [...this.lateDoing].map(([i, d]) => `${this.targets[i]?.name}: ${d.what} for ${Date.now() - d.since} ms`)
+    return [...this.inFlight].map(
+      ([lsn, f]) => `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms${f.waits ? ` (${f.waits()})` : ''}${late.length ? `; late replays: ${late.join(', ')}` : ''}`,
+    )
   }
 
   /** The COMMIT carrying `lsn` is over on every backend it was sent to (committed or not). */
@@ -409,8 +412,10 @@ export class RecoveryLog {
             for (let attempt = 0; ; attempt++) {
               // The session waiting for this replay holds its pgraid locks; a lock on that backend held by
               // a transaction that waits for those locks would never be released: a lock wait is bounded.
+              this.lateDoing.set(i, { what: `connecting to replay commit ${lsn}`, since: Date.now() })
               const r = await ReplayConnection.open(this.targets[i]!, this.database, { lockTimeoutMs: LATE_LOCK_TIMEOUT_MS })
               try {
+                this.lateDoing.set(i, { what: `replaying commit ${lsn}`, since: Date.now() })
                 await applyRecord(r, lsn, at, record, json, row.seqs)
                 return
               } catch (e) {
@@ -437,13 +442,18 @@ export class RecoveryLog {
    */
   private async onLate(i: number, task: () => Promise<void>, fail: (e: Error) => void): Promise<void> {
     const next = (this.lateChains.get(i) ?? Promise.resolve()).then(task)
-    this.lateChains.set(i, next.catch(() => {}))
+    const tail = next.catch(() => {})
+    this.lateChains.set(i, tail)
     try {
       await next
     } catch (e) {
       fail(e as Error)
+    } finally {
+      if (this.lateChains.get(i) === tail) this.lateDoing.delete(i)
     }
   }
+  /** What each backend's late chain runs now (describeInFlight). */
+  private readonly lateDoing = new Map<number, { what: string; since: number }>()
   private lateChains = new Map<number, Promise<unknown>>()
 
   /**

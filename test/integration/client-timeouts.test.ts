@@ -74,6 +74,35 @@ t.test('idle_in_transaction_session_timeout set by the client ends the session e
   await assertIdentical(t, stack)
 })
 
+t.test('a timeout stopping a query before its ROLLBACK on one backend only: one failed transaction everywhere, as on PostgreSQL', async (t) => {
+  // The sleep is long on pg2 alone (its port), so its statement_timeout cuts the query there before
+  // the ROLLBACK while the others roll back: the client must still be in a failed transaction, on
+  // every backend (a late cancel landing on one backend's ROLLBACK leaves the same split).
+  const slow = stack.cluster.backends[1]!.port
+  const sleepThen = (end: string) => `SELECT pg_sleep(CASE WHEN inet_server_port() = ${slow} THEN 3 ELSE 0 END); ${end}`
+  const c = await client(stack)
+  t.teardown(() => c.end())
+  await c.query('INSERT INTO ct VALUES (3, 0)')
+  await c.query("SET statement_timeout = '300ms'")
+  await c.query('BEGIN')
+  await c.query('UPDATE ct SET v = v + 100 WHERE id = 3')
+  t.equal(await codeOf(c.query(sleepThen('ROLLBACK'))), '57014', 'the client gets the timeout')
+  t.equal(await codeOf(c.query('BEGIN')), '25P02', 'the transaction has failed, as on PostgreSQL: BEGIN is refused')
+  t.equal(await codeOf(c.query('SELECT 1')), '25P02', 'so is a read')
+  t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
+  await c.query('ROLLBACK')
+  t.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1, 'after ROLLBACK the session goes on')
+  // A COMMIT cut on one backend after the others committed is completed there (one outcome).
+  await c.query('BEGIN')
+  await c.query('UPDATE ct SET v = v + 1 WHERE id = 3')
+  t.equal(await codeOf(c.query(sleepThen('COMMIT'))), 'ok', 'a COMMIT the others ran is completed where it was cut')
+  await c.query('RESET statement_timeout')
+  const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM ct WHERE id = 3')
+  t.same(v.map((r) => r[0]!.v), [1, 1, 1], 'the rolled-back update nowhere, the committed one everywhere')
+  t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
+  await assertIdentical(t, stack)
+})
+
 const probe = await client(stack)
 const version = Number((await probe.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v)
 await probe.end()
