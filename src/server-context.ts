@@ -51,6 +51,7 @@ export interface ClientSession {
   readonly applicationName: string
   readonly connectedAt: Date
   readonly transactionStatus: string
+  readonly waiting: string
   readonly backendNames: string[]
   readonly tlsProtocol: string
   /** Between transactions with nothing in flight: it can be closed without losing work. */

@@ -178,8 +178,8 @@ export class AdminConsole implements AdminConsoleSession {
         }
       case 'SHOW SESSIONS':
         return {
-          columns: ['id', 'user', 'database', 'client', 'transaction', 'backends'],
-          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.transactionStatus, s.backendNames.join(',')]),
+          columns: ['id', 'user', 'database', 'client', 'transaction', 'backends', 'waiting'],
+          rows: this.ctx.sessions().map((s) => [s.id, s.user, s.database, s.clientAddress, s.transactionStatus, s.backendNames.join(','), s.waiting]),
           tag: 'SHOW',
         }
       case 'SHOW CLIENTS':

@@ -304,6 +304,11 @@ export class Session implements LinkHost, ClientSession {
     return this.admin ? 'admin' : this.txStatus === 'I' ? 'idle' : this.txStatus === 'T' ? 'in transaction' : 'failed transaction'
   }
 
+  /** What the session is doing or waiting for now (SHOW SESSIONS; a commit in flight names it). */
+  get waiting(): string {
+    return this.admin ? '' : this.waits()
+  }
+
   get backendNames(): string[] {
     return this.links.map((l) => l.name)
   }
@@ -435,7 +440,9 @@ export class Session implements LinkHost, ClientSession {
           this.armIdleTimer()
           break
         }
+        this.step = 'loss checks'
         if ((this.lossChecks.length || this.endError) && !(await this.settleLosses())) return
+        this.step = 'batch'
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
         if (this.inboxBytes < 16 * 1024 * 1024 && this.socket.isPaused()) this.socket.resume()
@@ -448,6 +455,7 @@ export class Session implements LinkHost, ClientSession {
           await batch
         } finally {
           this.batch = null
+          this.step = ''
         }
       }
     } catch (e) {
@@ -512,7 +520,10 @@ export class Session implements LinkHost, ClientSession {
     // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
     if (this.txStatus === 'I' && !this.sinceSync.size && !this.copy) while (this.ctx.paused()) await this.ctx.waitPause()
     if (this.phase !== 'ready') return
-    if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) await this.attachLate()
+    if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) {
+      this.step = 'attaching late backends'
+      await this.attachLate()
+    }
     let plan: Plan
     let catalog: CatalogData
     const between = this.txStatus === 'I' && !this.sinceSync.size && !this.copy
@@ -590,6 +601,7 @@ export class Session implements LinkHost, ClientSession {
       const limit = this.localTimeouts.size || this.logSettings.has('statement_timeout') || this.logSettings.has('lock_timeout') ? waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout')) : null
       const timer = limit ? setTimeout(() => this.ctx.locks.abortWait(this.owner, new LockWaitAborted(limit.code)), limit.ms) : null
       try {
+        this.step = 'pgraid locks'
         await this.ctx.locks.acquire(this.owner, plan.locks)
       } catch (e) {
         if (this.phase !== 'ready') return
@@ -613,6 +625,7 @@ export class Session implements LinkHost, ClientSession {
     if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
     // A resync finishing: new COMMITs wait (briefly) until the rejoining backend is in service.
     if (plan.commit) {
+      this.step = 'commits held'
       while (this.ctx.held()) await this.ctx.waitHold()
       if (this.phase !== 'ready') return
       if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
@@ -625,7 +638,9 @@ export class Session implements LinkHost, ClientSession {
     // every resync, clone and snapshot point would wait for it for ever.
     let started = false
     try {
+      this.step = 'begin'
       if (plan.beginFirst && !(await this.beginEverywhere(plan))) return
+      this.step = 'snapshot point'
       if (this.links.length > 1) dropWriteForTest(plan, this.links[this.links.length - 1]?.index)
       // A REPEATABLE READ / SERIALIZABLE snapshot is taken at one point of the commit order everywhere:
       // new commits held, those in flight landed, until it is taken (execute releases it then).
@@ -717,6 +732,7 @@ export class Session implements LinkHost, ClientSession {
     // pgraid's own log INSERT and COMMIT must not be cut by the client's timeouts: lifted first, apart.
     if (ok && plan.beginFirst && (await this.runInternal(queryMessage(LIFT_BEFORE_COMMIT), live)).errorCode) err = errors.canceled()
     if (ok && !err) {
+      this.step = 'commits held'
       while (this.ctx.held()) await this.ctx.waitHold()
       let lsn: number | undefined
       try {
@@ -916,13 +932,33 @@ export class Session implements LinkHost, ClientSession {
     return { diverged: ex.outcome.diverged, errorCode: code }
   }
 
+  /**
+   * Targets whose link was dropped after the messages were planned (a backend lost or taken out while
+   * the session waited for locks, a hold or its own statements): nothing is sent there and nothing
+   * waits for their answers, which would never come. A read that only such a backend was to answer
+   * is lost, as when the connection ends under it.
+   */
+  private unlinkedOut(ex: Exchange, payloads: Map<number, Buffer[]>): void {
+    for (const idx of [...payloads.keys()]) {
+      if (this.linkAt(idx)) continue
+      payloads.delete(idx)
+      if (!ex.dropBackend(idx)) continue
+      ex.outcome.lostRead = true
+      this.lostReadBackend = this.ctx.backends()[idx]?.name ?? String(idx)
+      this.lostReadReason = `${this.lostReadBackend}: its connection ended before the batch was sent`
+      ex.abort(`backend ${this.lostReadBackend} lost`)
+    }
+  }
+
   /** Sends pgraid's own messages (answers swallowed) and waits until every backend answered them. */
   private async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
     if (this.cancelling.length) await this.cancelsDelivered()
     const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     this.exchange = ex
     this.ownExchange = true
-    for (const [idx, bufs] of ex.payloads()) this.linkAt(idx)?.conn.write(bufs)
+    const payloads = ex.payloads()
+    this.unlinkedOut(ex, payloads)
+    for (const [idx, bufs] of payloads) this.linkAt(idx)?.conn.write(bufs)
     try {
       await ex.done
     } finally {
@@ -1086,6 +1122,7 @@ export class Session implements LinkHost, ClientSession {
     this.exchange = ex
     const stats = this.ctx.stats
     const payloads = ex.payloads()
+    this.unlinkedOut(ex, payloads)
     for (const [idx, bufs] of payloads) {
       stats[idx].outstanding++
       this.linkAt(idx)?.conn.write(bufs)

@@ -132,8 +132,12 @@ try {
   )
   // Operations still unanswered a minute after the run are hangs: findings, then their connections end.
   const hung: string[] = []
-  await bounded(workers.done, 60_000, 'the clients').catch(() => {
+  await bounded(workers.done, 60_000, 'the clients').catch(async () => {
     for (const op of history.ops) if (op.completedAt < 0) hung.push(`op ${op.id} (${op.kind} by client ${op.client}, invoked at ${op.invokedAt} ms) got no answer within a minute`)
+    // What pgraid's sessions wait for, and who holds their locks, while they still hang.
+    const sessions = await target.admin('SHOW SESSIONS').catch((e: Error) => e.message)
+    const locks = await target.admin('SHOW LOCKS').catch((e: Error) => e.message)
+    hung.push(`while they hung: sessions: ${JSON.stringify(sessions)}; locks: ${JSON.stringify(locks)}`)
     workers.abort()
   })
   await bounded(workers.done, 30_000, 'the clients after their connections were ended')
