@@ -2,7 +2,7 @@
 // becomes a full replica while clients keep writing. Per database pgraid
 // logs: the target database is dropped and created afresh, a snapshot of a
 // backend in service is taken at a known log position (a brief commit hold),
-// the schema is rebuilt from that snapshot's catalog (schema-ddl.ts: no
+// the schema is rebuilt from that snapshot's catalog (schema-dump/: no
 // pg_dump 18 is needed), every table is streamed with COPY (several at a
 // time, each reader importing the same exported snapshot), indexes and
 // constraints are built after the data, and finally the log records written
@@ -18,7 +18,7 @@ import { controlClient } from '../backend/control-client.ts'
 import type { ServerContext } from '../server-context.ts'
 import { loggedDatabases, catchUpAndEnable, ResyncRefused } from './resync.ts'
 import { alignedSnapshot, TEXT_SETTINGS } from './snapshots.ts'
-import { schemaScript, type SchemaScript } from './schema-ddl.ts'
+import { schemaScript, type SchemaScript } from './schema-dump/dump.ts'
 
 export class CloneRefused extends Error {}
 

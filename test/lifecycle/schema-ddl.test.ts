@@ -1,4 +1,4 @@
-// schemaScript (src/lifecycle/schema-ddl.ts) on real servers: a database with most kinds of
+// schemaScript (src/lifecycle/schema-dump/dump.ts) on real servers: a database with most kinds of
 // schema objects is recreated from the script on a second server (preData, rows by COPY,
 // setval, postData), and the two catalogs must then describe the same objects, the same
 // definitions, the same dependencies and the same rows.
@@ -8,7 +8,7 @@ import type pg from 'pg'
 import { pipeline } from 'node:stream/promises'
 import { to as copyTo, from as copyFrom } from 'pg-copy-streams'
 import { startCluster } from '../../src/embedded/cluster.ts'
-import { schemaScript, type SchemaScript } from '../../src/lifecycle/schema-ddl.ts'
+import { schemaScript, type SchemaScript } from '../../src/lifecycle/schema-dump/dump.ts'
 import { digestDatabase } from '../harness/compare.ts'
 import { TEST_SETTINGS } from '../harness/stack.ts'
 
