@@ -8,16 +8,16 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
-import { F, B, SSL_REQUEST, GSSENC_REQUEST, CANCEL_REQUEST } from '../protocol/codes.ts'
+import { F, B } from '../protocol/codes.ts'
 import { Framer, FrameTooLarge, MalformedFrame, RefusedLength, type Frame } from '../protocol/framer.ts'
-import { startupPacket, errorFields, textDataRows } from '../protocol/decode.ts'
+import { errorFields, textDataRows } from '../protocol/decode.ts'
 import { backendKeyData, commandComplete, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
-import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
 import { Exchange, type PlannedMsg } from '../broadcast/exchange.ts'
 import { DeadlockError, LockWaitAborted, type LockOwner } from '../scheduler/lock-manager.ts'
-import { ClientAuth, planAuth } from './client-auth.ts'
-import { BackendLink, type LinkHost } from './backend-link.ts'
+import { ClientStartup } from './startup.ts'
+import type { BackendLink, LinkHost } from './backend-link.ts'
+import { attachLink, openLinks, type LinkRequest } from './connect-backends.ts'
 import { planBatch, type Plan } from '../router/plan.ts'
 import { StatementRegistry } from '../router/statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
@@ -33,7 +33,8 @@ import { insertText, recordJson, replayableDatabases, type LogEntry } from '../r
 import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext } from '../server-context.ts'
 import type { RecoveryLog } from '../recovery/log.ts'
 
-type Phase = 'startup' | 'auth' | 'connecting' | 'ready' | 'closed'
+/** login (startup.ts), connecting to the backends, ready for batches, closed. */
+type Phase = 'login' | 'connecting' | 'ready' | 'closed'
 
 /** Describe of a statement that cannot exist: makes a backend fail its transaction on purpose. */
 const FORCE_ERROR = message(F.Describe, Buffer.from('S__pgraid_abort__\0', 'binary'))
@@ -50,15 +51,13 @@ export class Session implements LinkHost, ClientSession {
   readonly pid: number
   readonly secret: number
   readonly owner: LockOwner
-  private phase: Phase = 'startup'
+  private phase: Phase = 'login'
   private framer: Framer
   private inbox: Frame[] = []
   private inboxBytes = 0
   private running = false
   /** The batch being run (close() lets one that may commit finish, its own COMMIT included). */
   private batch: Promise<void> | null = null
-  private auth: ClientAuth | null = null
-  private startupParams: Record<string, string> = {}
   user = ''
   database = ''
   links: BackendLink[] = []
@@ -83,13 +82,10 @@ export class Session implements LinkHost, ClientSession {
   private pausedBackends = false
   log: Logger
 
-  /** TLS in use (after SSLRequest), and the CN of a client certificate the configured CAs vouched for. */
-  private tlsOn = false
-  private certName: string | null = null
 
   constructor(
     public socket: net.Socket,
-    private readonly ctx: ServerContext,
+    readonly ctx: ServerContext,
   ) {
     this.id = ctx.nextSessionId()
     this.pid = this.id
@@ -97,6 +93,7 @@ export class Session implements LinkHost, ClientSession {
     this.owner = { id: this.id, label: `session ${this.id}` }
     this.log = ctx.log.child({ session: this.id, client: `${socket.remoteAddress}:${socket.remotePort}` })
     this.framer = new Framer(ctx.config.limits.maxMessageBytes, true)
+    this.startup = new ClientStartup(this, this.framer)
     socket.setNoDelay(true)
     this.listen(socket)
     // As PostgreSQL's authentication_timeout: a client that never finishes its TLS handshake,
@@ -104,52 +101,27 @@ export class Session implements LinkHost, ClientSession {
     const authMs = ctx.config.timeouts.authMs
     if (authMs > 0) {
       this.authTimer = setTimeout(() => {
-        if (this.phase === 'startup' || this.phase === 'auth') this.close(`no login within ${authMs} ms (timeouts.authMs)`)
+        if (this.phase === 'login') this.close(`no login within ${authMs} ms (timeouts.authMs)`)
       }, authMs)
       this.authTimer.unref()
     }
   }
   private authTimer: NodeJS.Timeout | null = null
-  /** SSLRequest / GSSENCRequest answered on this connection. */
-  private readonly negotiated = new Set<'ssl' | 'gss'>()
+  private readonly startup: ClientStartup
+  private get startupParams(): Record<string, string> {
+    return this.startup.params
+  }
 
   /** TLS protocol of the client connection ('' when plain), for SHOW CLIENTS. */
   get tlsProtocol(): string {
-    return this.tlsOn ? ((this.socket as tls.TLSSocket).getProtocol() ?? '') : ''
+    return this.startup.tlsOn ? ((this.socket as tls.TLSSocket).getProtocol() ?? '') : ''
   }
 
-  private listen(socket: net.Socket): void {
+  listen(socket: net.Socket): void {
     socket.on('data', (c: Buffer) => this.onData(c))
     socket.on('error', () => this.close('client socket error'))
     socket.on('close', () => this.close('client disconnected'))
     socket.on('drain', () => this.resumeBackends())
-  }
-
-  /** SSLRequest answered 'S': the rest of the connection runs over TLS. */
-  private startTls(): void {
-    const { context, requestCert } = this.ctx.tls
-    const raw = this.socket
-    raw.removeAllListeners('data')
-    raw.removeAllListeners('error')
-    raw.removeAllListeners('close')
-    raw.removeAllListeners('drain')
-    raw.on('error', () => {}) // the TLS socket reports it
-    raw.write('S')
-    // Our own check of a presented certificate (rejectUnauthorized would also refuse clients without one).
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context!, requestCert, rejectUnauthorized: false })
-    this.socket = secure
-    this.tlsOn = true
-    this.listen(secure)
-    secure.once('secure', () => {
-      if (!requestCert) return
-      const peer = secure.getPeerCertificate()
-      if (!peer || !Object.keys(peer).length) return
-      // A TLSSocket made outside tls.Server does not set `authorized`: ask OpenSSL's verify result, as tls.Server does.
-      const verifyError = (secure as unknown as { _handle?: { verifyError?(): Error | null } })._handle?.verifyError?.()
-      if (verifyError !== null) return this.fatal(errors.clientCertInvalid(verifyError ? `${(verifyError as Error & { code?: string }).code ?? verifyError.message}` : 'not verified'))
-      const cn = peer.subject?.CN
-      this.certName = Array.isArray(cn) ? (cn[0] ?? null) : (cn ?? null)
-    })
   }
 
   // ---- client input -------------------------------------------------------
@@ -171,8 +143,7 @@ export class Session implements LinkHost, ClientSession {
 
   private onFrame(f: Frame): void {
     if (this.phase === 'closed') return
-    if (this.phase === 'startup') return this.onStartup(f)
-    if (this.phase === 'auth') return this.onAuth(f)
+    if (this.phase === 'login') return this.startup.onFrame(f)
     if (this.admin) {
       // One command at a time, in order (SHOW LOG waits for the backends).
       const admin = this.admin
@@ -192,94 +163,8 @@ export class Session implements LinkHost, ClientSession {
     void this.pump()
   }
 
-  private onStartup(f: Frame): void {
-    const len = f.bytes.length
-    if (len < 8) return this.fatal(errors.protocolViolation('startup packet too short'))
-    const code = f.bytes.readInt32BE(4)
-    if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
-      if (len !== 8) return this.fatal(errors.protocolViolation('invalid SSL/GSS request'))
-      // One of each per connection, as PostgreSQL allows; a second is an unsupported protocol to it.
-      const kind = code === SSL_REQUEST ? 'ssl' : 'gss'
-      if (this.negotiated.has(kind)) return this.fatal(errors.unsupportedProtocol(code >>> 16, code & 0xffff))
-      this.negotiated.add(kind)
-      if (code === SSL_REQUEST && !this.tlsOn && this.ctx.tls.mode !== 'disable' && this.ctx.tls.context) {
-        // Bytes sent after the SSLRequest before the handshake would be trusted as if encrypted
-        // (CVE-2021-23214): refuse them, as PostgreSQL does.
-        if (this.framer.pending) return this.fatal(errors.protocolViolation('received unencrypted data after SSL request'))
-        return this.startTls()
-      }
-      this.socket.write('N')
-      // PostgreSQL refuses bytes the client sent before reading the answer (it could not have known it).
-      if (this.framer.pending) return this.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'))
-      return
-    }
-    if (code === CANCEL_REQUEST) {
-      if (len !== 16) return this.fatal(errors.protocolViolation('invalid cancel request'))
-      this.ctx.cancel(f.bytes.readInt32BE(8), f.bytes.readInt32BE(12))
-      this.phase = 'closed'
-      this.socket.end()
-      return
-    }
-    let packet
-    try {
-      packet = startupPacket(f.bytes)
-    } catch {
-      return this.fatal(errors.protocolViolation('malformed startup packet'))
-    }
-    const major = packet.protocol >>> 16
-    const minor = packet.protocol & 0xffff
-    if (major !== 3) return this.fatal(errors.unsupportedProtocol(major, minor))
-    const unknown = Object.keys(packet.params).filter((k) => k.startsWith('_pq_.'))
-    if (minor > 0 || unknown.length) {
-      // We speak 3.0 only; tell the client, as PostgreSQL does for newer minors.
-      const body = Buffer.concat([int32(0x30000), int32(unknown.length), ...unknown.map((u) => Buffer.from(u + '\0'))])
-      this.socket.write(message(B.NegotiateProtocolVersion, body))
-      for (const u of unknown) delete packet.params[u]
-    }
-    if (packet.params.replication && packet.params.replication !== 'false' && packet.params.replication !== 'off')
-      return this.fatal(new PgError('0A000', 'pgraid does not support replication connections', 'FATAL'))
-    this.user = packet.params.user ?? ''
-    if (!this.user) return this.fatal(errors.noUser())
-    if (this.ctx.tls.mode === 'require' && !this.tlsOn) return this.fatal(errors.tlsRequired())
-    this.database = packet.params.database || this.user
-    this.startupParams = packet.params
-    this.log = this.log.child({ user: this.user, database: this.database })
-    const full = this.ctx.admit(this)
-    if (full) return this.fatal(full)
-    this.framer.untyped = false
-    this.framer.authenticating = true
-    this.phase = 'auth'
-    void this.beginAuth()
-  }
-
-  /** Decides the method (hba rules, users, authQuery) and sends the first authentication request. */
-  private async beginAuth(): Promise<void> {
-    const conn = {
-      user: this.user,
-      database: this.database,
-      address: this.socket.remoteAddress ?? '',
-      tls: this.tlsOn,
-      binding: this.tlsOn ? this.ctx.tls.binding : null,
-      certName: this.certName,
-    }
-    try {
-      const plan = await planAuth({ users: this.ctx.config.users, hba: this.ctx.hba, lookup: this.ctx.lookupPassword }, conn)
-      if (this.phase !== 'auth') return
-      this.auth = new ClientAuth(conn, plan)
-      const step = this.auth.begin()
-      for (const b of step.reply) this.socket.write(b)
-      if (step.done) this.authenticated()
-    } catch (e) {
-      if (this.phase !== 'auth') return
-      const err = e instanceof PgError ? e : errors.internal((e as Error).message)
-      this.log.info({ reason: err.message }, 'authentication refused')
-      this.fatal(err)
-    }
-  }
-
   /** Login done: the admin console, or connections to the backends. */
-  private authenticated(): void {
-    this.framer.authenticating = false
+  loggedIn(): void {
     if (this.database !== ADMIN_DATABASE) return void this.connectBackends()
     if (!this.ctx.config.users.find((u) => u.name === this.user)?.admin)
       return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'))
@@ -313,95 +198,25 @@ export class Session implements LinkHost, ClientSession {
     return this.links.map((l) => l.name)
   }
 
-  private onAuth(f: Frame): void {
-    if (f.type !== F.Password || !this.auth) return this.fatal(errors.protocolViolation(`expected password message, got '${String.fromCharCode(f.type)}'`))
-    try {
-      const step = this.auth.next(f.bytes.subarray(f.bodyOffset))
-      for (const b of step.reply) this.socket.write(b)
-      if (step.done) this.authenticated()
-    } catch (e) {
-      if (e instanceof PgError) {
-        this.log.info({ reason: e.message }, 'authentication failed')
-        return this.fatal(e)
-      }
-      return this.fatal(errors.protocolViolation((e as Error).message))
-    }
-  }
-
   private async connectBackends(): Promise<void> {
     this.phase = 'connecting'
-    this.auth = null
     await this.ctx.haReady
     if ((this.phase as Phase) === 'closed') return
     // A standby's sessions read only; their backend connections say so too (SHOW transaction_read_only,
     // and PostgreSQL itself refuses a write pgraid's classification would miss).
     this.readOnly = !this.ctx.ha.isWriter()
-    const params: Record<string, string> = {}
-    for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
-    if (this.readOnly) params.default_transaction_read_only = 'on'
     // Settings the client gave at startup change what statements mean (TimeZone, DateStyle,
     // search_path via options): a replay must run under them too.
     for (const [k, v] of startupSettings(this.startupParams)) this.logSettings.set(k, `SET ${k} = ${quoteLiteral(v)}`)
     this.logCtx = { ...this.logCtx, settings: [...this.logSettings.values()] }
-    params.database = this.database
-    const all = this.ctx.backends()
-    const enabled = this.ctx.states.enabled()
-    const results = await Promise.allSettled(
-      enabled.map((i) => BackendConnection.connect({ ...all[i]!, database: all[i]!.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)),
-    )
-    if ((this.phase as Phase) === 'closed') {
-      for (const r of results) if (r.status === 'fulfilled') r.value.close()
-      return
+    const opened = await openLinks(this.linkRequest())
+    if (!opened) return
+    if ('asIs' in opened) {
+      this.socket.write(message(B.ErrorResponse, opened.asIs.body!))
+      return this.close(`every backend refused: ${opened.asIs.message}`, true)
     }
-    const closeAll = () => {
-      for (const r of results) if (r.status === 'fulfilled') r.value.close()
-    }
-    // A refusal every backend gives alike, for something the client asked (a database that does not
-    // exist, a bad startup option), is what PostgreSQL would say. A refusal of pgraid's own login
-    // (credentials, too many connections, a database missing on that backend only) is that backend's
-    // fault: it is taken out and the client goes on with the others; the client never gets a backend
-    // role's auth error as its own (issue 16, item 4).
-    const refusals = results.flatMap((r, k) => (r.status === 'rejected' && r.reason instanceof BackendLoginError && r.reason.body ? [{ k, err: r.reason as BackendLoginError }] : []))
-    const loginUp = results.some((r) => r.status === 'fulfilled')
-    if (refusals.length && !loginUp) {
-      closeAll()
-      const codes = new Set(refusals.map((x) => x.err.fields.C))
-      const first = refusals[0]!.err
-      if (refusals.length === results.length && codes.size === 1 && !BACKEND_FAULT.test(first.fields.C ?? '')) {
-        this.socket.write(message(B.ErrorResponse, first.body!))
-        return this.close(`every backend refused: ${first.message}`, true)
-      }
-      const names = refusals.map((x) => `${all[enabled[x.k]!]!.name}: ${x.err.fields.C} ${x.err.message}`).join('; ')
-      this.log.warn({ refusals: names }, 'every backend refused pgraid\'s login')
-      if (first.fields.C === '53300') return this.fatal(new PgError('53300', 'sorry, too many clients already', 'FATAL', `every backend refused pgraid's login: ${names}`))
-      return this.fatal(errors.backendUnavailable('any', `every backend refused pgraid's login (${names})`))
-    }
-    for (const { k, err } of refusals) this.refusedBy(enabled[k]!, err)
-    // Unreachable backends: the health monitor judges the server (a session's failed connect alone is not enough).
-    const unreached = results.flatMap((r, k) => (r.status === 'rejected' && !(r.reason instanceof BackendLoginError && r.reason.body) ? [enabled[k]!] : []))
-    if (unreached.length) await Promise.all(unreached.map((i) => this.ctx.health.probe(i, performance.now())))
-    if ((this.phase as Phase) === 'closed') return closeAll()
-    const up = results.flatMap((r, k) => (r.status === 'fulfilled' ? [k] : []))
-    const stillIn = unreached.filter((i) => this.ctx.states.isEnabled(i))
-    if (!up.length || stillIn.length) {
-      // A backend in service that this session could not reach: a session without it would miss writes.
-      closeAll()
-      const err = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined
-      const name = stillIn.length ? all[stillIn[0]!]!.name : enabled.length ? all[enabled[0]!]!.name : 'any'
-      return this.fatal(errors.backendUnavailable(name, (err?.reason as Error | undefined)?.message ?? 'no backend in service'))
-    }
-    this.links = up.flatMap((k) => {
-      const i = enabled[k]!
-      const conn = (results[k] as PromiseFulfilledResult<BackendConnection>).value
-      if (!this.ctx.states.isEnabled(i)) {
-        conn.close() // taken out while we connected
-        return []
-      }
-      const link = new BackendLink(i, all[i]!.name, conn, this)
-      conn.onClose((reason) => this.loseBackend(link.index, reason))
-      return [link]
-    })
-    if (!this.links.length) return this.fatal(errors.backendUnavailable('any', 'no backend in service'))
+    if ('error' in opened) return this.fatal(opened.error)
+    this.links = opened.links
     this.ctx.states.on('out', this.onBackendOut)
     const primary = this.links[0].conn
     // What libpq's target_session_attrs=read-write and pgjdbc's targetServerType=primary look at.
@@ -1021,40 +836,25 @@ export class Session implements LinkHost, ClientSession {
    * follow lazily (router/statements.ts).
    */
   private async attachLate(): Promise<void> {
-    const all = this.ctx.backends()
-    const params: Record<string, string> = {}
-    for (const [k, v] of Object.entries(this.startupParams)) if (k !== 'user' && k !== 'database') params[k] = v
-    params.database = this.database
-    if (this.readOnly) params.default_transaction_read_only = 'on'
     for (const idx of this.lateBackends()) {
-      const t = all[idx]!
-      let conn: BackendConnection
-      try {
-        conn = await BackendConnection.connect({ ...t, database: t.database ?? this.database }, params, this.ctx.config.timeouts.connectMs || 10_000)
-        for (const set of this.logSettings.values()) {
-          const err = await runSetup(conn, set)
-          if (err) throw new Error(`${set}: ${err}`)
-        }
-      } catch (e) {
-        if (e instanceof BackendLoginError && e.body) this.refusedBy(idx, e)
-        else this.ctx.takeOut(idx, 'disabled', `unreachable when a session attached it: ${(e as Error).message}`, false, 'unreachable')
-        continue
-      }
-      if (this.phase !== 'ready' || !this.ctx.states.isEnabled(idx)) {
-        conn.close()
-        continue
-      }
-      const link = new BackendLink(idx, t.name, conn, this)
-      conn.onClose((reason) => this.loseBackend(link.index, reason))
+      const link = await attachLink(this.linkRequest(), idx, this.logSettings.values())
+      if (!link) continue
       this.links = [...this.links, link].sort((a, b) => a.index - b.index)
-      this.log.info({ backend: t.name }, 'attached a backend that came back into service')
+      this.log.info({ backend: link.name }, 'attached a backend that came back into service')
     }
   }
 
-  /** A backend refused pgraid's login: out, as refused, or as unreachable when it is shutting down or starting (57P03). */
-  private refusedBy(idx: number, err: BackendLoginError): void {
-    const going = err.fields.C === '57P03'
-    this.ctx.takeOut(idx, 'disabled', `${going ? 'unreachable' : 'login refused'}: ${err.fields.C} ${err.message}`, false, going ? 'unreachable' : 'refused')
+  private linkRequest(): LinkRequest {
+    return {
+      ctx: this.ctx,
+      log: this.log,
+      database: this.database,
+      startupParams: this.startupParams,
+      readOnly: this.readOnly,
+      host: this,
+      onClose: (link, reason) => this.loseBackend(link.index, reason),
+      closed: () => this.phase === 'closed',
+    }
   }
 
   /** The batch in flight, if any. */
@@ -1765,6 +1565,12 @@ export class Session implements LinkHost, ClientSession {
     return this.phase !== 'closed' && (this.admin !== null || (this.txStatus === 'I' && !this.exchange && !this.inbox.length && !this.sinceSync.size && !this.copy))
   }
 
+  /** A cancel request was passed on: the connection ends, as PostgreSQL ends it, without a word. */
+  endQuietly(): void {
+    this.phase = 'closed'
+    this.socket.end()
+  }
+
   /** Shutdown: a FATAL 57P01 (as PostgreSQL's own shutdown sends), then the connection is closed. */
   terminate(): void {
     this.fatal(errors.shuttingDown())
@@ -1796,7 +1602,7 @@ export class Session implements LinkHost, ClientSession {
     return errors.readOnly(what, detail, 'connect to the writer: with every pgraid host in the connection string, libpq target_session_attrs=read-write or pgjdbc targetServerType=primary finds it')
   }
 
-  private fatal(err: PgError): void {
+  fatal(err: PgError): void {
     if (this.phase === 'closed') return
     this.socket.write(err.toMessage())
     this.close(err.message, true)
@@ -1805,6 +1611,7 @@ export class Session implements LinkHost, ClientSession {
   close(reason: string, endClient = false): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    this.startup.abandon()
     if (this.authTimer) clearTimeout(this.authTimer)
     this.ctx.states.off('out', this.onBackendOut)
     this.admin?.abort(reason)
@@ -1856,9 +1663,6 @@ export class Session implements LinkHost, ClientSession {
   }
 }
 
-/** Login refusals that are the backend's (pgraid's credentials, its limits, its state), never the client's. */
-const BACKEND_FAULT = /^(28|53|57P03|08)/
-
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
 
 /** Would this batch write anything (or commit a transaction that did)? Only the writer may run it. */
@@ -1872,32 +1676,11 @@ const SCHEMA_OUTSIDE_TX = new Set(['CREATE DATABASE', 'DROP DATABASE', 'CREATE I
 
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
 
-function int32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4)
-  b.writeInt32BE(n)
-  return b
-}
-
 /** The current time with microseconds, as PostgreSQL's clock has. */
 function isoMicros(t: number): string {
   const ms = Math.floor(t)
   const us = Math.min(999, Math.floor((t - ms) * 1000))
   return new Date(ms).toISOString().slice(0, 23) + String(us).padStart(3, '0') + 'Z'
-}
-
-/** Runs one statement on a fresh backend connection before it joins a session; the error text, if any. */
-function runSetup(conn: BackendConnection, sql: string): Promise<string | null> {
-  return new Promise((resolve) => {
-    let err: string | null = null
-    conn.attach({
-      data() {},
-      end(type, body) {
-        if (type === B.ErrorResponse && body) err ??= errorFields(body).M ?? 'error'
-        if (type === B.ReadyForQuery) resolve(err)
-      },
-    })
-    conn.write(message(F.Query, Buffer.from(sql + '\0', 'utf8')))
-  })
 }
 
 /** GUCs set by the startup packet (and its `options` -c switches), as name/value pairs. */
