@@ -3,16 +3,20 @@
 // are handed out in the order COMMITs are sent. The next LSN is derived from
 // the backends' own logs (the highest LSN any of them has), so a pgraid
 // started fresh continues where the last one stopped: nothing is kept on the
-// proxy's disk (invariant 7).
+// proxy's disk (invariant 7). Late replays (late-replay.ts) and the record of
+// the backends' states (backend-states.ts) are their own modules; this class
+// owns one of each and keeps the API callers use.
 
-import pg from 'pg'
+import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { BackendTarget } from '../backend/connection.ts'
 import { ensureSchema } from './schema.ts'
 import { controlClient } from '../backend/control-client.ts'
 import { applyRecord, NotReplayable, ReplayConnection, ReplayError } from './replay.ts'
 import type { LogEntry, LogRecord } from './record.ts'
-import { SELF_HEALING, type BackendStates, type BackendStatus, type OutCause } from '../cluster/states.ts'
+import type { BackendStates, BackendStatus } from '../cluster/states.ts'
+import { restoreRecorded, StateRecorder, type RecordedState, type TakeOut } from './backend-states.ts'
+import { LATE_LOCK_TIMEOUT_MS, LateReplay } from './late-replay.ts'
 
 export interface BackendLogState {
   index: number
@@ -27,18 +31,6 @@ export interface BackendLogState {
   /** What it records about the backends' states. */
   states: RecordedState[]
 }
-
-/** A row of pgraid.backend_state: what one backend recorded about one backend, and when. */
-export interface RecordedState {
-  backend: string
-  state: string
-  reason: string | null
-  cause: string | null
-  /** When that state began (epoch ms); the latest record of a backend wins. */
-  at: number
-}
-
-type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause) => void
 
 /** How far back the logs are compared at startup to find a backend that lacks records. */
 const WINDOW = 100_000
@@ -62,7 +54,15 @@ export class RecoveryLog {
     private readonly takeOut: TakeOut,
     readonly database: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const connect = (t: BackendTarget) => this.connect(t)
+    this.late = new LateReplay(targets, database, takeOut, log, connect)
+    this.recorder = new StateRecorder(targets, states, connect, () => this.readying !== null, () => this.last)
+  }
+  /** Commits and sequence states brought to backends a session lacked (late-replay.ts). */
+  private readonly late: LateReplay
+  /** The backends' states written into the backends (backend-states.ts). */
+  private readonly recorder: StateRecorder
 
   /** Ensures the schema everywhere and learns the next LSN (once; retried after a failure). */
   ready(): Promise<void> {
@@ -90,7 +90,7 @@ export class RecoveryLog {
 
   /** The commits in flight, as an operator reads them (a hold that waits too long names them, and what they wait for). */
   describeInFlight(): string[] {
-    const late = [...this.lateDoing].map(([i, d]) => `${this.targets[i]?.name}: ${d.what} for ${Date.now() - d.since} ms`)
+    const late = this.late.describe()
     return [...this.inFlight].map(
       ([lsn, f]) => `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms${f.waits ? ` (${f.waits()})` : ''}${late.length ? `; late replays: ${late.join(', ')}` : ''}`,
     )
@@ -141,15 +141,15 @@ export class RecoveryLog {
     return this.next - 1
   }
 
+  /** Waited for before preparing (a promotion: the previous term's commits of this process land first). */
+  gate: (() => Promise<void>) | null = null
+
   /**
    * Looks at every backend in service: unreachable ones are taken out; states
    * the others recorded are restored (a backend recorded as out never comes
    * back by itself); a backend lacking committed records the others have is
    * behind and taken out. Then LSNs continue after the highest anywhere.
    */
-  /** Waited for before preparing (a promotion: the previous term's commits of this process land first). */
-  gate: (() => Promise<void>) | null = null
-
   private async prepare(): Promise<void> {
     await this.gate?.()
     const enabled = this.states.enabled()
@@ -161,13 +161,7 @@ export class RecoveryLog {
       else this.takeOut(enabled[k]!, 'disabled', `unreachable: ${(r.reason as Error).message}`, 'unreachable')
     })
     if (!found.length) throw new Error(`no backend reachable for database "${this.database}"`)
-    for (const { rec, by } of latestStates(found, (names) => this.log.warn({ database: this.database, backends: names }, 'the backends recorded different states: the latest record of each backend wins'))) {
-      const i = this.targets.findIndex((t) => t.name === rec.backend)
-      if (i < 0 || rec.state === 'enabled') continue
-      // A reason that was itself restored from a record is not wrapped again at each restart.
-      const why = (rec.reason ?? '').replace(/^(recorded as \w+ by [^:]+: )+/, '')
-      this.takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${by}: ${why}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
-    }
+    restoreRecorded(found, this.targets, this.takeOut, this.log, this.database)
     // A database without a pgraid schema next to ones that have a log was added (or replaced): it lacks
     // everything written before pgraid and the log cannot rebuild that. It waits to be cloned.
     const known = found.filter((s) => !s.createdNow)
@@ -384,238 +378,28 @@ export class RecoveryLog {
     return Math.max(0, ...counts.map((c) => (c.status === 'fulfilled' ? c.value : 0)))
   }
 
-  /**
-   * A session that began before a backend came back commits without it: if
-   * the commit happened (its record is on `source`), replay it there now,
-   * while the session still holds its locks, so later conflicting work is
-   * ordered after it.
-   */
-  async applyLate(source: number, lsn: number, at: string, json: string, late: number[], entries?: readonly LogEntry[]): Promise<void> {
-    const c = await this.connect(this.targets[source]!)
-    let row: { seqs: string | null } | undefined
-    try {
-      // The source's row: the commit happened, and the sequence states it left (checked on replay).
-      row = (await c.query<{ seqs: string | null }>('SELECT seqs::text AS seqs FROM pgraid.log WHERE lsn = $1', [lsn])).rows[0]
-    } finally {
-      await c.end().catch(() => {})
-    }
-    if (!row) return
-    // The tags the statements answered, known now even where the record was written before them.
-    const record = JSON.parse(json) as LogRecord
-    if (entries) record.stmts.forEach((s, k) => (s.n ??= entries[k]?.n))
-    await Promise.all(
-      late.map((i) =>
-        this.onLate(
-          i,
-          async () => {
-            // A replay connection ended or cancelled by someone else (not an answer of the backend's) is tried again.
-            for (let attempt = 0; ; attempt++) {
-              // The session waiting for this replay holds its pgraid locks; a lock on that backend held by
-              // a transaction that waits for those locks would never be released: a lock wait is bounded.
-              this.lateDoing.set(i, { what: `connecting to replay commit ${lsn}`, since: Date.now() })
-              const r = await ReplayConnection.open(this.targets[i]!, this.database, { lockTimeoutMs: LATE_LOCK_TIMEOUT_MS })
-              try {
-                this.lateDoing.set(i, { what: `replaying commit ${lsn}`, since: Date.now() })
-                await applyRecord(r, lsn, at, record, json, row.seqs)
-                return
-              } catch (e) {
-                if (attempt >= 3 || !(e instanceof ReplayError) || !/(08006|57P01|57P02|57014) /.test(e.message)) throw e
-              } finally {
-                r.close()
-              }
-              await new Promise((res) => setTimeout(res, 50 * (attempt + 1)))
-            }
-          },
-          (e) =>
-            // A lock it could not get: it lacks this commit, nothing more (resync replays it, in order).
-            / 55P03 |lock timeout/.test(` ${e.message} `)
-              ? this.takeOut(i, 'disabled', `behind: its replay of commit ${lsn} waited ${LATE_LOCK_TIMEOUT_MS} ms for a lock another transaction holds (pgraid resync)`, 'behind')
-              : this.takeOut(i, 'inconsistent', `could not replay commit ${lsn} from a session that began before it came back: ${e.message}`, 'replay-failed'),
-        ),
-      ),
-    )
+  /** A commit a session made without backends `late` (it began before they came back) is replayed there, in order (LateReplay.applyLate). */
+  applyLate(source: number, lsn: number, at: string, json: string, late: number[], entries?: readonly LogEntry[]): Promise<void> {
+    return this.late.applyLate(source, lsn, at, json, late, entries)
   }
 
-  /**
-   * Work on a backend a session lacks, after what earlier sessions queued for it (in order: a commit
-   * replayed there must follow the ones before it); a failure takes the backend out (`fail`).
-   */
-  private async onLate(i: number, task: () => Promise<void>, fail: (e: Error) => void): Promise<void> {
-    const next = (this.lateChains.get(i) ?? Promise.resolve()).then(task)
-    const tail = next.catch(() => {})
-    this.lateChains.set(i, tail)
-    try {
-      await next
-    } catch (e) {
-      fail(e as Error)
-    } finally {
-      if (this.lateChains.get(i) === tail) this.lateDoing.delete(i)
-    }
-  }
-  /** What each backend's late chain runs now (describeInFlight). */
-  private readonly lateDoing = new Map<number, { what: string; since: number }>()
-  private lateChains = new Map<number, Promise<unknown>>()
-
-  /**
-   * A transaction that drew from `names` ended (rolled back, or committed and replayed) while
-   * backends in `late` lacked this session: nextval is not transactional, so their sequences are
-   * set to the source's state, under the transaction's locks (no one else draws from them now).
-   */
-  async alignLate(source: number, late: number[], names: string[]): Promise<void> {
-    const s = await this.connect(this.targets[source]!)
-    let st: string | null
-    try {
-      st = (await s.query<{ st: string | null }>('SELECT pgraid.seq_states($1::text[])::text AS st', [names])).rows[0]!.st
-    } finally {
-      await s.end().catch(() => {})
-    }
-    if (!st) return
-    await Promise.all(
-      late.map((i) =>
-        this.onLate(
-          i,
-          async () => {
-            const c = await this.connect(this.targets[i]!)
-            try {
-              await c.query('SELECT pgraid.seq_set($1::jsonb)', [st])
-            } finally {
-              await c.end().catch(() => {})
-            }
-          },
-          (e) => this.takeOut(i, 'disabled', `could not set its sequences after a transaction that began before it came back: ${e.message}`, 'replay-failed'),
-        ),
-      ),
-    )
+  /** Backends `late` get `source`'s state of sequences `names` a transaction drew from without them (LateReplay.alignLate). */
+  alignLate(source: number, late: number[], names: string[]): Promise<void> {
+    return this.late.alignLate(source, late, names)
   }
 
-  /**
-   * A COMMIT whose session saw it end on no backend, or not on all (its
-   * connections there ended for the session alone): if any backend in
-   * service committed it (its record is there), every other one in
-   * `backends` gets it replayed; if none did, nothing committed.
-   */
-  async completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[], ended?: ReadonlyMap<number, number>): Promise<void> {
-    // Whether each backend has it; a check whose connection fails (a client's pg_terminate_backend
-    // reaches pgraid's own sessions too) is tried again, and a backend that stays unknown is taken
-    // out: the commit is acknowledged only as durable on every backend in service.
-    // A session connection the batch was still running on (`ended`: backend -> server pid, closed by
-    // the caller) may still commit it: it is waited out first, so the check sees where it landed.
-    const have = new Map<number, boolean>()
-    let lastError = ''
-    for (let attempt = 0; attempt < 5 && have.size < backends.length; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, 50 * attempt))
-      await Promise.all(
-        backends
-          .filter((i) => !have.has(i))
-          .map(async (i) => {
-            try {
-              const c = await this.connect(this.targets[i]!)
-              try {
-                const pid = ended?.get(i)
-                if (pid) await waitSessionGone(c, pid)
-                have.set(i, (await c.query('SELECT 1 FROM pgraid.log WHERE lsn = $1', [lsn])).rows.length > 0)
-              } finally {
-                await c.end().catch(() => {})
-              }
-            } catch (e) {
-              lastError = (e as Error).message
-            }
-          }),
-      )
-    }
-    for (const i of backends) if (!have.has(i)) this.takeOut(i, 'disabled', `could not check whether it has commit ${lsn} after its session connection ended: ${lastError}`, 'replay-failed')
-    const source = backends.find((i) => have.get(i) === true)
-    const lack = backends.filter((i) => have.get(i) === false)
-    if (source === undefined || !lack.length) return
-    this.log.warn({ database: this.database, lsn, from: this.targets[source]!.name, to: lack.map((i) => this.targets[i]!.name) }, 'completing a commit that reached some backends only (their session connections ended)')
-    await this.applyLate(source, lsn, at, json, lack, entries)
+  /** A COMMIT that reached some backends only is replayed on the others in `backends` (LateReplay.completeCommit). */
+  completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[], ended?: ReadonlyMap<number, number>): Promise<void> {
+    return this.late.completeCommit(lsn, at, json, backends, entries, ended)
   }
 
-  /**
-   * Writes the backends' states into every backend still in service. Writes are queued one after another, each with the states as they are when it runs: a slow
-   * earlier write never lands after a later one, and a burst of changes ends in the latest view.
-   */
+  /** Writes the backends' states into every backend still in service (queued: see StateRecorder.record). */
   recordStates(list: readonly BackendStatus[]): Promise<void> {
-    if (this.recordQueued) return this.recording
-    this.recordQueued = true
-    this.recording = this.recording
-      .catch(() => {})
-      .then(() => {
-        this.recordQueued = false
-        return this.writeStates(list)
-      })
-    return this.recording
+    return this.recorder.record(list)
   }
+
   /** Resolves once every state change so far is written (ServerContext.statesRecorded). */
   recorded(): Promise<void> {
-    return this.recording.catch(() => {})
+    return this.recorder.recorded()
   }
-  private recording: Promise<void> = Promise.resolve()
-  private recordQueued = false
-
-  private async writeStates(list: readonly BackendStatus[]): Promise<void> {
-    if (!this.readying) return
-    await Promise.allSettled(
-      this.states.enabled().map(async (i) => {
-        const client = await this.connect(this.targets[i]!)
-        try {
-          // One view, whole: a reader never sees half of it.
-          await client.query('BEGIN')
-          for (const b of list)
-            await client.query(
-              `INSERT INTO pgraid.backend_state (backend, state, reason, lsn, at, cause) VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (backend) DO UPDATE SET state = excluded.state, reason = excluded.reason, lsn = excluded.lsn, at = excluded.at, cause = excluded.cause`,
-              [b.name, b.state, b.reason, b.state === 'enabled' ? null : this.last, b.since, b.cause],
-            )
-          await client.query('COMMIT')
-        } finally {
-          await client.end().catch(() => {})
-        }
-      }),
-    )
-  }
-}
-
-/**
- * Waits until server session `pid` has exited: whatever it was running is then committed or rolled
- * back. One that is still there after a while (waiting on a lock) is terminated, then waited out.
- */
-/** How long a late replay waits for a row lock before the backend is taken out as behind (see applyLate). */
-const LATE_LOCK_TIMEOUT_MS = 3000
-
-async function waitSessionGone(c: pg.Client, pid: number): Promise<void> {
-  for (let k = 0; ; k++) {
-    if (!(await c.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rows.length) return
-    if (k === 1000) await c.query('SELECT pg_terminate_backend($1)', [pid])
-    if (k > 2000) throw new Error(`session ${pid} did not end`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
-
-/**
- * One view of the backends' states from the views the backends recorded (each writes the whole list
- * into every backend in service, so a backend that was out holds an older view). Per backend the
- * record with the latest start time wins, whoever holds it. A view itself is evidence: a backend
- * that holds records up to time T was in service at T (pgraid writes only there), which outweighs
- * an older record of it being out; its records about itself count for nothing else (it is never
- * told it is out). On a tie, out wins.
- */
-export function latestStates(found: readonly BackendLogState[], disagreed: (names: string[]) => void): { rec: RecordedState; by: string }[] {
-  const best = new Map<string, { rec: RecordedState; by: string }>()
-  const differ = new Set<string>()
-  const offer = (rec: RecordedState, by: string) => {
-    const cur = best.get(rec.backend)
-    if (cur && cur.rec.state !== rec.state) differ.add(rec.backend)
-    if (!cur || rec.at > cur.rec.at || (rec.at === cur.rec.at && cur.rec.state === 'enabled' && rec.state !== 'enabled')) best.set(rec.backend, { rec, by })
-  }
-  for (const s of found) {
-    let seen = 0
-    for (const rec of s.states) {
-      seen = Math.max(seen, rec.at)
-      if (rec.backend !== s.backend) offer(rec, s.backend)
-    }
-    if (s.states.length) offer({ backend: s.backend, state: 'enabled', reason: null, cause: null, at: seen }, s.backend)
-  }
-  if (differ.size) disagreed([...differ])
-  return [...best.values()]
 }

@@ -1,7 +1,8 @@
 // The view of the backends' states a starting pgraid takes from what the backends recorded
 // (issue 22, item 3): per backend the latest record wins, a record about oneself counts for nothing.
 import t from 'tap'
-import { latestStates, type BackendLogState, type RecordedState } from '../../src/recovery/log.ts'
+import type { BackendLogState } from '../../src/recovery/log.ts'
+import { latestStates, type RecordedState } from '../../src/recovery/backend-states.ts'
 
 const view = (backend: string, states: [string, string, number][]): BackendLogState => ({
   index: 0,
