@@ -5,39 +5,21 @@
 // compared unit by unit (CommandComplete tags, SQLSTATEs, transaction status)
 // and one backend's bytes go to the client only when all have answered that
 // unit. Everything here runs synchronously in the backends' data callbacks,
-// so a unit is never split or reordered.
+// so a unit is never split or reordered. Its types are in exchange-types.ts,
+// each backend's progress in link-progress.ts, reading the answers collected
+// in answers.ts, the vote in vote.ts.
 
-import { createHash, type Hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { B, F } from '../protocol/codes.ts'
 import { errorFields } from '../protocol/decode.ts'
 import { isTerminator, ResponseTracker } from './tracker.ts'
-import { CLIENT_CAUSED, clientCaused, compareUnits, describeUnit, majority, type RowDigest, type Unit } from './vote.ts'
+import { CLIENT_CAUSED, clientCaused, compareUnits, majority, type Unit } from './vote.ts'
+import type { ExchangeHost, Outcome, PlannedMsg } from './exchange-types.ts'
+import { newLink, rowEnded, settle, type LinkProgress } from './link-progress.ts'
+import { answered, committedOn, describeAnswers, skippedAfterClientError, statementTag, type Responses } from './answers.ts'
 
 export type { RowDigest, Unit } from './vote.ts'
-
-export interface PlannedMsg {
-  code: number
-  bytes: Buffer
-  targets: number[]
-  /** Injected by pgraid (lazy Parse): its answer is consumed, not relayed. */
-  swallow?: boolean
-  describeStatement?: boolean
-  /** A read sent to several backends (REPEATABLE READ snapshots): its rows are not compared (LIMIT without ORDER BY may pick different rows). */
-  rowsMayDiffer?: boolean
-  /**
-   * Its answer is the server's own (pg_terminate_backend, pg_backend_pid...): per backend by nature,
-   * so never voted on; the first backend's answer is relayed (DESIGN invariant 6).
-   */
-  perServer?: boolean
-  /** Swallowed, but an ErrorResponse still reaches the client (pgraid's log INSERT failing must not pass silently). */
-  surfaceErrors?: boolean
-  /** The CommandComplete ending statement number dropUnit (0-based) of a simple query is pgraid's own statement added to the text: not relayed. */
-  dropUnit?: number
-  /** A swallowed query of pgraid's own whose answer it reads: every unit's raw bytes are kept here. */
-  collect?: Buffer[]
-}
-
-const MOD48 = 2 ** 48
+export type { ExchangeHost, Outcome, PlannedMsg } from './exchange-types.ts'
 
 /**
  * What a backend answers before any result: safe to hold back while a read may
@@ -45,64 +27,12 @@ const MOD48 = 2 ** 48
  */
 const PREAMBLE = new Set<number>([B.ParseComplete, B.BindComplete, B.ParameterDescription, B.RowDescription, B.NoData, B.CloseComplete, B.NoticeResponse])
 
-export interface ExchangeHost {
-  /** Writes bytes to the client. */
-  out(slice: Buffer): void
-  /** Called before a ReadyForQuery is relayed (deliver queued notifications). */
-  beforeReady(): void
-  /** Backend `idx` disagreed with the majority: take it out of service as inconsistent. */
-  inconsistent(idx: number, detail: string): void
-  /** Backend `idx` sent a FATAL error in the middle of a batch: its session there is over. */
-  backendFatal(idx: number, what: string, fields: Record<string, string>): void
-  /** Forwards a client's cancel to backend `idx` (deferred until it reached the client's message). */
-  cancel(idx: number): void
-  /** A CopyInResponse was relayed: client CopyData must now go to `targets`. */
-  enterCopyIn(targets: number[], extended: boolean): void
-  names: string[]
-}
-
-interface LinkProgress {
-  queue: number[]
-  qpos: number
-  tracker: ResponseTracker | null
-  slices: Buffer[]
-  skipping: boolean
-  /** The DataRow being hashed, and the rows of the current unit. */
-  row: Hash | null
-  rows: RowDigest | null
-}
-
-export interface Outcome {
-  /** Per message: units from each target (terminator types only are kept for decisions). */
-  diverged: string | null
-  /** Last ReadyForQuery status per backend index that answered a Sync/Query. */
-  status: Map<number, string>
-  /** Backends that disagreed with the majority, taken out during this batch. */
-  expelled: { backend: number; detail: string }[]
-  /**
-   * A difference a client or concurrency causes (CLIENT_CAUSED on some backends, another answer on
-   * others): never voted on. Where the batch carries its commit (`completeOnExcuse`), the backends
-   * that failed leave the batch (`excused`) and get the commit replayed; otherwise the batch is
-   * refused with this error and the transaction fails everywhere (DESIGN invariant 6).
-   */
-  clientError?: Record<string, string>
-  excused: number[]
-  /** A read's only backend was lost: the batch must be retried or failed by the session. */
-  lostRead?: boolean
-  /** Backends whose answer contained an ErrorResponse. */
-  errored: Set<number>
-  /** First error SQLSTATE seen on the primary answer, if any. */
-  errorCode: string | null
-  /** Per message index: the terminator types the primary answered (for registry bookkeeping). */
-  answers: Map<number, Map<number, number[]>>
-}
-
 export class Exchange {
   private cursor = 0
   /** Units consumed so far of the message at the cursor (multi-target). */
   private consumed = 0
   private links = new Map<number, LinkProgress>()
-  private responses: Map<number, Unit[]>[] = []
+  private responses: Responses = []
   private finished: Set<number>[] = []
   private resolveDone!: (o: Outcome) => void
   readonly done: Promise<Outcome>
@@ -111,15 +41,6 @@ export class Exchange {
   completeOnExcuse = false
   /** Backends that answered a client-caused error in this batch (they skip the rest to the Sync). */
   private readonly clientFailed = new Map<number, Record<string, string>>()
-
-  /** A backend with no answer here because a client-caused error earlier in the batch made it skip. */
-  private skippedAfterClientError(targets: number[], units: (Unit | undefined)[]): Record<string, string> | null {
-    for (const [k, u] of units.entries()) {
-      const f = !u ? this.clientFailed.get(targets[k]!) : undefined
-      if (f) return f
-    }
-    return null
-  }
 
   constructor(
     readonly msgs: PlannedMsg[],
@@ -132,12 +53,12 @@ export class Exchange {
       this.finished.push(new Set())
       for (const t of m.targets) {
         let lp = this.links.get(t)
-        if (!lp) this.links.set(t, (lp = { queue: [], qpos: 0, tracker: null, slices: [], skipping: initialSkipping(t), row: null, rows: null }))
+        if (!lp) this.links.set(t, (lp = newLink(initialSkipping(t))))
         lp.queue.push(i)
         this.responses[i].set(t, [])
       }
     })
-    for (const [idx, lp] of this.links) this.settle(idx, lp)
+    for (const [idx, lp] of this.links) settle(idx, lp, this.msgs, this.finished)
     this.advance()
   }
 
@@ -238,7 +159,7 @@ export class Exchange {
       }
     }
     if (!isTerminator(type)) {
-      if (type === B.DataRow) this.rowEnded(idx)
+      if (type === B.DataRow) rowEnded(this.links.get(idx))
       return
     }
     const lp = this.links.get(idx)
@@ -264,43 +185,13 @@ export class Exchange {
       this.finished[m].add(idx)
       lp.qpos++
       lp.tracker = null
-      this.settle(idx, lp)
+      settle(idx, lp, this.msgs, this.finished)
       if (this.cancelLater?.has(idx) && lp.qpos < lp.queue.length && !this.msgs[lp.queue[lp.qpos]!]!.swallow) {
         this.cancelLater.delete(idx)
         this.host.cancel(idx)
       }
     }
     this.advance()
-  }
-
-  private rowEnded(idx: number): void {
-    const lp = this.links.get(idx)
-    if (!lp?.row) return
-    const d = lp.row.digest()
-    lp.row = null
-    const r = (lp.rows ??= { count: 0, s1: 0, s2: 0 })
-    r.count++
-    r.s1 = (r.s1 + d.readUIntBE(0, 6)) % MOD48
-    r.s2 = (r.s2 + d.readUIntBE(6, 6)) % MOD48
-  }
-
-  /** Messages a skipping backend will ignore are answered with nothing. */
-  private settle(idx: number, lp: LinkProgress): void {
-    while (lp.qpos < lp.queue.length) {
-      const m = lp.queue[lp.qpos]
-      const code = this.msgs[m].code
-      if (lp.skipping && code !== F.Sync) {
-        this.finished[m].add(idx)
-        lp.qpos++
-        continue
-      }
-      if (code === F.Flush) {
-        this.finished[m].add(idx)
-        lp.qpos++
-        continue
-      }
-      break
-    }
   }
 
   private advance(): void {
@@ -358,7 +249,7 @@ export class Exchange {
       if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
       else if (have < targets.length || compareUnits(units as Unit[])) {
         // Only answers that differ are looked at further: the common path compares and moves on.
-        const caused = clientCaused(units) ?? this.skippedAfterClientError(targets, units)
+        const caused = clientCaused(units) ?? skippedAfterClientError(this.clientFailed, targets, units)
         if (caused) {
           const ok = units.findIndex((u) => !!u && u.type !== B.ErrorResponse)
           if (!this.completeOnExcuse || ok < 0) {
@@ -378,7 +269,7 @@ export class Exchange {
             this.diverge(i, targets, units)
             continue
           }
-          const describe = this.describeAll(i, targets, units)
+          const describe = describeAnswers(this.host.names, i, targets, units)
           for (const k of v.losers) this.expel(targets[k]!, describe)
           winner = v.winner
           if (!units[winner]) continue
@@ -461,12 +352,8 @@ export class Exchange {
     this.outcome.errored.delete(idx)
   }
 
-  private describeAll(i: number, targets: number[], units: (Unit | undefined)[]): string {
-    return targets.map((t, k) => `${this.host.names[t] ?? t} answered ${describeUnit(units[k])}`).join('; ') + ` (message ${i + 1} of the batch)`
-  }
-
   private diverge(i: number, targets: number[], units: (Unit | undefined)[]): void {
-    this.outcome.diverged = this.describeAll(i, targets, units)
+    this.outcome.diverged = describeAnswers(this.host.names, i, targets, units)
   }
 
   private maybeFinish(): void {
@@ -554,7 +441,7 @@ export class Exchange {
 
   /** Did backend `t` answer message `i` with a unit of `type`? */
   answered(i: number, t: number, type: number): boolean {
-    return this.responses[i]?.get(t)?.some((u) => u.type === type) ?? false
+    return answered(this.responses, i, t, type)
   }
 
   /**
@@ -563,25 +450,12 @@ export class Exchange {
    * skipped), as the backends that decided the message answered it.
    */
   statementTag(i: number, k: number): string | undefined {
-    const msg = this.msgs[i]
-    const t = msg?.targets[0]
-    if (t === undefined) return undefined
-    const at = msg.dropUnit !== undefined && k >= msg.dropUnit ? k + 1 : k
-    let n = 0
-    for (const u of this.responses[i]?.get(t) ?? []) {
-      if (u.type !== B.CommandComplete && u.type !== B.ErrorResponse && u.type !== B.EmptyQueryResponse) continue
-      if (n++ === at) return u.type === B.CommandComplete && u.body ? u.body.toString('utf8', 0, u.body.length - 1) : undefined
-    }
-    return undefined
+    return statementTag(this.msgs, this.responses, i, k)
   }
 
   /** Backends whose answers to this batch include a COMMIT that succeeded (CommandComplete "COMMIT"). */
   committedOn(): number[] {
-    const out = new Set<number>()
-    for (const byBackend of this.responses)
-      for (const [t, units] of byBackend ?? [])
-        if (units.some((u) => u.type === B.CommandComplete && u.body?.length === 7 && u.body.toString('latin1', 0, 6) === 'COMMIT')) out.add(t)
-    return [...out]
+    return committedOn(this.responses)
   }
 
   /** Skipping state of each backend after the batch. */
