@@ -22,16 +22,16 @@ import { planBatch, type Plan } from '../router/plan.ts'
 import { StatementRegistry } from '../router/statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
-import { takesSnapshot, type SnapshotState } from '../router/snapshot-point.ts'
+import { takesSnapshot } from '../router/snapshot-point.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
-import { durationMs, settingFromSet, waitLimit } from './timeouts.ts'
+import { settingFromSet, waitLimit } from './timeouts.ts'
+import { TxState } from './tx-state.ts'
+import { LogCommits, trackLog } from './log-commit.ts'
 import { dropWriteForTest } from './fault-injection.ts'
-import type { StatementInfo } from '../sql/types.ts'
 import { buildCatalog, CATALOG_QUERY, emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import { changesData, type LogContext } from '../router/log-plan.ts'
-import { insertText, recordJson, replayableDatabases, type LogEntry } from '../recovery/record.ts'
+import { recordJson } from '../recovery/record.ts'
 import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext } from '../server-context.ts'
-import type { RecoveryLog } from '../recovery/log.ts'
 
 /** login (startup.ts), connecting to the backends, ready for batches, closed. */
 type Phase = 'login' | 'connecting' | 'ready' | 'closed'
@@ -63,11 +63,8 @@ export class Session implements LinkHost, ClientSession {
   links: BackendLink[] = []
   exchange: Exchange | null = null
   private registry = new StatementRegistry()
-  private txStatus: TxStatus = 'I'
-  private sticky: number | null = null
-  private clientSkipping = false
-  private sinceSync = new Set<number>()
-  private savepoints = 0
+  private readonly tx = new TxState()
+  private readonly record = new LogCommits(this)
   private pendingNotify: Buffer[] = []
   private copy: CopyIn | null = null
   /** Recovery log: session settings, the open transaction's entries, log statement prepared per backend. */
@@ -186,7 +183,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   get transactionStatus(): string {
-    return this.admin ? 'admin' : this.txStatus === 'I' ? 'idle' : this.txStatus === 'T' ? 'in transaction' : 'failed transaction'
+    return this.admin ? 'admin' : this.tx.status === 'I' ? 'idle' : this.tx.status === 'T' ? 'in transaction' : 'failed transaction'
   }
 
   /** What the session is doing or waiting for now (SHOW SESSIONS; a commit in flight names it). */
@@ -329,19 +326,19 @@ export class Session implements LinkHost, ClientSession {
     if (this.strayError) {
       const f = this.strayError
       this.strayError = null
-      if (this.txStatus !== 'I' && this.links.some((l) => l.txStatus === 'E')) return this.refuse(new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
+      if (this.tx.status !== 'I' && this.links.some((l) => l.txStatus === 'E')) return this.refuse(new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
     }
-    if (this.draining.size && this.txStatus === 'I' && !this.sinceSync.size && !this.copy) this.dropDrained()
+    if (this.draining.size && this.tx.between(!!this.copy)) this.dropDrained()
     // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
-    if (this.txStatus === 'I' && !this.sinceSync.size && !this.copy) while (this.ctx.paused()) await this.ctx.waitPause()
+    if (this.tx.between(!!this.copy)) while (this.ctx.paused()) await this.ctx.waitPause()
     if (this.phase !== 'ready') return
-    if (this.txStatus === 'I' && !this.pinned && !this.sinceSync.size && !this.copy && this.lateBackends().length) {
+    if (this.tx.between(!!this.copy) && !this.pinned && this.lateBackends().length) {
       this.step = 'attaching late backends'
       await this.attachLate()
     }
     let plan: Plan
     let catalog: CatalogData
-    const between = this.txStatus === 'I' && !this.sinceSync.size && !this.copy
+    const between = this.tx.between(!!this.copy)
     if (between) this.term = this.ctx.ha.term
     if (!withBegin && this.pendingBegin) {
       if (frames.length === 1 && carriesBegin(frames[0]!, await this.ctx.catalog(this.database).get())) {
@@ -351,9 +348,9 @@ export class Session implements LinkHost, ClientSession {
         await this.flushBegin()
         if (this.phase !== 'ready') return
       }
-    } else if (between && !withBegin && !this.clientSkipping && frames.length === 1 && !SNAPSHOT_LEVELS.has(this.defaultIsolation) && isPlainBegin(frames[0]!)) {
+    } else if (between && !withBegin && !this.tx.clientSkipping && frames.length === 1 && !SNAPSHOT_LEVELS.has(this.tx.defaultIsolation) && isPlainBegin(frames[0]!)) {
       this.pendingBegin = frames[0]!
-      this.txStart = performance.timeOrigin + performance.now()
+      this.tx.startedAt = performance.timeOrigin + performance.now()
       this.setStatus('T')
       this.out(commandComplete('BEGIN'))
       this.beforeReady()
@@ -367,25 +364,25 @@ export class Session implements LinkHost, ClientSession {
         await this.ctx.recovery(this.database).ready()
         this.logTerm = term
       }
-      catalog = (this.ddlInTx && this.txStatus === 'T' && !this.sinceSync.size && !this.copy ? await this.catalogInTx() : null) ?? (await this.ctx.catalog(this.database).get())
+      catalog = (this.tx.ddl && this.tx.status === 'T' && !this.tx.sinceSync.size && !this.copy ? await this.catalogInTx() : null) ?? (await this.ctx.catalog(this.database).get())
       this.catalogSeen = catalog
       plan = planBatch(frames, {
         registry: this.registry,
         catalog,
         all: this.links.map((l) => l.index),
-        inTransaction: this.txStatus !== 'I',
+        inTransaction: this.tx.status !== 'I',
         pickRead: () => this.pickRead(),
-        clientSkipping: this.clientSkipping,
-        sinceSync: this.sinceSync,
+        clientSkipping: this.tx.clientSkipping,
+        sinceSync: this.tx.sinceSync,
         clock: this.clock(),
         allowFunctions: this.ctx.config.determinism.allowFunctions,
         allowTriggers: this.ctx.config.determinism.allowTriggers,
-        snapshotEverywhere: this.txStatus !== 'I' && SNAPSHOT_LEVELS.has(this.txIsolation ?? this.defaultIsolation),
+        snapshotEverywhere: this.tx.status !== 'I' && SNAPSHOT_LEVELS.has(this.tx.isolation ?? this.tx.defaultIsolation),
         // A failed transaction commits nothing: its COMMIT (a ROLLBACK) gets no log row.
-        log: !this.ctx.config.recovery.log ? null : this.txStatus === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
+        log: !this.ctx.config.recovery.log ? null : this.tx.status === 'E' ? { ...this.logCtx, pendingWrites: false } : this.logCtx,
         tieSafe: this.links.length % 2 === 0,
         beginApart: this.cutsPossible(),
-        snapshot: this.links.length > 1 && this.ctx.config.recovery.log ? this.snapshotState() : null,
+        snapshot: this.links.length > 1 && this.ctx.config.recovery.log ? this.tx.snapshotState() : null,
       })
     } catch (e) {
       // A message PostgreSQL cannot read is an ERROR there (the session goes on, skipping to Sync), not a FATAL.
@@ -413,7 +410,7 @@ export class Session implements LinkHost, ClientSession {
     }
     if (plan.locks.length) {
       // The client's statement_timeout / lock_timeout bound this wait too: no backend's timer runs yet.
-      const limit = this.localTimeouts.size || this.logSettings.has('statement_timeout') || this.logSettings.has('lock_timeout') ? waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout')) : null
+      const limit = this.tx.localTimeouts.size || this.logSettings.has('statement_timeout') || this.logSettings.has('lock_timeout') ? waitLimit(this.timeoutMs('statement_timeout'), this.timeoutMs('lock_timeout')) : null
       const timer = limit ? setTimeout(() => this.ctx.locks.abortWait(this.owner, new LockWaitAborted(limit.code)), limit.ms) : null
       try {
         this.step = 'pgraid locks'
@@ -447,7 +444,7 @@ export class Session implements LinkHost, ClientSession {
       // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
       if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
-      plan.commit.fill(this.takeLsn(), isoMicros(performance.timeOrigin + performance.now()))
+      plan.commit.fill(this.record.take(), isoMicros(performance.timeOrigin + performance.now()))
     }
     // An LSN taken is in flight until settled: one that never reaches execute() is settled here, or
     // every resync, clone and snapshot point would wait for it for ever.
@@ -464,20 +461,8 @@ export class Session implements LinkHost, ClientSession {
       started = true
       return await this.run(plan, snapshotHold, withBegin)
     } finally {
-      if (!started && plan.commit?.lsn !== undefined) this.settleLsn(plan.commit.lsn)
+      if (!started && plan.commit?.lsn !== undefined) this.record.settle(plan.commit.lsn)
     }
-  }
-
-  /**
-   * LSNs this session took, and the log each came from: it is settled there even when a promotion
-   * has replaced the database's log meanwhile (the new writer's log waits for the old one's).
-   */
-  private readonly taken = new Map<number, RecoveryLog>()
-  private takeLsn(): number {
-    const log = this.ctx.recovery(this.database)
-    const lsn = log.take(this.id, () => this.waits())
-    this.taken.set(lsn, log)
-    return lsn
   }
 
   /** Where a batch holding an LSN is (the operator's answer when a hold or resync waits for it). */
@@ -495,10 +480,6 @@ export class Session implements LinkHost, ClientSession {
       .filter(Boolean)
       .join(', ')
   }
-  private settleLsn(lsn: number): void {
-    ;(this.taken.get(lsn) ?? this.ctx.recovery(this.database)).settle(lsn)
-    this.taken.delete(lsn)
-  }
 
   /** The batch, once its locks, LSN and snapshot point are in place. */
   private async run(plan: Plan, snapshotHold: (() => void) | null, withBegin: boolean): Promise<void | 'retry'> {
@@ -506,7 +487,7 @@ export class Session implements LinkHost, ClientSession {
     // CREATE / DROP / ALTER DATABASE: pgraid's own connections to those databases go first.
     const names = plan.everywhere ? databasesNamed(plan) : null
     const releaseDatabases = names ? await this.ctx.holdDatabases(names).catch((e: unknown) => {
-      if (plan.commit?.lsn !== undefined) this.settleLsn(plan.commit.lsn)
+      if (plan.commit?.lsn !== undefined) this.record.settle(plan.commit.lsn)
       throw e
     }) : null
     this.plan = plan
@@ -517,10 +498,10 @@ export class Session implements LinkHost, ClientSession {
       releaseDatabases?.(!this.batchFailed)
       this.snapshotHold = null
       snapshotHold?.()
-      if (!this.snapshotTaken && this.txStatus !== 'I' && plan.executed.some(takesSnapshot)) this.snapshotTaken = true
+      if (!this.tx.snapshotTaken && this.tx.status !== 'I' && plan.executed.some(takesSnapshot)) this.tx.snapshotTaken = true
       this.plan = null
       if (plan.commit?.lsn !== undefined) {
-        this.settleLsn(plan.commit.lsn)
+        this.record.settle(plan.commit.lsn)
         this.ctx.commits.mark()
       }
     }
@@ -551,12 +532,12 @@ export class Session implements LinkHost, ClientSession {
       while (this.ctx.held()) await this.ctx.waitHold()
       let lsn: number | undefined
       try {
-        lsn = this.takeLsn()
+        lsn = this.record.take()
         const at = isoMicros(performance.timeOrigin + performance.now())
         this.step = 'tie-safe commit'
-        const { commit, committed, failed } = await this.commitDeferred(lsn, at, json, live)
+        const { commit, committed, failed } = await this.record.commitDeferred(lsn, at, json, live)
         this.step = 'tie-safe commit to late backends'
-        if (commit.diverged && committed.length) err = this.commitSplit(committed, failed, commit.diverged)
+        if (commit.diverged && committed.length) err = this.record.commitSplit(committed, failed, commit.diverged)
         else if (commit.diverged) err = errors.divergence('the COMMIT', commit.diverged)
         else if (commit.errorCode) err = new PgError(commit.errorCode, 'pgraid could not commit the statement', 'ERROR')
         const late = this.lateBackends()
@@ -564,7 +545,7 @@ export class Session implements LinkHost, ClientSession {
       } finally {
         if (lsn !== undefined) {
           this.step = ''
-          this.settleLsn(lsn)
+          this.record.settle(lsn)
           this.ctx.commits.mark()
         }
       }
@@ -585,46 +566,12 @@ export class Session implements LinkHost, ClientSession {
    * pgraid's log INSERT and COMMIT of a tie-safe write, in one Query: where no error came back, the
    * COMMIT ran (a multi-statement Query stops at its first error), whatever the others answered.
    */
-  private async commitDeferred(lsn: number, at: string, json: string, live: number[]) {
-    const ex = await this.runOwn([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), targets: live, swallow: true }])
-    const here = new Set(this.links.map((l) => l.index))
-    const failed = live.filter((t) => ex.answered(0, t, B.ErrorResponse))
-    const committed = live.filter((t) => here.has(t) && !failed.includes(t))
-    return { commit: { diverged: ex.outcome.diverged, errorCode: failed.length ? '40000' : null }, committed, failed }
-  }
-
-  /**
-   * The tie-safe COMMIT landed on some backends and failed on others (one shut down or failed
-   * between pgraid's BEGIN and COMMIT): it happened, so it cannot be reported as rolled back (the
-   * client would send it again). Those that failed lack it and are taken out (behind: resync
-   * replays it from the log). With the write quorum left, the client is told it committed; with
-   * fewer, its connection ends as a server's does when it fails in a COMMIT (the outcome unknown).
-   */
-  private commitSplit(committed: number[], failed: number[], detail: string): PgError | null {
-    for (const t of failed) this.ctx.takeOut(t, 'disabled', `its COMMIT failed where the others committed: ${detail} (pgraid resync ${this.ctx.states.list[t]?.name ?? t})`, false, 'behind')
-    this.log.error({ divergence: detail, committed: committed.map((t) => this.ctx.states.list[t]?.name) }, 'the COMMIT failed on some backends only: taken out, behind')
-    if (committed.length >= this.ctx.writeQuorum) return null
-    return new PgError('08006', `pgraid lost the write quorum during COMMIT: it committed on ${committed.length} backend(s), fewer than the quorum of ${this.ctx.writeQuorum}`, 'FATAL', detail)
-  }
-
   /** The last batch answered an error (or its backends disagreed). */
   private batchFailed = false
 
   /** An ERROR a backend sent between batches (see unsolicited). */
   private strayError: Record<string, string> | null = null
 
-  /** The open REPEATABLE READ / SERIALIZABLE transaction has its snapshot (router/snapshot-point.ts). */
-  private snapshotTaken = false
-  /** Where this session stands for router/snapshot-point.ts (one object, updated per batch). */
-  private snapshotState(): SnapshotState {
-    const st = this.snapshotStateObj
-    st.inTransaction = this.txStatus === 'T'
-    st.taken = this.snapshotTaken
-    st.isolation = this.txIsolation ?? this.defaultIsolation
-    st.defaultIsolation = this.defaultIsolation
-    return st
-  }
-  private readonly snapshotStateObj: SnapshotState = { inTransaction: false, taken: false, isolation: '', defaultIsolation: '' }
   /** Releases the hold on commits the batch in flight took for its snapshot. */
   private snapshotHold: (() => void) | null = null
 
@@ -687,32 +634,6 @@ export class Session implements LinkHost, ClientSession {
     for (const i of targets) this.dropLink(i)
   }
 
-  /**
-   * An autocommit change the log cannot hold atomically (COPY FROM STDIN,
-   * whose data is not recorded, or a statement that refuses a transaction
-   * block) still gets a record, right after it and before the locks go: a
-   * marker that a resync across it must refuse (clone instead), so a backend
-   * never silently misses it.
-   */
-  private async markUnlogged(plan: Plan, ex: Exchange): Promise<void> {
-    if (plan.commit || !plan.everywhere || !this.ctx.config.recovery.log || ex.outcome.errored.size || ex.outcome.diverged) return
-    const final = plan.msgs[plan.msgs.length - 1]
-    if (!plan.endsWithSync || ex.outcome.status.get(final?.targets[0] ?? -1) !== 'I') return
-    const marks = plan.executed.filter((s) => s.kind === 'copy-in' || (s.noTransactionBlock && SCHEMA_OUTSIDE_TX.has(s.command)))
-    if (!marks.length || !this.links.length || !this.mayWrite() || !this.ctx.recovery(this.database).isReady) return
-    const entry = (s: StatementInfo): LogEntry => {
-      if (s.kind === 'copy-in') return { q: s.text, copy: true }
-      const db = replayableDatabases(s.command, s.databases)
-      return db ? { q: s.text, noTx: true, db } : { q: s.text, noTx: true }
-    }
-    const json = JSON.stringify({ v: 1, settings: [...this.logSettings.values()], stmts: marks.map(entry) })
-    while (this.ctx.held()) await this.ctx.waitHold()
-    // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.
-    const lsn = this.takeLsn()
-    const r = await this.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, isoMicros(performance.timeOrigin + performance.now()), json)}\0`, 'utf8')), this.links.map((l) => l.index)).finally(() => this.settleLsn(lsn))
-    if (r.diverged || r.errorCode) this.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
-  }
-
   /** The catalog as this transaction sees it (its own schema changes included), once it changed the schema. */
   private txCatalog: CatalogData | null = null
 
@@ -740,7 +661,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   /** A message of pgraid's own to the session's backends, answers consumed. */
-  private async runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }> {
+  async runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }> {
     const ex = await this.runOwn([{ code: F.Query, bytes: msg, targets, swallow: true }])
     let code: string | null = null
     for (const t of targets) if (ex.answered(0, t, B.ErrorResponse)) code ??= '40000'
@@ -766,7 +687,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   /** Sends pgraid's own messages (answers swallowed) and waits until every backend answered them. */
-  private async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
+  async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
     if (this.cancelling.length) await this.cancelsDelivered()
     const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
     this.exchange = ex
@@ -792,36 +713,8 @@ export class Session implements LinkHost, ClientSession {
     }
   }
 
-  /** Replays the commit `plan` sent (if it happened) on the backends in service this session is not connected to. */
-  private async commitToLate(plan: Plan): Promise<void> {
-    const late = this.lateBackends()
-    const source = this.links.find((l) => !l.conn.closed) ?? this.links[0]
-    if (!late.length || !source || plan.commit?.lsn === undefined || !plan.commit.at) return
-    await this.ctx.recovery(this.database).applyLate(source.index, plan.commit.lsn, plan.commit.at, plan.commit.json, late, plan.commit.entries)
-  }
-  private pendingLate: Promise<void> = Promise.resolve()
-
-  /** Sequences the open transaction (or autocommit statement) may have drawn from. */
-  private txSeqs = new Set<string>()
-
-  /**
-   * nextval is not transactional: a transaction that drew values and ended (rolled back, or
-   * committed and replayed) while a backend lacked this session leaves that backend's sequences
-   * behind. Set them to a source's state now, still under the transaction's locks.
-   */
-  private async sequencesToLate(plan: Plan, ex: Exchange): Promise<void> {
-    for (const e of plan.logEntries) if (e.entry.sq) for (const n of e.entry.sq) this.txSeqs.add(n)
-    if (!this.txSeqs.size || ex.outcome.status.get(this.links[0]?.index ?? -1) !== 'I') return
-    const names = [...this.txSeqs]
-    this.txSeqs.clear()
-    const late = this.lateBackends()
-    const source = this.links.find((l) => !l.conn.closed)
-    if (!late.length || !source) return
-    await this.ctx.recovery(this.database).alignLate(source.index, late, names)
-  }
-
   /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
-  private lateBackends(): number[] {
+  lateBackends(): number[] {
     return this.ctx.states.enabled().filter((i) => !this.linkAt(i))
   }
 
@@ -860,7 +753,6 @@ export class Session implements LinkHost, ClientSession {
   /** The batch in flight, if any. */
   private plan: Plan | null = null
 
-  private txStart = 0
 
   /**
    * now() is fixed when a transaction starts; statement_timestamp() per batch.
@@ -868,8 +760,8 @@ export class Session implements LinkHost, ClientSession {
    */
   private clock(): { tx: string; stmt: string } {
     const stmt = performance.timeOrigin + performance.now()
-    if (this.txStatus === 'I' || !this.txStart) this.txStart = stmt
-    const tx = this.txStart
+    if (this.tx.status === 'I' || !this.tx.startedAt) this.tx.startedAt = stmt
+    const tx = this.tx.startedAt
     return {
       get tx() {
         return isoMicros(tx)
@@ -888,12 +780,12 @@ export class Session implements LinkHost, ClientSession {
    * client_idle_timeout), at the proxy.
    */
   private armIdleTimer(): void {
-    const inTx = this.txStatus !== 'I'
+    const inTx = this.tx.status !== 'I'
     const ms = inTx ? this.ctx.config.timeouts.clientIdleInTransactionMs : this.ctx.config.timeouts.clientIdleMs
     if (!ms || this.idleTimer || this.phase !== 'ready' || this.admin) return
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null
-      if (this.running || this.inbox.length || (this.txStatus !== 'I') !== inTx) return
+      if (this.running || this.inbox.length || (this.tx.status !== 'I') !== inTx) return
       this.log.info({ ms, inTx }, inTx ? 'idle in transaction timeout' : 'idle session timeout')
       this.fatal(inTx ? errors.idleInTransactionTimeout(ms) : errors.idleSessionTimeout(ms))
     }, ms)
@@ -901,9 +793,9 @@ export class Session implements LinkHost, ClientSession {
   }
 
   private pickRead(): number {
-    if (this.txStatus !== 'I' && this.sticky !== null) return this.sticky
+    if (this.tx.status !== 'I' && this.tx.sticky !== null) return this.tx.sticky
     const idx = this.ctx.balancer.pick(this.links.map((l) => l.index))
-    if (this.txStatus !== 'I') this.sticky = idx
+    if (this.tx.status !== 'I') this.tx.sticky = idx
     return idx
   }
 
@@ -1000,8 +892,8 @@ export class Session implements LinkHost, ClientSession {
       // The client went away with its COMMIT in flight: the commit still happened on the backends, so a
       // backend back in service must get it too, under this transaction's locks (close() waits for this).
       this.step = 'commit to late backends (client gone)'
-      this.pendingLate = this.commitToLate(plan)
-      await this.pendingLate
+      this.record.pendingLate = this.record.commitToLate(plan)
+      await this.record.pendingLate
       return
     }
     if (outcome.lostRead) {
@@ -1014,21 +906,21 @@ export class Session implements LinkHost, ClientSession {
       return
     }
     if (plan.deferredCommit) return this.finishDeferred(plan, ex)
-    await this.markUnlogged(plan, ex)
+    await this.record.markUnlogged(plan, ex, this.logSettings.values(), () => isoMicros(performance.timeOrigin + performance.now()))
     const late = this.lateBackends()
     if (late.length && this.links.length) {
       if (plan.commit?.lsn !== undefined && plan.commit.at) {
         // Still under this transaction's locks, and before the client hears of it: the backend
         // that came back gets this commit first.
         this.step = 'commit to late backends'
-        await this.commitToLate(plan)
-      } else if (plan.everywhere && !plan.commit && this.txStatus === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
+        await this.record.commitToLate(plan)
+      } else if (plan.everywhere && !plan.commit && this.tx.status === 'I' && plan.executed.some((s) => changesData(s, this.catalogSeen))) {
         // A change without a log record (autocommit COPY, CREATE DATABASE...) cannot follow.
         for (const i of late) this.ctx.takeOut(i, 'disabled', `session ${this.id} made a change that is not in the recovery log while it came back; resync again`, false, 'unlogged-change')
       }
     }
     this.step = 'sequences to late backends'
-    await this.sequencesToLate(plan, ex)
+    await this.record.sequencesToLate(plan, ex)
     this.step = ''
     if (ex.deferred.length) {
       this.beforeReady()
@@ -1040,7 +932,7 @@ export class Session implements LinkHost, ClientSession {
       const committed = ex.committedOn()
       const failed = this.links.map((l) => l.index).filter((i) => !committed.includes(i))
       if (committed.length && failed.length) {
-        const lacking = this.commitSplit(committed, failed, outcome.diverged)
+        const lacking = this.record.commitSplit(committed, failed, outcome.diverged)
         // The others' answers were held back at the disagreement and cannot be told apart from here:
         // the connection ends, as a server's does when it fails during a COMMIT.
         return this.closeWith(lacking ?? new PgError('08006', `pgraid: the COMMIT succeeded on ${committed.length} backend(s) and failed on the others (taken out, behind); the transaction is committed, but its answers cannot be relayed`, 'FATAL', outcome.diverged))
@@ -1114,8 +1006,7 @@ export class Session implements LinkHost, ClientSession {
       if (m.code === F.Query) this.registry.unnamedGoneOn(m.targets)
     })
     for (const s of plan.executed) {
-      this.trackIsolation(s)
-      if (s.tx?.op === 'savepoint') this.savepoints++
+      this.tx.track(s)
       if (s.session?.op === 'deallocate') {
         if (s.session.name) this.registry.forget(s.session.name)
       }
@@ -1132,94 +1023,39 @@ export class Session implements LinkHost, ClientSession {
       this.ctx.catalog(this.database).invalidate()
       // Inside a transaction the change is not visible to the catalog's own connection until COMMIT:
       // a reload before then (any session's next batch) caches the old catalog, so reload again at the end.
-      this.ddlInTx = true
+      this.tx.ddl = true
     }
-    this.trackLog(plan, ex)
+    const tracked = trackLog(this.logCtx, this.logSettings, plan, ex)
+    this.logCtx = tracked.context
+    if (tracked.pin) this.pinned = true
     if (plan.endsWithSync) {
-      this.sinceSync.clear()
-      this.clientSkipping = false
+      this.tx.sinceSync.clear()
+      this.tx.clientSkipping = false
       const final = plan.msgs[plan.msgs.length - 1]
       const primary = final.targets[0]
       const st = primary !== undefined ? ex.outcome.status.get(primary) : undefined
       if (st === 'I' || st === 'T' || st === 'E') this.setStatus(st)
     } else {
-      for (const m of plan.msgs) for (const t of m.targets) this.sinceSync.add(t)
-      if (ex.outcome.errored.size) this.clientSkipping = true
+      for (const m of plan.msgs) for (const t of m.targets) this.tx.sinceSync.add(t)
+      if (ex.outcome.errored.size) this.tx.clientSkipping = true
     }
   }
-
-  /** The recovery log's view after a batch: the open transaction's entries, session settings, prepared log statement. */
-  private trackLog(plan: Plan, ex: Exchange): void {
-    const c = this.logCtx
-    let pending = plan.logReset ? [] : [...c.pending]
-    let writes = plan.logReset ? false : c.pendingWrites
-    for (const e of plan.logEntries) {
-      const targets = plan.msgs[e.msg]?.targets ?? []
-      if (targets.some((t) => ex.answered(e.msg, t, B.ErrorResponse))) continue
-      pending.push(e.entry)
-      writes ||= e.writes
-    }
-    if (plan.logParse !== null) for (const t of plan.msgs[plan.logParse]!.targets) if (ex.answered(plan.logParse, t, B.ParseComplete)) c.prepared.add(t)
-    const ok = ex.outcome.errored.size === 0
-    for (const s of plan.executed) {
-      const op = s.session?.op
-      if (s.temp || op === 'listen' || op === 'prepare' || op === 'declare_cursor' || s.functions.some((f) => /advisory_lock/.test(f))) this.pinned = true
-      if (op === 'discard_all' || (op === 'deallocate' && !s.session?.name)) c.prepared.clear()
-      if (!ok || !plan.everywhere) continue
-      if (op === 'set' && s.session?.name) this.logSettings.set(s.session.name, s.text)
-      else if (op === 'reset' && s.session?.name) this.logSettings.delete(s.session.name)
-      else if (op === 'reset_all' || op === 'discard_all') this.logSettings.clear()
-    }
-    if (plan.endsWithSync) {
-      const final = plan.msgs[plan.msgs.length - 1]
-      const st = final?.targets[0] !== undefined ? ex.outcome.status.get(final.targets[0]) : undefined
-      if (st === 'I') {
-        pending = []
-        writes = false
-      }
-    }
-    this.logCtx = { settings: [...this.logSettings.values()], pending, pendingWrites: writes, prepared: c.prepared }
-  }
-
-  /** Isolation of the session's transactions, as far as pgraid saw it being set. */
-  private defaultIsolation = 'read committed'
-  private txIsolation: string | null = null
 
   /** statement_timeout / lock_timeout in force, in ms (SET LOCAL first, then the session's). */
   private timeoutMs(name: 'statement_timeout' | 'lock_timeout'): number {
-    return this.localTimeouts.get(name) ?? settingFromSet(this.logSettings.get(name))
+    return this.tx.localTimeouts.get(name) ?? settingFromSet(this.logSettings.get(name))
   }
-  private readonly localTimeouts = new Map<string, number>()
-
-  private trackIsolation(s: StatementInfo): void {
-    if (s.session?.op === 'set_local' && (s.session.name === 'statement_timeout' || s.session.name === 'lock_timeout')) this.localTimeouts.set(s.session.name, durationMs(s.session.value ?? '') ?? 0)
-    if ((s.tx?.op === 'begin' || s.tx?.op === 'set_transaction') && s.tx.isolation) this.txIsolation = s.tx.isolation
-    const op = s.session?.op
-    const name = s.session?.name
-    if (op === 'set' && name === 'default_transaction_isolation' && s.session?.value) this.defaultIsolation = s.session.value.toLowerCase()
-    else if (op === 'set' && name === 'transaction_isolation' && s.session?.value) this.txIsolation = s.session.value.toLowerCase()
-    else if ((op === 'reset' && name === 'default_transaction_isolation') || op === 'reset_all' || op === 'discard_all') this.defaultIsolation = 'read committed'
-  }
-
-  /** This transaction changed the schema: the catalog is reloaded when it ends. */
-  private ddlInTx = false
 
   private setStatus(st: TxStatus): void {
-    this.txStatus = st
-    if (st === 'I' && this.ddlInTx) {
-      this.ddlInTx = false
+    this.tx.status = st
+    if (st !== 'I') return
+    if (this.tx.end()) {
+      // Inside the transaction its schema change was invisible to the catalog's own connection.
       this.txCatalog = null
       this.ctx.catalog(this.database).invalidate()
     }
-    if (st === 'I') {
-      this.txIsolation = null
-      this.snapshotTaken = false
-      this.localTimeouts.clear()
-      this.ctx.locks.releaseAll(this.owner)
-      this.registry.endTransaction()
-      this.sticky = null
-      this.savepoints = 0
-    }
+    this.ctx.locks.releaseAll(this.owner)
+    this.registry.endTransaction()
   }
 
   /**
@@ -1228,7 +1064,7 @@ export class Session implements LinkHost, ClientSession {
    * healthy transaction: make them fail too, so COMMIT cannot commit anywhere.
    */
   private async align(): Promise<void> {
-    if (this.txStatus !== 'E') return
+    if (this.tx.status !== 'E') return
     const healthy = this.links.filter((l) => l.txStatus === 'T').map((l) => l.index)
     if (healthy.length) await this.forceError(healthy, true)
   }
@@ -1260,7 +1096,7 @@ export class Session implements LinkHost, ClientSession {
       await this.runFrames([...frames.slice(0, bad.index), FLUSH_FRAME])
       if (this.phase !== 'ready') return
       // An error among the readable ones skips the rest to the Sync already, the unreadable one too.
-      if (this.clientSkipping) return this.runFrames(frames.slice(bad.index))
+      if (this.tx.clientSkipping) return this.runFrames(frames.slice(bad.index))
     }
     await this.refuse(bad.error, endsWithSync)
   }
@@ -1272,7 +1108,7 @@ export class Session implements LinkHost, ClientSession {
   private async refuse(err: PgError, endsWithSync: boolean, alreadyRan = false): Promise<void> {
     // The backends must be in the transaction the client was told it is in, to fail it there too.
     if (this.pendingBegin) await this.flushBegin()
-    const inTx = this.txStatus !== 'I' || this.links.some((l) => l.txStatus !== 'I')
+    const inTx = this.tx.status !== 'I' || this.links.some((l) => l.txStatus !== 'I')
     if (inTx) {
       // The transaction ended on some backends only (a timeout or a late cancel stopped the statements
       // before its ROLLBACK or COMMIT elsewhere): the client is told it is in a failed transaction, so
@@ -1288,10 +1124,10 @@ export class Session implements LinkHost, ClientSession {
       }
       const targets = this.links.filter((l) => l.txStatus === 'T' || !endsWithSync).map((l) => l.index)
       if (targets.length) await this.forceError(targets, endsWithSync)
-      if (this.savepoints === 0) this.ctx.locks.releaseAll(this.owner)
+      if (this.tx.savepoints === 0) this.ctx.locks.releaseAll(this.owner)
     } else {
       // Messages since the last Sync opened an implicit transaction there: it fails with this error.
-      const open = this.links.filter((l) => this.sinceSync.has(l.index)).map((l) => l.index)
+      const open = this.links.filter((l) => this.tx.sinceSync.has(l.index)).map((l) => l.index)
       if (open.length) await this.forceError(open, endsWithSync)
       if (!alreadyRan) this.ctx.locks.releaseAll(this.owner)
     }
@@ -1299,10 +1135,10 @@ export class Session implements LinkHost, ClientSession {
     if (endsWithSync) {
       this.setStatus(inTx ? 'E' : 'I')
       this.beforeReady()
-      this.out(readyForQuery(this.txStatus))
-      this.clientSkipping = false
-      this.sinceSync.clear()
-    } else this.clientSkipping = true
+      this.out(readyForQuery(this.tx.status))
+      this.tx.clientSkipping = false
+      this.tx.sinceSync.clear()
+    } else this.tx.clientSkipping = true
   }
 
   // ---- ExchangeHost ---------------------------------------------------------
@@ -1417,7 +1253,7 @@ export class Session implements LinkHost, ClientSession {
    * it is next idle, or after DRAIN_MS at the latest. Idle sessions leave at once.
    */
   private readonly onBackendOut = (b: { index: number; reason: string | null; drain: boolean }) => {
-    const busy = this.exchange || this.sinceSync.size || this.copy || this.txStatus !== 'I'
+    const busy = this.exchange || this.tx.sinceSync.size || this.copy || this.tx.status !== 'I'
     if (b.drain && busy && this.linkAt(b.index) && !this.draining.has(b.index)) {
       this.draining.add(b.index)
       setTimeout(() => this.draining.delete(b.index) && this.loseBackend(b.index, 'disabled: still busy there after the drain time'), DRAIN_MS).unref()
@@ -1494,9 +1330,9 @@ export class Session implements LinkHost, ClientSession {
     this.links = this.links.filter((l) => l !== link)
     link.conn.destroy()
     this.registry.forgetBackend(idx)
-    this.sinceSync.delete(idx)
+    this.tx.sinceSync.delete(idx)
     this.logCtx.prepared.delete(idx)
-    if (this.sticky === idx) this.sticky = null
+    if (this.tx.sticky === idx) this.tx.sticky = null
   }
 
   /** Health checks of backend connections this session lost, still running. */
@@ -1562,7 +1398,7 @@ export class Session implements LinkHost, ClientSession {
 
   /** Between transactions with nothing in flight or queued: it can be closed without losing any work. */
   idle(): boolean {
-    return this.phase !== 'closed' && (this.admin !== null || (this.txStatus === 'I' && !this.exchange && !this.inbox.length && !this.sinceSync.size && !this.copy))
+    return this.phase !== 'closed' && (this.admin !== null || (this.tx.between(!!this.copy) && !this.exchange && !this.inbox.length))
   }
 
   /** A cancel request was passed on: the connection ends, as PostgreSQL ends it, without a word. */
@@ -1582,7 +1418,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   /** This session may write now: this pgraid is the writer, in the term the session's transaction began in. */
-  private mayWrite(): boolean {
+  mayWrite(): boolean {
     return !this.readOnly && this.ctx.ha.isWriter() && this.term === this.ctx.ha.term
   }
 
@@ -1639,7 +1475,7 @@ export class Session implements LinkHost, ClientSession {
         this.step ||= 'closing after the batch'
         void Promise.resolve(ex?.done)
           .then(() => this.batch)
-          .then(() => this.pendingLate)
+          .then(() => this.record.pendingLate)
           .then(finish, finish)
         return
       }
@@ -1658,7 +1494,7 @@ export class Session implements LinkHost, ClientSession {
   private mayCommit(): boolean {
     const plan = this.plan
     if (!plan || !plan.everywhere) return false
-    if (this.txStatus === 'I' || plan.deferredCommit) return true
+    if (this.tx.status === 'I' || plan.deferredCommit) return true
     return plan.executed.some((s) => s.tx?.op === 'commit' || s.tx?.op === 'commit_prepared' || s.tx?.op === 'prepare')
   }
 }
@@ -1671,8 +1507,6 @@ function writesSomething(plan: Plan, catalog: CatalogData, pendingWrites: boolea
   return plan.executed.some((s) => changesData(s, catalog) || s.session?.op === 'notify' || (pendingWrites && (s.tx?.op === 'commit' || s.tx?.op === 'prepare')))
 }
 
-/** Statements outside a transaction block that change what a replica holds (VACUUM, ANALYZE, REINDEX do not). */
-const SCHEMA_OUTSIDE_TX = new Set(['CREATE DATABASE', 'DROP DATABASE', 'CREATE INDEX', 'DROP INDEX', 'CREATE TABLESPACE', 'DROP TABLESPACE'])
 
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
 
