@@ -18,6 +18,7 @@ import { DeadlockError, LockWaitAborted, type LockOwner } from '../scheduler/loc
 import { ClientStartup } from './startup.ts'
 import type { BackendLink, LinkHost } from './backend-link.ts'
 import { attachLink, openLinks, type LinkRequest } from './connect-backends.ts'
+import { SessionBackends } from './backends.ts'
 import { planBatch, type Plan } from '../router/plan.ts'
 import { StatementRegistry } from '../router/statements.ts'
 import { CopyIn, COPY_TYPES } from './copy-in.ts'
@@ -43,8 +44,6 @@ const SYNC = message(F.Sync)
 const BEGIN_QUERY = message(F.Query, Buffer.from('BEGIN\0', 'utf8'))
 /** Sent after the readable messages of a batch that also holds an unreadable one: their answers come. */
 const FLUSH_FRAME: Frame = { type: F.Flush, bytes: message(F.Flush), bodyOffset: 5 }
-/** The longest a session keeps working on a backend DISABLE took out (its open transaction, cursor, batch). */
-const DRAIN_MS = 10_000
 
 export class Session implements LinkHost, ClientSession {
   readonly id: number
@@ -60,7 +59,10 @@ export class Session implements LinkHost, ClientSession {
   private batch: Promise<void> | null = null
   user = ''
   database = ''
-  links: BackendLink[] = []
+  private readonly backends = new SessionBackends(this)
+  get links(): BackendLink[] {
+    return this.backends.links
+  }
   exchange: Exchange | null = null
   private registry = new StatementRegistry()
   private readonly tx = new TxState()
@@ -213,8 +215,8 @@ export class Session implements LinkHost, ClientSession {
       return this.close(`every backend refused: ${opened.asIs.message}`, true)
     }
     if ('error' in opened) return this.fatal(opened.error)
-    this.links = opened.links
-    this.ctx.states.on('out', this.onBackendOut)
+    this.backends.links = opened.links
+    this.ctx.states.on('out', this.backends.onOut)
     const primary = this.links[0].conn
     // What libpq's target_session_attrs=read-write and pgjdbc's targetServerType=primary look at.
     const reported = new Map(primary.params)
@@ -253,7 +255,7 @@ export class Session implements LinkHost, ClientSession {
           break
         }
         this.step = 'loss checks'
-        if ((this.lossChecks.length || this.endError) && !(await this.settleLosses())) return
+        if ((this.backends.lossChecks.length || this.backends.endError) && !(await this.settleLosses())) return
         this.step = 'batch'
         const frames = this.inbox.splice(0, end)
         for (const f of frames) this.inboxBytes -= f.bytes.length
@@ -328,7 +330,7 @@ export class Session implements LinkHost, ClientSession {
       this.strayError = null
       if (this.tx.status !== 'I' && this.links.some((l) => l.txStatus === 'E')) return this.refuse(new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
     }
-    if (this.draining.size && this.tx.between(!!this.copy)) this.dropDrained()
+    if (this.tx.between(!!this.copy)) this.backends.dropDrained()
     // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
     if (this.tx.between(!!this.copy)) while (this.ctx.paused()) await this.ctx.waitPause()
     if (this.phase !== 'ready') return
@@ -434,13 +436,13 @@ export class Session implements LinkHost, ClientSession {
       return
     }
     // A backend lost while we waited for locks: plan again for the backends that are left.
-    if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
+    if (plan.msgs.some((m) => m.targets.some((t) => !this.backends.at(t)))) return 'retry'
     // A resync finishing: new COMMITs wait (briefly) until the rejoining backend is in service.
     if (plan.commit) {
       this.step = 'commits held'
       while (this.ctx.held()) await this.ctx.waitHold()
       if (this.phase !== 'ready') return
-      if (plan.msgs.some((m) => m.targets.some((t) => !this.linkAt(t)))) return 'retry'
+      if (plan.msgs.some((m) => m.targets.some((t) => !this.backends.at(t)))) return 'retry'
       // Fenced (or promoted anew) while this batch waited for its locks: it must not commit.
       if (!this.mayWrite() || !this.ctx.recovery(this.database).isReady) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
       // LSNs in the order COMMITs are sent, after the locks: conflicting transactions commit in LSN order.
@@ -475,7 +477,7 @@ export class Session implements LinkHost, ClientSession {
       `step ${this.step || '-'}`,
       `links ${names(this.links.map((l) => l.index)) || 'none'}`,
       ex ? `exchange ${ex.complete ? 'complete' : `pending on ${names(ex.pendingBackends()) || 'none'}`}` : '',
-      this.lossChecks.length ? `${this.lossChecks.length} loss check(s)` : '',
+      this.backends.lossChecks.length ? `${this.backends.lossChecks.length} loss check(s)` : '',
     ]
       .filter(Boolean)
       .join(', ')
@@ -612,7 +614,7 @@ export class Session implements LinkHost, ClientSession {
       const ex = await this.runOwn(todo.map((i) => ({ code: F.Query, bytes: text, targets: [i], swallow: true })))
       const failed = todo.filter((i) => ex.outcome.status.get(i) !== 'T')
       await this.rollbackEverywhere(failed.filter((i) => ex.outcome.status.get(i) === 'E'))
-      todo = failed.filter((i) => this.linkAt(i))
+      todo = failed.filter((i) => this.backends.at(i))
     }
     if (this.phase !== 'ready') return false
     if (!todo.length) {
@@ -628,10 +630,10 @@ export class Session implements LinkHost, ClientSession {
   private async rollbackEverywhere(targets: number[]): Promise<void> {
     for (let attempt = 0; attempt < 5 && targets.length; attempt++) {
       const ex = await this.runOwn(targets.map((i) => ({ code: F.Query, bytes: ROLLBACK_QUERY, targets: [i], swallow: true })))
-      targets = targets.filter((i) => this.linkAt(i) && ex.outcome.status.get(i) !== 'I')
+      targets = targets.filter((i) => this.backends.at(i) && ex.outcome.status.get(i) !== 'I')
     }
     // Still inside a transaction after five tries: that connection is replaced (its transaction ends with it).
-    for (const i of targets) this.dropLink(i)
+    for (const i of targets) this.backends.drop(i)
   }
 
   /** The catalog as this transaction sees it (its own schema changes included), once it changed the schema. */
@@ -676,25 +678,25 @@ export class Session implements LinkHost, ClientSession {
    */
   private unlinkedOut(ex: Exchange, payloads: Map<number, Buffer[]>): void {
     for (const idx of [...payloads.keys()]) {
-      if (this.linkAt(idx)) continue
+      if (this.backends.at(idx)) continue
       payloads.delete(idx)
       if (!ex.dropBackend(idx)) continue
       ex.outcome.lostRead = true
-      this.lostReadBackend = this.ctx.backends()[idx]?.name ?? String(idx)
-      this.lostReadReason = `${this.lostReadBackend}: its connection ended before the batch was sent`
-      ex.abort(`backend ${this.lostReadBackend} lost`)
+      this.backends.lostReadBackend = this.ctx.backends()[idx]?.name ?? String(idx)
+      this.backends.lostReadReason = `${this.backends.lostReadBackend}: its connection ended before the batch was sent`
+      ex.abort(`backend ${this.backends.lostReadBackend} lost`)
     }
   }
 
   /** Sends pgraid's own messages (answers swallowed) and waits until every backend answered them. */
   async runOwn(msgs: PlannedMsg[]): Promise<Exchange> {
     if (this.cancelling.length) await this.cancelsDelivered()
-    const ex = new Exchange(msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    const ex = new Exchange(msgs, this, (idx) => this.backends.at(idx)?.skipping ?? false)
     this.exchange = ex
     this.ownExchange = true
     const payloads = ex.payloads()
     this.unlinkedOut(ex, payloads)
-    for (const [idx, bufs] of payloads) this.linkAt(idx)?.conn.write(bufs)
+    for (const [idx, bufs] of payloads) this.backends.at(idx)?.conn.write(bufs)
     try {
       await ex.done
     } finally {
@@ -715,7 +717,7 @@ export class Session implements LinkHost, ClientSession {
 
   /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
   lateBackends(): number[] {
-    return this.ctx.states.enabled().filter((i) => !this.linkAt(i))
+    return this.backends.late()
   }
 
   private catalogSeen: CatalogData = emptyCatalog()
@@ -732,7 +734,7 @@ export class Session implements LinkHost, ClientSession {
     for (const idx of this.lateBackends()) {
       const link = await attachLink(this.linkRequest(), idx, this.logSettings.values())
       if (!link) continue
-      this.links = [...this.links, link].sort((a, b) => a.index - b.index)
+      this.backends.links = [...this.links, link].sort((a, b) => a.index - b.index)
       this.log.info({ backend: link.name }, 'attached a backend that came back into service')
     }
   }
@@ -745,7 +747,7 @@ export class Session implements LinkHost, ClientSession {
       startupParams: this.startupParams,
       readOnly: this.readOnly,
       host: this,
-      onClose: (link, reason) => this.loseBackend(link.index, reason),
+      onClose: (link, reason) => this.backends.lose(link.index, reason),
       closed: () => this.phase === 'closed',
     }
   }
@@ -804,7 +806,7 @@ export class Session implements LinkHost, ClientSession {
       await this.cancelsDelivered()
       if (this.phase !== 'ready') return
     }
-    const ex = new Exchange(plan.msgs, this, (idx) => this.linkAt(idx)?.skipping ?? false)
+    const ex = new Exchange(plan.msgs, this, (idx) => this.backends.at(idx)?.skipping ?? false)
     ex.holdPreamble = !plan.everywhere && plan.endsWithSync
     ex.completeOnExcuse = !!plan.commit
     // pgraid's snapshot statement answered by every backend: the snapshot is taken, commits go on.
@@ -817,10 +819,10 @@ export class Session implements LinkHost, ClientSession {
     this.unlinkedOut(ex, payloads)
     for (const [idx, bufs] of payloads) {
       stats[idx].outstanding++
-      this.linkAt(idx)?.conn.write(bufs)
+      this.backends.at(idx)?.conn.write(bufs)
     }
     const stallMs = this.ctx.config.timeouts.stallMs
-    const watch = stallMs && payloads.size > 1 ? this.watchStall(ex, [...payloads.keys()], stallMs) : null
+    const watch = stallMs && payloads.size > 1 ? this.backends.watchStall(ex, [...payloads.keys()], stallMs) : null
     let outcome
     const sentAt = performance.now()
     try {
@@ -837,15 +839,11 @@ export class Session implements LinkHost, ClientSession {
       this.copy = null
       for (const idx of payloads.keys()) stats[idx].outstanding--
     }
-    if (this.lossChecks.length || this.endError || !this.links.length) {
+    if (this.backends.lossChecks.length || this.backends.endError || !this.links.length) {
       // A connection of this batch ended: what the health monitor finds decides whether the session goes on.
       this.step = 'loss checks'
-      while (this.lossChecks.length) {
-        const checks = this.lossChecks
-        this.lossChecks = []
-        await Promise.all(checks)
-      }
-      if (this.endError || !this.links.length) {
+      await this.backends.checksDone()
+      if (this.backends.endError || !this.links.length) {
         // The session ends; a COMMIT it sent may have landed on some backends only: the others get it
         // replayed from the log, still under this transaction's locks (DESIGN: nothing half-committed).
         const c = plan.commit
@@ -861,7 +859,7 @@ export class Session implements LinkHost, ClientSession {
           for (const b of ex.deferred) this.out(b)
           ex.deferred = []
         }
-        await this.settleLosses(errors.backendLost(this.lostReadBackend || 'any', this.lostReadReason || 'no backend connection left'))
+        await this.settleLosses(errors.backendLost(this.backends.lostReadBackend || 'any', this.backends.lostReadReason || 'no backend connection left'))
         return
       }
     }
@@ -879,9 +877,9 @@ export class Session implements LinkHost, ClientSession {
       // Its server session may still be running the batch: the completion waits until it has ended.
       const ended = new Map<number, number>()
       for (const i of outcome.excused) {
-        const pid = this.linkAt(i)?.conn.pid
+        const pid = this.backends.at(i)?.conn.pid
         if (pid) ended.set(i, pid)
-        this.dropLink(i)
+        this.backends.drop(i)
       }
       this.step = 'completing an excused commit'
       if (c?.lsn !== undefined && c.at) await this.ctx.recovery(this.database).completeCommit(c.lsn, c.at, c.json, this.ctx.states.enabled(), c.entries, ended)
@@ -899,10 +897,10 @@ export class Session implements LinkHost, ClientSession {
     if (outcome.lostRead) {
       // Other backends were sent part of this batch (writes, a COMMIT): running it again would repeat
       // them, and their answers are still on the way. The session ends, as on a lost connection.
-      if (plan.everywhere) return this.closeWith(errors.backendLost(this.lostReadBackend, `${this.lostReadReason}; it was answering a read of a batch that also went to the other backends`))
+      if (plan.everywhere) return this.closeWith(errors.backendLost(this.backends.lostReadBackend, `${this.backends.lostReadReason}; it was answering a read of a batch that also went to the other backends`))
       if (!ex.relayed && this.links.length) return 'retry'
       ex.completeMessage()
-      await this.refuse(errors.readLost(this.lostReadReason, 'connection lost'), plan.endsWithSync, true)
+      await this.refuse(errors.readLost(this.backends.lostReadReason, 'connection lost'), plan.endsWithSync, true)
       return
     }
     if (plan.deferredCommit) return this.finishDeferred(plan, ex)
@@ -952,32 +950,6 @@ export class Session implements LinkHost, ClientSession {
       return
     }
     if (plan.endsWithSync) await this.align()
-  }
-
-  /**
-   * A stall is relative: a backend is stalled when it is still working on a
-   * batch stallMs after the other backends finished it, however long the
-   * statement itself takes. Until failover exists, a stalled backend ends the
-   * session (the client gets 08006 naming it) rather than hang it.
-   */
-  private watchStall(ex: Exchange, targets: number[], stallMs: number): NodeJS.Timeout {
-    let othersDoneAt = 0
-    const timer = setInterval(() => {
-      const pending = ex.pendingBackends()
-      if (!pending.length || pending.length === targets.length) {
-        othersDoneAt = 0
-        return
-      }
-      othersDoneAt ||= Date.now()
-      if (Date.now() - othersDoneAt < stallMs) return
-      clearInterval(timer)
-      const names = pending.map((i) => this.linkAt(i)?.name ?? String(i)).join(', ')
-      this.log.error({ backends: names, stallMs }, 'backend stalled: taking it out of service')
-      // Not cancelled: a cancel could stop it after it committed. It is out; resync brings it back.
-      for (const i of pending) this.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`)
-    }, Math.min(1000, Math.max(10, Math.floor(stallMs / 4))))
-    timer.unref()
-    return timer
   }
 
   /** Ends the session with `err`; mid-relay the client stream may be inside a message, so only then is the error skipped. */
@@ -1075,7 +1047,7 @@ export class Session implements LinkHost, ClientSession {
     if (withSync) msgs.push({ code: F.Sync, bytes: SYNC, targets, swallow: true })
     const ex = await this.runOwn(msgs)
     for (const t of targets) {
-      const link = this.linkAt(t)
+      const link = this.backends.at(t)
       if (!link) continue
       const st = ex.outcome.status.get(t)
       if (st) link.txStatus = st
@@ -1117,7 +1089,7 @@ export class Session implements LinkHost, ClientSession {
       if (ended.length) {
         const ex = await this.runOwn([{ code: F.Query, bytes: BEGIN_QUERY, targets: ended, swallow: true }])
         for (const t of ended) {
-          const link = this.linkAt(t)
+          const link = this.backends.at(t)
           const st = ex.outcome.status.get(t)
           if (link && st) link.txStatus = st
         }
@@ -1183,7 +1155,7 @@ export class Session implements LinkHost, ClientSession {
 
   enterCopyIn(targets: number[], extended: boolean): void {
     const copy = new CopyIn(
-      targets.flatMap((t) => this.linkAt(t)?.conn.socket ?? []),
+      targets.flatMap((t) => this.backends.at(t)?.conn.socket ?? []),
       extended,
       this.socket,
     )
@@ -1198,12 +1170,12 @@ export class Session implements LinkHost, ClientSession {
   }
 
   inconsistent(idx: number, detail: string): void {
-    this.log.error({ backend: this.linkAt(idx)?.name, detail }, 'backend disagreed with the majority: taking it out as inconsistent')
+    this.log.error({ backend: this.backends.at(idx)?.name, detail }, 'backend disagreed with the majority: taking it out as inconsistent')
     this.ctx.takeOut(idx, 'inconsistent', `disagreed with the majority: ${detail}`)
   }
 
   backendFatal(idx: number, what: string, fields: Record<string, string>): void {
-    this.loseBackend(idx, `FATAL ${what}`, fields)
+    this.backends.lose(idx, `FATAL ${what}`, fields)
   }
 
   // ---- LinkHost ---------------------------------------------------------------
@@ -1215,7 +1187,7 @@ export class Session implements LinkHost, ClientSession {
         // The backend ended this session (terminated, timed out, shut down): loseBackend asks the
         // health monitor whether the server or only this session is gone.
         this.log.warn({ backend: link.name, code: f.C, message: f.M }, 'backend session ended')
-        return this.loseBackend(link.index, `FATAL ${f.C}: ${f.M}`, f)
+        return this.backends.lose(link.index, `FATAL ${f.C}: ${f.M}`, f)
       }
       // An ERROR between batches: a statement_timeout that fired while a commit held interrupts off is
       // reported by PostgreSQL once idle, with a ReadyForQuery of its own. Inside a transaction it
@@ -1239,129 +1211,19 @@ export class Session implements LinkHost, ClientSession {
     if (!this.running && !this.exchange) this.beforeReady()
   }
 
-
-  private linkAt(idx: number): BackendLink | undefined {
-    for (const l of this.links) if (l.index === idx) return l
-    return undefined
-  }
-
-  /** Another session (or this one) took a backend out: stop using it here too. */
-  /**
-   * DISABLE drains: a session busy on that backend (a batch in flight, an
-   * extended-protocol batch not yet synced, a cursor being fetched, an open
-   * transaction) finishes that work there first; it leaves the backend when
-   * it is next idle, or after DRAIN_MS at the latest. Idle sessions leave at once.
-   */
-  private readonly onBackendOut = (b: { index: number; reason: string | null; drain: boolean }) => {
-    const busy = this.exchange || this.tx.sinceSync.size || this.copy || this.tx.status !== 'I'
-    if (b.drain && busy && this.linkAt(b.index) && !this.draining.has(b.index)) {
-      this.draining.add(b.index)
-      setTimeout(() => this.draining.delete(b.index) && this.loseBackend(b.index, 'disabled: still busy there after the drain time'), DRAIN_MS).unref()
-    } else this.loseBackend(b.index, b.reason ?? 'taken out of service')
-  }
-  private readonly draining = new Set<number>()
-
-  private dropDrained(): void {
-    for (const idx of this.draining) this.loseBackend(idx, 'disabled: drained')
-    this.draining.clear()
-  }
-
-  /**
-   * A backend of this session is gone. Taken out of service (by the health
-   * monitor, a vote, DISABLE): the session continues on the others (issue 5,
-   * item 3): what was in flight there is decided by the remaining backends; a
-   * read it alone was answering is retried elsewhere if nothing reached the
-   * client yet. Its connection ended while it is still in service (a FATAL, a
-   * reset, an EOF): only the health monitor may decide that the server
-   * failed (invariant 9). Until it has, the session starts nothing new; if
-   * the server answers, the connection was ended for this session alone
-   * (pg_terminate_backend, a timeout, a message it refused) and the session
-   * ends on every backend with that error, as on one PostgreSQL server.
-   */
-  private loseBackend(idx: number, reason: string, fatal?: Record<string, string>): void {
-    const link = this.linkAt(idx)
-    if (!link) return
-    if (this.phase === 'closed') {
-      // The client is gone, but a batch it sent may still be finishing everywhere (a commit lands on
-      // every backend): it must not wait for this connection any more, or its locks are never freed.
-      this.dropLink(idx)
-      const ex = this.exchange
-      if (ex && this.plan?.commit) ex.deferReady = true
-      if (ex?.dropBackend(idx)) ex.abort(`backend ${link.name} lost`)
-      if (ex && !this.links.length) ex.abort('no backend connection left')
-      return
-    }
-    this.dropLink(idx)
-    if (this.ctx.states.isEnabled(idx)) {
-      this.log.warn({ backend: link.name, reason }, 'backend connection ended: checking the backend itself')
-      const err = fatal?.C ? new PgError(fatal.C, fatal.M ?? reason, 'FATAL', fatal.D, fatal.H) : errors.backendLost(link.name, reason)
-      const check = this.ctx.health.probe(idx, performance.now()).then((r) => {
-        if (!r.healthy) return // out of service now: the session goes on with the others
-        this.log.info({ backend: link.name, reason }, 'the backend is healthy: the connection ended for this session alone, which ends on every backend')
-        this.lostHealthy.push(idx)
-        this.endError ??= err
-      })
-      this.lossChecks.push(check)
-      // Idle: ended at once, as PostgreSQL ends a terminated idle session.
-      void check.then(() => {
-        if (!this.running && !this.exchange) void this.settleLosses()
-      })
-    } else this.log.warn({ backend: link.name, reason }, 'backend lost: continuing on the others')
-    const ex = this.exchange
-    // A COMMIT in flight is acknowledged only once every backend in service has it (invariant 2): its
-    // final ReadyForQuery waits until the commit is completed (replayed) where this connection ended.
-    if (ex && this.plan?.commit) ex.deferReady = true
-    if (ex && ex.dropBackend(idx)) {
-      ex.outcome.lostRead = true
-      this.lostReadReason = `${link.name}: ${reason}`
-      this.lostReadBackend = link.name
-      ex.abort(`backend ${link.name} lost`)
-    }
-    if (!this.links.length) {
-      if (ex) ex.abort('no backend connection left') // execute() decides, once the checks are done
-      else void this.settleLosses(errors.backendLost(link.name, reason))
-    }
-  }
-
-  /** Stops using this session's connection to backend `idx` (nothing about the backend itself changes). */
-  private dropLink(idx: number): void {
-    const link = this.linkAt(idx)
-    if (!link) return
-    this.links = this.links.filter((l) => l !== link)
-    link.conn.destroy()
-    this.registry.forgetBackend(idx)
-    this.tx.sinceSync.delete(idx)
-    this.logCtx.prepared.delete(idx)
-    if (this.tx.sticky === idx) this.tx.sticky = null
-  }
-
-  /** Health checks of backend connections this session lost, still running. */
-  private lossChecks: Promise<void>[] = []
-  /** Set when a connection ended for this session alone: the error the session ends with. */
-  private endError: PgError | null = null
-  /** Backends whose connection ended for this session alone, while they stayed in service. */
-  private lostHealthy: number[] = []
-
   /**
    * Waits for the health checks of lost connections; true when the session
    * may go on (every lost backend was out of service, and one is left). Else
    * it is closed here, with the error the backend gave, or `orElse`.
    */
-  private async settleLosses(orElse?: PgError): Promise<boolean> {
-    while (this.lossChecks.length) {
-      const checks = this.lossChecks
-      this.lossChecks = []
-      await Promise.all(checks)
-    }
+  async settleLosses(orElse?: PgError): Promise<boolean> {
+    await this.backends.checksDone()
     if (this.phase === 'closed') return false
-    const err = this.endError ?? (this.links.length ? null : (orElse ?? errors.backendLost('any', 'no backend connection left')))
+    const err = this.backends.endError ?? (this.links.length ? null : (orElse ?? errors.backendLost('any', 'no backend connection left')))
     if (!err) return true
     this.closeWith(err)
     return false
   }
-
-  private lostReadReason = ''
-  private lostReadBackend = ''
 
   // ---- cancel and close -------------------------------------------------------
 
@@ -1380,7 +1242,7 @@ export class Session implements LinkHost, ClientSession {
   private ownExchange = false
 
   cancel(idx: number): void {
-    const link = this.linkAt(idx)
+    const link = this.backends.at(idx)
     if (link) this.cancelling.push(link.conn.cancel())
   }
 
@@ -1399,6 +1261,27 @@ export class Session implements LinkHost, ClientSession {
   /** Between transactions with nothing in flight or queued: it can be closed without losing any work. */
   idle(): boolean {
     return this.phase !== 'closed' && (this.admin !== null || (this.tx.between(!!this.copy) && !this.exchange && !this.inbox.length))
+  }
+
+  // ---- BackendsHost ---------------------------------------------------------
+
+  get gone(): boolean {
+    return this.phase === 'closed'
+  }
+  get committing(): boolean {
+    return !!this.plan?.commit
+  }
+  get quiet(): boolean {
+    return !this.running && !this.exchange
+  }
+  get busy(): boolean {
+    return !!(this.exchange || this.tx.sinceSync.size || this.copy || this.tx.status !== 'I')
+  }
+  forgetBackend(idx: number): void {
+    this.registry.forgetBackend(idx)
+    this.tx.sinceSync.delete(idx)
+    this.logCtx.prepared.delete(idx)
+    if (this.tx.sticky === idx) this.tx.sticky = null
   }
 
   /** A cancel request was passed on: the connection ends, as PostgreSQL ends it, without a word. */
@@ -1449,7 +1332,7 @@ export class Session implements LinkHost, ClientSession {
     this.phase = 'closed'
     this.startup.abandon()
     if (this.authTimer) clearTimeout(this.authTimer)
-    this.ctx.states.off('out', this.onBackendOut)
+    this.ctx.states.off('out', this.backends.onOut)
     this.admin?.abort(reason)
     this.log.debug({ reason }, 'session closed')
     this.ctx.release(this)
@@ -1484,7 +1367,7 @@ export class Session implements LinkHost, ClientSession {
     if (ex) {
       // A COPY FROM STDIN is ended by closing its connections (the server sees the client gone, as it
       // would without pgraid); a cancel arriving mid-CopyData costs a FATAL 08P01 there instead.
-      if (!inCopy) for (const idx of ex.pendingBackends()) void this.linkAt(idx)?.conn.cancel()
+      if (!inCopy) for (const idx of ex.pendingBackends()) void this.backends.at(idx)?.conn.cancel()
       ex.abort('session closed')
     }
     finish()
