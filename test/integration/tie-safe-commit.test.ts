@@ -14,7 +14,7 @@
 
 import t from 'tap'
 import pg from 'pg'
-import { stackFor, client, assertIdentical } from '../harness/stack.ts'
+import { stackFor, client, assertIdentical, bounded, waitFor } from '../harness/stack.ts'
 
 const USERS = [
   { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
@@ -76,3 +76,46 @@ for (const [quorum, explicit] of [[1, false], [2, false], [1, true], [2, true]] 
     await assertIdentical(t, stack)
   })
 }
+
+// Found by the torture harness (seeds 304, 104; CI): a backend taken out while a session waited
+// between its statement and pgraid's own COMMIT (here: the lift of the client's timeout before
+// the tie-safe COMMIT) was still in the COMMIT's targets. Nothing was sent to it, but the COMMIT
+// waited for its answer for ever, holding its LSN (every resync refused) and its locks.
+t.test('two backends in service, one frozen and taken out between the write and pgraid\'s own COMMIT: the COMMIT goes to the backend left and the client gets its answer', async (t) => {
+  const stack = await stackFor(t, { backends: 2, auth: 'scram-sha-256', config: { users: USERS, writeQuorum: 1, health: { intervalMs: 200, failures: 2, timeoutMs: 500 } } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const frozen = stack.cluster.backends[1]!
+  t.teardown(() => frozen.resume())
+  const c = await client(stack)
+  c.on('error', () => {})
+  t.teardown(() => c.end().catch(() => {}))
+  await c.query('CREATE TABLE fz (id int PRIMARY KEY)')
+  // A timeout the client set: pgraid runs the write inside its own BEGIN and lifts the timeout
+  // before its COMMIT, one round trip more between the write and the COMMIT.
+  await c.query("SET statement_timeout = '60s'")
+  // pg1 (directly) holds the table: the INSERT waits there after pg2 has run it.
+  const d1 = await stack.cluster.backends[0]!.client()
+  await d1.query('BEGIN')
+  await d1.query('LOCK TABLE fz IN EXCLUSIVE MODE')
+  const insert = c.query('INSERT INTO fz VALUES (1)').then(
+    () => 'ok',
+    (e: { code?: string; message: string }) => `${e.code ?? 'no code'} ${e.message}`,
+  )
+  const d2 = await frozen.client()
+  await waitFor('pg2 to run the INSERT', async () => (await d2.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE 'INSERT INTO fz%'")).rows[0].n === 1, 30_000)
+  await d2.end()
+  frozen.pause()
+  await d1.query('COMMIT')
+  await d1.end()
+  const r = await bounded(insert, 60_000, 'the INSERT\'s answer')
+  frozen.resume()
+  t.equal(r, 'ok', 'the client is told it committed (on the backend left, the write quorum)')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'disabled', `pg2 out: ${stack.proxy.context.states.list[1]!.reason}`)
+  t.equal(stack.proxy.context.commitsInFlight(), 0, 'no commit left in flight')
+  await waitFor('pg2 to answer again', () => frozen.client().then((d) => d.end().then(() => true), () => false), 30_000)
+  await admin.query('RESYNC pg2')
+  t.same((await c.query('SELECT id FROM fz')).rows, [{ id: 1 }], 'the row, through pgraid')
+  await assertIdentical(t, stack)
+})
