@@ -19,10 +19,11 @@
 // connector on a free loopback port, useJmx=false, no web console, data directory in DIR.
 
 import type { Test } from 'tap'
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { freePort } from '../harness/stack.ts'
+import { findTool, run as runProcess, type Run } from '../harness/proc.ts'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -75,18 +76,6 @@ async function readable(p: string, mode = constants.R_OK): Promise<boolean> {
   )
 }
 
-/** `name` from $JAVA_HOME/bin first, then from PATH. */
-async function findTool(name: string): Promise<string | null> {
-  const dirs: string[] = []
-  if (process.env.JAVA_HOME) dirs.push(path.join(process.env.JAVA_HOME, 'bin'))
-  dirs.push(...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean))
-  for (const d of dirs) {
-    const p = path.join(d, name)
-    if (await readable(p, constants.X_OK)) return p
-  }
-  return null
-}
-
 let tools: { java: string; javac: string } | null = null
 
 /**
@@ -137,35 +126,13 @@ function registerExitHook(): void {
   })
 }
 
-export interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  timedOut: boolean
-  ms: number
-}
+export type { Run }
 
+/** A command to its end, killed with the other children if the test process exits first. */
 function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
-  const t0 = Date.now()
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      live.delete(child)
-      const e = err as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: NodeJS.Signals }) | null
-      const ms = Date.now() - t0
-      if (!e) return resolve({ code: 0, signal: null, stdout, stderr, timedOut: false, ms })
-      resolve({
-        code: typeof e.code === 'number' ? e.code : null,
-        signal: e.signal ?? null,
-        stdout,
-        stderr: stderr || String(e.message),
-        timedOut: e.killed === true && ms >= timeoutMs,
-        ms,
-      })
-    })
-    live.add(child)
-    registerExitHook()
-  })
+  const r = runProcess(cmd, args, timeoutMs, { maxBuffer: 64 << 20, live })
+  registerExitHook()
+  return r
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 import t from 'tap'
 import { B } from '../../src/protocol/codes.ts'
 import { clientCaused, compareUnits, describeUnit, majority, type Unit } from '../../src/broadcast/vote.ts'
+import { cstr } from '../harness/bytes.ts'
 
-const cstr = (s: string) => Buffer.from(`${s}\0`)
 const done = (tag: string, rows?: Unit['rows']): Unit => ({ type: B.CommandComplete, body: cstr(tag), slices: [], rows })
 const ready = (status: 'I' | 'T' | 'E'): Unit => ({ type: B.ReadyForQuery, body: Buffer.from(status), slices: [] })
 /** An ErrorResponse body: S, V, C, M fields. */

@@ -7,17 +7,11 @@
 import t from 'tap'
 import net from 'node:net'
 import { stackFor, client } from '../harness/stack.ts'
+import { cstr, int32, typed } from '../harness/bytes.ts'
 
 const stack = await stackFor(t)
 const direct = stack.cluster.backends[2]! // auth trust: logs in with user postgres and no password
 
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n | 0)
-  return b
-}
-const cstr = (s: string) => Buffer.from(s + '\0')
-const msg = (type: string, body: Buffer) => Buffer.concat([Buffer.from(type, 'latin1'), int32(body.length + 4), body])
 const startup = (user: string) => {
   const params = Buffer.concat([cstr('user'), cstr(user), cstr('database'), cstr('postgres'), Buffer.from([0])])
   return Buffer.concat([int32(8 + params.length), int32(196608), params])
@@ -120,37 +114,37 @@ const loggedIn = (user: string, ...after: Buffer[]) => [startup(user), ...after]
 const CASES: Case[] = [
   { name: 'random bytes as the startup packet', steps: () => [Buffer.from('8f3a91c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071829', 'hex')] },
   { name: 'a 20 kB startup packet', steps: () => [Buffer.concat([int32(20_000), int32(196608), Buffer.alloc(20_000 - 8, 0x61)])] },
-  { name: 'Terminate before the startup packet', steps: () => [msg('X', Buffer.alloc(0))] },
+  { name: 'Terminate before the startup packet', steps: () => [typed('X', Buffer.alloc(0))] },
   { name: 'a second SSLRequest after N', steps: () => [SSL_REQUEST, SSL_REQUEST], byteAnswers: 2 },
   { name: 'garbage right after an SSLRequest', steps: () => [Buffer.concat([SSL_REQUEST, Buffer.from('garbage!')])], byteAnswers: 1 },
   { name: 'garbage right after a GSSENCRequest', steps: () => [Buffer.concat([GSS_REQUEST, Buffer.from('garbage!')])], byteAnswers: 1 },
   { name: 'a message declaring exactly 1 GiB', steps: (u) => loggedIn(u, Buffer.concat([Buffer.from('Q'), int32(1 << 30), Buffer.from('SELECT 1')])) },
-  { name: 'a Sync with a 100 kB body', steps: (u) => loggedIn(u, msg('S', Buffer.alloc(100_000))) },
-  { name: 'a Flush with a 100 kB body', steps: (u) => loggedIn(u, msg('H', Buffer.alloc(100_000))) },
-  { name: 'a Sync with a 4-byte body', steps: (u) => loggedIn(u, msg('S', Buffer.alloc(4))) },
-  { name: 'a Query with an empty body', steps: (u) => loggedIn(u, msg('Q', Buffer.alloc(0)), msg('Q', cstr('SELECT 1'))) },
-  { name: 'a Query without its NUL', steps: (u) => loggedIn(u, msg('Q', Buffer.from('SELECT 1')), msg('Q', cstr('SELECT 1'))) },
-  { name: 'a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([msg('P', Buffer.alloc(16, 0x78)), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
+  { name: 'a Sync with a 100 kB body', steps: (u) => loggedIn(u, typed('S', Buffer.alloc(100_000))) },
+  { name: 'a Flush with a 100 kB body', steps: (u) => loggedIn(u, typed('H', Buffer.alloc(100_000))) },
+  { name: 'a Sync with a 4-byte body', steps: (u) => loggedIn(u, typed('S', Buffer.alloc(4))) },
+  { name: 'a Query with an empty body', steps: (u) => loggedIn(u, typed('Q', Buffer.alloc(0)), typed('Q', cstr('SELECT 1'))) },
+  { name: 'a Query without its NUL', steps: (u) => loggedIn(u, typed('Q', Buffer.from('SELECT 1')), typed('Q', cstr('SELECT 1'))) },
+  { name: 'a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([typed('P', Buffer.alloc(16, 0x78)), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))) },
   {
     name: 'a Parse with a truncated parameter count, then Sync',
-    steps: (u) => loggedIn(u, Buffer.concat([msg('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))),
+    steps: (u) => loggedIn(u, Buffer.concat([typed('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
   },
-  { name: 'a Describe of an unknown kind, then Sync', steps: (u) => loggedIn(u, Buffer.concat([msg('D', Buffer.concat([Buffer.from('Z'), cstr('')])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
+  { name: 'a Describe of an unknown kind, then Sync', steps: (u) => loggedIn(u, Buffer.concat([typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))) },
   // Behind readable messages: PostgreSQL answers those first, then the error, then skips to the Sync.
   {
     name: 'Parse/Bind/Execute, then a Describe of an unknown kind, then Sync',
-    steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('D', Buffer.concat([Buffer.from('Z'), cstr('')])), msg('E', Buffer.concat([cstr(''), int32(0)])), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))),
+    steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('E', Buffer.concat([cstr(''), int32(0)])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
   },
-  { name: 'Parse/Bind/Execute, then a Sync with a 4-byte body', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('S', Buffer.alloc(4))]), msg('Q', cstr('SELECT 1'))) },
-  { name: 'Parse/Bind/Execute, then a Query without its NUL', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('Q', Buffer.from('SELECT 1'))]), msg('Q', cstr('SELECT 1'))) },
+  { name: 'Parse/Bind/Execute, then a Sync with a 4-byte body', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('S', Buffer.alloc(4))]), typed('Q', cstr('SELECT 1'))) },
+  { name: 'Parse/Bind/Execute, then a Query without its NUL', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('Q', Buffer.from('SELECT 1'))]), typed('Q', cstr('SELECT 1'))) },
   // PostgreSQL reads an authentication message up to 65,535 bytes (PG_MAX_AUTH_TOKEN_LENGTH).
-  { name: 'a 100 kB password message', steps: (u) => [startup(u), msg('p', Buffer.alloc(100_000, 0x61))], md5: true },
-  { name: 'a password message without its NUL', steps: (u) => [startup(u), msg('p', Buffer.from('secret'))], md5: true },
-  { name: 'Parse/Bind/Execute, then a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), msg('P', Buffer.alloc(16, 0x78)), msg('S', Buffer.alloc(0))]), msg('Q', cstr('SELECT 1'))) },
+  { name: 'a 100 kB password message', steps: (u) => [startup(u), typed('p', Buffer.alloc(100_000, 0x61))], md5: true },
+  { name: 'a password message without its NUL', steps: (u) => [startup(u), typed('p', Buffer.from('secret'))], md5: true },
+  { name: 'Parse/Bind/Execute, then a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('P', Buffer.alloc(16, 0x78)), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))) },
 ]
 
 function extendedSelect(): Buffer[] {
-  return [msg('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0, 0])])), msg('B', Buffer.concat([cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])])), msg('E', Buffer.concat([cstr(''), int32(0)]))]
+  return [typed('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0, 0])])), typed('B', Buffer.concat([cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), int32(0)]))]
 }
 
 for (const c of CASES) {

@@ -4,13 +4,13 @@
 // Debian, `apt-get install default-jdk-headless libpostgresql-jdbc-java`.
 
 import t from 'tap'
-import { execFile } from 'node:child_process'
 import { access, mkdtemp, rm } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stackFor, assertIdentical, onEachBackend } from '../harness/stack.ts'
+import { findTool, run } from '../harness/proc.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SOURCE = path.join(here, 'java', 'PgraidJdbcCheck.java')
@@ -49,55 +49,6 @@ const EXPECTED_CHECKS = [
  * until the proxy is fixed; remove an entry once its check passes.
  */
 const KNOWN_GAPS: Record<string, string> = {}
-
-async function executable(p: string): Promise<boolean> {
-  try {
-    await access(p, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** `name` from $JAVA_HOME/bin first, then from PATH. */
-async function findTool(name: string): Promise<string | null> {
-  const dirs: string[] = []
-  if (process.env.JAVA_HOME) dirs.push(path.join(process.env.JAVA_HOME, 'bin'))
-  dirs.push(...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean))
-  for (const d of dirs) {
-    const p = path.join(d, name)
-    if (await executable(p)) return p
-  }
-  return null
-}
-
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  timedOut: boolean
-  ms: number
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
-  const t0 = Date.now()
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: NodeJS.Signals }) | null
-      const ms = Date.now() - t0
-      if (!e) return resolve({ code: 0, signal: null, stdout, stderr, timedOut: false, ms })
-      resolve({
-        code: typeof e.code === 'number' ? e.code : null,
-        signal: e.signal ?? null,
-        stdout,
-        stderr: stderr || String(e.message),
-        timedOut: e.killed === true && ms >= timeoutMs,
-        ms,
-      })
-    })
-  })
-}
 
 const javac = await findTool('javac')
 const java = await findTool('java')

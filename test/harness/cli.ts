@@ -1,18 +1,15 @@
 // Runs the real `pgraid` command (bin/pgraid.js, a child process) against a
 // test stack, with a config file naming an admin user.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { bounded, type Stack } from './stack.ts'
+import { exec, type Exit } from './proc.ts'
 
-export interface CliRun {
-  code: number
-  out: string
-  err: string
-}
+export type CliRun = Exit
 
 export const ADMIN = { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }
 
@@ -27,10 +24,7 @@ export async function cliFor(t: Test, stack: Pick<Stack, 'port' | 'config'>): Pr
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'pgraid.json')
   await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port: stack.port }, backends: stack.config.backends, users: [{ name: ADMIN.name, password: ADMIN.password, admin: true }] }))
-  const run = (args: string[], timeoutMs = 120_000) =>
-    new Promise<CliRun>((resolve) =>
-      execFile(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
-    )
+  const run = (args: string[], timeoutMs = 120_000) => exec(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { timeoutMs, maxBuffer: 64 << 20 })
   return Object.assign(run, {
     spawn(args: string[]) {
       const child = spawn(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] })

@@ -3,40 +3,18 @@
 // readers). Logs in as a trust user; decodes only what tests assert on.
 
 import net from 'node:net'
+import { cstr, int16, int32, typed } from './bytes.ts'
 
 export interface RawMessage {
   type: string
   body: Buffer
 }
 
-function cstr(s: string): Buffer {
-  return Buffer.from(s + '\0', 'utf8')
-}
-
-function msg(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
-  const out = Buffer.alloc(5 + body.length)
-  out.write(type, 0, 'latin1')
-  out.writeInt32BE(4 + body.length, 1)
-  body.copy(out, 5)
-  return out
-}
-
-const int16 = (n: number) => {
-  const b = Buffer.alloc(2)
-  b.writeInt16BE(n)
-  return b
-}
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n)
-  return b
-}
-
 export const fe = {
-  query: (sql: string) => msg('Q', cstr(sql)),
-  parse: (name: string, sql: string) => msg('P', Buffer.concat([cstr(name), cstr(sql), int16(0)])),
+  query: (sql: string) => typed('Q', cstr(sql)),
+  parse: (name: string, sql: string) => typed('P', Buffer.concat([cstr(name), cstr(sql), int16(0)])),
   bind: (portal: string, stmt: string, params: (string | null)[] = []) =>
-    msg(
+    typed(
       'B',
       Buffer.concat([
         cstr(portal),
@@ -47,13 +25,13 @@ export const fe = {
         int16(0),
       ]),
     ),
-  describe: (kind: 'S' | 'P', name: string) => msg('D', Buffer.concat([Buffer.from(kind), cstr(name)])),
-  execute: (portal: string, maxRows = 0) => msg('E', Buffer.concat([cstr(portal), int32(maxRows)])),
-  close: (kind: 'S' | 'P', name: string) => msg('C', Buffer.concat([Buffer.from(kind), cstr(name)])),
-  sync: () => msg('S'),
-  flush: () => msg('H'),
-  terminate: () => msg('X'),
-  raw: msg,
+  describe: (kind: 'S' | 'P', name: string) => typed('D', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  execute: (portal: string, maxRows = 0) => typed('E', Buffer.concat([cstr(portal), int32(maxRows)])),
+  close: (kind: 'S' | 'P', name: string) => typed('C', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  sync: () => typed('S'),
+  flush: () => typed('H'),
+  terminate: () => typed('X'),
+  raw: typed,
 }
 
 export function errorCode(m: RawMessage): string | undefined {

@@ -5,11 +5,11 @@
 
 import t from 'tap'
 import pg from 'pg'
-import { execFile } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stackFor, client, waitFor, bounded } from '../harness/stack.ts'
+import { exec } from '../harness/proc.ts'
 
 const stack = await stackFor(t, {
   config: {
@@ -69,27 +69,23 @@ t.test('SHOW BACKENDS, SESSIONS, LOCKS, CONFIG, HELP; DISABLE; SHOW LOG lag', as
 })
 
 t.test('psql reads the console; pgraid status reports a degraded cluster with exit 1', async (t) => {
-  const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) =>
-      execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
-    )
-  const psql = await run('psql', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'ops', '-d', 'pgraid', '-At', '-c', 'SHOW BACKENDS'], { PGPASSWORD: 'ops-secret' })
+  const psql = await exec('psql', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'ops', '-d', 'pgraid', '-At', '-c', 'SHOW BACKENDS'], { env: { PGPASSWORD: 'ops-secret' } })
   t.equal(psql.code, 0, psql.err)
   t.match(psql.out, /pg2\|.*\|disabled\|operator\|\|disabled by admin ops/)
   const dir = await mkdtemp(join(tmpdir(), 'pgraid-status-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'pgraid.json')
   await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port: stack.port }, backends: stack.config.backends, users: [{ name: 'ops', password: 'ops-secret', admin: true }] }))
-  const human = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file])
+  const human = await exec(process.execPath, ['bin/pgraid.js', 'status', '-c', file])
   t.equal(human.code, 1, 'degraded: exit 1')
   t.match(human.out, /DEGRADED: pg2 is disabled/)
   t.match(human.out, /^Role: writer \(.*writer lock held on pg1,pg2,pg3, 2 needed\)/m, 'status says this instance is the writer')
   t.match(human.out, /pg2\s+disabled/)
-  const json = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file, '--json'])
+  const json = await exec(process.execPath, ['bin/pgraid.js', 'status', '-c', file, '--json'])
   t.equal(json.code, 1)
   const parsed = JSON.parse(json.out) as { backends: { name: string; state: string }[] }
   t.same(parsed.backends.map((b) => b.state), ['enabled', 'disabled', 'enabled'])
-  const wrong = await run(process.execPath, ['bin/pgraid.js', 'status', '-c', file], { PGRAID_PASSWORD: 'wrong' })
+  const wrong = await exec(process.execPath, ['bin/pgraid.js', 'status', '-c', file], { env: { PGRAID_PASSWORD: 'wrong' } })
   t.equal(wrong.code, 2, 'could not ask: exit 2')
   t.match(wrong.err, /could not ask pgraid/)
 })

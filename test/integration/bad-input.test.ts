@@ -10,29 +10,15 @@ import type { Test } from 'tap'
 import net from 'node:net'
 import pg from 'pg'
 import { stackFor, client, assertIdentical, onEachBackend, type Stack } from '../harness/stack.ts'
+import { cstr, int16, int32 as int32InRange, typed } from '../harness/bytes.ts'
 
 const MAX_MESSAGE_BYTES = 1024 * 1024
 const stack = await stackFor(t, { config: { limits: { maxMessageBytes: MAX_MESSAGE_BYTES } }, settings: { fsync: 'off' } })
 
 // ---- wire helpers -------------------------------------------------------------
 
-function int32(n: number): Buffer {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(n | 0)
-  return b
-}
-function int16(n: number): Buffer {
-  const b = Buffer.alloc(2)
-  b.writeInt16BE(n)
-  return b
-}
-function cstr(s: string): Buffer {
-  return Buffer.from(s + '\0', 'utf8')
-}
-/** A typed frontend message. */
-function msg(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
-  return Buffer.concat([Buffer.from(type, 'latin1'), int32(4 + body.length), body])
-}
+/** Int32 of `n` wrapped to 32 bits (two's complement), so a computed value never throws. */
+const int32 = (n: number): Buffer => int32InRange(n | 0)
 /** An untyped startup-phase packet: length, code, rest. */
 function untyped(code: number, rest: Buffer = Buffer.alloc(0)): Buffer {
   return Buffer.concat([int32(8 + rest.length), int32(code), rest])
@@ -46,13 +32,13 @@ function startupPacket(params: Record<string, string>, protocol = PROTO(3, 0)): 
   const kv = Object.entries(params).flatMap(([k, v]) => [cstr(k), cstr(v)])
   return untyped(protocol, Buffer.concat([...kv, Buffer.from([0])]))
 }
-const query = (sql: string) => msg('Q', cstr(sql))
-const parse = (name: string, sql: string) => msg('P', Buffer.concat([cstr(name), cstr(sql), int16(0)]))
-const bind = (portal: string, stmt: string) => msg('B', Buffer.concat([cstr(portal), cstr(stmt), int16(0), int16(0), int16(0)]))
-const execute = (portal: string) => msg('E', Buffer.concat([cstr(portal), int32(0)]))
-const FLUSH = msg('H')
-const SYNC = msg('S')
-const TERMINATE = msg('X')
+const query = (sql: string) => typed('Q', cstr(sql))
+const parse = (name: string, sql: string) => typed('P', Buffer.concat([cstr(name), cstr(sql), int16(0)]))
+const bind = (portal: string, stmt: string) => typed('B', Buffer.concat([cstr(portal), cstr(stmt), int16(0), int16(0), int16(0)]))
+const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), int32(0)]))
+const FLUSH = typed('H')
+const SYNC = typed('S')
+const TERMINATE = typed('X')
 
 interface Msg {
   type: string
@@ -393,7 +379,7 @@ t.test('(a) garbage instead of a startup packet', async (t) => {
 t.test('(b) unknown message type after login', async (t) => {
   for (const type of ['y', '\x00']) {
     const r = await Raw.login(stack, 'bad-input-b')
-    r.write(msg(type, Buffer.from('hello')))
+    r.write(typed(type, Buffer.from('hello')))
     await expectFatal(t, r, '08P01', `type byte 0x${type.charCodeAt(0).toString(16)}`)
   }
   await healthy(t, 'unknown message type')
@@ -525,7 +511,7 @@ t.test('(g) client vanishes with an unsynced pipeline', async (t) => {
 t.test('(h) FunctionCall is refused, the session stays usable', async (t) => {
   const r = await Raw.login(stack, 'bad-input-h')
   // oid of some function, 0 argument formats, 0 arguments, text result.
-  const fcall = msg('F', Buffer.concat([int32(1598), int16(0), int16(0), int16(0)]))
+  const fcall = typed('F', Buffer.concat([int32(1598), int16(0), int16(0), int16(0)]))
   r.write(fcall)
   const ans = await r.until('Z')
   t.same(ans.map((m) => m.type), ['E', 'Z'], `ErrorResponse then ReadyForQuery (${ans.map(describe).join(', ')})`)
@@ -662,7 +648,7 @@ t.test('(l) wrong password and unknown user look the same', async (t) => {
     const sasl = await r.next('AuthenticationSASL')
     if (sasl.type !== 'R' || sasl.body.readInt32BE(0) !== 10) throw new Error(`scram ${user}: expected AuthenticationSASL, got ${describe(sasl)}`)
     const first = Buffer.from('n,,n=,r=badinputnonce0123456789')
-    r.write(msg('p', Buffer.concat([cstr('SCRAM-SHA-256'), int32(first.length), first])))
+    r.write(typed('p', Buffer.concat([cstr('SCRAM-SHA-256'), int32(first.length), first])))
     const cont = await r.next('AuthenticationSASLContinue')
     r.destroy()
     if (cont.type !== 'R' || cont.body.readInt32BE(0) !== 11) throw new Error(`scram ${user}: expected SASLContinue, got ${describe(cont)}`)

@@ -9,6 +9,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { stackFor, client, bounded } from '../harness/stack.ts'
 import type { Stack } from '../harness/stack.ts'
+import { exec } from '../harness/proc.ts'
 
 async function identicalOn(t: Test, stack: Stack, indexes: number[], sql: string): Promise<void> {
   const rows = await Promise.all(
@@ -135,14 +136,10 @@ t.test('a read whose backend dies is retried on another one', async (t) => {
 
 t.test('pgbench -c 8 while a backend is killed: no client aborted, the others identical', async (t) => {
   const stack = await stackFor(t)
-  const { execFile } = await import('node:child_process')
-  const env = { ...process.env, PGPASSWORD: 'app-secret' }
-  const pgbench = (args: string[]) =>
-    new Promise<{ code: number; out: string }>((resolve) =>
-      execFile('pgbench', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'app', ...args, 'postgres'], { env, timeout: 120_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-      ),
-    )
+  const pgbench = async (args: string[]) => {
+    const r = await exec('pgbench', ['-h', '127.0.0.1', '-p', String(stack.port), '-U', 'app', ...args, 'postgres'], { env: { PGPASSWORD: 'app-secret' }, timeoutMs: 120_000 })
+    return { code: r.code, out: r.out + r.err }
+  }
   const init = await pgbench(['-i', '-s', '1', '-q'])
   t.equal(init.code, 0, init.out)
   const run = pgbench(['-c', '8', '-j', '2', '-T', '5', '-n'])

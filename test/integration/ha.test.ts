@@ -10,19 +10,14 @@
 
 import t from 'tap'
 import pg from 'pg'
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stackFor, assertIdentical, onEachBackend, bounded, freePort, waitFor } from '../harness/stack.ts'
 import { startPgraidProcess, type PgraidProcess } from '../harness/pgraid-process.ts'
+import { exec } from '../harness/proc.ts'
 
-const run = (cmd: string, args: string[], env: Record<string, string> = {}, timeout = 60_000) =>
-  new Promise<{ code: number; out: string; err: string }>((resolve) =>
-    execFile(cmd, args, { env: { ...process.env, PGPASSWORD: 'app-secret', ...env }, timeout }, (e, stdout, stderr) =>
-      resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
-    ),
-  )
+const run = (cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 60_000) => exec(cmd, args, { env: { PGPASSWORD: 'app-secret', ...env }, timeoutMs })
 
 t.test('two pgraid instances: one writer, one standby; the writer killed -9 under load, then cut from a majority', async (t) => {
   const stack = await stackFor(t)

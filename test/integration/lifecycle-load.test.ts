@@ -8,9 +8,10 @@
 
 import t from 'tap'
 import type { Test } from 'tap'
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { stackFor, client, waitFor, bounded, type Stack } from '../harness/stack.ts'
 import { cliFor, ADMIN } from '../harness/cli.ts'
+import { exec } from '../harness/proc.ts'
 
 const USERS = [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, ADMIN]
 
@@ -30,12 +31,9 @@ function pgbenchUntilStopped(stack: Stack, args: string[]): { stop: () => Promis
   }
 }
 
-function pgbench(stack: Stack, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) =>
-    execFile('pgbench', ['-h', stack.host, '-p', String(stack.port), '-U', stack.user, ...args, 'postgres'], { env: { ...process.env, PGPASSWORD: stack.password }, timeout: 180_000 }, (e, stdout, stderr) =>
-      resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
-    ),
-  )
+async function pgbench(stack: Stack, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await exec('pgbench', ['-h', stack.host, '-p', String(stack.port), '-U', stack.user, ...args, 'postgres'], { env: { PGPASSWORD: stack.password }, timeoutMs: 180_000 })
+  return { code: r.code, out: r.out + r.err }
 }
 
 /** pgbench runs while pg3 is killed, restarted and resynced, and goes on afterwards; `during` runs with the load, before the kill. */

@@ -8,19 +8,15 @@
 
 import t from 'tap'
 import pg from 'pg'
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stackFor, bounded, waitFor, freePort, client, onEachBackend } from '../harness/stack.ts'
+import { exec } from '../harness/proc.ts'
 import { parseConfig } from '../../src/config/schema.ts'
 import { ReloadRefused } from '../../src/config/reload-plan.ts'
 
-type Run = { code: number; out: string; err: string }
-const run = (cmd: string, args: string[], env: Record<string, string> = {}) =>
-  new Promise<Run>((resolve) =>
-    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
-  )
 
 t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no session dropped', async (t) => {
   const stack = await stackFor(t)
@@ -79,7 +75,7 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
   t.teardown(() => admin.end().catch(() => {}))
   const backends = async () => (await admin.query<{ name: string; state: string; weight: string }>('SHOW BACKENDS')).rows
   const setting = async (key: string) => (await admin.query<{ key: string; value: string }>('SHOW CONFIG')).rows.find((r) => r.key === key)?.value
-  const psql = (sql: string) => run('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-h', '127.0.0.1', '-p', String(port), '-U', 'ops', '-d', 'pgraid', '-c', sql], { PGPASSWORD: 'ops-secret' })
+  const psql = (sql: string) => exec('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-h', '127.0.0.1', '-p', String(port), '-U', 'ops', '-d', 'pgraid', '-c', sql], { env: { PGPASSWORD: 'ops-secret' } })
 
   // The load: four sessions writing (autocommit and transactions) and reading, opened before any reload.
   const setup = await connect()

@@ -7,11 +7,11 @@
 
 import t from 'tap'
 import pg from 'pg'
-import { execFile } from 'node:child_process'
 import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stackFor, client, assertIdentical, bounded, onEachBackend, waitFor } from '../harness/stack.ts'
+import { exec } from '../harness/proc.ts'
 
 const USERS = [
   { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
@@ -92,10 +92,7 @@ t.test('an inconsistent backend cannot be resynced; the CLI says so and resyncs 
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'pgraid.json')
   await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port: stack.port }, backends: stack.config.backends, users: [{ name: 'ops', password: 'ops-secret', admin: true }] }))
-  const run = (args: string[]) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) =>
-      execFile(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { timeout: 60_000 }, (e, stdout, stderr) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr })),
-    )
+  const run = (args: string[]) => exec(process.execPath, ['bin/pgraid.js', ...args, '-c', file], { timeoutMs: 60_000 })
   const refused = await run(['resync', 'pg1'])
   t.equal(refused.code, 1)
   t.match(refused.err, /inconsistent.*clone/)

@@ -4,6 +4,7 @@
 import t, { type Test } from 'tap';
 import { FrameTooLarge, Framer, MalformedFrame, RefusedLength, type Frame } from '../../src/protocol/framer.ts';
 import { int32, int16, cstr, typed } from '../harness/bytes.ts';
+import { splits } from '../harness/splits.ts';
 
 // ---- hand-built messages ------------------------------------------------------------------------
 
@@ -73,16 +74,6 @@ function run(chunks: Buffer[], opts: { untyped?: boolean; max?: number; switchAf
 }
 
 const expectTyped = (msgs: Buffer[]): Seen[] => msgs.map((m) => ({ type: m[0]!, bytes: m, bodyOffset: 5 }));
-
-function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
-  const out: { name: string; chunks: Buffer[] }[] = [{ name: 'whole', chunks: [stream] }];
-  for (let i = 0; i <= stream.length; i++) out.push({ name: `split at ${i}`, chunks: [stream.subarray(0, i), stream.subarray(i)] });
-  for (let i = 1; i < stream.length; i++)
-    for (let j = i + 1; j < stream.length; j++)
-      out.push({ name: `split at ${i},${j}`, chunks: [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)] });
-  out.push({ name: '1-byte chunks', chunks: [...stream].map((b) => Buffer.from([b])) });
-  return out;
-}
 
 /** Compares without flooding the TAP output: one assertion per split pattern. */
 function sameFrames(t: Test, got: Seen[], want: Seen[], name: string): void {

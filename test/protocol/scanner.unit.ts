@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import { Scanner } from '../../src/protocol/scanner.ts';
 import { int32, int16, cstr, typed } from '../harness/bytes.ts';
+import { splits } from '../harness/splits.ts';
 
 
 // AuthenticationOk: 'R' Int32(8) Int32(0)
@@ -81,16 +82,6 @@ function check(r: Result, input: Buffer, msgs: Buffer[]): string {
     } else if (got.body !== null) return `message #${i}: unwanted type got a body`;
   }
   return '';
-}
-
-function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
-  const out: { name: string; chunks: Buffer[] }[] = [{ name: 'whole', chunks: [stream] }];
-  for (let i = 0; i <= stream.length; i++) out.push({ name: `split at ${i}`, chunks: [stream.subarray(0, i), stream.subarray(i)] });
-  for (let i = 1; i < stream.length; i++)
-    for (let j = i + 1; j < stream.length; j++)
-      out.push({ name: `split at ${i},${j}`, chunks: [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)] });
-  out.push({ name: '1-byte chunks', chunks: [...stream].map((b) => Buffer.from([b])) });
-  return out;
 }
 
 function everySplit(t: Test, msgs: Buffer[]): void {
