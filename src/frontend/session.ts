@@ -405,6 +405,14 @@ export class Session implements LinkHost, ClientSession {
       return this.refuse(errors.writeQuorum(enabled.length, this.ctx.writeQuorum, missing), plan.endsWithSync)
     }
     if (plan.everywhere && !this.mayWrite() && writesSomething(plan, catalog, this.logCtx.pendingWrites)) return this.refuse(this.readOnlyError(plan, catalog), plan.endsWithSync)
+    if (!plan.everywhere && plan.executed.length && this.mustSeeLanded()) {
+      // Realtime order across backends: a commit in flight may be visible on one backend and not yet
+      // on another. A read (a new snapshot on one backend) waits until the commits taken so far have
+      // landed everywhere, as a read that follows a commit on one PostgreSQL server sees it.
+      this.step = 'commits landing'
+      if (!(await this.ctx.recovery(this.database).landed(LANDED_WAIT_MS))) this.log.warn({ ms: LANDED_WAIT_MS, inFlight: this.ctx.describeInFlight() }, 'a read went ahead while commits were still landing')
+      if (this.phase !== 'ready') return
+    }
     if (plan.locks.length && plan.nowait && !this.ctx.locks.tryAcquire(this.owner, plan.locks)) {
       // pgraid's locks are per table: another transaction holding the table makes NOWAIT fail,
       // even where PostgreSQL would find the rows free. Never a wait, as NOWAIT promises.
@@ -1300,6 +1308,16 @@ export class Session implements LinkHost, ClientSession {
     this.fatal(err)
   }
 
+  /**
+   * A read must wait for the commits in flight: this pgraid writes (its recovery log is prepared),
+   * some are in flight, and the read takes a new snapshot. A transaction that wrote holds row locks
+   * a landing commit's replay may need, and a REPEATABLE READ snapshot is already fixed: no wait.
+   */
+  private mustSeeLanded(): boolean {
+    if (this.readOnly || this.logTerm !== this.ctx.ha.term || this.logCtx.pendingWrites || this.tx.snapshotTaken || this.tx.ddl) return false
+    return this.ctx.recovery(this.database).inFlightCount > 0
+  }
+
   /** This session may write now: this pgraid is the writer, in the term the session's transaction began in. */
   mayWrite(): boolean {
     return !this.readOnly && this.ctx.ha.isWriter() && this.term === this.ctx.ha.term
@@ -1439,6 +1457,8 @@ const LIFT_BEFORE_COMMIT = 'SET LOCAL statement_timeout = 0;SET LOCAL lock_timeo
 /** Lifted at pgraid's BEGIN, where the session set them: pgraid's round trips are not the client idling. */
 const LIFT_IN_TRANSACTION = ['idle_in_transaction_session_timeout', 'transaction_timeout']
 const ROLLBACK_QUERY = message(F.Query, Buffer.from('ROLLBACK\0', 'utf8'))
+/** How long a read waits for the commits in flight to land before it goes ahead anyway (logged). */
+const LANDED_WAIT_MS = 10_000
 /** How long a snapshot waits for the commits in flight to land before the transaction is refused (40001). */
 const SNAPSHOT_WAIT_MS = 10_000
 

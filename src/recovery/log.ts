@@ -99,7 +99,33 @@ export class RecoveryLog {
   /** The COMMIT carrying `lsn` is over on every backend it was sent to (committed or not). */
   settle(lsn: number): void {
     this.inFlight.delete(lsn)
+    if (!this.landWaiters.size) return
+    const low = this.settledBelow()
+    for (const w of this.landWaiters) if (low >= w.lsn) w.done(true)
   }
+
+  /**
+   * Resolves true once every COMMIT taken so far has landed on every backend it was sent to, false
+   * after `ms` if one has not. A read that starts after a commit became visible on one backend must
+   * see it on any other (PostgreSQL's visibility is all at once): Session waits here before a read.
+   */
+  landed(ms: number): Promise<boolean> {
+    const lsn = this.next
+    if (this.settledBelow() >= lsn) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const w = {
+        lsn,
+        done: (ok: boolean) => {
+          clearTimeout(timer)
+          this.landWaiters.delete(w)
+          resolve(ok)
+        },
+      }
+      const timer = setTimeout(() => w.done(false), ms)
+      this.landWaiters.add(w)
+    })
+  }
+  private readonly landWaiters = new Set<{ lsn: number; done: (ok: boolean) => void }>()
 
   /** COMMITs of this database in flight (a resync's or snapshot's hold waits for none). */
   get inFlightCount(): number {
