@@ -17,7 +17,7 @@ import { F } from '../protocol/codes.ts'
 import { queryText } from '../protocol/decode.ts'
 import { analyzeForRouting } from '../sql/shape-cache.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
-import { anyTxOrSession, needsAll } from '../router/plan.ts'
+import { anyTxOrSession, needsAll } from '../router/read-kinds.ts'
 
 const BEGIN_TEXT = /^\s*(begin|start)\b/i
 

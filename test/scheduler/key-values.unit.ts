@@ -5,7 +5,7 @@
 import t from 'tap'
 import { int32 } from '../harness/bytes.ts'
 import { canonical, bindParams } from '../../src/scheduler/key-values.ts'
-import { keyLocks } from '../../src/router/plan.ts'
+import { keyLocks } from '../../src/scheduler/locks-for.ts'
 import { emptyCatalog, type CatalogData } from '../../src/scheduler/catalog.ts'
 import { analyze, initParser } from '../../src/sql/analyze.ts'
 
