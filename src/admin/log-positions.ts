@@ -52,13 +52,17 @@ async function lagsFrom(top: BackendTarget, database: string, maxes: (number | n
   const c = controlClient(top, database, 'log positions', timeoutMs)
   try {
     await c.connect()
-    return await Promise.all(
-      maxes.map(async (m) => {
-        if (m === null) return null
-        const r = await c.query<{ n: string; bytes: string }>('SELECT count(*) AS n, coalesce(sum(pg_column_size(record)), 0) AS bytes FROM pgraid.log WHERE lsn > $1', [m])
-        return { n: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.bytes) }
-      }),
-    )
+    // One query at a time on one client (pg queues overlapping ones, with a deprecation warning on stderr).
+    const out: ({ n: number; bytes: number } | null)[] = []
+    for (const m of maxes) {
+      if (m === null) {
+        out.push(null)
+        continue
+      }
+      const r = await c.query<{ n: string; bytes: string }>('SELECT count(*) AS n, coalesce(sum(pg_column_size(record)), 0) AS bytes FROM pgraid.log WHERE lsn > $1', [m])
+      out.push({ n: Number(r.rows[0]!.n), bytes: Number(r.rows[0]!.bytes) })
+    }
+    return out
   } catch {
     return maxes.map(() => null)
   } finally {
