@@ -85,6 +85,30 @@ export const errors = {
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),
   configNotReloaded: (source: string, problems: string) =>
     new PgError('F0000', `configuration in ${source} not reloaded: ${problems.split('\n')[0]}${problems.includes('\n') ? ` (and ${problems.split('\n').length - 1} more problem(s), in DETAIL)` : ''}`, 'ERROR', problems, 'the running configuration is unchanged; fix the file and RELOAD again (changes to listen.host, listen.port, metrics and recovery.log need a restart)'),
+  // The admin console (src/admin/): its commands' refusals and failures, worded for an operator.
+  adminSimpleQueryOnly: () =>
+    new PgError('0A000', 'the pgraid admin console speaks the simple query protocol only', 'ERROR', undefined, 'psql and "SELECT"-free commands such as SHOW BACKENDS work; drivers: use a simple query'),
+  unknownAdminCommand: (command: string, commands: string) => new PgError('42601', `unknown admin command: ${command}`, 'ERROR', undefined, `commands: ${commands}`),
+  noDryRun: (command: string, commands: string) => new PgError('42601', `${command} has no DRY RUN: nothing was done`, 'ERROR', undefined, `DRY RUN works after ${commands}`),
+  verifyUsage: () => new PgError('42601', 'usage: VERIFY [JSON] [TABLES t1, t2 ...]'),
+  unknownBackend: (name: string, removed: boolean, backends: string) =>
+    new PgError('42704', `no backend named "${name}"${removed ? ' (it was removed from the configuration)' : ''}`, 'ERROR', undefined, `backends: ${backends}`),
+  lastBackendInService: (name: string) => new PgError('55000', `"${name}" is the last backend in service; disabling it would stop all work`),
+  enableRefused: (name: string, why: string) =>
+    new PgError('55000', `cannot enable ${name}: ${why}`, 'ERROR', undefined, 'ENABLE ... FORCE puts it back anyway (its data may then differ)'),
+  resyncRefused: (name: string, reason: string) => new PgError('55000', `cannot resync ${name}: ${reason}`),
+  resyncNotReplayable: (name: string, reason: string) =>
+    new PgError('55000', `cannot resync ${name}: ${reason}: clone it`, 'ERROR', undefined, 'the records applied so far stay; the backend stays out of service'),
+  resyncDataDiffers: (name: string, source: string, reason: string) =>
+    new PgError('XX001', `resync of ${name} found its data different from ${source}: ${reason}`, 'ERROR', undefined, `${name} is now inconsistent: clone it`),
+  resyncFailed: (name: string, reason: string) =>
+    new PgError('XX000', `resync of ${name} failed: ${reason}`, 'ERROR', undefined, 'the backend stays out of service; fix the cause and run RESYNC again (it resumes where it stopped)'),
+  cloneRefused: (name: string, reason: string) => new PgError('55000', `cannot clone ${name}: ${reason}`),
+  cloneFailed: (name: string, reason: string) =>
+    new PgError('XX000', `clone of ${name} failed: ${reason}`, 'ERROR', undefined, `${name} stays out of service (state new); fix the cause and run CLONE again (it starts over)`),
+  verifyRefused: (reason: string) => new PgError('55000', `cannot verify: ${reason}`),
+  verifyFailed: (reason: string) => new PgError('XX000', `verify failed: ${reason}`, 'ERROR', undefined, 'nothing was changed; run it again'),
+  adminCommandFailed: (message: string) => new PgError('XX000', message),
   internal: (what: string) => new PgError('XX000', `pgraid internal error: ${what}`, 'FATAL'),
 } as const
 

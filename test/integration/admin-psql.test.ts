@@ -70,6 +70,11 @@ t.test('every console command through psql', async (t) => {
   const reload = await psql('RELOAD')
   t.not(reload.code, 0, 'RELOAD of a pgraid started without a file is refused')
   t.match(reload.out, /ERROR:.*without a config file/)
+  // A dry run of a command without one is refused; it used to run it (SHUTDOWN DRY RUN shut pgraid down).
+  const noDry = await psql('SHUTDOWN DRY RUN')
+  t.not(noDry.code, 0, 'SHUTDOWN DRY RUN is refused')
+  t.match(noDry.out, /SHUTDOWN has no DRY RUN/)
+  t.equal((await app.query('SELECT 1 AS one')).rows[0].one, 1, 'pgraid still serves')
   const unknown = await psql('SHOW NOTHING')
   t.match(unknown.out, /ERROR:/, 'an unknown command is an error')
   await app.end()
