@@ -171,7 +171,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     stats,
     enable(index, reason) {
       if (!states.enable(index, reason)) return
-      logger.warn({ backend: targets[index]?.name, reason }, 'backend back in service')
+      logger.info({ backend: targets[index]?.name, reason }, 'backend back in service')
       recordStates()
     },
     pause() {
