@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url'
 import type { LogLevel } from '../src/config/schema.ts'
 import { LOG_LEVELS } from '../src/config/schema.ts'
 
-export type Workload = 'tpcb' | 'select'
+/** 'insert': the single autocommit INSERT of bench/floor-insert.sql (a custom pgbench script). */
+export type Workload = 'tpcb' | 'select' | 'insert'
 export type QueryMode = 'simple' | 'prepared'
 export type ProxyMode = 'child' | 'inprocess'
 
@@ -35,6 +36,15 @@ export interface BenchOptions {
   takeover: boolean
   /** pgraid's RSS with 200 idle sessions (bench/rss.ts). */
   rss: boolean
+  /**
+   * The Node.js floor (bench/floor.ts): the relay and fan-out targets, the INSERT workload, and every target's
+   * CPU per transaction against the floor.
+   */
+  floor: boolean
+  /** `--only floor` / BENCH_ONLY=floor: only the measured rounds the floor table needs (no ceiling, no scenarios). */
+  only?: 'floor'
+  /** BENCH_OUT was set: with `only`, the report is written only then. */
+  outExplicit: boolean
   proxy: ProxyMode
   logLevel: LogLevel
   out: string
@@ -59,11 +69,14 @@ function listEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
   return items as T[]
 }
 
-export function readOptions(env = process.env): BenchOptions {
+export function readOptions(env = process.env, argv: string[] = []): BenchOptions {
+  const only = onlyOption(env.BENCH_ONLY, argv)
+  const part = (name: string) => only === undefined && (env[name] ?? '1') !== '0'
   const quick = env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0'
   const proxy = (env.BENCH_PROXY ?? 'child') as ProxyMode
   if (proxy !== 'child' && proxy !== 'inprocess') throw new Error(`BENCH_PROXY must be "child" or "inprocess", got ${JSON.stringify(proxy)}`)
   const logLevel = (env.BENCH_LOG_LEVEL ?? 'warn') as LogLevel
+  const floor = only === 'floor' || (env.BENCH_FLOOR ?? '1') !== '0'
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`BENCH_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
   return {
     quick,
@@ -72,21 +85,24 @@ export function readOptions(env = process.env): BenchOptions {
     scale: intEnv('BENCH_SCALE', 10, 1),
     clients: intEnv('BENCH_CLIENTS', 8, 1),
     threads: intEnv('BENCH_THREADS', 2, 1),
-    workloads: listEnv('BENCH_WORKLOADS', ['tpcb', 'select'] as const),
+    workloads: workloadsOption(env, floor),
     modes: listEnv('BENCH_MODES', ['simple', 'prepared'] as const),
     singleClient: (env.BENCH_SINGLE_CLIENT ?? '1') !== '0',
-    profile: env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0',
+    profile: only === undefined && (env.BENCH_PROFILE === undefined || env.BENCH_PROFILE === '' ? !quick : env.BENCH_PROFILE !== '0'),
     // Off, and refused when asked for: since the writer election (issue 8) the second pgraid over the same
     // backends is a standby that refuses writes (25006), so the scenario cannot run as built. Its last figure
     // (issue 5, before the election) is in docs/benchmarks.md notes; rebuilding it needs the two proxies
     // started and stopped per case instead of running side by side.
     logCost: logCostOption(env.BENCH_LOGCOST),
-    failover: (env.BENCH_FAILOVER ?? '1') !== '0',
-    lifecycle: (env.BENCH_LIFECYCLE ?? '1') !== '0',
-    activemq: (env.BENCH_ACTIVEMQ ?? '1') !== '0',
-    tls: (env.BENCH_TLS ?? '1') !== '0',
-    takeover: (env.BENCH_TAKEOVER ?? '1') !== '0',
-    rss: (env.BENCH_RSS ?? '1') !== '0',
+    failover: part('BENCH_FAILOVER'),
+    lifecycle: part('BENCH_LIFECYCLE'),
+    activemq: part('BENCH_ACTIVEMQ'),
+    tls: part('BENCH_TLS'),
+    takeover: part('BENCH_TAKEOVER'),
+    rss: part('BENCH_RSS'),
+    floor,
+    only,
+    outExplicit: env.BENCH_OUT !== undefined && env.BENCH_OUT !== '',
     proxy,
     logLevel,
     out: path.resolve(repoRoot, env.BENCH_OUT ?? 'docs/benchmarks.md'),
@@ -97,6 +113,27 @@ export function readOptions(env = process.env): BenchOptions {
 export const WORKLOAD_LABEL: Record<Workload, string> = {
   tpcb: 'TPC-B (builtin tpcb-like)',
   select: 'select-only (-S)',
+  insert: 'single INSERT, autocommit',
+}
+
+/** `--only floor` (or `--only=floor`) on the command line, or BENCH_ONLY=floor; other arguments are refused. */
+function onlyOption(fromEnv: string | undefined, argv: string[]): 'floor' | undefined {
+  let only = fromEnv === undefined || fromEnv === '' ? undefined : fromEnv
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--only') only = argv[++i]
+    else if (a.startsWith('--only=')) only = a.slice('--only='.length)
+    else throw new Error(`unknown argument ${JSON.stringify(a)} (the benchmark reads environment variables, see bench/run.ts; --only floor runs the floor part alone)`)
+  }
+  if (only !== undefined && only !== 'floor') throw new Error(`--only / BENCH_ONLY: unknown part ${JSON.stringify(only)}, allowed: floor`)
+  return only
+}
+
+/** BENCH_WORKLOADS, by default tpcb and select, plus insert when the floor is measured. */
+function workloadsOption(env: NodeJS.ProcessEnv, floor: boolean): Workload[] {
+  const all: Workload[] = listEnv('BENCH_WORKLOADS', ['tpcb', 'select', 'insert'] as const)
+  const set = env.BENCH_WORKLOADS !== undefined && env.BENCH_WORKLOADS.trim() !== ''
+  return set || floor ? all : all.filter((w) => w !== 'insert')
 }
 
 function logCostOption(v: string | undefined): boolean {

@@ -1,6 +1,7 @@
 // Running pgbench and parsing what it prints.
 import type { QueryMode, Workload } from './options.ts'
 import type { ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { runTracked, spawnTracked, type ProcResult } from './procs.ts'
 
 /** Where a pgbench process connects. */
@@ -64,6 +65,14 @@ export class PgbenchError extends Error {
 }
 
 export const PGBENCH = process.env.BENCH_PGBENCH ?? 'pgbench'
+
+/** The INSERT workload's script: one autocommit `INSERT INTO bench_ins (v) VALUES (:v)`, :v random (bench/floor.ts makes the table). */
+export const INSERT_SCRIPT = fileURLToPath(new URL('./floor-insert.sql', import.meta.url))
+
+/** pgbench's arguments choosing the script of a workload. */
+function workloadArgs(w: Workload): string[] {
+  return w === 'select' ? ['-S'] : w === 'insert' ? ['-f', INSERT_SCRIPT] : []
+}
 
 function env(ep: Endpoint): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {
@@ -155,7 +164,7 @@ export function spawnBench(ep: Endpoint, spec: RunSpec, extra: string[] = []): {
 function benchArgs(ep: Endpoint, spec: RunSpec, extra: string[] = []): string[] {
   return [
     '-n',
-    ...(spec.workload === 'select' ? ['-S'] : []),
+    ...workloadArgs(spec.workload),
     '-M',
     spec.mode,
     '-c',

@@ -1,6 +1,6 @@
 // pgraid under test: by default a child process (`node bin/pgraid.js start -c <config>`) so its memory and
 // CPU are its own; BENCH_PROXY=inprocess runs it inside the benchmark process instead.
-import type { ChildProcess } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -78,14 +78,27 @@ function statusField(pid: number | 'self', field: string): number | undefined {
   }
 }
 
-const CLK_TCK = 100 // Linux USER_HZ on every mainstream architecture
+let clkTck: number | undefined
+/** Clock ticks per second of /proc/<pid>/stat's times (`getconf CLK_TCK`; Linux USER_HZ, 100 on every mainstream architecture). */
+export function clockTicks(): number {
+  if (clkTck === undefined) {
+    try {
+      const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim())
+      clkTck = Number.isInteger(n) && n > 0 ? n : 100
+    } catch {
+      clkTck = 100
+    }
+  }
+  return clkTck
+}
 
-function procCpuSeconds(pid: number): number | undefined {
+/** CPU seconds (utime + stime: every thread of the process) a process has used, from /proc/<pid>/stat; undefined once it is gone. */
+export function procCpuSeconds(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after the ")" closing the command name: state is field 3, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK
+    return (Number(rest[11]) + Number(rest[12])) / clockTicks()
   } catch {
     return undefined
   }

@@ -1,7 +1,7 @@
 // Renders docs/benchmarks.md from the collected figures. Hand-written text after the NOTES_MARKER line of
 // the previous report is carried over to the end of the new one.
 import { readFile } from 'node:fs/promises'
-import { f0, f1, f2, mib, table } from './format.ts'
+import { f0, f1, f2, fus, mib, table } from './format.ts'
 import { WORKLOAD_LABEL } from './options.ts'
 import { renderMicro, renderProfile } from './report-sections.ts'
 import { recoveryTargets, renderFailover, renderLogCost } from './report-recovery.ts'
@@ -10,7 +10,8 @@ import { renderActivemq } from './activemq.ts'
 import { renderTls } from './tls.ts'
 import { renderTakeover } from './takeover.ts'
 import { renderRss } from './rss.ts'
-import { initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
+import { renderFloor } from './report-floor.ts'
+import { cpuUsPerTx, initRatios, median, summarise, type BenchData, type CaseSummary } from './results.ts'
 
 // Issue 4's goals: select-only >= 0.75 x direct; TPC-B >= 0.9 of the per-backend 3-way ceiling; prepared >= simple.
 const SELECT_TARGET = 0.75
@@ -95,6 +96,8 @@ export function renderReport(data: BenchData, previous?: string): string {
   const o = data.options
   const cases = summarise(data)
   const targets = checkTargets(data, cases)
+  // The INSERT workload has no ceiling target: it is in the floor section only.
+  const mainCases = cases.filter((c) => c.workload !== 'insert')
   const m = data.machine
   const minutes = (data.finishedAt.getTime() - data.startedAt.getTime()) / 60_000
   const out: string[] = []
@@ -119,7 +122,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(
     table(
       ['Workload', 'Mode', 'direct tps', 'pgraid tps', 'ceiling tps (sum of 3)', 'ceiling tps per backend', 'pgraid / direct', 'pgraid / ceiling sum', 'pgraid / ceiling per backend'],
-      cases.map((c) => [
+      mainCases.map((c) => [
         WORKLOAD_LABEL[c.workload],
         c.mode,
         f0(c.directTps),
@@ -137,7 +140,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(
     table(
       ['Workload', 'Mode', 'direct latency ms', 'pgraid latency ms', 'ceiling latency ms (mean of 3)', 'pgraid / direct latency', 'pgraid CPU, % of one core', 'pgraid CPU ms per transaction'],
-      cases.map((c) => [
+      mainCases.map((c) => [
         WORKLOAD_LABEL[c.workload],
         c.mode,
         f2(c.directLat),
@@ -229,6 +232,7 @@ export function renderReport(data: BenchData, previous?: string): string {
     }
   }
 
+  out.push(...renderFloor(data))
   out.push(...renderLogCost(data, cases))
   out.push(...renderFailover(data))
   out.push(...renderLifecycle(data.lifecycle))
@@ -316,7 +320,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push(
     `- pgbench scale ${o.scale}, \`-c ${o.clients} -j ${o.threads} -T ${o.seconds}\`, \`-M simple\` and \`-M prepared\`; ` +
       `${o.rounds} interleaved round${o.rounds === 1 ? '' : 's'}: each round runs every (workload, mode) against all ` +
-      `${nolog ? 'its targets (TPC-B: four, with pgraid-nolog)' : 'three targets'} back to back, in an order that rotates from round to round.`,
+      `${nolog ? 'its targets (TPC-B: four, with pgraid-nolog)' : o.floor ? 'its targets (three, plus the Node.js floor proxy where one applies)' : 'three targets'} back to back, in an order that rotates from round to round.`,
   )
   out.push(
     `- ${data.backendAuth.length} embedded PostgreSQL servers (\`src/embedded/cluster.ts\`): loopback TCP, ` +
@@ -366,7 +370,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push('')
   out.push(
     table(
-      ['Round', 'Workload', 'Mode', 'Clients', 'Target', 'tps', 'latency ms', 'transactions', 'pgraid CPU %', 'per backend tps (ceiling)', 'load avg (1 min) at start'],
+      ['Round', 'Workload', 'Mode', 'Clients', 'Target', 'tps', 'latency ms', 'transactions', 'pgraid CPU %', 'proxy CPU µs per transaction', 'per backend tps (ceiling)', 'load avg (1 min) at start'],
       data.samples.map((s) => [
         String(s.round),
         WORKLOAD_LABEL[s.workload],
@@ -377,6 +381,7 @@ export function renderReport(data: BenchData, previous?: string): string {
         f2(s.latencyMs),
         f0(s.runs.reduce((a, x) => a + x.processed, 0)),
         s.proxyCpuPct === undefined ? '' : f0(s.proxyCpuPct),
+        s.cpuS === undefined ? '' : fus(cpuUsPerTx(s)),
         s.target === 'ceiling' ? s.runs.map((x) => `${x.endpoint} ${f0(x.tps)}`).join(', ') : '',
         f1(s.load1),
       ]),

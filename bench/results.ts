@@ -11,8 +11,12 @@ import type { MicroResults } from './micro.ts'
 import type { ProfileOutcome } from './profile.ts'
 import type { FailoverOutcome } from './failover.ts'
 
-/** 'pgraid-nolog': a second pgraid over the same backends and database, started with `recovery: { log: false }`. */
-export type Target = 'direct' | 'pgraid' | 'ceiling' | 'pgraid-nolog'
+/**
+ * 'pgraid-nolog': a second pgraid over the same backends and database, started with `recovery: { log: false }`.
+ * 'relay', 'fanout': the Node.js floor (bench/floor.ts), a bare relay to pg1 and a bare 3-way fan-out.
+ */
+export type Target = 'direct' | 'pgraid' | 'ceiling' | 'pgraid-nolog' | 'relay' | 'fanout'
+export type FloorTarget = 'relay' | 'fanout'
 export const TARGETS: Target[] = ['direct', 'pgraid', 'ceiling']
 /** Targets of the TPC-B cases at the full client count when the log's cost is measured (BENCH_LOGCOST). */
 export const TPCB_TARGETS_WITH_NOLOG: Target[] = ['direct', 'pgraid', 'ceiling', 'pgraid-nolog']
@@ -20,6 +24,11 @@ export const TPCB_TARGETS_WITH_NOLOG: Target[] = ['direct', 'pgraid', 'ceiling',
 /** Targets that run pgbench through a pgraid instance. */
 export function isPgraid(t: Target): boolean {
   return t === 'pgraid' || t === 'pgraid-nolog'
+}
+
+/** Targets that run pgbench through a floor proxy. */
+export function isFloor(t: Target): t is FloorTarget {
+  return t === 'relay' || t === 'fanout'
 }
 
 /** One benchmark case: a workload and mode at a client count, measured against some targets. */
@@ -47,6 +56,22 @@ export interface Sample {
   runs: RunResult[]
   /** pgraid's CPU use during a pgraid or pgraid-nolog run, in % of one core. */
   proxyCpuPct?: number
+  /**
+   * CPU seconds the target's proxy process used from just before pgbench started to just after it ended
+   * (utime + stime of all its threads, /proc/<pid>/stat): pgraid, pgraid-nolog, relay, fanout. Undefined for
+   * direct and ceiling, whose CPU is the PostgreSQL servers'.
+   */
+  cpuS?: number
+}
+
+/** Transactions pgbench completed in a sample (summed over the ceiling's three runs). */
+export function transactions(s: Sample): number {
+  return s.runs.reduce((a, r) => a + r.processed, 0)
+}
+
+/** The target proxy's CPU per completed transaction in µs; NaN when not measured. */
+export function cpuUsPerTx(s: Sample): number {
+  return s.cpuS === undefined ? Number.NaN : (s.cpuS * 1e6) / transactions(s)
 }
 
 export interface InitTiming {
@@ -160,4 +185,59 @@ export function initRatios(init: InitTiming): { total: number; copy: number | un
     total: init.pgraid.totalS / init.direct.totalS,
     copy: dCopy && pCopy !== undefined ? pCopy / dCopy : undefined,
   }
+}
+
+/** Medians of one target in one case: tps, latency, and its proxy's CPU per transaction (NaN for direct). */
+export interface TargetFigures {
+  tps: number
+  latencyMs: number
+  cpuUs: number
+  n: number
+}
+
+/** One row of "CPU per transaction against the Node.js floor": a case, its targets, pgraid against the floor. */
+export interface FloorRow {
+  workload: Workload
+  mode: QueryMode
+  clients: number
+  /** The floor this workload is held against: relay for reads, fanout for replicated writes; none for TPC-B. */
+  floor?: FloorTarget
+  direct?: TargetFigures
+  pgraid?: TargetFigures
+  floorFigures?: TargetFigures
+  /** pgraid's CPU per transaction / the floor's (medians); NaN without a floor. */
+  cpuRatio: number
+}
+
+/** Every case that ran pgraid, in case order, with its floor figures where it has a floor target. */
+export function summariseFloor(data: BenchData): FloorRow[] {
+  const rows: FloorRow[] = []
+  for (const cs of data.cases) {
+    if (!cs.targets.includes('pgraid')) continue
+    const of = (t: Target): TargetFigures | undefined => {
+      const xs = data.samples.filter((s) => s.workload === cs.workload && s.mode === cs.mode && s.clients === cs.clients && s.target === t)
+      if (!xs.length) return undefined
+      return {
+        tps: median(xs.map((s) => s.tps)),
+        latencyMs: median(xs.map((s) => s.latencyMs)),
+        cpuUs: median(xs.map(cpuUsPerTx).filter((x) => !Number.isNaN(x))),
+        n: xs.length,
+      }
+    }
+    const floor = cs.targets.find(isFloor)
+    const pgraid = of('pgraid')
+    if (!pgraid) continue
+    const floorFigures = floor ? of(floor) : undefined
+    rows.push({
+      workload: cs.workload,
+      mode: cs.mode,
+      clients: cs.clients,
+      floor,
+      direct: of('direct'),
+      pgraid,
+      floorFigures,
+      cpuRatio: floorFigures ? pgraid.cpuUs / floorFigures.cpuUs : Number.NaN,
+    })
+  }
+  return rows
 }

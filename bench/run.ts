@@ -11,10 +11,12 @@
 //   BENCH_SCALE=10       pgbench scale factor (-s); 10 = 1M pgbench_accounts rows
 //   BENCH_CLIENTS=8      pgbench -c (per pgbench process)
 //   BENCH_THREADS=2      pgbench -j (per pgbench process)
-//   BENCH_WORKLOADS=tpcb,select   which workloads to run (TPC-B default script, select-only -S)
+//   BENCH_WORKLOADS=tpcb,select,insert   which workloads to run (TPC-B default script, select-only -S, the single
+//                        autocommit INSERT of bench/floor-insert.sql; insert is in the default only with BENCH_FLOOR)
 //   BENCH_MODES=simple,prepared   which pgbench -M query modes to run
 //   BENCH_SINGLE_CLIENT=1         also run each workload with one client (-c 1 -j 1, -M simple), direct vs
-//                                 pgraid: the per-statement cost of the proxy without contention; 0 = skip
+//                                 pgraid (and the workload's floor proxy, with BENCH_FLOOR): the per-statement
+//                                 cost of the proxy without contention; 0 = skip
 //   BENCH_PROFILE=1      after the measured runs, one more TPC-B -M prepared run (BENCH_SECONDS long) through a
 //                        pgraid child started with `node --cpu-prof`, stopped with SIGTERM so the profile is
 //                        written; self time per function / source file goes to "Where the time goes".
@@ -42,6 +44,15 @@
 //   BENCH_RSS=1          the memory figure (issue 8): pgraid (a child process) over a separate 3-backend cluster,
 //                        its VmRSS before any client and with 200 idle node-postgres sessions (bench/rss.ts, ~1 min).
 //                        0 = skip
+//   BENCH_FLOOR=1        the Node.js floor (issue 20, bench/floor.ts): two bare Node.js proxies as extra targets of the
+//                        measured rounds, each a child process - "relay" (bytes piped to pg1, bench/floor-relay.ts) on
+//                        select-only, "fanout" (every message to all 3 backends, bench/floor-fanout.ts) on the INSERT
+//                        workload - and the CPU per transaction of pgraid and of each of them, from /proc/<pid>/stat
+//                        before and after every run: "CPU per transaction against the Node.js floor". 0 = skip
+//   BENCH_ONLY=floor     (or `npx tsx bench/run.ts --only floor`): the floor part alone for a quick check: the measured
+//                        rounds of every workload against direct, pgraid and the floor proxies (no ceiling), without
+//                        the micro-benchmarks, the profile and the separate scenarios; prints the floor table and writes
+//                        no report unless BENCH_OUT is set. E.g. BENCH_QUICK=1 BENCH_SCALE=1 npx tsx bench/run.ts --only floor
 //   BENCH_PROXY=child    "child": pgraid as `node bin/pgraid.js start -c <config>` (isolated RSS/CPU);
 //                        "inprocess": pgraid inside this process
 //   BENCH_LOG_LEVEL=warn pgraid log level (its warnings are collected into the report)
@@ -72,7 +83,9 @@ import { runActivemq } from './activemq.ts'
 import { runTls } from './tls.ts'
 import { runTakeover } from './takeover.ts'
 import { runRss } from './rss.ts'
-import { isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
+import { cpuUsPerTx, isFloor, isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
+import { createInsertTables, floorEndpoint, prepareInsertRun, startFloor, type FloorProxies } from './floor.ts'
+import { floorLogLines, floorTable } from './report-floor.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
 const PGRAID_DB = 'postgres'
@@ -189,27 +202,42 @@ async function measure(
   target: Target,
   backends: RunningBackend[],
   pgraids: Pgraids,
+  floors: FloorProxies,
 ): Promise<Sample> {
   const spec = { workload: cs.workload, mode: cs.mode, seconds: opts.seconds, clients: cs.clients, threads: cs.threads }
   const base = { round, workload: cs.workload, mode: cs.mode, clients: cs.clients, target }
+  // Between runs: pgbench's own maintenance of its tables, or emptying the INSERT workload's table.
+  const prepare = (on: RunningBackend[], database: string, via?: Endpoint[]) =>
+    cs.workload === 'insert' ? prepareInsertRun(on, database, via) : prepareRun(on, database, via)
   if (target === 'direct') {
-    await prepareRun([backends[0]!], DIRECT_DB)
+    await prepare([backends[0]!], DIRECT_DB)
     const load1 = os.loadavg()[0] ?? 0
     const r = await benchRun(backendEndpoint(backends[0]!, DIRECT_DB), spec)
     return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r] }
+  }
+  if (isFloor(target)) {
+    const floor = floors[target]
+    if (!floor) throw new Error(`no floor proxy for target ${target}`)
+    await prepare(target === 'relay' ? [backends[0]!] : backends, DIRECT_DB)
+    const load1 = os.loadavg()[0] ?? 0
+    const cpu0 = floor.cpuSeconds()
+    const r = await benchRun(floorEndpoint(floor, backends[0]!, DIRECT_DB), spec)
+    const cpuS = floor.cpuSeconds() - cpu0
+    return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r], cpuS }
   }
   if (isPgraid(target)) {
     const through = target === 'pgraid' ? pgraids.pgraid : pgraids.nolog
     if (!through) throw new Error(`no pgraid instance for target ${target}`)
     const { proxy, ep: pgraidEp } = through
     // Through every instance: each orders its TRUNCATE after its own last writes.
-    await prepareRun(backends, PGRAID_DB, [pgraids.pgraid.ep, ...(pgraids.nolog ? [pgraids.nolog.ep] : [])])
+    await prepare(backends, PGRAID_DB, [pgraids.pgraid.ep, ...(pgraids.nolog ? [pgraids.nolog.ep] : [])])
     const load1 = os.loadavg()[0] ?? 0
     const cpu0 = proxy.cpuSeconds()
     const r = await benchRun(pgraidEp, spec)
     const cpu = proxy.cpuSeconds() - cpu0
-    return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r], proxyCpuPct: (100 * cpu) / (r.wallMs / 1000) }
+    return { ...base, load1, tps: r.tps, latencyMs: r.latencyMs, runs: [r], proxyCpuPct: (100 * cpu) / (r.wallMs / 1000), cpuS: cpu }
   }
+  if (cs.workload === 'insert') throw new Error(`target ${target} does not run the INSERT workload`)
   await prepareRun(backends, DIRECT_DB)
   const load1 = os.loadavg()[0] ?? 0
   const runs: RunResult[] = await Promise.all(backends.map((b) => benchRun(backendEndpoint(b, DIRECT_DB), spec)))
@@ -222,22 +250,36 @@ async function measure(
   }
 }
 
+/**
+ * The Node.js floor target of a workload (bench/floor.ts), right after pgraid in the target list: the relay for
+ * reads, the 3-way fan-out for the INSERT; none for TPC-B (a fan-out without ordering deadlocks on it).
+ */
+function withFloor(opts: BenchOptions, workload: Case['workload'], targets: Target[]): Target[] {
+  const floor: Target | undefined = !opts.floor ? undefined : workload === 'select' ? 'relay' : workload === 'insert' ? 'fanout' : undefined
+  if (!floor) return targets
+  const at = targets.indexOf('pgraid') + 1
+  return [...targets.slice(0, at), floor, ...targets.slice(at)]
+}
+
 function benchCases(opts: BenchOptions): Case[] {
   const cases: Case[] = []
   for (const workload of opts.workloads)
     for (const mode of opts.modes) {
-      // The recovery log's cost: TPC-B also through a pgraid without the log (BENCH_LOGCOST).
-      const targets = workload === 'tpcb' && opts.logCost ? TPCB_TARGETS_WITH_NOLOG : TARGETS
-      cases.push({ workload, mode, clients: opts.clients, threads: opts.threads, targets })
+      // The recovery log's cost: TPC-B also through a pgraid without the log (BENCH_LOGCOST). The INSERT workload
+      // has no ceiling (it is there for the floor); `--only floor` measures no ceiling at all.
+      let targets = workload === 'tpcb' && opts.logCost ? TPCB_TARGETS_WITH_NOLOG : TARGETS
+      if (workload === 'insert' || opts.only === 'floor') targets = targets.filter((t) => t !== 'ceiling')
+      cases.push({ workload, mode, clients: opts.clients, threads: opts.threads, targets: withFloor(opts, workload, targets) })
     }
   // One client, no contention: what the proxy hop and replication add to each statement.
   if (opts.singleClient && opts.clients !== 1)
-    for (const workload of opts.workloads) cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: ['direct', 'pgraid'] })
+    for (const workload of opts.workloads)
+      cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: withFloor(opts, workload, ['direct', 'pgraid']) })
   return cases
 }
 
 async function main(): Promise<number> {
-  const opts = readOptions()
+  const opts = readOptions(process.env, process.argv.slice(2))
   const startedAt = new Date()
   const machine = describeMachine()
   const cases = benchCases(opts)
@@ -249,14 +291,18 @@ async function main(): Promise<number> {
       `measuring takes ~${estimate.toFixed(0)} min after init`,
   )
   const pgbenchVer = await pgbenchVersion()
-  // In-process micro-benchmarks first, while nothing else of ours runs (bench/micro.ts).
-  log('micro-benchmarks: statement analysis and lock manager (in-process)')
-  const micro = await runMicro()
-  log(`  done in ${(micro.ms / 1000).toFixed(1)} s`)
+  // In-process micro-benchmarks first, while nothing else of ours runs (bench/micro.ts); not with --only.
+  let micro: Awaited<ReturnType<typeof runMicro>> | undefined
+  if (opts.only === undefined) {
+    log('micro-benchmarks: statement analysis and lock manager (in-process)')
+    micro = await runMicro()
+    log(`  done in ${(micro.ms / 1000).toFixed(1)} s`)
+  }
 
   let cluster: Cluster | undefined
   let proxy: Proxy | undefined
   let nologProxy: Proxy | undefined
+  const floors: FloorProxies = {}
   const samples: Sample[] = []
   const tpcbChecks = { checks: 0, failures: [] as string[] }
   try {
@@ -303,21 +349,32 @@ async function main(): Promise<number> {
       }
     }
 
+    // The Node.js floor: the INSERT workload's table, and the bare proxies in front of the direct targets' database.
+    if (cases.some((c) => c.workload === 'insert')) await createInsertTables(backends, DIRECT_DB, pgraidEp)
+    for (const kind of ['relay', 'fanout'] as const) {
+      if (!cases.some((c) => c.targets.includes(kind))) continue
+      const f = await startFloor(kind, backends, opts.repoRoot)
+      floors[kind] = f
+      log(`floor-${kind} pid ${f.pid} on ${f.host}:${f.port}`)
+    }
+
     for (let round = 1; round <= opts.rounds; round++) {
       for (const [ci, cs] of cases.entries()) {
         // Rotate the target order from case to case and round to round, so no target always goes first.
         const shift = (round - 1 + ci) % cs.targets.length
         const order = [...cs.targets.slice(shift), ...cs.targets.slice(0, shift)]
         for (const target of order) {
-          const s = await measure(opts, round, cs, target, backends, pgraids)
+          const s = await measure(opts, round, cs, target, backends, pgraids, floors)
           samples.push(s)
           const used = target === 'pgraid-nolog' ? nologProxy : proxy
           const extra =
             target === 'ceiling'
               ? ` (per backend: ${s.runs.map((r) => r.tps.toFixed(0)).join(' / ')})`
               : isPgraid(target) && used
-                ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, RSS ${(used.rss() / 2 ** 20).toFixed(0)} MiB)`
-                : ''
+                ? ` (pgraid CPU ${s.proxyCpuPct!.toFixed(0)}% of a core, ${cpuUsPerTx(s).toFixed(1)} µs per transaction, RSS ${(used.rss() / 2 ** 20).toFixed(0)} MiB)`
+                : isFloor(target)
+                  ? ` (${target} CPU ${cpuUsPerTx(s).toFixed(1)} µs per transaction)`
+                  : ''
           log(`round ${round}/${opts.rounds} ${cs.workload} ${cs.mode} -c ${cs.clients} ${target}: ${fmtRun(s)}${extra} [load ${s.load1.toFixed(1)}]`)
           if (isPgraid(target) && cs.workload === 'tpcb') {
             // Every backend must have applied the same writes, pgbench_history rows included.
@@ -344,6 +401,7 @@ async function main(): Promise<number> {
     }
     await proxy.stop()
     proxy = undefined
+    for (const f of Object.values(floors)) await f.stop()
     const profile = opts.profile
       ? await profileTpcb({ opts, raw, backends, database: PGRAID_DB, user: CLIENT_USER, password: CLIENT_PASSWORD, log })
       : undefined
@@ -433,9 +491,12 @@ async function main(): Promise<number> {
       micro,
       profile,
     }
-    await writeFile(opts.out, renderReport(data, await previousReport(opts.out)))
-    log(`wrote ${opts.out}`)
+    if (opts.only === undefined || opts.outExplicit) {
+      await writeFile(opts.out, renderReport(data, await previousReport(opts.out)))
+      log(`wrote ${opts.out}`)
+    } else log(`--only ${opts.only}: no report written (set BENCH_OUT to write one)`)
     printSummary(data)
+    if (opts.only === 'floor') process.stdout.write(`\n${floorTable(data)}\n`)
     if (!atEnd.identical || tpcbChecks.failures.length > 0) {
       log('FAILED: the backends behind pgraid differed after some runs (report written anyway)')
       return 1
@@ -465,6 +526,7 @@ async function main(): Promise<number> {
     }
     throw Object.assign(e as object, { proxyProblems: proxy?.problems() })
   } finally {
+    for (const f of Object.values(floors)) await f.stop().catch((e: unknown) => log(`stopping floor-${f.kind}: ${String(e)}`))
     if (nologProxy) await nologProxy.stop().catch((e: unknown) => log(`stopping pgraid-nolog: ${String(e)}`))
     if (proxy) await proxy.stop().catch((e: unknown) => log(`stopping pgraid: ${String(e)}`))
     if (cluster) await cluster.stop().catch((e: unknown) => log(`stopping the backends: ${String(e)}`))
@@ -473,7 +535,8 @@ async function main(): Promise<number> {
 }
 
 function printSummary(data: BenchData): void {
-  for (const c of summarise(data)) {
+  // The INSERT workload, and everything under --only floor (no ceiling), is in the floor lines.
+  for (const c of data.options.only === undefined ? summarise(data).filter((x) => x.workload !== 'insert') : []) {
     log(
       `${c.workload} ${c.mode}: direct ${c.directTps.toFixed(0)} tps / ${c.directLat.toFixed(2)} ms, ` +
         `pgraid ${c.pgraidTps.toFixed(0)} tps / ${c.pgraidLat.toFixed(2)} ms, ceiling ${c.ceilingSumTps.toFixed(0)} ` +
@@ -481,7 +544,8 @@ function printSummary(data: BenchData): void {
         (Number.isFinite(c.nologTps) ? `; without the recovery log ${c.nologTps.toFixed(0)} tps, with/without ${(c.pgraidTps / c.nologTps).toFixed(2)}` : ''),
     )
   }
-  for (const l of checkTargets(data).lines) log(l.replace(/\*\*/g, ''))
+  for (const l of floorLogLines(data)) log(l)
+  if (data.options.only === undefined) for (const l of checkTargets(data).lines) log(l.replace(/\*\*/g, ''))
 }
 
 main().then(
