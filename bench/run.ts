@@ -69,10 +69,11 @@ import { startCluster, type BackendAuth, type Cluster, type RunningBackend } fro
 import { CLIENT_PASSWORD, CLIENT_USER } from '../src/embedded/stack.ts'
 import { parseConfig } from '../src/config/schema.ts'
 import { describeMachine } from './machine.ts'
-import { accountCounts, checkReplicas, prepareRun, probeVacuum, recreateDatabase, serverVersion, vacuumAnalyze } from './maintenance.ts'
+import { accountCounts, checkReplicas, prepareRun, probeVacuum, recreateDatabase, serverVersion } from './maintenance.ts'
 import { readOptions, type BenchOptions } from './options.ts'
-import { benchRun, initDataset, pgbenchVersion, PgbenchError, type Endpoint, type InitResult, type RunResult } from './pgbench.ts'
-import { killAllChildren, runAbortCleanups } from './procs.ts'
+import { benchRun, pgbenchVersion, PgbenchError, type Endpoint, type RunResult } from './pgbench.ts'
+import { aborted, activeClusters, takeOverSignals } from './interrupt.ts'
+import { backendEndpoint, DIRECT_DB, PGRAID_DB, timedInit } from './init-timing.ts'
 import { proxyConfig, startProxy, type Proxy } from './proxy.ts'
 import { renderReport, checkTargets, previousReport } from './report.ts'
 import { runMicro } from './micro.ts'
@@ -83,15 +84,11 @@ import { runActivemq } from './activemq.ts'
 import { runTls } from './tls.ts'
 import { runTakeover } from './takeover.ts'
 import { runRss } from './rss.ts'
-import { cpuUsPerTx, isFloor, isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type InitTiming, type Sample, type Target } from './results.ts'
+import { cpuUsPerTx, isFloor, isPgraid, TARGETS, TPCB_TARGETS_WITH_NOLOG, summarise, type BenchData, type Case, type Sample, type Target } from './results.ts'
 import { createInsertTables, floorEndpoint, prepareInsertRun, startFloor, type FloorProxies } from './floor.ts'
 import { floorLogLines, floorTable } from './report-floor.ts'
 
 const BACKEND_AUTH: BackendAuth[] = ['scram-sha-256', 'md5', 'trust']
-const PGRAID_DB = 'postgres'
-const DIRECT_DB = 'benchraw'
-const DEFAULT_INIT_STEPS = 'dtgvp' // pgbench's default: drop, tables, client-side generate (COPY), vacuum, primary keys
-const FALLBACK_INIT_STEPS = 'dtgp'
 
 const t0 = Date.now()
 function log(msg: string): void {
@@ -99,91 +96,9 @@ function log(msg: string): void {
   process.stderr.write(`[bench ${s}s] ${msg}\n`)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Interruption. Ctrl-C: kill our children (pgbench, pgraid) at once, shut the PostgreSQL servers down
-// (immediate mode) and remove their data directories, then exit 130. This runs asynchronously on purpose:
-// under `npm run bench` the tsx parent process re-sends the signal and SIGKILLs us if we do not react
-// within ~60 ms, so nothing here may block the event loop (the cluster's own synchronous signal handler
-// would, which is why it is replaced by this one while the benchmark runs; its exit hook stays as a
-// last resort). A second signal more than a second later exits immediately.
-
-let aborting: number | undefined
-/** The clusters running now: the measured one, and the failover scenario's while it runs. */
-const activeClusters = new Set<Cluster>()
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
-
-function onSignal(sig: NodeJS.Signals): void {
-  if (aborting !== undefined) {
-    if (Date.now() - aborting > 1000) {
-      process.stderr.write(`[bench] ${sig} again: exiting without waiting\n`)
-      killAllChildren('SIGKILL')
-      process.exit(sig === 'SIGINT' ? 130 : 143)
-    }
-    return
-  }
-  aborting = Date.now()
-  process.stderr.write(`\n[bench] ${sig}: stopping pgbench, pgraid and the PostgreSQL servers\n`)
-  killAllChildren('SIGKILL')
-  runAbortCleanups()
-  const stop = Promise.all(
-    [...activeClusters].map((cluster) => Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())),
-  )
-  const deadline = new Promise((resolve) => setTimeout(resolve, 30_000).unref())
-  void Promise.race([stop, deadline])
-    .catch((e: unknown) => process.stderr.write(`[bench] while stopping: ${String(e)}\n`))
-    .finally(() => process.exit(sig === 'SIGINT' ? 130 : 143))
-}
-
-/** Makes onSignal the only visible handler for SIGINT/SIGTERM/SIGHUP (see above). */
-function takeOverSignals(): void {
-  for (const sig of SIGNALS) {
-    for (const l of process.listeners(sig)) if (l !== onSignal) process.off(sig, l as (...args: unknown[]) => void)
-    if (!process.listeners(sig).includes(onSignal)) process.on(sig, onSignal)
-  }
-}
 takeOverSignals()
 
 // ---------------------------------------------------------------------------------------------
-
-function backendEndpoint(b: RunningBackend, database: string): Endpoint {
-  return { name: b.name, host: b.host, port: b.port, user: b.user, password: b.password, database }
-}
-
-async function timedInit(
-  opts: BenchOptions,
-  backends: RunningBackend[],
-  pgraidEp: Endpoint,
-): Promise<InitTiming> {
-  let steps = DEFAULT_INIT_STEPS
-  let fallback: string | undefined
-  let pgraid: InitResult
-  log(`pgbench -i -s ${opts.scale} through pgraid (steps ${steps})`)
-  try {
-    pgraid = await initDataset(pgraidEp, opts.scale, steps)
-  } catch (e) {
-    if (!(e instanceof PgbenchError) || e.result.signal !== null) throw e
-    const why = e.result.stderr.split('\n').find((l) => /error|ERROR|FATAL/.test(l)) ?? e.message
-    log(`pgbench -i through pgraid failed with the default steps:\n${e.details()}`)
-    steps = FALLBACK_INIT_STEPS
-    fallback =
-      `\`pgbench -i\` with the default steps (\`${DEFAULT_INIT_STEPS}\`) failed through pgraid (${why.trim()}); ` +
-      `both inits therefore used \`-I ${FALLBACK_INIT_STEPS}\` (no VACUUM step) and the benchmark ran ` +
-      '`VACUUM ANALYZE` directly on each backend afterwards (untimed).'
-    log(`retrying through pgraid with -I ${steps}`)
-    pgraid = await initDataset(pgraidEp, opts.scale, steps)
-    await Promise.all(backends.map((b) => vacuumAnalyze(b, PGRAID_DB)))
-  }
-  log(`  through pgraid: ${pgraid.totalS} s ${JSON.stringify(pgraid.steps)}`)
-
-  // The direct comparison: pg1 alone, nothing else running; then the other two backends' own copies.
-  log(`pgbench -i -s ${opts.scale} directly on ${backends[0]!.name}, database ${DIRECT_DB}`)
-  const direct = await initDataset(backendEndpoint(backends[0]!, DIRECT_DB), opts.scale, steps)
-  log(`  direct: ${direct.totalS} s ${JSON.stringify(direct.steps)}`)
-  log(`pgbench -i directly on ${backends.slice(1).map((b) => b.name).join(', ')} (untimed, for the ceiling runs)`)
-  await Promise.all(backends.slice(1).map((b) => initDataset(backendEndpoint(b, DIRECT_DB), opts.scale, steps)))
-  if (fallback) await Promise.all(backends.map((b) => vacuumAnalyze(b, DIRECT_DB)))
-  return { steps, direct, pgraid, fallback }
-}
 
 function fmtRun(r: { tps: number; latencyMs: number }): string {
   return `${r.tps.toFixed(0)} tps, ${r.latencyMs.toFixed(2)} ms`
@@ -310,7 +225,7 @@ async function main(): Promise<number> {
     cluster = await startCluster({ count: 3, auth: BACKEND_AUTH })
     activeClusters.add(cluster)
     takeOverSignals()
-    if (aborting !== undefined) return 130 // interrupted while the servers were starting
+    if (aborted()) return 130 // interrupted while the servers were starting
     const backends = cluster.backends
     const pgVersion = await serverVersion(backends[0]!)
 
@@ -323,7 +238,7 @@ async function main(): Promise<number> {
     const pgraidEp: Endpoint = { name: 'pgraid', host: proxy.host, port: proxy.port, user: CLIENT_USER, password: CLIENT_PASSWORD, database: PGRAID_DB }
 
     await Promise.all(backends.map((b) => recreateDatabase(b, DIRECT_DB)))
-    const init = await timedInit(opts, backends, pgraidEp)
+    const init = await timedInit(log, opts, backends, pgraidEp)
     const peakAfterInit = proxy.peakRss()
 
     const counts = await accountCounts(backends, PGRAID_DB)
@@ -432,7 +347,7 @@ async function main(): Promise<number> {
           ...scenarioHooks,
         })
       : undefined
-    if (aborting !== undefined) return 130
+    if (aborted()) return 130
     const lifecycle = opts.lifecycle
       ? await runLifecycle({
           opts,
@@ -443,7 +358,7 @@ async function main(): Promise<number> {
           ...scenarioHooks,
         })
       : undefined
-    if (aborting !== undefined) return 130
+    if (aborted()) return 130
     const activemq = opts.activemq
       ? await runActivemq({
           auth: BACKEND_AUTH,
@@ -453,13 +368,13 @@ async function main(): Promise<number> {
           ...scenarioHooks,
         })
       : undefined
-    if (aborting !== undefined) return 130
+    if (aborted()) return 130
     const tls = opts.tls ? await runTls(log, scenarioHooks) : undefined
     const takeover = opts.takeover ? await runTakeover({ auth: BACKEND_AUTH, log, ...scenarioHooks }) : undefined
     const idleSessions = opts.rss
       ? await runRss({ auth: BACKEND_AUTH, user: CLIENT_USER, password: CLIENT_PASSWORD, repoRoot: opts.repoRoot, log, ...scenarioHooks })
       : undefined
-    if (aborting !== undefined) return 130
+    if (aborted()) return 130
 
     const data: BenchData = {
       startedAt,
@@ -550,10 +465,10 @@ function printSummary(data: BenchData): void {
 
 main().then(
   (code) => {
-    if (aborting === undefined) process.exit(code)
+    if (!aborted()) process.exit(code)
   },
   (e: unknown) => {
-    if (aborting !== undefined) return // the signal handler finishes the cleanup and exits
+    if (aborted()) return // the signal handler finishes the cleanup and exits
     if (e instanceof PgbenchError) process.stderr.write(`\n[bench] FAILED: ${e.message}\n${e.details()}\n`)
     else process.stderr.write(`\n[bench] FAILED: ${(e as Error)?.stack ?? String(e)}\n`)
     const problems = (e as { proxyProblems?: { count: number; recent: string[] } })?.proxyProblems
