@@ -12,9 +12,9 @@ import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import type { RunningBackend } from '../src/embedded/cluster.ts'
 import type pg from 'pg'
-import { withEndpoint } from './maintenance.ts'
+import { withClient, withEndpoint } from './maintenance.ts'
 import type { Endpoint } from './pgbench.ts'
-import { signalChild, spawnTracked } from './procs.ts'
+import { listeningAddress, signalChild, spawnTracked } from './procs.ts'
 import { procCpuSeconds } from './proxy.ts'
 
 export type FloorKind = 'relay' | 'fanout'
@@ -60,22 +60,7 @@ export async function startFloor(kind: FloorKind, backends: RunningBackend[], re
   let host = ''
   let port = 0
   try {
-    ;[host, port] = await new Promise<[string, number]>((resolve, reject) => {
-      let out = ''
-      const timer = setTimeout(() => reject(new Error(`floor-${kind} did not report listening within 60 s\n${stderrTail}`)), 60_000)
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-        out += d
-        const m = new RegExp(`floor-${kind} listening on (\\S+):(\\d+)`).exec(out)
-        if (m) {
-          clearTimeout(timer)
-          resolve([m[1]!, Number(m[2])])
-        }
-      })
-      child.once('exit', (code, sig) => {
-        clearTimeout(timer)
-        reject(new Error(`floor-${kind} exited during start (${code ?? sig}):\n${stderrTail}`))
-      })
-    })
+    ;[host, port] = await listeningAddress(child, `floor-${kind}`, () => stderrTail)
   } catch (e) {
     signalChild(child, 'SIGKILL')
     await exited
@@ -108,15 +93,6 @@ export function floorEndpoint(f: FloorProxy, backend: RunningBackend, database: 
   return { name: `floor-${f.kind}`, host: f.host, port: f.port, user: backend.user, password: backend.password, database }
 }
 
-async function onBackend<T>(b: RunningBackend, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = await b.client(database)
-  try {
-    return await fn(c)
-  } finally {
-    await c.end().catch(() => {})
-  }
-}
-
 /** (Re)creates the INSERT workload's table: through pgraid in its database, directly on every backend in `directDb`. */
 export async function createInsertTables(backends: RunningBackend[], directDb: string, pgraid: Endpoint): Promise<void> {
   await withEndpoint(pgraid, async (c) => {
@@ -125,7 +101,7 @@ export async function createInsertTables(backends: RunningBackend[], directDb: s
   })
   await Promise.all(
     backends.map((b) =>
-      onBackend(b, directDb, async (c) => {
+      withClient(b, directDb, async (c) => {
         await c.query(`DROP TABLE IF EXISTS ${INSERT_TABLE}`)
         await c.query(CREATE_INSERT_TABLE)
       }),
@@ -142,7 +118,7 @@ export async function prepareInsertRun(backends: RunningBackend[], database: str
   for (const ep of truncateVia) await withEndpoint(ep, (c) => c.query(`TRUNCATE ${INSERT_TABLE}`))
   await Promise.all(
     backends.map((b) =>
-      onBackend(b, database, async (c) => {
+      withClient(b, database, async (c) => {
         if (!truncateVia.length) await c.query(`TRUNCATE ${INSERT_TABLE}`)
         await c.query('CHECKPOINT')
       }),

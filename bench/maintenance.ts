@@ -5,7 +5,7 @@ import type { RunningBackend } from '../src/embedded/cluster.ts'
 import { compareBackends } from '../test/harness/compare.ts'
 import type { Endpoint } from './pgbench.ts'
 
-async function withClient<T>(b: RunningBackend, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(b: RunningBackend, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = await b.client(database)
   try {
     return await fn(c)

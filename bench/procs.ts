@@ -79,3 +79,27 @@ export function runAbortCleanups(): void {
   }
   abortCleanups.clear()
 }
+
+/**
+ * The address a child proxy prints once it listens (`<name> listening on host:port` on stdout), or
+ * an error with its stderr (`stderr()`) when it exits first or says nothing within 60 s.
+ */
+export function listeningAddress(child: ChildProcess, name: string, stderr: () => string): Promise<[string, number]> {
+  return new Promise<[string, number]>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`${name} did not report listening within 60 s\n${stderr()}`)), 60_000)
+    const pattern = new RegExp(`${name} listening on (\\S+):(\\d+)`)
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      const m = pattern.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve([m[1]!, Number(m[2])])
+      }
+    })
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer)
+      reject(new Error(`${name} exited during start (${code ?? sig}):\n${stderr()}`))
+    })
+  })
+}

@@ -9,7 +9,7 @@ import { parseConfig } from '../src/config/schema.ts'
 import { createLogger } from '../src/observe/logger.ts'
 import type { LogLevel } from '../src/config/schema.ts'
 import type { ProxyMode } from './options.ts'
-import { onAbort, signalChild, spawnTracked } from './procs.ts'
+import { listeningAddress, onAbort, signalChild, spawnTracked } from './procs.ts'
 
 export interface ProxyBackend {
   name: string
@@ -143,22 +143,7 @@ async function startChild(raw: Record<string, unknown>, repoRoot: string, nodeAr
   let host = ''
   let port = 0
   try {
-    ;[host, port] = await new Promise<[string, number]>((resolve, reject) => {
-      let out = ''
-      const timer = setTimeout(() => reject(new Error(`pgraid did not report listening within 60 s\n${stderrTail}`)), 60_000)
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-        out += d
-        const m = /pgraid listening on (\S+):(\d+)/.exec(out)
-        if (m) {
-          clearTimeout(timer)
-          resolve([m[1]!, Number(m[2])])
-        }
-      })
-      child.once('exit', (code, sig) => {
-        clearTimeout(timer)
-        reject(new Error(`pgraid exited during start (${code ?? sig}):\n${stderrTail}`))
-      })
-    })
+    ;[host, port] = await listeningAddress(child, 'pgraid', () => stderrTail)
   } catch (e) {
     signalChild(child, 'SIGKILL')
     await exited

@@ -685,7 +685,8 @@ export class Session implements LinkHost, ClientSession {
    * is lost, as when the connection ends under it.
    */
   private unlinkedOut(ex: Exchange, payloads: Map<number, Buffer[]>): void {
-    for (const idx of [...payloads.keys()]) {
+    // Deleting the current key while iterating a Map is safe: no copy of the keys per batch.
+    for (const idx of payloads.keys()) {
       if (this.backends.at(idx)) continue
       payloads.delete(idx)
       if (!ex.dropBackend(idx)) continue
