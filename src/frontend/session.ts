@@ -972,6 +972,9 @@ export class Session implements LinkHost, ClientSession {
   private afterBatch(plan: Plan, ex: Exchange): void {
     for (const [i, st] of plan.parses) {
       for (const t of plan.msgs[i].targets) if (!ex.answered(i, t, B.ParseComplete)) st.on.delete(t)
+      // A backend dropped during the batch (or before it was sent) never got the Parse: a connection made
+      // there later must be sent it again (lazy Parse), not assumed to have it (26000 on that backend alone).
+      for (const t of st.on) if (!this.backends.at(t)) st.on.delete(t)
       if (st.on.size || st.name === '') this.registry.define(st)
     }
     for (const [i, portal] of plan.binds) {
