@@ -4,7 +4,8 @@
 // `inconsistent`; with no majority the transaction fails everywhere (XX000).
 
 import t from 'tap'
-import { stackFor, client } from '../harness/stack.ts'
+import pg from 'pg'
+import { stackFor, client, assertIdentical, bounded } from '../harness/stack.ts'
 import type { Stack } from '../harness/stack.ts'
 
 async function direct(stack: Stack, i: number, sql: string): Promise<void> {
@@ -105,4 +106,32 @@ t.test('two backends in service: an autocommit write they disagree on is rolled 
   const l0 = (await d1.query('SELECT lsn FROM pgraid.log ORDER BY lsn')).rows.map((r) => r.lsn)
   await d1.end()
   t.same(l1, l0, 'the two logs agree')
+})
+
+t.test('a statement prepared in the batch that took a backend out is prepared there again once it is back', async (t) => {
+  // The backend answered ParseComplete, then was taken out in the same batch: the session must not
+  // count the statement as prepared on it, or its next Execute there gets 26000 after a CLONE.
+  const users = [
+    { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+    { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+  ]
+  const stack = await stackFor(t, { config: { users } })
+  const c = await setup(stack)
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  t.teardown(() => Promise.all([c.end(), admin.end()]))
+  await direct(stack, 1, 'INSERT INTO d VALUES (10, 0)')
+  const insert = (id: number) => c.query({ name: 'ins', text: 'INSERT INTO d VALUES ($1, $1)', values: [id] })
+  t.equal((await insert(10)).rowCount, 1, 'the majority inserted; Parse, Bind, Execute went in one batch')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'inconsistent', 'pg2 (23505) is outvoted after its ParseComplete')
+  await bounded(admin.query('CLONE pg2'), 120_000, 'CLONE pg2')
+  t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
+  // node-postgres sends Bind/Execute only: the statement is known to it.
+  t.equal((await insert(11)).rowCount, 1, 'the same session executes its statement with pg2 attached again')
+  t.equal((await insert(12)).rowCount, 1)
+  t.equal(stack.proxy.context.states.list[1]!.state, 'enabled', 'pg2 got the Parse again and stays in service')
+  const fresh = await client(stack)
+  t.same((await fresh.query('SELECT id FROM d WHERE id >= 10 ORDER BY id')).rows.map((r) => r.id), [10, 11, 12])
+  await fresh.end()
+  await assertIdentical(t, stack)
 })
