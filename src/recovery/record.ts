@@ -72,7 +72,9 @@ export function recordJson(settings: readonly string[], stmts: readonly LogEntry
   let sq: Set<string> | null = null
   for (const e of stmts) if (e.sq) for (const n of e.sq) (sq ??= new Set()).add(n)
   // `sq` first, when there is one: insertText tells from the head whether the row keeps sequence states.
-  const rec: LogRecord = sq ? { v: 1, sq: [...sq], settings: [...settings], stmts: [...stmts] } : { v: 1, settings: [...settings], stmts: [...stmts] }
+  const rec: Readonly<Omit<LogRecord, 'settings' | 'stmts'>> & { settings: readonly string[]; stmts: readonly LogEntry[] } = sq
+    ? { v: 1, sq: [...sq], settings, stmts }
+    : { v: 1, settings, stmts }
   return JSON.stringify(rec)
 }
 
@@ -106,22 +108,38 @@ export function logParse(): Buffer {
   return message(F.Parse, Buffer.concat([cstr(LOG_STATEMENT), cstr(INSERT), types]))
 }
 
-/** Bind of the log INSERT to a named portal (the client's unnamed portal is left alone). */
+const LOG_NAME = cstr(LOG_STATEMENT)
+
+/** Bind of the log INSERT to a named portal (the client's unnamed portal is left alone); built in one buffer, once per commit. */
 export function logBind(lsn: number, at: string, json: string): Buffer {
-  const vals = [String(lsn), at, json].map((v) => Buffer.from(v, 'utf8'))
-  const parts: Buffer[] = [cstr(LOG_STATEMENT), cstr(LOG_STATEMENT), Buffer.from([0, 0]), Buffer.from([0, 3])]
+  const lsnText = String(lsn)
+  const vals = [lsnText, at, json]
+  let size = 5 + 2 * LOG_NAME.length + 2 + 2 + 2
+  for (const v of vals) size += 4 + Buffer.byteLength(v, 'utf8')
+  const out = Buffer.allocUnsafe(size)
+  out[0] = F.Bind
+  out.writeInt32BE(size - 1, 1)
+  let o = 5
+  o += LOG_NAME.copy(out, o)
+  o += LOG_NAME.copy(out, o)
+  o = out.writeInt16BE(0, o) // no parameter format codes: all text
+  o = out.writeInt16BE(3, o)
   for (const v of vals) {
-    const len = Buffer.alloc(4)
-    len.writeInt32BE(v.length)
-    parts.push(len, v)
+    const at4 = o
+    o += 4
+    const n = out.write(v, o, 'utf8')
+    out.writeInt32BE(n, at4)
+    o += n
   }
-  parts.push(Buffer.from([0, 0]))
-  return message(F.Bind, Buffer.concat(parts))
+  out.writeInt16BE(0, o) // no result format codes
+  return out
 }
 
+const LOG_EXECUTE = message(F.Execute, Buffer.concat([LOG_NAME, Buffer.alloc(4)]))
+
+/** Execute of the log INSERT's portal (the same bytes every time: callers must not change them). */
 export function logExecute(): Buffer {
-  const body = Buffer.concat([cstr(LOG_STATEMENT), Buffer.alloc(4)])
-  return message(F.Execute, body)
+  return LOG_EXECUTE
 }
 
 /** The databases a statement changes in a way a replay can repeat (LogEntry.db); null when it cannot. */
