@@ -237,6 +237,9 @@ export class Election extends EventEmitter {
       if (writer) {
         this.term++
         this.writerHint = this.opts.identity
+      } else if (this.writerHint === this.opts.identity) {
+        // Fenced: this instance is not the writer any more, whoever is (learnt at the next lock attempt).
+        this.writerHint = null
       }
       // The first win at startup is routine; later changes are what an operator wants to see.
       const level = this.closed ? 'debug' : writer && this.term === 1 ? 'info' : 'warn'

@@ -181,6 +181,8 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
     if (!resumed) for (const i of [1, 2]) stack.cluster.backends[i]!.resume()
   })
   await waitFor('b to lose the majority', async () => (await b.ha()).role === 'standby', 60_000)
+  const fencedHa = await b.ha()
+  t.not(fencedHa.writer, fencedHa.instance, `a fenced writer does not name itself as the writer (SHOW HA writer: ${fencedHa.writer})`)
   const fenced = await fc.query('INSERT INTO ha_acked VALUES (-11, 3)').then(
     () => null,
     (e: { code?: string; detail?: string }) => e,
