@@ -10,7 +10,7 @@ import type { Test } from 'tap'
 import pg from 'pg'
 import { client, onEachBackend } from '../harness/stack.ts'
 import { cstr, int16, typed } from '../harness/bytes.ts'
-import { CANCEL_REQUEST, dataRow, describe, GSSENC_REQUEST, int32, PROTO, query, Raw, SSL_REQUEST, startupPacket, SYNC, TERMINATE, untyped, type Msg } from '../harness/raw-session.ts'
+import { CANCEL_REQUEST, dataRow, describe, GSSENC_REQUEST, int32, PROTO, Raw, SSL_REQUEST, startupPacket, SYNC, TERMINATE, untyped, type Msg } from '../harness/raw-session.ts'
 import { expectFatal, expectSilentClose, hostileStack, MAX_MESSAGE_BYTES, waitUntil, within } from '../harness/hostile.ts'
 
 const { stack, healthy, end } = await hostileStack(t)
