@@ -65,7 +65,11 @@ export class LogCommits {
     this.taken.delete(lsn)
   }
 
-  /** The tie-safe COMMIT: the log row and COMMIT in one message, on `live`; where it committed and where it failed. */
+  /**
+   * The tie-safe COMMIT: the log row and COMMIT in one Query, on `live`; where it committed and where
+   * it failed. Where no error came back, the COMMIT ran (a multi-statement Query stops at its first
+   * error), whatever the others answered.
+   */
   async commitDeferred(lsn: number, at: string, json: string, live: number[]) {
     const ex = await this.host.runOwn([{ code: F.Query, bytes: message(F.Query, Buffer.from(`${insertText(lsn, at, json)};COMMIT\0`, 'utf8')), targets: live, swallow: true }])
     const here = new Set(this.host.links.map((l) => l.index))

@@ -202,3 +202,36 @@ function int32(n: number): Buffer {
   b.writeInt32BE(n)
   return b
 }
+
+/** GUCs set by the startup packet (and its `options` -c switches), as name/value pairs. */
+export function startupSettings(params: Record<string, string>): [string, string][] {
+  const out: [string, string][] = []
+  for (const [k, v] of Object.entries(params)) {
+    if (k === 'user' || k === 'database' || k === 'replication' || k === 'application_name' || k.startsWith('_pq_')) continue
+    if (k === 'options') {
+      // -c name=value or --name=value, space separated; backslash escapes a space.
+      const words = v.match(/(?:\\.|[^\s])+/g) ?? []
+      for (let i = 0; i < words.length; i++) {
+        let w = words[i]!.replace(/\\(.)/g, '$1')
+        if (w === '-c' && i + 1 < words.length) w = words[++i]!.replace(/\\(.)/g, '$1')
+        else if (w.startsWith('--')) w = w.slice(2)
+        else if (w.startsWith('-c')) w = w.slice(2)
+        else continue
+        const eq = w.indexOf('=')
+        if (eq > 0) out.push([w.slice(0, eq).replace(/-/g, '_').toLowerCase(), w.slice(eq + 1)])
+      }
+      continue
+    }
+    if (/^[a-z_][a-z0-9_.]*$/i.test(k)) out.push([k.toLowerCase(), v])
+  }
+  return out
+}
+
+/** The startup settings as the SET statements a replay runs them with (the recovery log's session settings). */
+export function startupSetStatements(params: Record<string, string>): [string, string][] {
+  return startupSettings(params).map(([k, v]) => [k, `SET ${k} = ${quoteLiteral(v)}`])
+}
+
+function quoteLiteral(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`
+}

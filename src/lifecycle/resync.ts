@@ -4,7 +4,7 @@
 // bounded moment, the tail is replayed and the backend is enabled. Open
 // transactions are not waited for: a session whose transaction began before
 // the backend came back replays its commit there itself, under its locks
-// (frontend/session.ts, applyToLate), so later conflicting work is ordered after it.
+// (frontend/log-commit.ts commitToLate, recovery applyLate), so later conflicting work is ordered after it.
 
 import pg from 'pg'
 import type { BackendTarget } from '../backend/connection.ts'
@@ -384,7 +384,7 @@ class Tail {
   /**
    * Every sequence of the target set to the source's state (under the hold): values drawn by
    * transactions that rolled back leave no record. A session still open with draws the target
-   * lacks replays its commit with the sequence check, or sets its sequences at rollback (frontend/session.ts).
+   * lacks replays its commit with the sequence check, or sets its sequences at rollback (frontend/log-commit.ts).
    */
   async alignSequences(): Promise<void> {
     const st = (await this.s.query<{ st: string | null }>("SELECT pgraid.seq_states(ARRAY['*'])::text AS st")).rows[0]!.st

@@ -5,7 +5,7 @@
 // at that moment is inside one backend's snapshot and outside another's, and
 // whatever the transaction writes from what it read differs silently. The
 // session therefore holds new commits and lets those in flight land while the
-// snapshot is taken (frontend/session.ts, DESIGN trap "Snapshots").
+// snapshot is taken (frontend/admit.ts and execute.ts, DESIGN trap "Snapshots").
 
 import type { Isolation, StatementInfo } from '../sql/types.ts'
 

@@ -62,7 +62,7 @@ export interface CatalogData {
   volatileTriggers: Map<string, VolatileTrigger[]>
 }
 
-/** The catalog as (kind, a, b) text rows; also run inside a session's transaction (frontend/session.ts, after DDL). */
+/** The catalog as (kind, a, b) text rows; also run inside a session's transaction (frontend/own-statements.ts catalogInTx, after DDL). */
 export const CATALOG_QUERY = `
 select 'fk' as k, cl.relname::text as a, pl.relname::text as b -- text: a union of name columns would cut every row at 63 bytes
   from pg_constraint k join pg_class cl on cl.oid = k.conrelid join pg_class pl on pl.oid = k.confrelid
