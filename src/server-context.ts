@@ -38,6 +38,19 @@ export interface AdminConsoleSession {
 
 export type OpenConsole = (socket: net.Socket, ctx: ServerContext, user: string, pid: number, secret: number) => AdminConsoleSession
 
+/** One backend connection of a client session, as SHOW SERVERS lists it. */
+export interface ServerView {
+  index: number
+  backend: string
+  /** The backend's process id. */
+  pid: number
+  localAddress: string | null
+  localPort: number | null
+  connectedAt: Date
+  /** TLS protocol to the backend, or null for plain TCP. */
+  tls: string | null
+}
+
 export interface ClientSession {
   readonly id: number
   readonly pid: number
@@ -54,6 +67,10 @@ export interface ClientSession {
   readonly waiting: string
   readonly backendNames: string[]
   readonly tlsProtocol: string
+  /** Since when it waits for RESUME (admin PAUSE); null when it does not. */
+  readonly pausedSince: Date | null
+  /** Its backend connections (SHOW SERVERS). */
+  servers(): ServerView[]
   /** Between transactions with nothing in flight: it can be closed without losing work. */
   idle(): boolean
   terminate(): void
@@ -83,9 +100,9 @@ export interface ServerContext {
   /** Which backends are in service; sessions follow its 'out' events. */
   states: BackendStates
   /** Takes a backend out of service (all sessions stop using it; recorded in the remaining backends). */
-  takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain?: boolean, cause?: OutCause): void
+  takeOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, drain: boolean, cause: OutCause): void
   /** Changes the state of a backend already out of service (recorded like takeOut). */
-  markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause): void
+  markOut(index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause: OutCause): void
   /** The backend health monitor: a session whose backend connection ended asks it before anything changes. */
   health: HealthMonitor
   /** The writer election: only the writer writes anything to the backends (docs/ha.md). */

@@ -149,14 +149,15 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     writeQuorum,
     ha,
     haReady,
-    takeOut(index, state, reason, drain = false, cause = state === 'inconsistent' ? 'diverged' : 'other') {
+    takeOut(index, state, reason, drain, cause) {
       if (!states.takeOut(index, state, reason, drain, cause)) return
       if (state === 'inconsistent') counters.divergences++
+      counters.takeouts.set(cause, (counters.takeouts.get(cause) ?? 0) + 1)
       logger.error({ backend: targets[index]?.name, state, cause, reason, enabled: states.enabled().map((i) => targets[i]!.name) }, 'backend taken out of service')
       // Recorded in the remaining backends, so a pgraid started later knows (invariant 7).
       recordStates()
     },
-    markOut(index, state, reason, cause = 'other') {
+    markOut(index, state, reason, cause) {
       if (!states.mark(index, state, reason, cause)) return
       logger.warn({ backend: targets[index]?.name, state, cause, reason }, 'backend state changed')
       recordStates()
@@ -322,7 +323,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       const reason = `removed from the configuration by a reload at ${new Date().toISOString()}`
       stats[i]!.weight = 0
       // Drained as DISABLE does: busy sessions finish their unit of work there, then leave it.
-      if (!states.takeOut(i, 'removed', reason, true)) states.mark(i, 'removed', reason)
+      if (!states.takeOut(i, 'removed', reason, true, 'removed')) states.mark(i, 'removed', reason, 'removed')
     }
     for (const b of plan.added) {
       const index = targets.length

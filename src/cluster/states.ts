@@ -69,7 +69,7 @@ export class BackendStates extends EventEmitter {
   }
 
   /** Takes a backend out of service; the first reason wins. Returns false if it already was out. */
-  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain = false, cause: OutCause = 'other'): boolean {
+  takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain: boolean, cause: OutCause): boolean {
     const b = this.list[index]
     if (!b || b.state !== 'enabled') return false
     b.drain = drain
@@ -101,7 +101,7 @@ export class BackendStates extends EventEmitter {
   }
 
   /** Changes why a backend is out (clone: `new` while copying, `disabled` once it only lacks log records). */
-  mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, cause: OutCause = 'other'): boolean {
+  mark(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, cause: OutCause): boolean {
     const b = this.list[index]
     if (!b || b.state === 'enabled' || b.state === 'removed') return false
     b.cause = cause

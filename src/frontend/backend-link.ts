@@ -17,6 +17,8 @@ export interface LinkHost {
 export class BackendLink {
   txStatus = 'I'
   skipping = false
+  /** When the session got this connection (SHOW SERVERS connect_time). */
+  readonly connectedAt = new Date()
   private idle: Buffer[] = []
 
   constructor(

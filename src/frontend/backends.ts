@@ -170,7 +170,7 @@ export class SessionBackends {
       clearInterval(timer)
       const names = pending.map((i) => this.at(i)?.name ?? String(i)).join(', ')
       this.host.log.error({ backends: names, stallMs }, 'backend stalled: taking it out of service')
-      for (const i of pending) this.host.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`)
+      for (const i of pending) this.host.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`, false, 'stalled')
     }, Math.min(1000, Math.max(10, Math.floor(stallMs / 4))))
     timer.unref()
     return timer

@@ -37,6 +37,8 @@ export interface BatchHost extends AdmitHost {
   strayError: Record<string, string> | null
   /** The election term this session may write in: taken when it is between transactions. */
   term: number
+  /** Since when it waits for RESUME (PAUSE): SHOW POOLS cl_waiting. */
+  pausedSince: Date | null
   logTerm: number
   /** The catalog the batch was planned with. */
   catalogSeen: CatalogData
@@ -148,7 +150,11 @@ async function runOnce(host: BatchHost, frames: Frame[], withBegin = false): Pro
   }
   if (host.tx.between(!!host.copy)) host.backends.dropDrained()
   // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.
-  if (host.tx.between(!!host.copy)) while (host.ctx.paused()) await host.ctx.waitPause()
+  if (host.tx.between(!!host.copy) && host.ctx.paused()) {
+    host.pausedSince = new Date()
+    while (host.ctx.paused()) await host.ctx.waitPause()
+    host.pausedSince = null
+  }
   if (!host.ready) return
   if (host.tx.between(!!host.copy) && !host.pinned && host.lateBackends().length) {
     host.step = 'attaching late backends'

@@ -49,6 +49,7 @@ function connect(r: LinkRequest, idx: number, params: Record<string, string>): P
 
 function link(r: LinkRequest, idx: number, conn: BackendConnection): BackendLink {
   const l = new BackendLink(idx, r.ctx.backends()[idx]!.name, conn, r.host)
+  r.ctx.counters.backend(idx).connections++
   conn.onClose((reason) => r.onClose(l, reason))
   return l
 }

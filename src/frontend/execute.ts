@@ -76,8 +76,13 @@ async function execute(host: ExecuteHost, plan: Plan): Promise<'retry' | void> {
   const stats = host.ctx.stats
   const payloads = ex.payloads()
   unlinkedOut(host, ex, payloads)
+  const counts = host.ctx.counters
+  const alone = payloads.size === 1
   for (const [idx, bufs] of payloads) {
     stats[idx].outstanding++
+    const c = counts.backend(idx)
+    if (alone) c.reads++
+    else c.writes++
     host.backends.at(idx)?.conn.write(bufs)
   }
   const stallMs = host.ctx.config.timeouts.stallMs
@@ -87,6 +92,7 @@ async function execute(host: ExecuteHost, plan: Plan): Promise<'retry' | void> {
   try {
     host.step = 'exchange'
     outcome = await ex.done
+    for (const idx of outcome.errored) counts.backend(idx).errors++
     const took = performance.now() - sentAt
     host.ctx.counters.batchBy[plan.commit || plan.deferredCommit ? 'commit' : plan.everywhere ? 'write' : 'read'].observe(took / 1000)
     const slow = host.ctx.config.log.slowMs

@@ -22,7 +22,8 @@ import { emptyCatalog, type CatalogData } from '../scheduler/catalog.ts'
 import type { Plan } from '../router/plan.ts'
 import { StatementRegistry } from '../router/statements.ts'
 import type { LogContext } from '../router/log-plan.ts'
-import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext } from '../server-context.ts'
+import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext, type ServerView } from '../server-context.ts'
+import { serverViews, waitingText } from './views.ts'
 import { ClientStartup, startupSetStatements } from './startup.ts'
 import type { BackendLink, LinkHost } from './backend-link.ts'
 import { attachLink, openLinks, type LinkRequest } from './connect-backends.ts'
@@ -277,21 +278,14 @@ export class Session implements LinkHost, ClientSession {
 
   /** What the session is doing or waiting for now (SHOW SESSIONS; a commit in flight names it). */
   get waiting(): string {
-    return this.admin ? '' : this.waits()
+    return this.admin ? '' : waitingText(this, this.phase)
   }
 
-  private waits(): string {
-    const ex = this.exchange
-    const names = (ids: number[]) => ids.map((i) => this.ctx.backends()[i]?.name ?? i).join(',')
-    return [
-      this.phase,
-      `step ${this.step || '-'}`,
-      `links ${names(this.links.map((l) => l.index)) || 'none'}`,
-      ex ? `exchange ${ex.complete ? 'complete' : `pending on ${names(ex.pendingBackends()) || 'none'}`}` : '',
-      this.backends.lossChecks.length ? `${this.backends.lossChecks.length} loss check(s)` : '',
-    ]
-      .filter(Boolean)
-      .join(', ')
+  /** Since when it waits for RESUME (PAUSE on the admin console); set by the batch loop. */
+  pausedSince: Date | null = null
+
+  servers(): ServerView[] {
+    return serverViews(this.links)
   }
 
   get backendNames(): string[] {
@@ -405,7 +399,7 @@ export class Session implements LinkHost, ClientSession {
 
   inconsistent(idx: number, detail: string): void {
     this.log.error({ backend: this.backends.at(idx)?.name, detail }, 'backend disagreed with the majority: taking it out as inconsistent')
-    this.ctx.takeOut(idx, 'inconsistent', `disagreed with the majority: ${detail}`)
+    this.ctx.takeOut(idx, 'inconsistent', `disagreed with the majority: ${detail}`, false, 'diverged')
   }
 
   backendFatal(idx: number, what: string, fields: Record<string, string>): void {

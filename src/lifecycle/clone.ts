@@ -82,7 +82,7 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
   b.activity = `cloning from ${source.name}`
   try {
     // While the copy is incomplete the target must not look like a backend that only lacks log records.
-    ctx.markOut(index, 'new', `being cloned from ${source.name}; if interrupted, clone it again`)
+    ctx.markOut(index, 'new', `being cloned from ${source.name}; if interrupted, clone it again`, 'operator')
     const roles = await copyRoles(source, target)
     if (roles.length) opts.notice(`clone ${target.name}: roles created (server-wide, named by grants and policies): ${roles.join(', ')}`)
     for (const db of databases) {
@@ -95,7 +95,7 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
       opts.notice(`clone ${target.name}: dropping database "${db}" (${source.name} has no such pgraid database: dropped while ${target.name} was out)`)
       await dropDatabase(target, db)
     }
-    ctx.markOut(index, 'disabled', `cloned from ${source.name}; catching up from the log`)
+    ctx.markOut(index, 'disabled', `cloned from ${source.name}; catching up from the log`, 'operator')
     b.activity = 'catching up'
     try {
       const r = await catchUpAndEnable(ctx, index, sourceIdx, opts.notice, ctx.config.lifecycle.holdMs, opts.signal, `cloned from ${source.name}`)
@@ -106,6 +106,10 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
       throw e
     }
     return result
+  } catch (e) {
+    // An interrupted or failed clone leaves the backend out: say so where operators look (and in status).
+    ctx.log.warn({ backend: b.name, state: b.state, error: (e as Error).message }, `clone of ${b.name} stopped before it finished: it stays out of service (${b.state}); run pgraid clone ${b.name} again`)
+    throw e
   } finally {
     b.activity = null
   }

@@ -167,7 +167,8 @@ export async function resync(ctx: ServerContext, index: number, notice: (msg: st
     return await catchUpAndEnable(ctx, index, sourceIdx, notice, holdMs, signal)
   } catch (e) {
     // Its data differed before a replayed statement: the log cannot fix that.
-    if (e instanceof RowCountMismatch) ctx.markOut(index, 'inconsistent', `resync found its data different: ${e.message}`)
+    if (e instanceof RowCountMismatch) ctx.markOut(index, 'inconsistent', `resync found its data different: ${e.message}`, 'replay-failed')
+    ctx.log.warn({ backend: b.name, state: b.state, error: (e as Error).message }, `resync of ${b.name} stopped before it finished: it stays out of service (${b.state})`)
     throw e
   } finally {
     b.activity = null

@@ -4,11 +4,29 @@
 
 import { FastHistogram } from './histogram.ts'
 
+/** What one backend was sent and answered, since start (SHOW STATS, SHOW POOL_NODES, /metrics). */
+export interface BackendCounts {
+  /** Batches balanced to it alone (reads). */
+  reads: number
+  /** Batches sent to it with the others (writes, and everything inside a write transaction). */
+  writes: number
+  /** ErrorResponses it answered to clients' statements. */
+  errors: number
+  /** Session connections opened to it (login completed). */
+  connections: number
+}
+
 /** What the data path counts (plain numbers: cheaper than prom-client calls per message). */
 export class Counters {
   bytesFromClients = 0
   bytesToClients = 0
   divergences = 0
+  /** Per backend index: grown as backends are configured. */
+  private readonly perBackend: BackendCounts[] = []
+  /** Client logins refused, by reason (password, unknown-user, hba, database, limit, protocol, tls). */
+  readonly loginFailures = new Map<string, number>()
+  /** Backends taken out of service, by cause (cluster/states.ts OutCause). */
+  readonly takeouts = new Map<string, number>()
   readonly batch = new FastHistogram<'read' | 'write' | 'commit'>(
     'pgraid_batch_duration_seconds',
     'Time from sending a batch (statements up to a Sync or a simple Query) to the backends until their answers are in, by kind: read (one backend), write (every backend), commit (a write batch carrying a COMMIT)',
@@ -17,4 +35,14 @@ export class Counters {
   )
   /** One series per kind, looked up once. */
   readonly batchBy = { read: this.batch.labels('read'), write: this.batch.labels('write'), commit: this.batch.labels('commit') }
+
+  backend(index: number): BackendCounts {
+    let c = this.perBackend[index]
+    if (!c) this.perBackend[index] = c = { reads: 0, writes: 0, errors: 0, connections: 0 }
+    return c
+  }
+
+  loginFailed(reason: string): void {
+    this.loginFailures.set(reason, (this.loginFailures.get(reason) ?? 0) + 1)
+  }
 }

@@ -26,7 +26,7 @@ export interface RecordedView {
 }
 
 /** Takes a backend out of service (the server's state machine; the log only reports what it found). */
-export type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause?: OutCause) => void
+export type TakeOut = (index: number, state: 'disabled' | 'inconsistent' | 'new', reason: string, cause: OutCause) => void
 
 /** Queues writes of the backends' states into every backend in service. */
 export class StateRecorder {

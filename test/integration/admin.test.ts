@@ -143,9 +143,18 @@ t.test('PAUSE holds new transactions until RESUME and waits for open ones; SHOW 
   const r = await bounded(pause, 10_000, 'PAUSE')
   t.equal(r.rows[0].paused, 'true')
   t.notOk(otherDone, 'a new statement waits while paused')
+  // PgBouncer's cl_waiting: the held client is visible while it waits.
+  await waitFor('SHOW POOLS to count the held client', async () => Number((await a.query('SHOW POOLS')).rows.find((p) => p.user === 'app')?.cl_waiting ?? 0) === 1, 10_000)
+  const pools = (await a.query('SHOW POOLS')).rows.find((p) => p.user === 'app')!
+  t.same([pools.database, pools.cl_active, pools.cl_waiting, pools.pool_mode], ['postgres', '1', '1', 'session'], 'SHOW POOLS: one client active, one waiting on PAUSE')
+  const servers = (await a.query('SHOW SERVERS')).rows
+  t.equal(servers.length, 6, 'SHOW SERVERS: three backend connections for each of the two client sessions')
+  t.ok(servers.every((s) => s.type === 'S' && Number(s.remote_pid) > 0 && /^pg[123]$/.test(s.backend)), 'each with its backend pid and name')
+  t.equal((await a.query('SHOW DATABASES')).rows.find((d) => d.name === 'postgres')?.paused, '1', 'SHOW DATABASES: paused')
   await a.query('RESUME')
   await bounded(waiting, 10_000, 'the held statement')
   t.ok(otherDone, 'RESUME lets it run')
+  t.equal((await a.query('SHOW POOLS')).rows.find((p) => p.user === 'app')?.cl_waiting, '0', 'nobody waits after RESUME')
   await a.query('SHUTDOWN')
   const e = await other.query('SELECT 1').then(() => null, (err: { code?: string; message: string }) => err)
   t.ok(e, 'after SHUTDOWN the session is closed')

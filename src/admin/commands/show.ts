@@ -53,10 +53,18 @@ export async function log({ ctx }: Call): Promise<Result> {
   return { columns: ['database', 'backend', 'state', 'max_lsn', 'records', 'lag_transactions', 'lag_bytes', 'error'], rows, tag: 'SHOW' }
 }
 
+/** The totals, then one row per backend: what it was sent (reads alone, writes with the others), its errors, the session connections opened to it. */
 export function stats({ ctx }: Call): Result {
+  const sessions = ctx.sessions().filter((s) => s.transactionStatus !== 'admin')
+  const list = ctx.states.list.filter((b) => b.state !== 'removed')
+  const per = list.map((b) => ({ b, c: ctx.counters.backend(b.index) }))
+  const sum = (k: 'reads' | 'writes' | 'errors' | 'connections') => per.reduce((n, p) => n + p.c[k], 0)
   return {
-    columns: ['sessions', 'commits_total', 'commits_per_s_10s', 'commits_per_s_60s', 'commits_in_flight', 'commits_held'],
-    rows: [[ctx.sessions().length, ctx.commits.total, round(ctx.commits.perSecond(10)), round(ctx.commits.perSecond(60)), ctx.commitsInFlight(), ctx.held()]],
+    columns: ['sessions', 'commits_total', 'commits_per_s_10s', 'commits_per_s_60s', 'commits_in_flight', 'commits_held', 'backend', 'reads', 'writes', 'errors', 'connections'],
+    rows: [
+      [sessions.length, ctx.commits.total, round(ctx.commits.perSecond(10)), round(ctx.commits.perSecond(60)), ctx.commitsInFlight(), ctx.held(), 'all', sum('reads'), sum('writes'), sum('errors'), sum('connections')],
+      ...per.map(({ b, c }): Row => [sessions.filter((s) => s.links.some((l) => l.index === b.index)).length, null, null, null, null, null, b.name, c.reads, c.writes, c.errors, c.connections]),
+    ],
     tag: 'SHOW',
   }
 }

@@ -7,6 +7,7 @@ import type { Command, HelpLine, Result, Session } from './command.ts'
 import * as show from './show.ts'
 import * as control from './control.ts'
 import * as lifecycle from './lifecycle.ts'
+import * as pooler from './pooler.ts'
 
 // What may follow a command's verb (else the command is unknown). SHOW ignores extra words, as it always has.
 const anyWords = () => true
@@ -21,8 +22,13 @@ export const COMMANDS: readonly (Command | HelpLine)[] = [
   showCommand('SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend', show.log),
   showCommand('SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use', show.sessions),
   showCommand('SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters", show.locks),
-  showCommand('SHOW STATS', 'committed write transactions: total and per second (last 10 s and 60 s), in flight, held', show.stats),
+  showCommand('SHOW STATS', 'committed write transactions: total and per second (last 10 s and 60 s), in flight, held; then per backend: reads, writes, errors, connections', show.stats),
   showCommand('SHOW CLIENTS', 'client sessions with application_name and connect time', show.clients),
+  showCommand('SHOW POOLS', "per database and user, as PgBouncer's: clients active and waiting on PAUSE, backend connections active and idle, longest wait", pooler.pools),
+  showCommand('SHOW SERVERS', "every backend connection of the client sessions, as PgBouncer's (plus the backend's name and the session)", pooler.servers),
+  showCommand('SHOW DATABASES', "the databases served, as PgBouncer's: backends in service, connections, paused, recovery log", pooler.databases),
+  showCommand('SHOW POOL_NODES', "each backend as pgpool-II's: status up/down/waiting, health, load-balance weight, reads balanced to it", pooler.poolNodes),
+  showCommand('SHOW VERSION', 'the pgraid version', pooler.version),
   showCommand('SHOW HA', 'this instance: writer or standby, the backends whose writer lock it holds, how many it needs, the writer if known', show.ha),
   controlCommand('PAUSE', 'new transactions wait (open ones finish); answers when none is open', false, control.pause),
   controlCommand('RESUME', 'ends PAUSE', false, control.resume),
@@ -45,9 +51,11 @@ const byVerb = new Map<string, Command>()
 for (const c of COMMANDS) {
   if (!('run' in c)) continue
   const words = c.usage.split(' ')
-  const n = words.findIndex((w) => !/^[A-Z]+$/.test(w))
+  const n = words.findIndex((w) => !/^[A-Z_]+$/.test(w))
   const verb = words.slice(0, n < 0 ? words.length : n).join(' ')
   if (byVerb.has(verb)) throw new Error(`admin command ${verb} is twice in the table`)
+  // A verb cut short ('SHOW' of 'SHOW POOL_NODES' before '_' was allowed) would take every unknown SHOW.
+  if (verb === 'SHOW') throw new Error(`admin command ${c.usage}: SHOW without a name`)
   byVerb.set(verb, c)
 }
 
