@@ -1,18 +1,73 @@
-// The `pgraid` command line: start the proxy, check a config file, hash a password. Maps outcomes to
-// exit codes (0 ok, 1 runtime failure, 2 usage or config error) and keeps stdout for results only.
+// The `pgraid` command line: start the proxy, check a config file, hash a password, and the console
+// commands that ask a running pgraid (status, resync, clone, verify, enable, disable, reload). Maps
+// outcomes to exit codes (0 ok, 1 runtime failure or refusal, 2 usage or config error, or could not
+// ask) and keeps stdout for results only.
+//
+// Start time: this module loads commander and nothing else at first; each command imports what it
+// needs when it runs (the config schema and zod, pino, node-postgres, the server), so `pgraid --help`
+// or a console command does not pay for the server's modules.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ProgressPrinter } from './progress.ts';
 import type { VerifyReport } from '../lifecycle/verify.ts';
-import { ConfigError, LOG_LEVELS, loadConfig, type Config, type LogLevel } from '../config/schema.ts';
-import { createLogger } from '../observe/logger.ts';
+import type { Config, LogLevel } from '../config/schema.ts';
+import type { ConsoleOptions, ConsoleTarget } from './target.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
+/** config/operation.ts's LOG_LEVELS, repeated so the option's choices need no zod (test/cli/cli-env.unit.ts checks they agree). */
+export const CLI_LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LogLevel[];
+
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
   .version;
+
+const ENVIRONMENT = `
+Environment:
+  PGRAID_CONFIG       the config file when -c is not given (otherwise ./pgraid.jsonc, then /etc/pgraid/pgraid.jsonc)
+  PGRAID_PASSWORD     the admin user's password for the console commands (status, resync, clone, verify,
+                      enable, disable, reload); otherwise the config's password if plain text, then the
+                      password file
+  PGPASSFILE          the password file (default ~/.pgpass, mode 0600): lines host:port:pgraid:user:password
+  PGRAID_RUNTIME_DIR  where \`pgraid start\` records the address it listens on, and where the console
+                      commands look for it (default /run/pgraid if writable, else <tmpdir>/pgraid-run-<uid>)
+  PGRAID_DIST=1       in a repository checkout: run the compiled dist/ instead of the TypeScript sources
+
+Exit codes: 0 ok; 1 failed, refused, degraded (status) or different (verify); 2 usage or config error,
+or could not ask pgraid. A --dry-run exits as the real command would.
+Docs: docs/operations.md (runbook), docs/admin.md (console, CLI), docs/configuration.md (keys).`;
+
+const CONSOLE_HELP = `
+Which pgraid, as whom: -h/-p, else the address of the pgraid running with the config file (recorded
+at its start, so an edited listen.port still reaches it), else listen.host/listen.port of the config
+file; -U, else the config's first user with "admin": true. The config file is optional when -h/-p/-U
+are given.`;
+
+const NEEDS_CONFIG_HELP = `
+Needs the config file: -c FILE, else $PGRAID_CONFIG, else ./pgraid.jsonc, else /etc/pgraid/pgraid.jsonc.`;
+
+interface ConsoleOpts {
+  config?: string;
+  host?: string;
+  port?: string;
+  user?: string;
+  /** -u, the old spelling of -U. */
+  u?: string;
+}
+
+/** The options every console command takes: where pgraid is and who logs in. */
+function consoleCommand(program: Command, name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .helpOption('-?, --help', 'display help for command')
+    .option('-c, --config <file>', 'the config file pgraid runs with (for its address and admin user); default $PGRAID_CONFIG, ./pgraid.jsonc, /etc/pgraid/pgraid.jsonc')
+    .option('-h, --host <host>', "pgraid's address (default: as described below, else 127.0.0.1)")
+    .option('-p, --port <port>', "pgraid's port (default: as described below, else 6432)")
+    .option('-U, --user <user>', 'admin user to log in as (default: the first with "admin": true in the config)')
+    .addOption(new Option('-u <user>', 'the old spelling of -U').hideHelp())
+    .addHelpText('after', CONSOLE_HELP + '\n' + ENVIRONMENT);
+}
 
 /** Runs the CLI and resolves with the process exit code; `start` resolves only after shutdown. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -21,24 +76,29 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description('Replicating PostgreSQL wire proxy: every write goes to all backends in one order; reads are balanced.')
     .version(version, '-V, --version')
     // Must precede .command(): subcommands copy it, so commander throws instead of exiting and we pick the code.
-    .exitOverride();
+    .exitOverride()
+    .addHelpText('after', ENVIRONMENT);
 
   program
     .command('start')
     .description('start the proxy; prints "pgraid listening on host:port" once ready, logs JSON lines to stderr')
-    .requiredOption('-c, --config <file>', 'JSON config file')
-    .addOption(new Option('--log-level <level>', 'override log.level from the config file').choices(LOG_LEVELS))
-    .action(async (opts: { config: string; logLevel?: LogLevel }) => {
+    .option('-c, --config <file>', 'the config file (default $PGRAID_CONFIG, ./pgraid.jsonc, /etc/pgraid/pgraid.jsonc)')
+    .addOption(new Option('--log-level <level>', 'override log.level from the config file').choices(CLI_LOG_LEVELS))
+    .addHelpText('after', NEEDS_CONFIG_HELP + '\n' + ENVIRONMENT)
+    .action(async (opts: { config?: string; logLevel?: LogLevel }) => {
       exitCode = await start(opts.config, opts.logLevel);
     });
 
   program
     .command('check-config')
     .description('validate a config file: prints "ok", or every problem (exit 2)')
-    .requiredOption('-c, --config <file>', 'JSON config file')
+    .option('-c, --config <file>', 'the config file (default $PGRAID_CONFIG, ./pgraid.jsonc, /etc/pgraid/pgraid.jsonc)')
     .option('--connect', "also log in to every backend as pgraid would and report each one's result (exit 1 if any fails)")
-    .action(async (opts: { config: string; connect?: boolean }) => {
-      const config = await loadConfigOrReport(opts.config);
+    .addHelpText('after', NEEDS_CONFIG_HELP + '\n' + ENVIRONMENT)
+    .action(async (opts: { config?: string; connect?: boolean }) => {
+      const path = await configFileOrReport(opts.config);
+      if (path === null) return void (exitCode = EXIT_USAGE);
+      const config = await loadConfigOrReport(path);
       if (config === undefined) return void (exitCode = EXIT_USAGE);
       process.stdout.write('ok\n');
       if (!opts.connect) return;
@@ -62,90 +122,61 @@ export async function main(argv: readonly string[]): Promise<number> {
       exitCode = await hashPassword(password === '-' ? await readStdinLine() : password, opts.method, opts.user);
     });
 
-  program
-    .command('status')
-    .description('ask a running pgraid (its admin console) for each backend\'s state, log position and lag; exit 0 all in service, 1 degraded, 2 could not ask')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
-    .option('-u, --user <user>', 'an admin user (users[].admin in the config); default: the first admin user')
-    .option('--json', 'print JSON instead of tables')
-    .action(async (opts: { config: string; user?: string; json?: boolean }) => {
-      exitCode = await status(opts.config, opts.user, opts.json ?? false);
+  consoleCommand(program, 'status', "ask a running pgraid (its admin console) for each backend's state, log position and lag; exit 0 all in service, 1 degraded, 2 could not ask")
+    .option('--json', 'print JSON instead of tables (numbers and booleans typed; schema in docs/admin.md)')
+    .action(async (opts: ConsoleOpts & { json?: boolean }) => {
+      exitCode = await status(opts, opts.json ?? false);
     });
 
-  program
-    .command('resync')
-    .description('bring a disabled backend up to date from one in service and put it back, online (exit 0 done, 1 refused or failed, 2 could not ask)')
+  consoleCommand(program, 'resync', 'bring a disabled backend up to date from one in service and put it back, online (exit 0 done, 1 refused or failed, 2 could not ask)')
     .argument('<backend>', 'the backend name from the config')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
-    .option('-u, --user <user>', 'an admin user (users[].admin in the config); default: the first admin user')
-    .option('--dry-run', 'say what it would do, change nothing')
-    .action(async (backend: string, opts: { config: string; user?: string; dryRun?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `RESYNC ${backend}${opts.dryRun ? ' DRY RUN' : ''}`);
+    .option('--dry-run', 'say what it would do, change nothing (exit 1 if it would refuse)')
+    .action(async (backend: string, opts: ConsoleOpts & { dryRun?: boolean }) => {
+      exitCode = await runConsole(opts, `RESYNC ${backend}${opts.dryRun ? ' DRY RUN' : ''}`, opts.dryRun ? 'dry' : undefined);
     });
 
-  program
-    .command('clone')
-    .description('make a new, empty or inconsistent backend a full copy of one in service, online: its databases are dropped and copied again, then it catches up from the log and is put back (exit 0 done, 1 refused or failed, 2 could not ask)')
+  consoleCommand(program, 'clone', 'make a new, empty or inconsistent backend a full copy of one in service, online: its databases are dropped and copied again, then it catches up from the log and is put back (exit 0 done, 1 refused or failed, 2 could not ask)')
     .argument('<backend>', 'the backend to overwrite (name from the config)')
     .option('--from <backend>', 'the backend in service to copy (default: the first in service)')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
-    .option('-u, --user <user>', 'an admin user')
-    .option('--dry-run', 'say what it would do, change nothing')
-    .action(async (backend: string, opts: { config: string; user?: string; from?: string; dryRun?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `CLONE ${backend}${opts.from ? ` FROM ${opts.from}` : ''}${opts.dryRun ? ' DRY RUN' : ''}`);
+    .option('--dry-run', 'say what it would do, change nothing (exit 1 if it would refuse)')
+    .action(async (backend: string, opts: ConsoleOpts & { from?: string; dryRun?: boolean }) => {
+      exitCode = await runConsole(opts, `CLONE ${backend}${opts.from ? ` FROM ${opts.from}` : ''}${opts.dryRun ? ' DRY RUN' : ''}`, opts.dryRun ? 'dry' : undefined);
     });
 
-  program
-    .command('verify')
-    .description('compare every backend in service, read at one log position, table by table (exit 0 identical, 1 differences or refused, 2 could not ask)')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
-    .option('-u, --user <user>', 'an admin user')
+  consoleCommand(program, 'verify', 'compare every backend in service, read at one log position, table by table (exit 0 identical, 1 differences or refused, 2 could not ask)')
     .option('-t, --tables <tables...>', 'only these tables (name or schema.name; comma or space separated)')
     .option('--json', 'print the whole report as JSON')
-    .action(async (opts: { config: string; user?: string; tables?: string[]; json?: boolean }) => {
+    .action(async (opts: ConsoleOpts & { tables?: string[]; json?: boolean }) => {
       const tables = (opts.tables ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
-      exitCode = await adminCommand(opts.config, opts.user, `VERIFY JSON${tables.length ? ` TABLES ${tables.join(', ')}` : ''}`, (rows) => {
+      exitCode = await runConsole(opts, `VERIFY JSON${tables.length ? ` TABLES ${tables.join(', ')}` : ''}`, (rows) => {
         const report = JSON.parse(String(rows[0]?.report)) as VerifyReport;
         process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : renderVerify(report));
         return report.identical ? EXIT_OK : EXIT_FAILURE;
       });
     });
 
-  program
-    .command('reload')
-    .description('make a running pgraid re-read its config file and apply it without dropping sessions, as SIGHUP (exit 0 applied, 1 refused: the reasons are printed and the old config keeps running, 2 could not ask)')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with (for its address)')
-    .option('-u, --user <user>', 'an admin user')
-    .option('--dry-run', 'say what would change, change nothing')
-    .action(async (opts: { config: string; user?: string; dryRun?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `RELOAD${opts.dryRun ? ' DRY RUN' : ''}`, (rows) => {
-        for (const row of rows) process.stdout.write(`${String(Object.values(row)[0])}\n`);
-        if (!rows.length) process.stdout.write('nothing changed\n');
-        return EXIT_OK;
-      });
+  consoleCommand(program, 'reload', 'make a running pgraid re-read its config file and apply it without dropping sessions, as SIGHUP (exit 0 applied, 1 refused: the reasons are printed and the old config keeps running, 2 could not ask)')
+    .option('--dry-run', 'say what would change ("would apply: ..."), change nothing (exit 1 if it would refuse)')
+    .action(async (opts: ConsoleOpts & { dryRun?: boolean }) => {
+      const dry = opts.dryRun ?? false;
+      // The edited file may be one the reload refuses (a syntax error, an unknown key): it is read here only
+      // for pgraid's address and admin user, tolerantly; the running pgraid reports every problem (exit 1).
+      exitCode = await runConsole(opts, `RELOAD${dry ? ' DRY RUN' : ''}`, async (rows) => (await import('./console-run.ts')).renderReload(rows, dry), true);
     });
 
-  program
-    .command('enable')
-    .description('put a backend back in service if it has every committed record (--force: anyway, with a warning)')
+  consoleCommand(program, 'enable', 'put a backend back in service if it has every committed record (--force: anyway, with a warning)')
     .argument('<backend>', 'the backend name from the config')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
-    .option('-u, --user <user>', 'an admin user')
     .option('--force', 'enable even if it is behind or inconsistent')
-    .option('--dry-run', 'say what it would do, change nothing')
-    .action(async (backend: string, opts: { config: string; user?: string; force?: boolean; dryRun?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `ENABLE ${backend}${opts.force ? ' FORCE' : ''}${opts.dryRun ? ' DRY RUN' : ''}`);
+    .option('--dry-run', 'say what it would do, change nothing (exit 1 if it would refuse)')
+    .action(async (backend: string, opts: ConsoleOpts & { force?: boolean; dryRun?: boolean }) => {
+      exitCode = await runConsole(opts, `ENABLE ${backend}${opts.force ? ' FORCE' : ''}${opts.dryRun ? ' DRY RUN' : ''}`, opts.dryRun ? 'dry' : undefined);
     });
 
-  program
-    .command('disable')
-    .description('take a backend out of service (it stays out until resynced)')
+  consoleCommand(program, 'disable', 'take a backend out of service (it stays out until resynced)')
     .argument('<backend>', 'the backend name from the config')
-    .requiredOption('-c, --config <file>', 'the JSON config file pgraid runs with')
-    .option('-u, --user <user>', 'an admin user')
-    .option('--dry-run', 'say what it would do, change nothing')
-    .action(async (backend: string, opts: { config: string; user?: string; dryRun?: boolean }) => {
-      exitCode = await adminCommand(opts.config, opts.user, `DISABLE ${backend}${opts.dryRun ? ' DRY RUN' : ''}`);
+    .option('--dry-run', 'say what it would do, change nothing (exit 1 if it would refuse)')
+    .action(async (backend: string, opts: ConsoleOpts & { dryRun?: boolean }) => {
+      exitCode = await runConsole(opts, `DISABLE ${backend}${opts.dryRun ? ' DRY RUN' : ''}`, opts.dryRun ? 'dry' : undefined);
     });
 
   try {
@@ -184,8 +215,17 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   process.stderr.write('', done);
 }
 
+/** The config file start and check-config use, or null after saying there is none. */
+async function configFileOrReport(opt: string | undefined): Promise<string | null> {
+  const { configPathFor, noConfigMessage } = await import('./target.ts');
+  const path = configPathFor(opt);
+  if (path === null) process.stderr.write(`pgraid: ${noConfigMessage()}\n`);
+  return path;
+}
+
 /** The validated config, or undefined after printing every problem to stderr. */
-async function loadConfigOrReport(path: string) {
+async function loadConfigOrReport(path: string): Promise<Config | undefined> {
+  const { ConfigError, loadConfig } = await import('../config/schema.ts');
   try {
     return await loadConfig(path);
   } catch (err) {
@@ -195,12 +235,14 @@ async function loadConfigOrReport(path: string) {
   }
 }
 
-async function start(configPath: string, levelOverride: LogLevel | undefined): Promise<number> {
+async function start(configOpt: string | undefined, levelOverride: LogLevel | undefined): Promise<number> {
+  const configPath = await configFileOrReport(configOpt);
+  if (configPath === null) return EXIT_USAGE;
   const config = await loadConfigOrReport(configPath);
   if (config === undefined) return EXIT_USAGE; // never start on a bad config
+  const { createLogger } = await import('../observe/logger.ts');
   const logger = createLogger(levelOverride ?? config.log.level);
 
-  // Loaded lazily so check-config and hash-password do not pull in (or depend on) the whole server.
   const { startPgraid } = await import('../server.ts');
   let server: Awaited<ReturnType<typeof startPgraid>>;
   try {
@@ -210,6 +252,10 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
     process.stderr.write(`pgraid: failed to start: ${(err as Error)?.message ?? String(err)}\n`);
     return EXIT_FAILURE;
   }
+  // Where the console commands find this pgraid, whatever listen.* in the file says later (runtime.ts).
+  const { writeRecord } = await import('./runtime.ts');
+  const removeRecord = writeRecord(configPath, server.host, server.port);
+  process.once('exit', removeRecord);
   process.stdout.write(`pgraid listening on ${server.host}:${server.port}\n`);
   logger.info({ host: server.host, port: server.port, backends: config.backends.length }, 'listening');
 
@@ -223,6 +269,7 @@ async function start(configPath: string, levelOverride: LogLevel | undefined): P
       }
       stopping = true;
       logger.info({ signal }, 'shutting down');
+      removeRecord();
       server.close(server.context.config.timeouts.shutdownMs).then(
         () => {
           logger.info('stopped');
@@ -273,69 +320,52 @@ async function readStdinLine(): Promise<string> {
   return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '');
 }
 
-/** The admin user and password `pgraid status/resync/...` log in with. */
-function adminLogin(config: Config, userOpt: string | undefined, configPath: string): { user: string; password: string | undefined } | null {
-  const admin = userOpt ? config.users.find((u) => u.name === userOpt) : config.users.find((u) => u.admin);
-  if (!admin) {
-    process.stderr.write(`pgraid: ${userOpt ? `no user "${userOpt}" in ${configPath}` : `no admin user in ${configPath}: set "admin": true for one of the users`}\n`);
+/** Where the console is and who logs in, or null after saying why not (exit 2). */
+async function targetOrReport(opts: ConsoleOpts, tolerant = false): Promise<ConsoleTarget | null> {
+  const { resolveTarget, TargetError } = await import('./target.ts');
+  const o: ConsoleOptions = { config: opts.config, host: opts.host, port: opts.port, user: opts.user ?? opts.u };
+  try {
+    return resolveTarget(o, tolerant);
+  } catch (e) {
+    if (!(e instanceof TargetError)) throw e;
+    process.stderr.write(`pgraid: ${e.message}\n`);
     return null;
   }
-  const plain = admin.password && !/^(SCRAM-SHA-256\$|md5[0-9a-f]{32}$)/.test(admin.password) ? admin.password : undefined;
-  return { user: admin.name, password: process.env.PGRAID_PASSWORD ?? plain };
 }
 
-/** Runs one admin-console command, printing its NOTICEs (progress) to stderr and its rows to stdout. */
-async function adminCommand(configPath: string, userOpt: string | undefined, command: string, render?: (rows: Record<string, unknown>[]) => number): Promise<number> {
-  const config = await loadConfigOrReport(configPath);
-  if (config === undefined) return EXIT_USAGE;
-  const login = adminLogin(config, userOpt, configPath);
-  if (!login) return EXIT_USAGE;
-  const { default: pg } = await import('pg');
-  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
-  const c = new pg.Client({ host, port: config.listen.port, user: login.user, password: login.password, database: 'pgraid', application_name: 'pgraid cli' });
-  c.on('error', () => {});
-  const progress = new ProgressPrinter(process.stderr);
-  c.on('notice', (n) => progress.notice(n.message ?? '', n.detail));
-  try {
-    await c.connect();
-  } catch (e) {
-    process.stderr.write(`pgraid: could not ask pgraid at ${host}:${config.listen.port}: ${(e as Error).message}\n`);
-    return EXIT_USAGE;
-  }
-  try {
+type Rows = Record<string, unknown>[];
+
+/**
+ * One console command. `render`: what to print and the exit code ('dry': key=value rows, exit 1 if the dry
+ * run says the command would be refused; default: key=value rows, exit 0).
+ */
+async function runConsole(opts: ConsoleOpts, command: string, render?: 'dry' | ((rows: Rows) => number | Promise<number>), tolerant = false): Promise<number> {
+  const target = await targetOrReport(opts, tolerant);
+  if (!target) return EXIT_USAGE;
+  const run = await import('./console-run.ts');
+  return run.withConsole(target, 'pgraid cli', async (c, progress) => {
     const r = await c.query(command);
     progress.clear();
-    if (render) return render(r.rows);
-    for (const row of r.rows) process.stdout.write(Object.entries(row).map(([k, v]) => `${k}=${v}`).join(' ') + '\n');
-    return EXIT_OK;
-  } catch (e) {
-    progress.clear();
-    const err = e as Error & { hint?: string; detail?: string };
-    process.stderr.write(`pgraid: ${err.message}${err.detail ? `\n${err.detail}` : ''}${err.hint ? `\nhint: ${err.hint}` : ''}\n`);
-    return EXIT_FAILURE;
-  } finally {
-    await c.end().catch(() => {});
-  }
+    if (typeof render === 'function') return render(r.rows);
+    run.printRows(r.rows);
+    return render === 'dry' ? run.dryRunExit(r.rows) : EXIT_OK;
+  });
 }
 
-/** `pgraid status`: the password comes from PGRAID_PASSWORD (or the config, for a plain-text admin password). */
-async function status(configPath: string, userOpt: string | undefined, json: boolean): Promise<number> {
-  const config = await loadConfigOrReport(configPath);
-  if (config === undefined) return EXIT_USAGE;
-  const admin = userOpt ? config.users.find((u) => u.name === userOpt) : config.users.find((u) => u.admin);
-  if (!admin) {
-    process.stderr.write(`pgraid status: ${userOpt ? `no user "${userOpt}" in ${configPath}` : `no admin user in ${configPath}: set "admin": true for one of the users`}\n`);
-    return EXIT_USAGE;
-  }
-  const plain = admin.password && !/^(SCRAM-SHA-256\$|md5[0-9a-f]{32}$)/.test(admin.password) ? admin.password : undefined;
-  const password = process.env.PGRAID_PASSWORD ?? plain;
-  try {
-    const { fetchStatus, renderStatus } = await import('./status.ts');
-    const report = await fetchStatus(config, admin.name, password);
+/** `pgraid status`: exit 0 all in service, 1 degraded, 2 could not ask. */
+async function status(opts: ConsoleOpts, json: boolean): Promise<number> {
+  const target = await targetOrReport(opts);
+  if (!target) return EXIT_USAGE;
+  const [{ withConsole }, { fetchStatus, renderStatus, statusExit }] = await Promise.all([import('./console-run.ts'), import('./status.ts')]);
+  return withConsole(target, 'pgraid status', async (c) => {
+    let report;
+    try {
+      report = await fetchStatus(c);
+    } catch (e) {
+      process.stderr.write(`pgraid status: could not ask pgraid at ${target.host}:${target.port}: ${(e as Error).message}\n`);
+      return EXIT_USAGE;
+    }
     process.stdout.write(json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report));
-    return report.backends.every((b) => b.state === 'enabled' || b.state === 'removed') ? EXIT_OK : EXIT_FAILURE;
-  } catch (e) {
-    process.stderr.write(`pgraid status: could not ask pgraid at ${config.listen.host}:${config.listen.port}: ${(e as Error).message}\n`);
-    return EXIT_USAGE;
-  }
+    return statusExit(report);
+  });
 }

@@ -3,7 +3,7 @@
 
 import { startCluster, type BackendAuth, type Cluster } from './cluster.ts'
 import { startPgraid, type PgraidHandle } from '../server.ts'
-import { parseConfig, type Config } from '../config/schema.ts'
+import { loadConfig, parseConfig, type Config } from '../config/schema.ts'
 import { createLogger } from '../observe/logger.ts'
 import type { LogLevel } from '../config/schema.ts'
 
@@ -20,12 +20,31 @@ export interface StackOptions {
   settings?: Record<string, string>
   /** Backends serve TLS with this certificate/key (hostssl only); pgraid connects with `backendTls`. */
   backendTls?: { cert: string; key: string; ca: string; mode: 'require' | 'verify-ca' | 'verify-full' }
+  /** The backends' ports (fixed: a port taken is an error); default: free ports chosen now. */
+  ports?: number[]
+  /**
+   * Run pgraid from a config file, as `pgraid start -c FILE` does (RELOAD and SIGHUP re-read it), instead of
+   * the generated config: called once the backends run, with the config that would have been generated;
+   * returns the file's path. Its backends must be the cluster's (same names and ports). The demo's way.
+   */
+  configFile?: (generated: GeneratedConfig, cluster: Cluster) => Promise<string>
+}
+
+/** The config startStack generates (before validation): what a configFile callback may write. */
+export interface GeneratedConfig {
+  listen: { host: string; port: number }
+  backends: Record<string, unknown>[]
+  users: Record<string, unknown>[]
+  log: { level: LogLevel }
+  [key: string]: unknown
 }
 
 export interface Stack {
   cluster: Cluster
   proxy: PgraidHandle
   config: Config
+  /** The config file pgraid runs with (StackOptions.configFile), else null. */
+  configPath: string | null
   host: string
   port: number
   /** Credentials of the client user the stack configures. */
@@ -46,9 +65,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     auth: opts.auth ?? ['scram-sha-256', 'md5', 'trust'],
     settings: opts.settings,
     tls: opts.backendTls,
+    ports: opts.ports,
   })
   try {
-    const raw = {
+    const raw: GeneratedConfig = {
       listen: { host: '127.0.0.1', port: opts.port ?? 0 },
       backends: cluster.backends.map((b) => ({
         name: b.name,
@@ -66,12 +86,22 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       log: { level: opts.logLevel ?? (process.env.PGRAID_LOG_LEVEL as LogLevel | undefined) ?? 'warn' },
       ...opts.config,
     }
-    const config = parseConfig(raw, 'generated stack config')
-    const proxy = await startPgraid(config, createLogger(config.log.level))
+    let config: Config
+    let configPath: string | null = null
+    if (opts.configFile) {
+      configPath = await opts.configFile(raw, cluster)
+      config = await loadConfig(configPath)
+      for (const b of config.backends) {
+        const c = cluster.backends.find((x) => x.name === b.name)
+        if (c && (b.host !== c.host || b.port !== c.port)) throw new Error(`${configPath}: backend ${b.name} is at ${b.host}:${b.port} but that server runs on ${c.host}:${c.port}`)
+      }
+    } else config = parseConfig(raw, 'generated stack config')
+    const proxy = await startPgraid(config, createLogger(config.log.level), configPath ? { configPath } : {})
     const stack: Stack = {
       cluster,
       proxy,
       config,
+      configPath,
       host: '127.0.0.1',
       port: proxy.port,
       user: CLIENT_USER,
