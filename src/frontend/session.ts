@@ -450,6 +450,7 @@ export class Session implements LinkHost, ClientSession {
 
   /** A cancel request was passed on: the connection ends, as PostgreSQL ends it, without a word. */
   endQuietly(): void {
+    this.output.flush()
     this.phase = 'closed'
     this.socket.end()
   }
@@ -466,6 +467,7 @@ export class Session implements LinkHost, ClientSession {
 
   fatal(err: PgError): void {
     if (this.phase === 'closed') return
+    this.output.flush()
     this.socket.write(err.toMessage())
     this.close(err.message, true)
   }
@@ -479,6 +481,8 @@ export class Session implements LinkHost, ClientSession {
 
   close(reason: string, endClient = false): void {
     if (this.phase === 'closed') return
+    // What the client was already sent goes before the end (as a corked socket's end() wrote it).
+    if (endClient) this.output.flush()
     this.phase = 'closed'
     this.startup.abandon()
     if (this.authTimer) clearTimeout(this.authTimer)
