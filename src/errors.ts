@@ -84,7 +84,7 @@ export const errors = {
   shuttingDown: () => new PgError('57P01', 'terminating connection due to administrator command (pgraid is shutting down)', 'FATAL'),
   notInPipeline: (what: string) => new PgError('08P01', `unexpected ${what} message outside COPY`, 'FATAL'),
   configNotReloaded: (source: string, problems: string) =>
-    new PgError('F0000', `configuration in ${source} not reloaded: ${problems.split('\n')[0]}${problems.includes('\n') ? ` (and ${problems.split('\n').length - 1} more problem(s), in DETAIL)` : ''}`, 'ERROR', problems, 'the running configuration is unchanged; fix the file and RELOAD again (changes to listen.host, listen.port, metrics and recovery.log need a restart)'),
+    new PgError('F0000', `configuration in ${source} not reloaded: ${problems.split('\n')[0]}${problems.includes('\n') ? ` (and ${problems.split('\n').length - 1} more problem(s), in DETAIL)` : ''}`, 'ERROR', problems, 'the running configuration is unchanged; fix the file and RELOAD again (changes to listen.host, listen.port and recovery.log need a restart)'),
   // The admin console (src/admin/): its commands' refusals and failures, worded for an operator.
   adminSimpleQueryOnly: () =>
     new PgError('0A000', 'the pgraid admin console speaks the simple query protocol only', 'ERROR', undefined, 'psql and "SELECT"-free commands such as SHOW BACKENDS work; drivers: use a simple query'),

@@ -11,7 +11,7 @@ import { RecoveryLog } from './recovery/log.ts'
 import { BackendStates } from './cluster/states.ts'
 import { RateMeter } from './observe/rate.ts'
 import { errors } from './errors.ts'
-import { startMetrics, type MetricsServer } from './admin/metrics.ts'
+import { MetricsEndpoint } from './admin/metrics.ts'
 import { Counters } from './observe/counters.ts'
 import { Session } from './frontend/session.ts'
 import { AdminConsole } from './admin/console.ts'
@@ -34,8 +34,8 @@ export interface PgraidHandle {
   close(graceMs?: number): Promise<void>
   /** Shared state, for the admin interface and tests. */
   context: ServerContext
-  /** Where GET /metrics is served (null: metrics.port not set). */
-  metricsPort: number | null
+  /** Where GET /metrics is served now (null: metrics.port not set); a reload may change it. */
+  readonly metricsPort: number | null
   /** Who handles the admin console's SHUTDOWN (the CLI: as SIGTERM); by default pgraid closes itself. */
   onShutdownRequest(cb: () => void): void
   /** SIGHUP / RELOAD: re-reads the config file (or takes `config`) and applies it live; ReloadRefused when it cannot. */
@@ -279,6 +279,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
         (e: Error) => logger.warn({ err: e.message }, 'recovery log purge failed'),
       )
   }
+  /** GET /metrics and /health (metrics.port; a reload opens, moves or closes it). */
+  const metrics = new MetricsEndpoint(ctx)
   let purge = setInterval(purgeTick, config.recovery.purgeIntervalMs)
   purge.unref()
 
@@ -299,8 +301,22 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       }
       // TLS files are read again at every reload (a renewed certificate needs no restart), before anything changes.
       files = await loadTlsFiles(next, source)
-      // Planned and applied in one synchronous step: no session runs in between.
-      plan = planReload(ctx.config, next, { targets, states: states.list, weights: stats.map((s) => s.weight), writeQuorum: ctx.writeQuorum }, source)
+      const planNow = () => planReload(ctx.config, next, { targets, states: states.list, weights: stats.map((s) => s.weight), writeQuorum: ctx.writeQuorum }, source)
+      plan = planNow()
+      // The metrics endpoint moves first (listening may fail, refusing the reload); then the plan is
+      // made again, so planning and applying stay one synchronous step: no session runs in between.
+      const m = next.metrics
+      if (!o.dryRun && (m.port !== ctx.config.metrics.port || m.host !== ctx.config.metrics.host)) {
+        const moved = await metrics.moveTo(m.host, m.port).catch((e: Error) => {
+          throw new ReloadRefused(source, [`metrics.port: cannot listen on ${m.host}:${m.port} (${e.message}); the metrics endpoint is unchanged`])
+        })
+        try {
+          plan = planNow()
+        } catch (e) {
+          await moved.undo().catch((err: Error) => logger.error({ err: err.message }, 'metrics endpoint could not be put back'))
+          throw e
+        }
+      }
     } catch (e) {
       if (!o.dryRun) logger.error({ source, problems: e instanceof ReloadRefused ? e.problems : [(e as Error).message] }, 'configuration not reloaded; the running configuration is unchanged')
       throw e
@@ -346,6 +362,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       purge.unref()
     }
     if (plan.removed.length || plan.added.length) recordStates()
+    if (next.metrics.port !== prev.metrics.port || next.metrics.host !== prev.metrics.host) logger.info({ host: next.metrics.host, port: metrics.port }, metrics.port === null ? 'metrics endpoint closed' : 'metrics endpoint listening')
   }
 
   const server = net.createServer((socket) => {
@@ -411,7 +428,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   })
   const sweeper = setInterval(sweep, 250)
   sweeper.unref()
-  const metrics: MetricsServer | null = config.metrics.port === null ? null : await startMetrics(ctx, config.metrics.host, config.metrics.port)
+  await metrics.open(config.metrics.host, config.metrics.port)
   const addr = server.address() as net.AddressInfo
   if (config.listen.port === 0) ha.setIdentity(instanceIdentity(addr.port))
   // The monitor's first look comes first: a backend that does not answer is out before anything uses it.
@@ -422,12 +439,14 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   } finally {
     haDone()
   }
-  logger.info({ host: addr.address, port: addr.port, role: ha.role, metricsPort: metrics?.port, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
+  logger.info({ host: addr.address, port: addr.port, role: ha.role, metricsPort: metrics.port ?? undefined, backends: targets.map((t) => `${t.name}@${t.host}:${t.port}`) }, 'pgraid listening')
   const handle: PgraidHandle = {
     host: addr.address,
     port: addr.port,
     context: ctx,
-    metricsPort: metrics?.port ?? null,
+    get metricsPort() {
+      return metrics.port
+    },
     onShutdownRequest(cb) {
       onShutdown = cb
     },
@@ -435,7 +454,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     async close(graceMs = 0) {
       clearInterval(purge)
       clearInterval(sweeper)
-      await metrics?.close()
+      await metrics.close()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       // Graceful: no new clients; sessions are closed as each is between transactions, the rest after graceMs.
       const until = Date.now() + graceMs

@@ -78,17 +78,17 @@ export const metricsSchema = z
       .string('must be an address')
       .min(1, 'must not be empty')
       .default('127.0.0.1')
-      .describe('Address of the Prometheus metrics endpoint (`GET /metrics`).'),
+      .describe('Address of the metrics endpoint (`GET /metrics`, `/health`, `/health/read`). A reload applies a change: the endpoint is reopened there.'),
     port: z
       .int('must be a port number or null')
       .min(0, 'must be 0-65535')
       .max(65535, 'must be 0-65535')
       .nullable()
       .default(null)
-      .describe('Port of the metrics endpoint; `null` serves none, 0 picks a free port (printed at start). Metrics: sessions, backend states, batches in flight, batch duration histogram per kind (read, write, commit), commits, commits in flight/held, lock waits, deadlocks, divergences, client bytes, process metrics.'),
+      .describe('Port of the metrics endpoint; `null` serves none, 0 picks a free port (in the `pgraid listening` log line). A reload turns it on, moves it or turns it off; a port that cannot be listened on refuses the reload. `GET /metrics`: pgraid_info{version}, client sessions and those waiting on PAUSE, per backend its state, reads, writes, errors, connections and recovery-log lag (transactions and bytes), batch duration histogram per kind (read, write, commit), commits, commits in flight/held, login failures by reason, takeouts by cause, lock waits, deadlocks, divergences, client bytes, process metrics (docs/admin.md lists them). `GET /health`: 200 while this pgraid accepts writes (the writer, with at least writeQuorum backends in service), else 503; `GET /health/read`: 200 while a backend is in service; a JSON body says why.'),
   })
   .prefault({})
-  .describe('Prometheus metrics (docs/operations.md).');
+  .describe('Prometheus metrics and health checks over HTTP (docs/admin.md, "Metrics and health").');
 
 export const haSchema = z
   .strictObject({

@@ -9,11 +9,12 @@
 // - Applied live: users, hba, authQuery, listen.tls (its files are read again
 //   at every reload), timeouts, limits, log, determinism, lifecycle,
 //   recovery.retainRecords/purgeIntervalMs, writeQuorum, backends[].weight,
-//   backends[].password, backends[].tls, added and removed backends. New
+//   backends[].password, backends[].tls, added and removed backends, metrics
+//   (the server opens, moves or closes the endpoint before applying). New
 //   sessions, connections and transactions see the new values; existing
 //   sessions keep running (a removed user's sessions are not closed, as with
 //   PostgreSQL's pg_hba.conf).
-// - Refused (restart needed): listen.host/port, metrics.*, recovery.log, a backend's
+// - Refused (restart needed): listen.host/port, recovery.log, a backend's
 //   host/port/user/database under the same name, any key this module does not
 //   know (a section added later applies at start only until it is listed here).
 // - Backends are matched by name. An added one is appended (indexes are never
@@ -72,7 +73,7 @@ export interface LiveBackends {
 }
 
 /** Top-level sections applied live; `recovery.log` is the exception inside `recovery`. */
-const LIVE_SECTIONS = new Set(['backends', 'users', 'hba', 'authQuery', 'writeQuorum', 'timeouts', 'limits', 'log', 'recovery', 'lifecycle', 'determinism'])
+const LIVE_SECTIONS = new Set(['backends', 'users', 'hba', 'authQuery', 'writeQuorum', 'timeouts', 'limits', 'log', 'recovery', 'lifecycle', 'determinism', 'metrics'])
 /** Keys under a restart-only section that apply live anyway. */
 const LIVE_PREFIXES = ['listen.tls.']
 /** Keys inside live sections that still need a restart, with why. */
@@ -82,7 +83,6 @@ const RESTART_KEYS: Record<string, string> = {
 /** Why each section known to need a restart does. */
 const RESTART_SECTIONS: Record<string, string> = {
   listen: 'the listening socket is opened at start (PgBouncer needs a restart for listen_addr/listen_port too)',
-  metrics: 'the metrics endpoint is opened at start',
 }
 
 /** Compares the running configuration with `next`; throws ReloadRefused with every problem found. */

@@ -107,7 +107,7 @@ export class ClientAuth {
 
   constructor(
     private readonly conn: ClientConnection,
-    private readonly plan: AuthPlan,
+    readonly plan: AuthPlan,
   ) {}
 
   /** First message(s) to send: AuthenticationOk for trust and cert, or the challenge. */

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino'
 import { B, F } from '../protocol/codes.ts'
 import { errorFields } from '../protocol/decode.ts'
-import { message } from '../protocol/encode.ts'
+import { message, parameterStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import { BackendConnection, BackendLoginError } from '../backend/connection.ts'
 import { BackendLink, type LinkHost } from './backend-link.ts'
@@ -154,4 +154,13 @@ function runSetup(conn: BackendConnection, sql: string): Promise<string | null> 
     })
     conn.write(message(F.Query, Buffer.from(sql + '\0', 'utf8')))
   })
+}
+
+/** The ParameterStatus messages a client gets at login: the first backend's, with what libpq's
+ * target_session_attrs=read-write and pgjdbc's targetServerType=primary look at set for this pgraid. */
+export function startupReport(primary: BackendConnection, readOnly: boolean): Buffer[] {
+  const reported = new Map(primary.params)
+  reported.set('default_transaction_read_only', readOnly ? 'on' : (primary.params.get('default_transaction_read_only') ?? 'off'))
+  reported.set('in_hot_standby', readOnly ? 'on' : 'off')
+  return [...reported].map(([k, v]) => parameterStatus(k, v))
 }

@@ -14,7 +14,7 @@ import { randomInt } from 'node:crypto'
 import type { Logger } from 'pino'
 import { F, B } from '../protocol/codes.ts'
 import { Framer, FrameTooLarge, MalformedFrame, RefusedLength, type Frame } from '../protocol/framer.ts'
-import { backendKeyData, message, parameterStatus, readyForQuery, type TxStatus } from '../protocol/encode.ts'
+import { backendKeyData, message, readyForQuery, type TxStatus } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import type { Exchange, PlannedMsg } from '../broadcast/exchange.ts'
 import type { LockOwner } from '../scheduler/lock-manager.ts'
@@ -26,7 +26,7 @@ import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type Serv
 import { serverViews, waitingText } from './views.ts'
 import { ClientStartup, startupSetStatements } from './startup.ts'
 import type { BackendLink, LinkHost } from './backend-link.ts'
-import { attachLink, openLinks, type LinkRequest } from './connect-backends.ts'
+import { attachLink, openLinks, startupReport, type LinkRequest } from './connect-backends.ts'
 import { SessionBackends } from './backends.ts'
 import { TxState } from './tx-state.ts'
 import { LogCommits } from './log-commit.ts'
@@ -34,6 +34,7 @@ import { CopyIn, COPY_TYPES } from './copy-in.ts'
 import { ClientOutput, unsolicited } from './client-output.ts'
 import { Cancels } from './cancel.ts'
 import { leaveBackends } from './close.ts'
+import type { LoginFailure } from '../observe/counters.ts'
 import { flushBegin, pump, runFrames } from './batch.ts'
 import { runInternal, runOwn } from './own-statements.ts'
 
@@ -120,7 +121,9 @@ export class Session implements LinkHost, ClientSession {
     const authMs = ctx.config.timeouts.authMs
     if (authMs > 0) {
       this.authTimer = setTimeout(() => {
-        if (this.phase === 'login') this.close(`no login within ${authMs} ms (timeouts.authMs)`)
+        if (this.phase !== 'login') return
+        ctx.counters.loginFailed('timeout')
+        this.close(`no login within ${authMs} ms (timeouts.authMs)`)
       }, authMs)
       this.authTimer.unref()
     }
@@ -152,8 +155,8 @@ export class Session implements LinkHost, ClientSession {
     } catch (e) {
       // PostgreSQL closes without a word on a length it refuses; so does pgraid (no backend sees it).
       if (e instanceof RefusedLength) this.close(e.message)
-      else if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max))
-      else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message))
+      else if (e instanceof FrameTooLarge) this.fatal(errors.messageTooLarge(e.length, e.max), this.phase === 'login' ? 'protocol' : undefined)
+      else if (e instanceof MalformedFrame) this.fatal(errors.protocolViolation(e.message), this.phase === 'login' ? 'protocol' : undefined)
       else this.fatal(errors.internal((e as Error).message))
     }
   }
@@ -186,7 +189,7 @@ export class Session implements LinkHost, ClientSession {
   loggedIn(): void {
     if (this.database !== ADMIN_DATABASE) return void this.connectBackends()
     if (!this.ctx.config.users.find((u) => u.name === this.user)?.admin)
-      return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'))
+      return this.fatal(new PgError('42501', `user "${this.user}" is not a pgraid admin`, 'FATAL', undefined, 'set "admin": true for the user in the pgraid configuration'), 'not-admin')
     this.admin = this.ctx.openConsole(this.socket, this.ctx, this.user, this.pid, this.secret)
     this.phase = 'ready'
     this.admin.start()
@@ -206,20 +209,14 @@ export class Session implements LinkHost, ClientSession {
     const opened = await openLinks(this.linkRequest())
     if (!opened) return
     if ('asIs' in opened) {
+      this.ctx.counters.loginFailed('database')
       this.socket.write(message(B.ErrorResponse, opened.asIs.body!))
       return this.close(`every backend refused: ${opened.asIs.message}`, true)
     }
-    if ('error' in opened) return this.fatal(opened.error)
+    if ('error' in opened) return this.fatal(opened.error, opened.error.code === '53300' ? 'too-many' : 'unavailable')
     this.backends.links = opened.links
     this.ctx.states.on('out', this.backends.onOut)
-    const primary = this.links[0].conn
-    // What libpq's target_session_attrs=read-write and pgjdbc's targetServerType=primary look at.
-    const reported = new Map(primary.params)
-    reported.set('default_transaction_read_only', this.readOnly ? 'on' : (primary.params.get('default_transaction_read_only') ?? 'off'))
-    reported.set('in_hot_standby', this.readOnly ? 'on' : 'off')
-    for (const [k, v] of reported) this.socket.write(parameterStatus(k, v))
-    this.socket.write(backendKeyData(this.pid, this.secret))
-    this.socket.write(readyForQuery('I'))
+    this.socket.write(Buffer.concat([...startupReport(this.links[0].conn, this.readOnly), backendKeyData(this.pid, this.secret), readyForQuery('I')]))
     this.phase = 'ready'
     this.log.debug('session ready')
     void pump(this)
@@ -465,8 +462,10 @@ export class Session implements LinkHost, ClientSession {
     this.fatal(err)
   }
 
-  fatal(err: PgError): void {
+  /** `failed`: a login refused, counted by reason (pgraid_login_failures_total). */
+  fatal(err: PgError, failed?: LoginFailure): void {
     if (this.phase === 'closed') return
+    if (failed) this.ctx.counters.loginFailed(failed)
     this.output.flush()
     this.socket.write(err.toMessage())
     this.close(err.message, true)

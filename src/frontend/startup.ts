@@ -14,6 +14,7 @@ import { message } from '../protocol/encode.ts'
 import { errors, PgError } from '../errors.ts'
 import { ClientAuth, planAuth } from './client-auth.ts'
 import type { ClientSession, ServerContext } from '../server-context.ts'
+import type { LoginFailure } from '../observe/counters.ts'
 
 /** What the startup needs from its session. */
 export interface StartupHost extends ClientSession {
@@ -24,7 +25,8 @@ export interface StartupHost extends ClientSession {
   database: string
   /** Listens on the socket (the TLS socket once the upgrade is done). */
   listen(socket: net.Socket): void
-  fatal(err: PgError): void
+  /** `failed`: a login refused, counted by reason. */
+  fatal(err: PgError, failed?: LoginFailure): void
   /** A cancel request passed on: the connection ends without a word. */
   endQuietly(): void
   /** The password exchange is done: the session connects (or opens the admin console). */
@@ -57,27 +59,27 @@ export class ClientStartup {
     const { host, framer } = this
     const ctx = host.ctx
     const len = f.bytes.length
-    if (len < 8) return host.fatal(errors.protocolViolation('startup packet too short'))
+    if (len < 8) return host.fatal(errors.protocolViolation('startup packet too short'), 'protocol')
     const code = f.bytes.readInt32BE(4)
     if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
-      if (len !== 8) return host.fatal(errors.protocolViolation('invalid SSL/GSS request'))
+      if (len !== 8) return host.fatal(errors.protocolViolation('invalid SSL/GSS request'), 'protocol')
       // One of each per connection, as PostgreSQL allows; a second is an unsupported protocol to it.
       const kind = code === SSL_REQUEST ? 'ssl' : 'gss'
-      if (this.negotiated.has(kind)) return host.fatal(errors.unsupportedProtocol(code >>> 16, code & 0xffff))
+      if (this.negotiated.has(kind)) return host.fatal(errors.unsupportedProtocol(code >>> 16, code & 0xffff), 'protocol')
       this.negotiated.add(kind)
       if (code === SSL_REQUEST && !this.tlsOn && ctx.tls.mode !== 'disable' && ctx.tls.context) {
         // Bytes sent after the SSLRequest before the handshake would be trusted as if encrypted
         // (CVE-2021-23214): refuse them, as PostgreSQL does.
-        if (framer.pending) return host.fatal(errors.protocolViolation('received unencrypted data after SSL request'))
+        if (framer.pending) return host.fatal(errors.protocolViolation('received unencrypted data after SSL request'), 'protocol')
         return this.startTls()
       }
       host.socket.write('N')
       // PostgreSQL refuses bytes the client sent before reading the answer (it could not have known it).
-      if (framer.pending) return host.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'))
+      if (framer.pending) return host.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'), 'protocol')
       return
     }
     if (code === CANCEL_REQUEST) {
-      if (len !== 16) return host.fatal(errors.protocolViolation('invalid cancel request'))
+      if (len !== 16) return host.fatal(errors.protocolViolation('invalid cancel request'), 'protocol')
       ctx.cancel(f.bytes.readInt32BE(8), f.bytes.readInt32BE(12))
       return host.endQuietly()
     }
@@ -85,11 +87,11 @@ export class ClientStartup {
     try {
       packet = startupPacket(f.bytes)
     } catch {
-      return host.fatal(errors.protocolViolation('malformed startup packet'))
+      return host.fatal(errors.protocolViolation('malformed startup packet'), 'protocol')
     }
     const major = packet.protocol >>> 16
     const minor = packet.protocol & 0xffff
-    if (major !== 3) return host.fatal(errors.unsupportedProtocol(major, minor))
+    if (major !== 3) return host.fatal(errors.unsupportedProtocol(major, minor), 'protocol')
     const unknown = Object.keys(packet.params).filter((k) => k.startsWith('_pq_.'))
     if (minor > 0 || unknown.length) {
       // We speak 3.0 only; tell the client, as PostgreSQL does for newer minors.
@@ -98,15 +100,15 @@ export class ClientStartup {
       for (const u of unknown) delete packet.params[u]
     }
     if (packet.params.replication && packet.params.replication !== 'false' && packet.params.replication !== 'off')
-      return host.fatal(new PgError('0A000', 'pgraid does not support replication connections', 'FATAL'))
+      return host.fatal(new PgError('0A000', 'pgraid does not support replication connections', 'FATAL'), 'protocol')
     host.user = packet.params.user ?? ''
-    if (!host.user) return host.fatal(errors.noUser())
-    if (ctx.tls.mode === 'require' && !this.tlsOn) return host.fatal(errors.tlsRequired())
+    if (!host.user) return host.fatal(errors.noUser(), 'protocol')
+    if (ctx.tls.mode === 'require' && !this.tlsOn) return host.fatal(errors.tlsRequired(), 'tls')
     host.database = packet.params.database || host.user
     this.params = packet.params
     host.log = host.log.child({ user: host.user, database: host.database })
     const full = ctx.admit(host)
-    if (full) return host.fatal(full)
+    if (full) return host.fatal(full, 'too-many')
     framer.untyped = false
     framer.authenticating = true
     this.stage = 'auth'
@@ -135,7 +137,7 @@ export class ClientStartup {
       if (!peer || !Object.keys(peer).length) return
       // A TLSSocket made outside tls.Server does not set `authorized`: ask OpenSSL's verify result, as tls.Server does.
       const verifyError = (secure as unknown as { _handle?: { verifyError?(): Error | null } })._handle?.verifyError?.()
-      if (verifyError !== null) return host.fatal(errors.clientCertInvalid(verifyError ? `${(verifyError as Error & { code?: string }).code ?? verifyError.message}` : 'not verified'))
+      if (verifyError !== null) return host.fatal(errors.clientCertInvalid(verifyError ? `${(verifyError as Error & { code?: string }).code ?? verifyError.message}` : 'not verified'), 'cert')
       const cn = peer.subject?.CN
       this.certName = Array.isArray(cn) ? (cn[0] ?? null) : (cn ?? null)
     })
@@ -164,13 +166,14 @@ export class ClientStartup {
       if (this.stage !== 'auth') return
       const err = e instanceof PgError ? e : errors.internal((e as Error).message)
       host.log.info({ reason: err.message }, 'authentication refused')
-      host.fatal(err)
+      // Before the exchange: the hba rules (a rule's clientcert) or the authQuery lookup; at begin(): trust or cert.
+      host.fatal(err, !this.auth ? (err.code === '28000' ? (/certificate/.test(err.message) ? 'cert' : 'hba') : 'unavailable') : this.auth.plan.known ? 'cert' : 'unknown-user')
     }
   }
 
   private onAuth(f: Frame): void {
     const { host } = this
-    if (f.type !== F.Password || !this.auth) return host.fatal(errors.protocolViolation(`expected password message, got '${String.fromCharCode(f.type)}'`))
+    if (f.type !== F.Password || !this.auth) return host.fatal(errors.protocolViolation(`expected password message, got '${String.fromCharCode(f.type)}'`), 'protocol')
     try {
       const step = this.auth.next(f.bytes.subarray(f.bodyOffset))
       for (const b of step.reply) host.socket.write(b)
@@ -178,9 +181,9 @@ export class ClientStartup {
     } catch (e) {
       if (e instanceof PgError) {
         host.log.info({ reason: e.message }, 'authentication failed')
-        return host.fatal(e)
+        return host.fatal(e, e.code !== '28P01' ? 'protocol' : this.auth.plan.known ? 'password' : 'unknown-user')
       }
-      return host.fatal(errors.protocolViolation((e as Error).message))
+      return host.fatal(errors.protocolViolation((e as Error).message), 'protocol')
     }
   }
 

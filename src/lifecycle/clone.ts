@@ -11,7 +11,6 @@
 
 import { pipeline } from 'node:stream/promises'
 import { Transform } from 'node:stream'
-import type pg from 'pg'
 import { to as copyTo, from as copyFrom } from 'pg-copy-streams'
 import type { BackendTarget } from '../backend/connection.ts'
 import { controlClient } from '../backend/control-client.ts'

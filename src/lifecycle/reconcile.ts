@@ -8,10 +8,8 @@
 // Equal: the tail is compared again under a brief commit hold, exactly as a
 // resync's last step, and it is enabled.
 
-import pg from 'pg'
 import type { ServerContext } from '../server-context.ts'
 import { SELF_HEALING } from '../cluster/states.ts'
-import { controlClient } from '../backend/control-client.ts'
 import { createLog, hasLog, logTop } from '../recovery/log-presence.ts'
 import { behindReason, catchUpAndEnable, loggedDatabases, RECONCILING } from './resync.ts'
 

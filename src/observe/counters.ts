@@ -16,6 +16,17 @@ export interface BackendCounts {
   connections: number
 }
 
+/**
+ * Why a client login was refused (pgraid_login_failures_total{reason}): password (wrong password or
+ * proof), unknown-user, hba (no rule, a reject rule), cert (client certificate missing, invalid or
+ * naming another user), tls (TLS required), not-admin (the console for a user without admin),
+ * database (every backend refused it as PostgreSQL would: no such database, a bad option), too-many
+ * (limits.maxClients, users[].maxConnections, the backends' limits), unavailable (no backend to log
+ * in to, authQuery failed), protocol (a malformed or unsupported startup), timeout (timeouts.authMs).
+ */
+export const LOGIN_FAILURES = ['password', 'unknown-user', 'hba', 'cert', 'tls', 'not-admin', 'database', 'too-many', 'unavailable', 'protocol', 'timeout'] as const
+export type LoginFailure = (typeof LOGIN_FAILURES)[number]
+
 /** What the data path counts (plain numbers: cheaper than prom-client calls per message). */
 export class Counters {
   bytesFromClients = 0
@@ -23,8 +34,8 @@ export class Counters {
   divergences = 0
   /** Per backend index: grown as backends are configured. */
   private readonly perBackend: BackendCounts[] = []
-  /** Client logins refused, by reason (password, unknown-user, hba, database, limit, protocol, tls). */
-  readonly loginFailures = new Map<string, number>()
+  /** Client logins refused, by reason (every reason present, from 0: a rate() needs the series before the first failure). */
+  readonly loginFailures = new Map<LoginFailure, number>(LOGIN_FAILURES.map((r) => [r, 0]))
   /** Backends taken out of service, by cause (cluster/states.ts OutCause). */
   readonly takeouts = new Map<string, number>()
   readonly batch = new FastHistogram<'read' | 'write' | 'commit'>(
@@ -42,7 +53,7 @@ export class Counters {
     return c
   }
 
-  loginFailed(reason: string): void {
-    this.loginFailures.set(reason, (this.loginFailures.get(reason) ?? 0) + 1)
+  loginFailed(reason: LoginFailure): void {
+    this.loginFailures.set(reason, this.loginFailures.get(reason)! + 1)
   }
 }

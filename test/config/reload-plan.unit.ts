@@ -78,10 +78,9 @@ t.test('the same file again changes nothing, whatever the order of users and bac
   t.same(planReload(cur, next, live(cur), 'test.json').changes, [])
 })
 
-t.test('refused: listen, metrics, recovery.log, a moved backend, a reused name', async (t) => {
+t.test('refused: listen, recovery.log, a moved backend, a reused name', async (t) => {
   const cur = cfg()
   refused(t, () => planReload(cur, cfg((r) => (r.listen.port = 6433)), live(cur), 'f'), /^listen\.port: 6432 -> 6433: cannot change while pgraid runs/, 'listen.port')
-  refused(t, () => planReload(cur, cfg((r) => (r.metrics = { port: 9187 })), live(cur), 'f'), /^metrics\.port/, 'metrics.port')
   refused(t, () => planReload(cur, cfg((r) => (r.recovery = { log: false })), live(cur), 'f'), /^recovery\.log/, 'recovery.log')
   refused(t, () => planReload(cur, cfg((r) => (r.backends[1]!.port = 5009)), live(cur), 'f'), /^backends\[1\]\.port \(pg2\): 5002 -> 5009/, 'a backend moved under the same name')
   // A name removed earlier in this process is not reused.
@@ -93,6 +92,16 @@ t.test('refused: listen, metrics, recovery.log, a moved backend, a reused name',
   } catch (e) {
     t.equal((e as ReloadRefused).problems.length, 2, 'both problems reported')
   }
+})
+
+t.test('metrics apply live: turned on, moved, turned off (the server reopens the endpoint)', async (t) => {
+  const cur = cfg()
+  const on = cfg((r) => (r.metrics = { port: 9187 }))
+  t.same(planReload(cur, on, live(cur), 'f').changes, ['metrics.port: null -> 9187'], 'turned on')
+  t.same(planReload(on, cfg((r) => (r.metrics = { port: 9188, host: '0.0.0.0' })), live(on), 'f').changes, ['metrics.host: "127.0.0.1" -> "0.0.0.0"', 'metrics.port: 9187 -> 9188'], 'moved')
+  t.same(planReload(on, cur, live(on), 'f').changes, ['metrics.port: 9187 -> null'], 'turned off')
+  // With another change that needs a restart, nothing applies, metrics included.
+  refused(t, () => planReload(cur, cfg((r) => ((r.metrics = { port: 9187 }), (r.listen.port = 6433))), live(cur), 'f'), /^listen\.port/, 'listen.port with metrics')
 })
 
 t.test('a key reload does not know needs a restart', async (t) => {
