@@ -159,3 +159,8 @@ export interface ServerContext {
    */
   reload(opts?: { config?: Config; dryRun?: boolean }): Promise<ReloadResult>
 }
+
+/** The client sessions: every session but the admin console's (SHOW STATS, SHOW POOLS, metrics, PAUSE). */
+export function clientSessions(ctx: Pick<ServerContext, 'sessions'>): ClientSession[] {
+  return ctx.sessions().filter((s) => s.transactionStatus !== 'admin')
+}

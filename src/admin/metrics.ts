@@ -7,7 +7,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import client from 'prom-client'
-import type { ServerContext } from '../server-context.ts'
+import { clientSessions, type ServerContext } from '../server-context.ts'
 import type { OutCause } from '../cluster/states.ts'
 import { logPositions, type LogPosition } from './log-positions.ts'
 import { VERSION } from './commands/pooler.ts'
@@ -36,34 +36,22 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
   const r = new client.Registry()
   // A custom metric: prom-client's registry only reads name and calls get() (observe/histogram.ts).
   r.registerMetric(ctx.counters.batch as unknown as client.Metric)
-  const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void | Promise<void>) =>
-    r.registerMetric(
-      new client.Gauge({
-        name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset()
-          return collect(this)
-        },
-      }),
-    )
-  const counter = (name: string, help: string, labelNames: string[], collect: (c: client.Counter) => void) =>
-    r.registerMetric(
-      new client.Counter({
-        name,
-        help,
-        labelNames,
-        registers: [],
-        collect() {
-          this.reset()
-          collect(this)
-        },
-      }),
-    )
+  // Every series is read from pgraid's state when scraped: reset, then filled by `collect`.
+  type Collect<M> = (m: M) => void | Promise<void>
+  const scraped = <M extends { reset(): void }>(name: string, help: string, labelNames: string[], collect: Collect<M>) => ({
+    name,
+    help,
+    labelNames,
+    registers: [],
+    collect(this: M) {
+      this.reset()
+      return collect(this)
+    },
+  })
+  const gauge = (name: string, help: string, labelNames: string[], collect: Collect<client.Gauge>) => r.registerMetric(new client.Gauge(scraped(name, help, labelNames, collect)))
+  const counter = (name: string, help: string, labelNames: string[], collect: Collect<client.Counter>) => r.registerMetric(new client.Counter(scraped(name, help, labelNames, collect)))
   const backends = () => ctx.states.list.filter((b) => b.state !== 'removed')
-  const clients = () => ctx.sessions().filter((s) => s.transactionStatus !== 'admin')
+  const clients = () => clientSessions(ctx)
 
   gauge('pgraid_info', 'Always 1; the label says which pgraid runs', ['version'], (g) => g.set({ version: VERSION }, 1))
   gauge('pgraid_sessions', 'Client sessions (admin console sessions not counted)', [], (g) => g.set(clients().length))

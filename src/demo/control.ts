@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import type { RunningBackend } from '../embedded/cluster.ts'
-import { alive } from './files.ts'
+import { pidAlive } from '../embedded/binaries.ts'
 
 export const VERBS = ['stop', 'kill', 'start', 'wipe', 'status'] as const
 export type Verb = (typeof VERBS)[number]
@@ -24,7 +24,7 @@ export type Verb = (typeof VERBS)[number]
 export function postmasterPid(dataDir: string): number | null {
   try {
     const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0])
-    return pid > 0 && alive(pid) ? pid : null
+    return pid > 0 && pidAlive(pid) ? pid : null
   } catch {
     return null
   }

@@ -16,6 +16,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { applyEdits, modify } from 'jsonc-parser'
+import { pidAlive } from '../embedded/binaries.ts'
 
 export const DEFAULT_DEMO_DIR = '.pgraid-demo'
 export const ADMIN_USER = 'admin'
@@ -50,20 +51,11 @@ export function socketPath(dir: string): string {
   return path.join(os.tmpdir(), `pgraid-demo-${Buffer.from(dir).toString('base64url').slice(-24)}.sock`)
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /** The state of the demo running on `dir`, or null if none runs. */
 export async function runningDemo(dir: string): Promise<DemoState | null> {
   try {
     const s = JSON.parse(await fs.readFile(stateFile(dir), 'utf8')) as DemoState
-    return Number.isInteger(s.pid) && alive(s.pid) ? s : null
+    return Number.isInteger(s.pid) && pidAlive(s.pid) ? s : null
   } catch {
     return null
   }

@@ -3,7 +3,7 @@
 
 import { errors } from '../../errors.ts'
 import { ReloadRefused } from '../../config/reload-plan.ts'
-import type { ServerContext } from '../../server-context.ts'
+import { clientSessions, type ServerContext } from '../../server-context.ts'
 import type { Call, Result } from './command.ts'
 
 /** RESUME for the PAUSE in force, per pgraid instance: any admin session may end another's PAUSE. */
@@ -12,7 +12,7 @@ const resumes = new WeakMap<ServerContext, () => void>()
 /** PAUSE: new transactions wait; answers once every open transaction has ended (NOTICEs while waiting). */
 export async function pause({ ctx, signal, notice }: Call): Promise<Result> {
   if (!resumes.has(ctx)) resumes.set(ctx, ctx.pause())
-  const busy = () => ctx.sessions().filter((s) => s.transactionStatus !== 'idle' && s.transactionStatus !== 'admin')
+  const busy = () => clientSessions(ctx).filter((s) => s.transactionStatus !== 'idle')
   let last = 0
   while (busy().length && !signal.aborted) {
     if (Date.now() - last >= 1000) {

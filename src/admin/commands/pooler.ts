@@ -5,7 +5,7 @@
 // in service (pool_mode `session`), so a "server" is one of those.
 
 import { readFileSync } from 'node:fs'
-import type { ClientSession } from '../../server-context.ts'
+import { clientSessions, type ClientSession } from '../../server-context.ts'
 import type { Call, Result, Row } from './command.ts'
 
 /** package.json's version: three folders up from src/admin/commands (and from dist/admin/commands). */
@@ -13,11 +13,6 @@ export const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json',
 
 export function version(): Result {
   return { columns: ['version'], rows: [[`pgraid ${VERSION}`]], tag: 'SHOW' }
-}
-
-/** Client sessions (the admin console's own excluded). */
-function clientSessions(call: Call): ClientSession[] {
-  return call.ctx.sessions().filter((s) => s.transactionStatus !== 'admin')
 }
 
 /** Microseconds a session has waited on PAUSE so far (0 when it does not wait). */
@@ -29,7 +24,7 @@ function pausedUs(s: ClientSession, now: number): number {
 export function pools(call: Call): Result {
   const now = Date.now()
   const groups = new Map<string, ClientSession[]>()
-  for (const s of clientSessions(call)) {
+  for (const s of clientSessions(call.ctx)) {
     const key = `${s.database}\0${s.user}`
     groups.set(key, [...(groups.get(key) ?? []), s])
   }
@@ -48,7 +43,7 @@ export function pools(call: Call): Result {
 export function servers(call: Call): Result {
   const targets = call.ctx.backends()
   const rows: Row[] = []
-  for (const s of clientSessions(call)) {
+  for (const s of clientSessions(call.ctx)) {
     const active = s.transactionStatus !== 'idle'
     for (const v of s.servers()) {
       const t = targets[v.index]
@@ -65,7 +60,7 @@ export function servers(call: Call): Result {
 /** The databases pgraid serves (with a recovery log, or with sessions now), as PgBouncer's SHOW DATABASES. */
 export function databases(call: Call): Result {
   const { ctx } = call
-  const sessions = clientSessions(call)
+  const sessions = clientSessions(call.ctx)
   const names = [...new Set([...ctx.databases(), ...sessions.map((s) => s.database)])].sort()
   const inService = ctx.states.list.filter((b) => b.state === 'enabled').map((b) => b.name).join(',')
   const rows: Row[] = names.map((name) => [

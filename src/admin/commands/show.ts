@@ -1,6 +1,7 @@
 // The SHOW family: read-only views of pgraid's state, answered from memory
 // (SHOW LOG asks the backends). SHOW HELP lives with the table it lists.
 
+import { clientSessions } from '../../server-context.ts'
 import { logPositions } from '../log-positions.ts'
 import type { Call, Result, Row } from './command.ts'
 
@@ -55,7 +56,7 @@ export async function log({ ctx }: Call): Promise<Result> {
 
 /** The totals, then one row per backend: what it was sent (reads alone, writes with the others), its errors, the session connections opened to it. */
 export function stats({ ctx }: Call): Result {
-  const sessions = ctx.sessions().filter((s) => s.transactionStatus !== 'admin')
+  const sessions = clientSessions(ctx)
   const list = ctx.states.list.filter((b) => b.state !== 'removed')
   const per = list.map((b) => ({ b, c: ctx.counters.backend(b.index) }))
   const sum = (k: 'reads' | 'writes' | 'errors' | 'connections') => per.reduce((n, p) => n + p.c[k], 0)
