@@ -29,7 +29,14 @@ async function check(ctx: ServerContext, index: number, systemChanged: boolean):
   const b = ctx.states.list[index]!
   const targets = ctx.backends()
   const was = b.reason ?? b.cause ?? 'out'
+  // A standby sees none of the writer's commits and can neither resync nor clone: a verdict of its own
+  // (new, behind, inconsistent) would be stale once the writer acts, and kept after a promotion it left
+  // every backend out for good (the torture harness: a standby's "behind" for backends the writer had
+  // since resynced). It only brings back a backend proven current; otherwise the backend stays out
+  // with its self-healing cause and is compared again at the next check (as writer after a promotion).
+  const judge = ctx.ha.isWriter()
   if (systemChanged) {
+    if (!judge) return
     ctx.markOut(index, 'new', `${was}; a different PostgreSQL system holds no copy pgraid can trust: clone it (pgraid clone ${b.name})`, 'new-system')
     return
   }
@@ -37,12 +44,14 @@ async function check(ctx: ServerContext, index: number, systemChanged: boolean):
   if (source === undefined) return fromNothing(ctx, index)
   for (const db of await loggedDatabases(targets[source]!)) {
     if (await hasLog(targets[index]!, db)) continue
+    if (!judge) return
     // The log was created while it was out, and nothing was logged since: it lacks nothing but the schema.
     if ((await logTop(targets[source]!, db)) === 0 && (await createLog(targets[index]!, db))) continue
     ctx.markOut(index, 'new', `${was}; database "${db}" has no pgraid recovery log there while ${targets[source]!.name} has one: wiped or replaced; clone it (pgraid clone ${b.name})`, 'new-system')
     return
   }
   const why = await behindReason(ctx, index)
+  if (why && !judge) return
   if (why) {
     if (/the backends in service lack/.test(why)) ctx.markOut(index, 'inconsistent', `${was}; ${why}`, 'diverged')
     else ctx.markOut(index, 'disabled', `${was}; behind: ${why} (pgraid resync ${b.name})`, 'behind')

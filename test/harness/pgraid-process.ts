@@ -20,6 +20,8 @@ export interface PgraidProcess {
   kill(): Promise<void>
   /** One row of SHOW HA from its admin console. */
   ha(): Promise<{ role: string; instance: string; locks_held: string; writer: string | null; term: string }>
+  /** The rows of one admin console command, on a connection of its own. */
+  admin(sql: string): Promise<Record<string, string | null>[]>
 }
 
 export interface PgraidProcessOptions {
@@ -69,11 +71,14 @@ export async function startPgraidProcess(o: PgraidProcessOptions): Promise<Pgrai
       await exited
     },
     async ha() {
+      return (await proc.admin('SHOW HA'))[0] as Awaited<ReturnType<PgraidProcess['ha']>>
+    },
+    async admin(sql: string) {
       const c = new pg.Client({ host: o.host ?? '127.0.0.1', port: o.port, user: OPS.name, password: OPS.password, database: 'pgraid', connectionTimeoutMillis: 5000 })
       c.on('error', () => {})
       await c.connect()
       try {
-        return (await c.query('SHOW HA')).rows[0]
+        return (await c.query(sql)).rows
       } finally {
         await c.end().catch(() => {})
       }
