@@ -245,8 +245,9 @@ t.test('a backend killed mid-COPY and mid-pipeline: the statements complete on t
   stream.end()
   await bounded(done, 20_000, 'COPY after the kill')
   t.equal((await c.query('SELECT count(*)::int AS n FROM f6')).rows[0].n, 10000, 'every row copied')
-  // A pipeline (several extended-protocol statements before one Sync), pg3 killed while it runs.
-  const raw = await client(stack)
+  // A pipeline (node-postgres's pipeline mode: the statements sent without waiting, each with its Sync),
+  // pg3 killed while it runs. Queued on a plain client they went one at a time (and node-postgres warned).
+  const raw = await client(stack, { pipeline: true })
   t.teardown(() => raw.end())
   await raw.query('BEGIN')
   const pipeline = Promise.all(Array.from({ length: 200 }, (_, i) => raw.query('UPDATE f6 SET v = $1 WHERE id = $2', [`updated ${i}`, i])))

@@ -197,5 +197,19 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   await fc.end()
   const rows = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM ha_acked WHERE id <= -10 ORDER BY id')
   for (const r of rows) t.same(r.map((x) => x.id), [-12, -10], 'the write refused while fenced is nowhere')
+  // Issue 21, item 6: nothing but JSON lines in pgraid's log, through kills, failover and fencing (a
+  // plain-text DeprecationWarning from node-postgres once landed there).
+  for (const p of procs) {
+    const plain = p.log().split('\n').filter((l) => l.trim() && !isJson(l))
+    t.same(plain.slice(0, 5), [], `pgraid on port ${p.port} logged only JSON lines`)
+  }
   await assertIdentical(t, stack)
 })
+
+function isJson(line: string): boolean {
+  try {
+    return typeof JSON.parse(line) === 'object'
+  } catch {
+    return false
+  }
+}
