@@ -366,8 +366,9 @@ export class Session implements LinkHost, ClientSession {
 
   // ---- ExchangeHost and LinkHost ------------------------------------------------
 
+  /** Backend names by backend index (not by link: a session without pg2 named pg3 "2"). */
   get names(): string[] {
-    return this.links.map((l) => l.name)
+    return this.ctx.backends().map((b) => b.name)
   }
 
   out(slice: Buffer): void {

@@ -74,6 +74,23 @@ t.test('no majority (one against one): the transaction fails everywhere with XX0
   await pg1.end()
 })
 
+t.test('no majority with pg2 out: the detail names pg1 and pg3 (backends by index, not by link position)', async (t) => {
+  const stack = await stackFor(t)
+  const c = await setup(stack)
+  t.teardown(() => c.end())
+  await stack.cluster.backends[1]!.kill()
+  await c.query('SELECT 1').catch(() => {}) // the session notices pg2 is gone
+  await direct(stack, 2, 'DELETE FROM d WHERE id = 2')
+  await c.query('BEGIN')
+  const e = await c.query('UPDATE d SET v = 0 WHERE id = 2').then(
+    () => null,
+    (err: { code?: string; detail?: string }) => err,
+  )
+  t.equal(e?.code, 'XX000')
+  t.match(e?.detail ?? '', /pg1 answered "UPDATE 1".*pg3 answered "UPDATE 0"/, 'pg3 is named pg3 (it was "2")')
+  await c.query('ROLLBACK')
+})
+
 t.test('two backends in service: an autocommit write they disagree on is rolled back on both (XX000)', async (t) => {
   const stack = await stackFor(t)
   const c = await setup(stack)
