@@ -44,12 +44,19 @@ export async function runActivemq(ctx: ActivemqContext): Promise<ActivemqOutcome
   let proxy: PgraidHandle | undefined
   try {
     // The tests' check for a JDK, ActiveMQ and the jars; here a missing one ends the scenario with its message.
-    await needJava({ fail: (msg: string) => { throw new Error(msg) } } as unknown as Test)
+    await needJava({
+      fail: (msg: string) => {
+        throw new Error(msg)
+      },
+    } as unknown as Test)
     ctx.log('activemq: starting a separate 3-backend cluster')
     cluster = await startCluster({ count: 3, auth: ctx.auth })
     ctx.clusterStarted(cluster)
     const backends = cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password }))
-    proxy = await startPgraid(parseConfig({ listen: { host: '127.0.0.1', port: 0 }, backends, users: [{ name: ctx.user, auth: 'scram-sha-256', password: ctx.password }], log: { level: 'error' } }, 'activemq bench'), createLogger('error'))
+    proxy = await startPgraid(
+      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, backends, users: [{ name: ctx.user, auth: 'scram-sha-256', password: ctx.password }], log: { level: 'error' } }, 'activemq bench'),
+      createLogger('error'),
+    )
     const pg1 = cluster.backends[0]!
     const admin = await pg1.client()
     await admin.query('CREATE DATABASE amqdirect')
@@ -68,7 +75,11 @@ export async function runActivemq(ctx: ActivemqContext): Promise<ActivemqOutcome
           const queue = `bench.${target}.${round}`
           const total = ACTIVEMQ.producers * ACTIVEMQ.perProducer
           let t0 = performance.now()
-          const sent = await Promise.all(Array.from({ length: ACTIVEMQ.producers }, (_, k) => produce(broker.url, queue, ACTIVEMQ.perProducer, 1000 + k, { firstId: k * ACTIVEMQ.perProducer, size: ACTIVEMQ.size, timeoutMs: 600_000 })))
+          const sent = await Promise.all(
+            Array.from({ length: ACTIVEMQ.producers }, (_, k) =>
+              produce(broker.url, queue, ACTIVEMQ.perProducer, 1000 + k, { firstId: k * ACTIVEMQ.perProducer, size: ACTIVEMQ.size, timeoutMs: 600_000 }),
+            ),
+          )
           const sendS = (performance.now() - t0) / 1000
           if (sent.some((p) => !p.complete)) throw new Error(`a producer failed against ${target}: ${sent.find((p) => !p.complete)?.failure}`)
           t0 = performance.now()
@@ -82,7 +93,10 @@ export async function runActivemq(ctx: ActivemqContext): Promise<ActivemqOutcome
         }
       }
     }
-    const med = (target: 'direct' | 'pgraid') => ({ send: median(samples.filter((s) => s.target === target).map((s) => s.sendPerS)), drain: median(samples.filter((s) => s.target === target).map((s) => s.drainPerS)) })
+    const med = (target: 'direct' | 'pgraid') => ({
+      send: median(samples.filter((s) => s.target === target).map((s) => s.sendPerS)),
+      drain: median(samples.filter((s) => s.target === target).map((s) => s.drainPerS)),
+    })
     return { ok: true, samples, median: { direct: med('direct'), pgraid: med('pgraid') } }
   } catch (e) {
     return { ok: false, error: (e as Error).stack ?? String(e) }
@@ -102,7 +116,9 @@ export function renderActivemq(a: ActivemqOutcome | undefined): { targets: strin
   const met = r('send') >= ACTIVEMQ.goal && r('drain') >= ACTIVEMQ.goal
   const f = (x: number) => x.toFixed(0)
   return {
-    targets: [`- ActiveMQ persistent send and drain through pgraid >= ${ACTIVEMQ.goal} x the same broker on one plain backend: send ${r('send').toFixed(2)}x, drain ${r('drain').toFixed(2)}x - ${met ? '**met**' : '**not met**'}`],
+    targets: [
+      `- ActiveMQ persistent send and drain through pgraid >= ${ACTIVEMQ.goal} x the same broker on one plain backend: send ${r('send').toFixed(2)}x, drain ${r('drain').toFixed(2)}x - ${met ? '**met**' : '**not met**'}`,
+    ],
     section: [
       '',
       '## ActiveMQ (issue 7)',
@@ -122,7 +138,14 @@ export function renderActivemq(a: ActivemqOutcome | undefined): { targets: strin
 
 // `npx tsx bench/activemq.ts`: this scenario alone, its report lines printed.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const outcome = await runActivemq({ auth: ['scram-sha-256', 'md5', 'trust'], user: 'app', password: 'app-secret', log: (m) => process.stderr.write(`${m}\n`), clusterStarted() {}, clusterStopped() {} })
+  const outcome = await runActivemq({
+    auth: ['scram-sha-256', 'md5', 'trust'],
+    user: 'app',
+    password: 'app-secret',
+    log: (m) => process.stderr.write(`${m}\n`),
+    clusterStarted() {},
+    clusterStopped() {},
+  })
   const r = renderActivemq(outcome)
   process.stdout.write([...r.targets, ...r.section].join('\n') + '\n')
   process.exit(outcome.ok ? 0 : 1)

@@ -30,7 +30,10 @@ if (!existsSync(old)) {
 
 // One transaction per run of the script: a read then an update of one account, at an isolation level.
 const scripts = mkdtempSync(path.join(os.tmpdir(), 'pgraid-fidelity-'))
-for (const [name, level] of [['rc', 'READ COMMITTED'], ['rr', 'REPEATABLE READ']] as const)
+for (const [name, level] of [
+  ['rc', 'READ COMMITTED'],
+  ['rr', 'REPEATABLE READ'],
+] as const)
   writeFileSync(
     path.join(scripts, `${name}.sql`),
     `\\set aid random(1, 1000000)\nBEGIN ISOLATION LEVEL ${level};\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\nEND;\n`,
@@ -38,13 +41,20 @@ for (const [name, level] of [['rc', 'READ COMMITTED'], ['rr', 'REPEATABLE READ']
 
 const cluster = await startCluster({ count: 3, auth: 'scram-sha-256', settings: { fsync: 'off', autovacuum: 'off' } })
 const user = { name: 'bench', password: 'bench-secret' }
-const raw = proxyConfig(cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })), user, 'error')
+const raw = proxyConfig(
+  cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })),
+  user,
+  'error',
+)
 const endpoint = (port: number): Endpoint => ({ name: 'pgraid', host: '127.0.0.1', port, user: user.name, password: user.password, database: 'postgres' })
 
 async function run(port: number, workload: string): Promise<{ tps: number; processed: number }> {
   const how = workload === 'tpcb' ? [] : workload === 'select' ? ['-S'] : ['-f', path.join(scripts, `${workload}.sql`), '--max-tries=20']
   const ep = endpoint(port)
-  const r = await runTracked(PGBENCH, ['-n', ...how, '-M', 'prepared', '-c', '8', '-j', '2', '-T', String(seconds), '-h', ep.host, '-p', String(ep.port), '-U', ep.user, ep.database], { ...process.env, PGPASSWORD: ep.password! })
+  const r = await runTracked(PGBENCH, ['-n', ...how, '-M', 'prepared', '-c', '8', '-j', '2', '-T', String(seconds), '-h', ep.host, '-p', String(ep.port), '-U', ep.user, ep.database], {
+    ...process.env,
+    PGPASSWORD: ep.password!,
+  })
   const tps = /tps = ([\d.]+)/.exec(r.stdout)
   const processed = /number of transactions actually processed: (\d+)/.exec(r.stdout)
   if (r.code !== 0 || !tps || !processed) throw new Error(`pgbench ${workload} failed (${r.code}): ${r.stderr.slice(-2000)}`)
@@ -76,7 +86,9 @@ try {
         results[key].cpu.push((cpu * 1e6) / res.processed)
         console.error(`round ${r + 1} ${key}: ${res.tps.toFixed(0)} tps, ${((cpu * 1e6) / res.processed).toFixed(0)} µs pgraid CPU per transaction`)
       }
-  console.log(`| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps before (median) | tps after (median) | tps after/before (median of per-round ratios) | CPU µs/tx before | CPU µs/tx after | CPU after/before (median of per-round ratios) |`)
+  console.log(
+    `| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps before (median) | tps after (median) | tps after/before (median of per-round ratios) | CPU µs/tx before | CPU µs/tx after | CPU after/before (median of per-round ratios) |`,
+  )
   console.log('|---|---|---|---|---|---|---|')
   for (const w of workloads) {
     const b = results[`${w} before`]!

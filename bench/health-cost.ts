@@ -36,7 +36,8 @@ try {
   // Warm-up (caches, the servers' first pages), not counted.
   {
     const p = await startPgraid(config(1000), createLogger('error'))
-    for (const workload of workloads) await benchRun({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, { workload, mode: 'prepared', seconds, clients: 8, threads: 2 })
+    for (const workload of workloads)
+      await benchRun({ name: 'pgraid', host: p.host, port: p.port, user: 'bench', database: 'postgres' }, { workload, mode: 'prepared', seconds, clients: 8, threads: 2 })
     await p.close()
   }
   // Interleaved, the order swapped every round so a drift of the host favours neither.
@@ -55,14 +56,18 @@ try {
         results[key].cpu.push((cpu.user + cpu.system) / res.processed)
         console.error(`round ${r + 1} ${key}: ${res.tps.toFixed(0)} tps, ${((cpu.user + cpu.system) / res.processed).toFixed(0)} µs CPU per transaction`)
       }
-  console.log(`| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps monitor on (median) | tps off (median) | tps on/off (median of per-round ratios) | CPU µs/tx on | CPU µs/tx off | CPU on/off (median of per-round ratios) |`)
+  console.log(
+    `| workload (-M prepared, 8 clients, ${rounds} interleaved rounds of ${seconds} s) | tps monitor on (median) | tps off (median) | tps on/off (median of per-round ratios) | CPU µs/tx on | CPU µs/tx off | CPU on/off (median of per-round ratios) |`,
+  )
   console.log('|---|---|---|---|---|---|---|')
   for (const w of workloads) {
     const on = results[`${w} on`]!
     const off = results[`${w} off`]!
     const tps = median(on.tps.map((x, k) => x / off.tps[k]!))
     const cpu = median(on.cpu.map((x, k) => x / off.cpu[k]!))
-    console.log(`| ${w === 'tpcb' ? 'TPC-B' : 'select-only'} | ${median(on.tps).toFixed(0)} | ${median(off.tps).toFixed(0)} | ${tps.toFixed(3)} | ${median(on.cpu).toFixed(0)} | ${median(off.cpu).toFixed(0)} | ${cpu.toFixed(3)} |`)
+    console.log(
+      `| ${w === 'tpcb' ? 'TPC-B' : 'select-only'} | ${median(on.tps).toFixed(0)} | ${median(off.tps).toFixed(0)} | ${tps.toFixed(3)} | ${median(on.cpu).toFixed(0)} | ${median(off.cpu).toFixed(0)} | ${cpu.toFixed(3)} |`,
+    )
   }
 } finally {
   await cluster.stop()

@@ -17,12 +17,7 @@ export function backendEndpoint(b: RunningBackend, database: string): Endpoint {
   return { name: b.name, host: b.host, port: b.port, user: b.user, password: b.password, database }
 }
 
-export async function timedInit(
-  log: (msg: string) => void,
-  opts: BenchOptions,
-  backends: RunningBackend[],
-  pgraidEp: Endpoint,
-): Promise<InitTiming> {
+export async function timedInit(log: (msg: string) => void, opts: BenchOptions, backends: RunningBackend[], pgraidEp: Endpoint): Promise<InitTiming> {
   let steps = DEFAULT_INIT_STEPS
   let fallback: string | undefined
   let pgraid: InitResult
@@ -48,7 +43,12 @@ export async function timedInit(
   log(`pgbench -i -s ${opts.scale} directly on ${backends[0]!.name}, database ${DIRECT_DB}`)
   const direct = await initDataset(backendEndpoint(backends[0]!, DIRECT_DB), opts.scale, steps)
   log(`  direct: ${direct.totalS} s ${JSON.stringify(direct.steps)}`)
-  log(`pgbench -i directly on ${backends.slice(1).map((b) => b.name).join(', ')} (untimed, for the ceiling runs)`)
+  log(
+    `pgbench -i directly on ${backends
+      .slice(1)
+      .map((b) => b.name)
+      .join(', ')} (untimed, for the ceiling runs)`,
+  )
   await Promise.all(backends.slice(1).map((b) => initDataset(backendEndpoint(b, DIRECT_DB), opts.scale, steps)))
   if (fallback) await Promise.all(backends.map((b) => vacuumAnalyze(b, DIRECT_DB)))
   return { steps, direct, pgraid, fallback }

@@ -26,9 +26,7 @@ function onSignal(sig: NodeJS.Signals): void {
   process.stderr.write(`\n[bench] ${sig}: stopping pgbench, pgraid and the PostgreSQL servers\n`)
   killAllChildren('SIGKILL')
   runAbortCleanups()
-  const stop = Promise.all(
-    [...activeClusters].map((cluster) => Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())),
-  )
+  const stop = Promise.all([...activeClusters].map((cluster) => Promise.all(cluster.backends.map((b) => b.kill().catch(() => {}))).then(() => cluster.stop())))
   const deadline = new Promise((resolve) => setTimeout(resolve, 30_000).unref())
   void Promise.race([stop, deadline])
     .catch((e: unknown) => process.stderr.write(`[bench] while stopping: ${String(e)}\n`))

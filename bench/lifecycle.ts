@@ -26,7 +26,16 @@ export interface LifecycleRun {
   scale: number
   accounts: number
   verify: { ms: number; rows: number; identical: boolean; commitsDuring: number; heldMs: number }
-  resync: { records: number; ms: number; /** Records per second of time spent fetching and replaying them. */ perSecond: number; heldMs: number; probeLongestGapMs: number; probeLongestGapBeforeMs: number; probeErrors: number; identical: boolean }
+  resync: {
+    records: number
+    ms: number
+    /** Records per second of time spent fetching and replaying them. */ perSecond: number
+    heldMs: number
+    probeLongestGapMs: number
+    probeLongestGapBeforeMs: number
+    probeErrors: number
+    identical: boolean
+  }
   clone: { ms: number; rows: number; replayed: number; heldMs: number; commitsDuring: number; identical: boolean }
   dumpRestore: { ms: number; rows: number }
 }
@@ -55,7 +64,18 @@ export async function runLifecycle(ctx: LifecycleContext): Promise<LifecycleOutc
     ctx.clusterStarted(cluster)
     const backends = cluster.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password }))
     proxy = await startPgraid(
-      parseConfig({ listen: { host: '127.0.0.1', port: 0 }, backends, users: [{ name: ctx.user, auth: 'scram-sha-256', password: ctx.password }, { name: ADMIN.name, password: ADMIN.password, admin: true }], log: { level: 'error' } }, 'lifecycle bench'),
+      parseConfig(
+        {
+          listen: { host: '127.0.0.1', port: 0 },
+          backends,
+          users: [
+            { name: ctx.user, auth: 'scram-sha-256', password: ctx.password },
+            { name: ADMIN.name, password: ADMIN.password, admin: true },
+          ],
+          log: { level: 'error' },
+        },
+        'lifecycle bench',
+      ),
       createLogger('error'),
     )
     const ep: Endpoint = { name: 'pgraid', host: '127.0.0.1', port: proxy.port, user: ctx.user, password: ctx.password, database: DB }
@@ -70,7 +90,12 @@ export async function runLifecycle(ctx: LifecycleContext): Promise<LifecycleOutc
     }
     const verify = async () => {
       const r = await admin.query<{ report: string }>('VERIFY JSON')
-      const report = JSON.parse(r.rows[0]!.report) as { identical: boolean; tables: { rows: number }[]; databases: { heldMs: number }[]; differences: { table: string; backend: string; problem: string; key: string | null; detail: string }[] }
+      const report = JSON.parse(r.rows[0]!.report) as {
+        identical: boolean
+        tables: { rows: number }[]
+        databases: { heldMs: number }[]
+        differences: { table: string; backend: string; problem: string; key: string | null; detail: string }[]
+      }
       for (const d of report.differences.slice(0, 10)) ctx.log(`  DIFFERENCE ${d.table} ${d.backend} ${d.problem} ${d.key ?? ''} ${d.detail}`)
       return report
     }
@@ -118,7 +143,8 @@ export async function runLifecycle(ctx: LifecycleContext): Promise<LifecycleOutc
     ctx.log('lifecycle: baseline dump-and-restore pg1 -> pg3 (scratch database)')
     const dump = await dumpRestore(cluster, ctx.opts.scale)
     await admin.end()
-    if (!v.identical || !afterResync.identical || !afterClone.identical) throw new Error(`the backends differ after ${!v.identical ? 'nothing (before resync)' : !afterResync.identical ? 'the resync' : 'the clone'} (differences in the log above)`)
+    if (!v.identical || !afterResync.identical || !afterClone.identical)
+      throw new Error(`the backends differ after ${!v.identical ? 'nothing (before resync)' : !afterResync.identical ? 'the resync' : 'the clone'} (differences in the log above)`)
     return {
       ok: true,
       scale: ctx.opts.scale,
@@ -212,7 +238,15 @@ async function dumpRestore(cluster: Cluster, scale: number): Promise<{ ms: numbe
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { readOptions } = await import('./options.ts')
   const { renderLifecycle, lifecycleTargets } = await import('./report-lifecycle.ts')
-  const outcome = await runLifecycle({ opts: readOptions(), auth: ['scram-sha-256', 'md5', 'trust'], user: 'app', password: 'app-secret', log: (m) => process.stderr.write(`${m}\n`), clusterStarted() {}, clusterStopped() {} })
+  const outcome = await runLifecycle({
+    opts: readOptions(),
+    auth: ['scram-sha-256', 'md5', 'trust'],
+    user: 'app',
+    password: 'app-secret',
+    log: (m) => process.stderr.write(`${m}\n`),
+    clusterStarted() {},
+    clusterStopped() {},
+  })
   process.stdout.write([...lifecycleTargets(outcome).lines, ...renderLifecycle(outcome)].join('\n') + '\n')
   process.exit(outcome.ok ? 0 : 1)
 }

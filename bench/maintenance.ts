@@ -75,9 +75,7 @@ export async function probeVacuum(ep: Endpoint): Promise<string> {
 
 /** Row counts of the pgbench tables on each backend, e.g. for a sanity check after init. */
 export async function accountCounts(backends: RunningBackend[], database: string): Promise<number[]> {
-  return Promise.all(
-    backends.map((b) => withClient(b, database, async (c) => Number((await c.query('SELECT count(*) AS n FROM pgbench_accounts')).rows[0].n))),
-  )
+  return Promise.all(backends.map((b) => withClient(b, database, async (c) => Number((await c.query('SELECT count(*) AS n FROM pgbench_accounts')).rows[0].n))))
 }
 
 /**

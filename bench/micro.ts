@@ -108,9 +108,7 @@ const STATEMENTS: StatementCase[] = [
   },
   {
     label: 'ActiveMQ INSERT ACTIVEMQ_MSGS ($1..$8)',
-    text: (i) =>
-      'INSERT INTO ACTIVEMQ_MSGS(ID, MSGID_PROD, MSGID_SEQ, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) ' +
-      `VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${i === 0 ? '' : ` /* ${i} */`}`,
+    text: (i) => 'INSERT INTO ACTIVEMQ_MSGS(ID, MSGID_PROD, MSGID_SEQ, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) ' + `VALUES ($1, $2, $3, $4, $5, $6, $7, $8)${i === 0 ? '' : ` /* ${i} */`}`,
     varied: 'a trailing comment',
   },
   {
@@ -326,12 +324,7 @@ function analysisTasks(sm: Sampler, cachedN: number, uncachedN: number, cat: Cat
 }
 
 /** Registers the lock manager measurements; returns how to read the rows afterwards. */
-async function lockTasks(
-  sm: Sampler,
-  n: number,
-  holders: number,
-  cat: CatalogData,
-): Promise<() => { rows: LockRow[]; locksForUs: { label: string; us: number }[] }> {
+async function lockTasks(sm: Sampler, n: number, holders: number, cat: CatalogData): Promise<() => { rows: LockRow[]; locksForUs: { label: string; us: number }[] }> {
   const owner: LockOwner = { id: 1, label: 'session 1' }
   const tx = tpcbTransaction(4567, 17, 3)
   const stmtLocks = lockSet(tx[0]!, cat)

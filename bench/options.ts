@@ -64,7 +64,10 @@ function intEnv(name: string, fallback: number, min: number): number {
 function listEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
   const raw = process.env[name]
   if (raw === undefined || raw.trim() === '') return [...allowed]
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean)
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   for (const it of items) if (!allowed.includes(it as T)) throw new Error(`${name}: unknown item ${JSON.stringify(it)}, allowed: ${allowed.join(', ')}`)
   return items as T[]
 }

@@ -53,14 +53,7 @@ export class PgbenchError extends Error {
 
   /** Everything pgbench printed, for a loud failure report. */
   details(): string {
-    return [
-      `command: ${this.command}`,
-      `exit: ${this.result.code ?? this.result.signal}`,
-      '--- stdout ---',
-      this.result.stdout.trimEnd(),
-      '--- stderr ---',
-      this.result.stderr.trimEnd(),
-    ].join('\n')
+    return [`command: ${this.command}`, `exit: ${this.result.code ?? this.result.signal}`, '--- stdout ---', this.result.stdout.trimEnd(), '--- stderr ---', this.result.stderr.trimEnd()].join('\n')
   }
 }
 
@@ -162,19 +155,5 @@ export function spawnBench(ep: Endpoint, spec: RunSpec, extra: string[] = []): {
 }
 
 function benchArgs(ep: Endpoint, spec: RunSpec, extra: string[] = []): string[] {
-  return [
-    '-n',
-    ...workloadArgs(spec.workload),
-    '-M',
-    spec.mode,
-    '-c',
-    String(spec.clients),
-    '-j',
-    String(spec.threads),
-    '-T',
-    String(spec.seconds),
-    ...extra,
-    ...connArgs(ep),
-    ep.database,
-  ]
+  return ['-n', ...workloadArgs(spec.workload), '-M', spec.mode, '-c', String(spec.clients), '-j', String(spec.threads), '-T', String(spec.seconds), ...extra, ...connArgs(ep), ep.database]
 }

@@ -51,10 +51,7 @@ export function floorLogLines(data: BenchData): string[] {
   return summariseFloor(data).map((r) => {
     const t = (name: string, f: TargetFigures | undefined) =>
       f ? `${name} ${f0(f.tps)} tps / ${f2(f.latencyMs)} ms${Number.isFinite(f.cpuUs) ? ` / ${fus(f.cpuUs)} µs CPU per tx` : ''}` : `${name} -`
-    return (
-      `floor: ${r.workload} ${r.mode} -c ${r.clients}: ${t('direct', r.direct)}, ${t('pgraid', r.pgraid)}` +
-      (r.floor ? `, ${t(r.floor, r.floorFigures)}; pgraid/floor CPU ${f2(r.cpuRatio)}` : '')
-    )
+    return `floor: ${r.workload} ${r.mode} -c ${r.clients}: ${t('direct', r.direct)}, ${t('pgraid', r.pgraid)}` + (r.floor ? `, ${t(r.floor, r.floorFigures)}; pgraid/floor CPU ${f2(r.cpuRatio)}` : '')
   })
 }
 
@@ -66,7 +63,7 @@ export function renderFloor(data: BenchData): string[] {
   out.push(`## CPU per transaction against the Node.js floor (medians of ${o.rounds} round${o.rounds === 1 ? '' : 's'})`)
   out.push('')
   out.push(
-    "What any Node.js proxy has to spend, next to what pgraid spends. Two bare proxies, each a child process of its " +
+    'What any Node.js proxy has to spend, next to what pgraid spends. Two bare proxies, each a child process of its ' +
       'own run through tsx as the pgraid child is, measured in the same interleaved rounds as the other targets ' +
       '(bench/floor.ts):',
   )
@@ -79,7 +76,7 @@ export function renderFloor(data: BenchData): string[] {
     `- **3-way fan-out** (\`bench/floor-fanout.ts\`): one connection to each of the ${data.backendAuth.length} backends per ` +
       'client connection (logged in with `BackendConnection.connect`; the client gets AuthenticationOk, the first ' +
       "backend's ParameterStatus and BackendKeyData, ReadyForQuery); every client message framed by its 5-byte " +
-      'header and written to all backends; the first backend\'s answer sent on once every backend has sent its ' +
+      "header and written to all backends; the first backend's answer sent on once every backend has sent its " +
       'ReadyForQuery for that batch (counted from the message headers). No ordering between sessions, no locks, no ' +
       'error reconciliation, no recovery log: the floor for replicated writes. Used only where that cannot deadlock ' +
       'or diverge: the single autocommit INSERT below.',
@@ -88,20 +85,20 @@ export function renderFloor(data: BenchData): string[] {
   out.push(
     'Workloads: select-only (`-S`) against the relay; a single autocommit `INSERT INTO bench_ins (v) VALUES (:v)` ' +
       '(`bench/floor-insert.sql`, :v random; `bench_ins` has no key, so pgraid takes no row lock for it) against the ' +
-      'fan-out; TPC-B has no floor (a fan-out without ordering deadlocks on its transactions\' row conflicts), its ' +
-      'rows give pgraid\'s CPU alone. The direct and floor targets use database `benchraw` (the relay and direct on ' +
+      "fan-out; TPC-B has no floor (a fan-out without ordering deadlocks on its transactions' row conflicts), its " +
+      "rows give pgraid's CPU alone. The direct and floor targets use database `benchraw` (the relay and direct on " +
       'pg1, the fan-out on all three backends), pgraid its own `postgres`; the INSERT table is emptied and every ' +
       'backend checkpointed before each run.',
   )
   out.push('')
   out.push(
-    'CPU per transaction: the proxy process\'s utime + stime (all threads, `/proc/<pid>/stat`, in clock ticks of ' +
+    "CPU per transaction: the proxy process's utime + stime (all threads, `/proc/<pid>/stat`, in clock ticks of " +
       '`getconf CLK_TCK`) read just before and just after each pgbench run, divided by the transactions pgbench ' +
-      'completed. The window includes the clients\' connection setup (pgraid: SCRAM with the client and a login to ' +
-      'each backend; the fan-out: a login to each backend), amortised over the run. The direct target\'s CPU is the ' +
-      'PostgreSQL server\'s and is not shown. `pgraid / floor CPU` is the ratio of the medians. pgraid answers a ' +
+      "completed. The window includes the clients' connection setup (pgraid: SCRAM with the client and a login to " +
+      "each backend; the fan-out: a login to each backend), amortised over the run. The direct target's CPU is the " +
+      "PostgreSQL server's and is not shown. `pgraid / floor CPU` is the ratio of the medians. pgraid answers a " +
       `write once its write quorum (${data.writeQuorum} of ${data.backendAuth.length}) has, the fan-out once all have; both ` +
-      'read every backend\'s answer. With one client, TPC-B runs 7 statements per transaction, the others 1.',
+      "read every backend's answer. With one client, TPC-B runs 7 statements per transaction, the others 1.",
   )
   out.push('')
   out.push(table(HEAD, rows.map(rowCells), ALIGN))

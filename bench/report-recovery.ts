@@ -119,15 +119,15 @@ export function renderLogCost(data: BenchData, cases: CaseSummary[]): string[] {
 function failoverSetup(fo: FailoverRun, data: BenchData): string {
   return (
     `A separate, fresh cluster of three backends (same settings as above) with its own pgraid ` +
-      `(${data.options.proxy === 'child' ? 'a child process' : 'in-process'}, default configuration: recovery log on, ` +
-      `writeQuorum ${data.writeQuorum}), initialised with \`pgbench -i -s ${fo.scale}\` through that pgraid. Then ` +
-      `\`pgbench -M ${fo.mode} -c ${fo.clients} -j ${fo.threads} -T ${fo.seconds} -P 1\` (TPC-B) through it, and alongside ` +
-      `a probe client (node-postgres, its own session) sending \`INSERT INTO probe (at) VALUES (now()) RETURNING id\` ` +
-      `every ${fo.probeIntervalMs} ms (the next one ${fo.probeIntervalMs} ms after the previous one started, or at once ` +
-      'if it took longer; after an error it reconnects). When pgbench reported ' +
-      `${fo.killAfterS} s of progress, ${fo.killed} was killed: PostgreSQL's immediate shutdown (SIGQUIT to the ` +
-      'postmaster; every server process exits at once and the sockets close, as when a machine loses its database). ' +
-      `pgbench and the probe went on until pgbench's -T ended.`
+    `(${data.options.proxy === 'child' ? 'a child process' : 'in-process'}, default configuration: recovery log on, ` +
+    `writeQuorum ${data.writeQuorum}), initialised with \`pgbench -i -s ${fo.scale}\` through that pgraid. Then ` +
+    `\`pgbench -M ${fo.mode} -c ${fo.clients} -j ${fo.threads} -T ${fo.seconds} -P 1\` (TPC-B) through it, and alongside ` +
+    `a probe client (node-postgres, its own session) sending \`INSERT INTO probe (at) VALUES (now()) RETURNING id\` ` +
+    `every ${fo.probeIntervalMs} ms (the next one ${fo.probeIntervalMs} ms after the previous one started, or at once ` +
+    'if it took longer; after an error it reconnects). When pgbench reported ' +
+    `${fo.killAfterS} s of progress, ${fo.killed} was killed: PostgreSQL's immediate shutdown (SIGQUIT to the ` +
+    'postmaster; every server process exits at once and the sockets close, as when a machine loses its database). ' +
+    `pgbench and the probe went on until pgbench's -T ended.`
   )
 }
 
@@ -157,11 +157,7 @@ export function renderFailover(data: BenchData): string[] {
         ['probe writes: succeeded / failed / reconnects', `${f0(p.ok)} / ${f0(p.errors)} / ${f0(p.reconnects)}`, 'no failed write'],
         ['slowest probe write', ms(p.maxLatencyMs), ''],
         ['**pgbench clients aborted**', `${pb.abortedClients} of ${fo.clients}`, '0 (pgpool-II: all 8)'],
-        [
-          'pgbench transactions processed / failed, tps',
-          `${pb.processed === undefined ? 'n/a' : f0(pb.processed)} / ${pb.failed ?? 'n/a'}, ${pb.tps === undefined ? 'n/a' : f0(pb.tps)} tps`,
-          '',
-        ],
+        ['pgbench transactions processed / failed, tps', `${pb.processed === undefined ? 'n/a' : f0(pb.processed)} / ${pb.failed ?? 'n/a'}, ${pb.tps === undefined ? 'n/a' : f0(pb.tps)} tps`, ''],
         ['pgbench exit code', pb.exit, '0'],
         [`${fo.killed} killed when pgbench's clock read`, `${fo.killAtPgbenchS.toFixed(1)} s (the immediate shutdown took ${ms(fo.killDurationMs)})`, ''],
         ['pgraid still serving new sessions afterwards', fo.pgraidServing, 'yes'],
@@ -203,15 +199,11 @@ export function renderFailover(data: BenchData): string[] {
     )
     out.push('')
   } else if (data.options.proxy !== 'child') {
-    out.push("(pgraid ran in-process, so its warnings are not collected here.)", '')
+    out.push('(pgraid ran in-process, so its warnings are not collected here.)', '')
   } else {
     out.push('pgraid logged no warnings or errors in this scenario.', '')
   }
-  const extra = [
-    ...p.errorSamples.map((e) => `probe: ${e}`),
-    ...pb.abortLines.map((l) => `pgbench: ${l}`),
-    ...pb.otherErrors.map((l) => `pgbench: ${l}`),
-  ]
+  const extra = [...p.errorSamples.map((e) => `probe: ${e}`), ...pb.abortLines.map((l) => `pgbench: ${l}`), ...pb.otherErrors.map((l) => `pgbench: ${l}`)]
   if (extra.length > 0) {
     out.push("What the clients reported (probe errors; pgbench's stderr apart from its progress lines), first few:")
     out.push('')

@@ -133,8 +133,8 @@ export function renderMicro(m: MicroResults, cases: CaseSummary[]): string[] {
   )
   out.push(
     '- **new text**: every call gets a text never seen before, varying the literal named in the list below ' +
-      '(what `pgbench -M simple` and any client that inlines values sends). `analyze`\'s text cache then ' +
-      "misses; `analyzeForRouting` (`src/sql/shape-cache.ts`) answers from its shape cache (text with " +
+      "(what `pgbench -M simple` and any client that inlines values sends). `analyze`'s text cache then " +
+      'misses; `analyzeForRouting` (`src/sql/shape-cache.ts`) answers from its shape cache (text with ' +
       "literals masked): a read gets the shape's analysis, a write gets it with its own literals as key values; " +
       'texts with `$n`, comments, quoted identifiers or dollar quotes are parsed every time. `timeSitesByShape` ' +
       '(the clock/random calls) skips texts naming no clock/random function with a regex ("regex only"), finds ' +
@@ -154,9 +154,7 @@ export function renderMicro(m: MicroResults, cases: CaseSummary[]): string[] {
     const cpu = cpuMsPerTx(simpleCase)
     out.push(
       `- The five TPC-B statements of one \`-M simple\` transaction: ${fus(simpleSum)} µs of analysis in all` +
-        (Number.isFinite(cpu)
-          ? `, ${pct((100 * simpleSum) / (cpu * 1000))} of the ${f2(cpu)} ms of CPU pgraid used per TPC-B simple transaction above.`
-          : '.'),
+        (Number.isFinite(cpu) ? `, ${pct((100 * simpleSum) / (cpu * 1000))} of the ${f2(cpu)} ms of CPU pgraid used per TPC-B simple transaction above.` : '.'),
     )
   }
   out.push('')
@@ -169,8 +167,8 @@ export function renderMicro(m: MicroResults, cases: CaseSummary[]): string[] {
   out.push('')
   out.push(
     '`LockManager` (`src/scheduler/lock-manager.ts`) used the way a session uses it: `await acquire(owner, requests)` ' +
-      'for each statement, `releaseAll(owner)` when the transaction ends; the requests are what the planner\'s ' +
-      '`locksFor` derives for the statements (with pgbench\'s primary keys: key locks, no table X locks). ' +
+      "for each statement, `releaseAll(owner)` when the transaction ends; the requests are what the planner's " +
+      "`locksFor` derives for the statements (with pgbench's primary keys: key locks, no table X locks). " +
       `"With ${m.holders} holders": ${m.holders} other owners each hold a whole TPC-B transaction's locks on other ` +
       'accounts, tellers and branches, so `db` and the `rel:` intention locks are shared and the measured owner ' +
       `never waits. Median µs per round trip, ${f0(m.lockIterations)} round trips timed 10 at a time.`,

@@ -29,7 +29,12 @@ export function handNotes(previous: string | undefined): string {
   if (!previous) return ''
   const lines = previous.split('\n')
   const marker = lines.findIndex((l) => l.trim() === NOTES_MARKER)
-  if (marker >= 0) return lines.slice(marker + 1).join('\n').replace(/^\s*\n/, '').trimEnd()
+  if (marker >= 0)
+    return lines
+      .slice(marker + 1)
+      .join('\n')
+      .replace(/^\s*\n/, '')
+      .trimEnd()
   const heading = lines.findIndex((l) => /^## Notes\b/.test(l))
   return heading >= 0 ? lines.slice(heading).join('\n').trimEnd() : ''
 }
@@ -157,16 +162,10 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push('Targets:')
   out.push('')
   out.push(`- **direct**: one pgbench straight at backend pg1, no proxy.`)
-  out.push(
-    `- **pgraid**: one pgbench at pgraid, which sends every write to all ${data.backendAuth.length} backends ` +
-      'and each read outside a write transaction to one of them.',
-  )
+  out.push(`- **pgraid**: one pgbench at pgraid, which sends every write to all ${data.backendAuth.length} backends ` + 'and each read outside a write transaction to one of them.')
   const nolog = data.cases.some((c) => c.targets.includes('pgraid-nolog'))
   if (nolog)
-    out.push(
-      '- **pgraid-nolog** (TPC-B only): a second pgraid over the same backends and database without the recovery log ' +
-        '(`recovery: { log: false }`); see "Cost of the recovery log" below.',
-    )
+    out.push('- **pgraid-nolog** (TPC-B only): a second pgraid over the same backends and database without the recovery log ' + '(`recovery: { log: false }`); see "Cost of the recovery log" below.')
   out.push(
     `- **ceiling**: ${data.backendAuth.length} pgbench processes at once, one straight at each backend, no proxy: ` +
       'what three independent databases can do on this machine. "sum" adds their tps; "per backend" is the mean.',
@@ -217,17 +216,11 @@ export function renderReport(data: BenchData, previous?: string): string {
       .map((one) => {
         const many = cases.find((c) => c.workload === one.workload && c.mode === 'simple')
         if (!many) return undefined
-        return (
-          `${WORKLOAD_LABEL[one.workload]} (simple): direct x${f2(many.directTps / one.directTps)}, ` +
-          `pgraid x${f2(many.pgraidTps / one.pgraidTps)}`
-        )
+        return `${WORKLOAD_LABEL[one.workload]} (simple): direct x${f2(many.directTps / one.directTps)}, ` + `pgraid x${f2(many.pgraidTps / one.pgraidTps)}`
       })
       .filter(Boolean)
     if (scaling.length) {
-      out.push(
-        `Throughput gained by going from 1 to ${o.clients} clients - ${scaling.join('; ')}. ` +
-          'A factor near 1 means the clients\' transactions ran one after the other.',
-      )
+      out.push(`Throughput gained by going from 1 to ${o.clients} clients - ${scaling.join('; ')}. ` + "A factor near 1 means the clients' transactions ran one after the other.")
       out.push('')
     }
   }
@@ -256,7 +249,7 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push('')
   out.push(
     table(
-      ['Step (pgbench\'s own timing)', 'direct s', 'pgraid s', 'pgraid / direct'],
+      ["Step (pgbench's own timing)", 'direct s', 'pgraid s', 'pgraid / direct'],
       [
         ...stepNames.map((s) => {
           const d = data.init.direct.steps[s]
@@ -275,9 +268,8 @@ export function renderReport(data: BenchData, previous?: string): string {
   out.push('')
   out.push(
     data.rss.afterStart > 0 && o.proxy === 'child'
-      ? `pgraid ran as a child process (\`node bin/pgraid.js start -c <generated config>\`); figures are its own ` +
-          '(`VmHWM`/`VmRSS` from `/proc/<pid>/status`).'
-      : 'pgraid ran inside the benchmark process (`BENCH_PROXY=inprocess`); figures are that process\'s RSS, sampled every 100 ms.',
+      ? `pgraid ran as a child process (\`node bin/pgraid.js start -c <generated config>\`); figures are its own ` + '(`VmHWM`/`VmRSS` from `/proc/<pid>/status`).'
+      : "pgraid ran inside the benchmark process (`BENCH_PROXY=inprocess`); figures are that process's RSS, sampled every 100 ms.",
   )
   out.push('')
   out.push(
@@ -304,7 +296,7 @@ export function renderReport(data: BenchData, previous?: string): string {
         ['OS', m.kernel],
         ['Load average at start (1, 5, 15 min)', m.loadAvg.map(f2).join(', ')],
         [
-          'Load average (1 min) when runs started (includes the benchmark\'s own previous run)',
+          "Load average (1 min) when runs started (includes the benchmark's own previous run)",
           data.samples.length
             ? `${f1(Math.min(...data.samples.map((x) => x.load1)))} - ${f1(Math.max(...data.samples.map((x) => x.load1)))}, median ${f1(median(data.samples.map((x) => x.load1)))}`
             : 'n/a',

@@ -147,8 +147,7 @@ export function summarise(data: BenchData, clients = data.options.clients): Case
     if (cs.clients !== clients) continue
     const { workload, mode } = cs
     {
-      const of = (t: Target) =>
-        data.samples.filter((s) => s.workload === workload && s.mode === mode && s.clients === clients && s.target === t)
+      const of = (t: Target) => data.samples.filter((s) => s.workload === workload && s.mode === mode && s.clients === clients && s.target === t)
       const d = of('direct')
       const p = of('pgraid')
       const c = of('ceiling')

@@ -136,7 +136,9 @@ export async function runRss(ctx: RssContext): Promise<RssOutcome> {
       code,
       nodeOptions,
     }
-    ctx.log(`rss: with ${RSS.sessions} sessions ${(figures.withSessions / 2 ** 20).toFixed(1)} MiB (peak ${(figures.peak / 2 ** 20).toFixed(1)} MiB); backend connections ${backendConnections.join(' / ')}`)
+    ctx.log(
+      `rss: with ${RSS.sessions} sessions ${(figures.withSessions / 2 ** 20).toFixed(1)} MiB (peak ${(figures.peak / 2 ** 20).toFixed(1)} MiB); backend connections ${backendConnections.join(' / ')}`,
+    )
     return { ok: true, figures }
   } catch (e) {
     return { ok: false, error: (e as Error).stack ?? String(e) }

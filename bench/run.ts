@@ -110,20 +110,11 @@ interface Pgraids {
   nolog?: { proxy: Proxy; ep: Endpoint }
 }
 
-async function measure(
-  opts: BenchOptions,
-  round: number,
-  cs: Case,
-  target: Target,
-  backends: RunningBackend[],
-  pgraids: Pgraids,
-  floors: FloorProxies,
-): Promise<Sample> {
+async function measure(opts: BenchOptions, round: number, cs: Case, target: Target, backends: RunningBackend[], pgraids: Pgraids, floors: FloorProxies): Promise<Sample> {
   const spec = { workload: cs.workload, mode: cs.mode, seconds: opts.seconds, clients: cs.clients, threads: cs.threads }
   const base = { round, workload: cs.workload, mode: cs.mode, clients: cs.clients, target }
   // Between runs: pgbench's own maintenance of its tables, or emptying the INSERT workload's table.
-  const prepare = (on: RunningBackend[], database: string, via?: Endpoint[]) =>
-    cs.workload === 'insert' ? prepareInsertRun(on, database, via) : prepareRun(on, database, via)
+  const prepare = (on: RunningBackend[], database: string, via?: Endpoint[]) => (cs.workload === 'insert' ? prepareInsertRun(on, database, via) : prepareRun(on, database, via))
   if (target === 'direct') {
     await prepare([backends[0]!], DIRECT_DB)
     const load1 = os.loadavg()[0] ?? 0
@@ -188,8 +179,7 @@ function benchCases(opts: BenchOptions): Case[] {
     }
   // One client, no contention: what the proxy hop and replication add to each statement.
   if (opts.singleClient && opts.clients !== 1)
-    for (const workload of opts.workloads)
-      cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: withFloor(opts, workload, ['direct', 'pgraid']) })
+    for (const workload of opts.workloads) cases.push({ workload, mode: 'simple', clients: 1, threads: 1, targets: withFloor(opts, workload, ['direct', 'pgraid']) })
   return cases
 }
 
@@ -199,7 +189,15 @@ async function main(): Promise<number> {
   const machine = describeMachine()
   const cases = benchCases(opts)
   const runsPerRound = cases.reduce((a, c) => a + c.targets.length, 0)
-  const estimate = ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) + (opts.failover ? 40 : 0) + (opts.lifecycle ? 150 : 0) + (opts.activemq ? 150 : 0) + (opts.tls ? 130 : 0) + (opts.takeover ? 60 : 0) + (opts.rss ? 60 : 0)) / 60
+  const estimate =
+    ((runsPerRound * opts.rounds + (opts.profile ? 1 : 0)) * (opts.seconds + 4) +
+      (opts.failover ? 40 : 0) +
+      (opts.lifecycle ? 150 : 0) +
+      (opts.activemq ? 150 : 0) +
+      (opts.tls ? 130 : 0) +
+      (opts.takeover ? 60 : 0) +
+      (opts.rss ? 60 : 0)) /
+    60
   log(
     `scale ${opts.scale}, -c ${opts.clients} -j ${opts.threads} -T ${opts.seconds}, ${opts.rounds} round(s) of ` +
       `${runsPerRound} runs${opts.profile ? ' + 1 profiled run' : ''}${opts.failover ? ' + the failover scenario' : ''}; ` +
@@ -317,9 +315,7 @@ async function main(): Promise<number> {
     await proxy.stop()
     proxy = undefined
     for (const f of Object.values(floors)) await f.stop()
-    const profile = opts.profile
-      ? await profileTpcb({ opts, raw, backends, database: PGRAID_DB, user: CLIENT_USER, password: CLIENT_PASSWORD, log })
-      : undefined
+    const profile = opts.profile ? await profileTpcb({ opts, raw, backends, database: PGRAID_DB, user: CLIENT_USER, password: CLIENT_PASSWORD, log }) : undefined
 
     log('comparing the backends behind pgraid after the runs')
     const atEnd = await checkReplicas(backends, PGRAID_DB)
@@ -371,9 +367,7 @@ async function main(): Promise<number> {
     if (aborted()) return 130
     const tls = opts.tls ? await runTls(log, scenarioHooks) : undefined
     const takeover = opts.takeover ? await runTakeover({ auth: BACKEND_AUTH, log, ...scenarioHooks }) : undefined
-    const idleSessions = opts.rss
-      ? await runRss({ auth: BACKEND_AUTH, user: CLIENT_USER, password: CLIENT_PASSWORD, repoRoot: opts.repoRoot, log, ...scenarioHooks })
-      : undefined
+    const idleSessions = opts.rss ? await runRss({ auth: BACKEND_AUTH, user: CLIENT_USER, password: CLIENT_PASSWORD, repoRoot: opts.repoRoot, log, ...scenarioHooks }) : undefined
     if (aborted()) return 130
 
     const data: BenchData = {

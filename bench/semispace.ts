@@ -74,11 +74,18 @@ try {
     }
   }
 
-  const lines = [`TPC-B through pgraid (dist/), ${ROUNDS} interleaved rounds x ${SECONDS} s, -c ${CLIENTS} -j 2, scale ${SCALE}; capped = ${FLAG}`, '', '| mode | variant | tps (median) | pgraid CPU ms/tx | RSS after run MiB | per round tps |', '| --- | --- | --- | --- | --- | --- |']
+  const lines = [
+    `TPC-B through pgraid (dist/), ${ROUNDS} interleaved rounds x ${SECONDS} s, -c ${CLIENTS} -j 2, scale ${SCALE}; capped = ${FLAG}`,
+    '',
+    '| mode | variant | tps (median) | pgraid CPU ms/tx | RSS after run MiB | per round tps |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
   for (const mode of MODES) {
     for (const variant of ['default', 'capped'] as Variant[]) {
       const xs = samples.filter((s) => s.mode === mode && s.variant === variant)
-      lines.push(`| ${mode} | ${variant} | ${median(xs.map((s) => s.tps)).toFixed(0)} | ${median(xs.map((s) => s.cpuMsPerTx)).toFixed(3)} | ${median(xs.map((s) => s.rssMiB)).toFixed(1)} | ${xs.map((s) => s.tps.toFixed(0)).join(', ')} |`)
+      lines.push(
+        `| ${mode} | ${variant} | ${median(xs.map((s) => s.tps)).toFixed(0)} | ${median(xs.map((s) => s.cpuMsPerTx)).toFixed(3)} | ${median(xs.map((s) => s.rssMiB)).toFixed(1)} | ${xs.map((s) => s.tps.toFixed(0)).join(', ')} |`,
+      )
     }
     const pairs: number[] = []
     for (let round = 1; round <= ROUNDS; round++) {

@@ -19,9 +19,7 @@ import { compareBackends } from '../test/harness/compare.ts'
 
 export const TAKEOVER = { rounds: 5, goalMs: 5000 } as const
 
-export type TakeoverOutcome =
-  | { ok: true; rounds: number[]; medianMs: number; acked: number; lost: number; identical: boolean; failedWrites: number }
-  | { ok: false; error: string }
+export type TakeoverOutcome = { ok: true; rounds: number[]; medianMs: number; acked: number; lost: number; identical: boolean; failedWrites: number } | { ok: false; error: string }
 
 export interface TakeoverContext {
   auth: BackendAuth[]
@@ -30,7 +28,6 @@ export interface TakeoverContext {
   clusterStopped(c: Cluster): void
   repoRoot?: string
 }
-
 
 async function until(what: string, check: () => Promise<boolean>, ms: number): Promise<void> {
   const end = Date.now() + ms
@@ -143,11 +140,17 @@ export async function runTakeover(ctx: TakeoverContext, rounds: number = TAKEOVE
 
 export function renderTakeover(o: TakeoverOutcome | undefined): { targets: string[]; section: string[] } {
   if (!o) return { targets: [], section: [] }
-  if (!o.ok) return { targets: [`- pgraid takeover: the scenario did not complete (${o.error.split('\n')[0]}) - **not met**`], section: ['', '## Takeover: the writer pgraid killed -9', '', '```', o.error, '```'] }
+  if (!o.ok)
+    return {
+      targets: [`- pgraid takeover: the scenario did not complete (${o.error.split('\n')[0]}) - **not met**`],
+      section: ['', '## Takeover: the writer pgraid killed -9', '', '```', o.error, '```'],
+    }
   const met = o.medianMs <= TAKEOVER.goalMs && o.lost === 0 && o.identical
   const ms = (x: number) => `${Math.round(x)} ms`
   return {
-    targets: [`- pgraid takeover (writer killed -9 -> first write on the new writer) <= ${TAKEOVER.goalMs / 1000} s, nothing acknowledged lost: median ${ms(o.medianMs)}, ${o.lost} lost - **${met ? 'met' : 'not met'}**`],
+    targets: [
+      `- pgraid takeover (writer killed -9 -> first write on the new writer) <= ${TAKEOVER.goalMs / 1000} s, nothing acknowledged lost: median ${ms(o.medianMs)}, ${o.lost} lost - **${met ? 'met' : 'not met'}**`,
+    ],
     section: [
       '',
       '## Takeover: the writer pgraid killed -9',
@@ -164,7 +167,10 @@ export function renderTakeover(o: TakeoverOutcome | undefined): { targets: strin
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const outcome = await runTakeover({ auth: ['scram-sha-256', 'md5', 'trust'], log: (m) => process.stderr.write(`${m}\n`), clusterStarted() {}, clusterStopped() {} }, Number(process.env.BENCH_TAKEOVER_ROUNDS ?? TAKEOVER.rounds))
+  const outcome = await runTakeover(
+    { auth: ['scram-sha-256', 'md5', 'trust'], log: (m) => process.stderr.write(`${m}\n`), clusterStarted() {}, clusterStopped() {} },
+    Number(process.env.BENCH_TAKEOVER_ROUNDS ?? TAKEOVER.rounds),
+  )
   const r = renderTakeover(outcome)
   process.stdout.write([...r.targets, ...r.section].join('\n') + '\n')
   process.exit(outcome.ok ? 0 : 1)

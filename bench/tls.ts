@@ -28,7 +28,6 @@ export interface TlsFigure {
   rows: { workload: Workload; mode: QueryMode; plain: number; tls: number; ratio: number; tlsProtocol: string }[]
 }
 
-
 export async function runTls(log: (m: string) => void, hooks: { clusterStarted?(c: Cluster): void; clusterStopped?(c: Cluster): void } = {}): Promise<TlsFigure> {
   const env = process.env
   const seconds = Number(env.BENCH_TLS_SECONDS ?? 10)

@@ -7,22 +7,22 @@
 // - a repository checkout (src/ present) runs the TypeScript sources through tsx, so `npm start` and
 //   `npm test` need no build step and never run a dist/ left over from an older build;
 // - PGRAID_DIST=1 runs dist/ in a checkout too (what bench/rss.ts does, to measure what production runs).
-import { existsSync } from 'node:fs';
+import { existsSync } from 'node:fs'
 
-const dist = new URL('../dist/cli/cli.js', import.meta.url);
-const src = new URL('../src/cli/cli.ts', import.meta.url);
-const wantDist = process.env.PGRAID_DIST === '1' || !existsSync(src);
+const dist = new URL('../dist/cli/cli.js', import.meta.url)
+const src = new URL('../src/cli/cli.ts', import.meta.url)
+const wantDist = process.env.PGRAID_DIST === '1' || !existsSync(src)
 
-let cli;
+let cli
 if (wantDist) {
   if (!existsSync(dist)) {
-    process.stderr.write(`pgraid: ${dist.pathname} is missing: run \`npm run build\` (or unset PGRAID_DIST)\n`);
-    process.exit(1);
+    process.stderr.write(`pgraid: ${dist.pathname} is missing: run \`npm run build\` (or unset PGRAID_DIST)\n`)
+    process.exit(1)
   }
-  cli = await import(dist.href);
+  cli = await import(dist.href)
 } else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  cli = await import(src.href);
+  const { register } = await import('tsx/esm/api')
+  register()
+  cli = await import(src.href)
 }
-await cli.runCli(process.argv);
+await cli.runCli(process.argv)

@@ -119,11 +119,7 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
   }
   // The writer holds the lock on a majority of the configured backends; a writeQuorum set below
   // that is an explicit choice of availability over partition safety, and the election follows it.
-  const ha = new Election(
-    targets,
-    { ...config.ha, needed: Math.min(Math.floor(targets.length / 2) + 1, writeQuorum), identity: instanceIdentity(config.listen.port) },
-    logger.child({ part: 'ha' }),
-  )
+  const ha = new Election(targets, { ...config.ha, needed: Math.min(Math.floor(targets.length / 2) + 1, writeQuorum), identity: instanceIdentity(config.listen.port) }, logger.child({ part: 'ha' }))
   let haDone!: () => void
   const haReady = new Promise<void>((r) => (haDone = r))
   /** Backend states are written into the backends by the writer only: a standby's view is its own. */
@@ -362,7 +358,8 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
       purge.unref()
     }
     if (plan.removed.length || plan.added.length) recordStates()
-    if (next.metrics.port !== prev.metrics.port || next.metrics.host !== prev.metrics.host) logger.info({ host: next.metrics.host, port: metrics.port }, metrics.port === null ? 'metrics endpoint closed' : 'metrics endpoint listening')
+    if (next.metrics.port !== prev.metrics.port || next.metrics.host !== prev.metrics.host)
+      logger.info({ host: next.metrics.host, port: metrics.port }, metrics.port === null ? 'metrics endpoint closed' : 'metrics endpoint listening')
   }
 
   const server = net.createServer((socket) => {
@@ -416,7 +413,12 @@ export async function startPgraid(config: Config, logger: Logger, opts: StartOpt
     const found = await Promise.allSettled(states.enabled().map((i) => loggedDatabases(targets[i]!)))
     for (const f of found) if (f.status === 'fulfilled') for (const db of f.value) dbs.add(db)
     await Promise.all(
-      [...dbs].map((db) => ctx.recovery(db).ready().catch((e: Error) => logger.warn({ database: db, err: e.message }, 'recovery log not prepared at start (retried on first use)'))),
+      [...dbs].map((db) =>
+        ctx
+          .recovery(db)
+          .ready()
+          .catch((e: Error) => logger.warn({ database: db, err: e.message }, 'recovery log not prepared at start (retried on first use)')),
+      ),
     )
   }
   const sweep = () => {

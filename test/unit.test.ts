@@ -34,7 +34,11 @@ t.test('every test/**/*.unit.ts is imported above (a file left out would never r
   const self = readFileSync(join(here, 'unit.test.ts'), 'utf8')
   const found = (readdirSync(here, { recursive: true }) as string[]).filter((f) => f.endsWith('.unit.ts')).map((f) => `./${relative(here, join(here, f))}`)
   t.ok(found.length >= 20, `${found.length} unit files found`)
-  t.same(found.filter((f) => !self.includes(`import '${f}'`)), [], 'none missing')
+  t.same(
+    found.filter((f) => !self.includes(`import '${f}'`)),
+    [],
+    'none missing',
+  )
 })
 import './torture/elle.unit.ts'
 import './broadcast/vote.unit.ts'

@@ -54,7 +54,10 @@ export class AdminConsole implements AdminConsoleSession {
       case F.Query: {
         const text = queryText(f.bytes.subarray(f.bodyOffset))
         try {
-          for (const cmd of text.split(';').map((c) => c.trim()).filter(Boolean))
+          for (const cmd of text
+            .split(';')
+            .map((c) => c.trim())
+            .filter(Boolean))
             this.send(await runCommand(cmd, { ctx: this.ctx, user: this.user, signal: this.aborter.signal, notice: (m, p) => this.notice(m, p) }))
           if (!text.trim()) this.socket.write(message(B.EmptyQueryResponse))
         } catch (e) {

@@ -25,8 +25,7 @@ export function healthAnswer(ctx: ServerContext, check: 'write' | 'read'): Healt
   const quorum = ctx.writeQuorum
   const n = inService.length
   const base = { check, role, inService, writeQuorum: quorum } as const
-  if (check === 'read')
-    return n > 0 ? { ok: true, ...base, reason: `${n} backend(s) in service` } : { ok: false, ...base, reason: 'no backend in service' }
+  if (check === 'read') return n > 0 ? { ok: true, ...base, reason: `${n} backend(s) in service` } : { ok: false, ...base, reason: 'no backend in service' }
   if (role !== 'writer') return { ok: false, ...base, reason: 'this pgraid is a standby: it does not hold the writer lock on enough backends (SHOW HA); writes go to the writer' }
   if (n < quorum) return { ok: false, ...base, reason: `${n} backend(s) in service, fewer than the write quorum of ${quorum}: writes are refused` }
   return { ok: true, ...base, reason: `writer, ${n} backend(s) in service (write quorum ${quorum})` }

@@ -38,7 +38,12 @@ export async function logPositions(ctx: ServerContext, timeoutMs = 5000): Promis
     )
     // Lag: the records the most advanced backend has beyond this one's highest LSN (LSNs have gaps).
     const top = per.reduce((best, p, i) => ((p.max ?? -1) > (per[best]!.max ?? -1) ? i : best), 0)
-    const lags = await lagsFrom(targets[top]!, database, per.map((p) => p.max), timeoutMs)
+    const lags = await lagsFrom(
+      targets[top]!,
+      database,
+      per.map((p) => p.max),
+      timeoutMs,
+    )
     per.forEach((p, i) => {
       const state = ctx.states.list[i]!.state
       if (state === 'removed') return

@@ -64,18 +64,27 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
     for (const b of backends()) for (const s of BACKEND_STATES) g.set({ backend: b.name, state: s }, b.state === s ? 1 : 0)
   })
   gauge('pgraid_backend_reads_in_flight', 'Batches in flight per backend', ['backend'], (g) => backends().forEach((b) => g.set({ backend: b.name }, ctx.stats[b.index]?.outstanding ?? 0)))
-  const perBackend = (name: string, help: string, pick: (i: number) => number) =>
-    counter(name, help, ['backend'], (c) => backends().forEach((b) => c.inc({ backend: b.name }, pick(b.index))))
+  const perBackend = (name: string, help: string, pick: (i: number) => number) => counter(name, help, ['backend'], (c) => backends().forEach((b) => c.inc({ backend: b.name }, pick(b.index))))
   perBackend('pgraid_backend_reads_total', 'Batches balanced to this backend alone (reads), since start', (i) => ctx.counters.backend(i).reads)
   perBackend('pgraid_backend_writes_total', 'Batches sent to this backend with the others (writes, and everything inside a write transaction), since start', (i) => ctx.counters.backend(i).writes)
   perBackend('pgraid_backend_errors_total', "ErrorResponses this backend answered to clients' statements, since start", (i) => ctx.counters.backend(i).errors)
   perBackend('pgraid_backend_connections_total', 'Session connections opened to this backend (login completed), since start', (i) => ctx.counters.backend(i).connections)
-  counter('pgraid_backend_takeouts_total', 'Backends taken out of service, by cause (unreachable, refused, restarted, behind, new-system, stalled, diverged, replay-failed, unlogged-change, operator, recorded, removed, other)', ['cause'], (c) => {
-    for (const cause of OUT_CAUSES) c.inc({ cause }, ctx.counters.takeouts.get(cause) ?? 0)
-  })
-  counter('pgraid_login_failures_total', 'Client logins refused, by reason (password, unknown-user, hba, cert, tls, not-admin, database, too-many, unavailable, protocol, timeout)', ['reason'], (c) => {
-    for (const [reason, n] of ctx.counters.loginFailures) c.inc({ reason }, n)
-  })
+  counter(
+    'pgraid_backend_takeouts_total',
+    'Backends taken out of service, by cause (unreachable, refused, restarted, behind, new-system, stalled, diverged, replay-failed, unlogged-change, operator, recorded, removed, other)',
+    ['cause'],
+    (c) => {
+      for (const cause of OUT_CAUSES) c.inc({ cause }, ctx.counters.takeouts.get(cause) ?? 0)
+    },
+  )
+  counter(
+    'pgraid_login_failures_total',
+    'Client logins refused, by reason (password, unknown-user, hba, cert, tls, not-admin, database, too-many, unavailable, protocol, timeout)',
+    ['reason'],
+    (c) => {
+      for (const [reason, n] of ctx.counters.loginFailures) c.inc({ reason }, n)
+    },
+  )
   gauge('pgraid_writer', '1 while this instance is the writer (holds the writer lock on a majority of the backends), 0 while it is a standby', [], (g) => g.set(ctx.ha.isWriter() ? 1 : 0))
   gauge('pgraid_writer_locks_held', 'Backends on which this instance holds the writer lock', [], (g) => g.set(ctx.ha.heldBy().length))
   gauge('pgraid_write_quorum', 'Backends that must be in service for a write to be accepted (writeQuorum)', [], (g) => g.set(ctx.writeQuorum))
@@ -90,8 +99,16 @@ export function metricsRegistry(ctx: ServerContext): client.Registry {
         if (v !== null) g.set({ database: p.database, backend: p.backend }, v)
       }
     })
-  lag('pgraid_recovery_lag_transactions', 'Committed write transactions in the recovery log that this backend lacks (0 for a backend in step), per database pgraid has served; absent when the backend could not be read', (p) => p.lagTransactions)
-  lag('pgraid_recovery_lag_bytes', 'Size of the recovery-log records this backend lacks (0 for a backend in step), per database pgraid has served; absent when the backend could not be read', (p) => p.lagBytes)
+  lag(
+    'pgraid_recovery_lag_transactions',
+    'Committed write transactions in the recovery log that this backend lacks (0 for a backend in step), per database pgraid has served; absent when the backend could not be read',
+    (p) => p.lagTransactions,
+  )
+  lag(
+    'pgraid_recovery_lag_bytes',
+    'Size of the recovery-log records this backend lacks (0 for a backend in step), per database pgraid has served; absent when the backend could not be read',
+    (p) => p.lagBytes,
+  )
   gauge('pgraid_commits_in_flight', 'COMMITs sent and not yet finished', [], (g) => g.set(ctx.commitsInFlight()))
   gauge('pgraid_commits_held', '1 while new COMMITs are held (resync, clone, verify)', [], (g) => g.set(ctx.held() ? 1 : 0))
   const total = (name: string, help: string, value: () => number) => counter(name, help, [], (c) => c.inc(value()))

@@ -15,7 +15,9 @@ const HASH_BY_OID: Record<string, string> = {
 /** The channel-binding data for a DER certificate. */
 export function tlsServerEndPoint(der: Buffer): Buffer {
   const oid = signatureAlgorithmOid(der)
-  return createHash((oid && HASH_BY_OID[oid]) || 'sha256').update(der).digest()
+  return createHash((oid && HASH_BY_OID[oid]) || 'sha256')
+    .update(der)
+    .digest()
 }
 
 /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier, signature }. */

@@ -35,10 +35,8 @@ export function parseHbaRule(line: string): HbaRule {
   const f = line.trim().split(/\s+/)
   if (f.length < 5) throw new Error('needs at least 5 fields: TYPE DATABASE USER ADDRESS METHOD [clientcert=verify-ca|verify-full]')
   const [type, db, user, addr, method, ...opts] = f as [string, string, string, string, string, ...string[]]
-  if (type !== 'host' && type !== 'hostssl' && type !== 'hostnossl')
-    throw new Error(`connection type "${type}" is not one of host, hostssl, hostnossl (pgraid listens on TCP only)`)
-  if (!(HBA_METHODS as readonly string[]).includes(method))
-    throw new Error(`method "${method}" is not one of ${HBA_METHODS.join(', ')}`)
+  if (type !== 'host' && type !== 'hostssl' && type !== 'hostnossl') throw new Error(`connection type "${type}" is not one of host, hostssl, hostnossl (pgraid listens on TCP only)`)
+  if (!(HBA_METHODS as readonly string[]).includes(method)) throw new Error(`method "${method}" is not one of ${HBA_METHODS.join(', ')}`)
   let clientcert: HbaRule['clientcert'] = null
   for (const o of opts) {
     const m = /^clientcert=(verify-ca|verify-full)$/.exec(o)
@@ -67,8 +65,7 @@ function parseAddress(addr: string): net.BlockList {
   if (!family || extra !== undefined) throw new Error(`address "${addr}" is not "all" or an IP address with an optional /prefix (CIDR)`)
   const max = family === 4 ? 32 : 128
   const prefix = bits === undefined ? max : Number(bits)
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (bits !== undefined && !/^\d+$/.test(bits)))
-    throw new Error(`address "${addr}": prefix length must be 0-${max}`)
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (bits !== undefined && !/^\d+$/.test(bits))) throw new Error(`address "${addr}": prefix length must be 0-${max}`)
   const list = new net.BlockList()
   list.addSubnet(ip!, prefix, family === 4 ? 'ipv4' : 'ipv6')
   return list

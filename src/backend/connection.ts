@@ -33,17 +33,7 @@ export class BackendLoginError extends Error {
 }
 
 /** Message types whose bodies routing, reconciliation and tracking read. */
-const WANTED = new Set<number>([
-  B.CommandComplete,
-  B.ErrorResponse,
-  B.ReadyForQuery,
-  B.ParameterStatus,
-  B.NotificationResponse,
-  B.Authentication,
-  B.BackendKeyData,
-  B.CopyInResponse,
-  B.NoticeResponse,
-])
+const WANTED = new Set<number>([B.CommandComplete, B.ErrorResponse, B.ReadyForQuery, B.ParameterStatus, B.NotificationResponse, B.Authentication, B.BackendKeyData, B.CopyInResponse, B.NoticeResponse])
 
 export class BackendConnection {
   readonly params = new Map<string, string>()

@@ -39,17 +39,12 @@ export function statementTag(msgs: PlannedMsg[], responses: Responses, i: number
 export function committedOn(responses: Responses): number[] {
   const out = new Set<number>()
   for (const byBackend of responses)
-    for (const [t, units] of byBackend ?? [])
-      if (units.some((u) => u.type === B.CommandComplete && u.body?.length === 7 && u.body.toString('latin1', 0, 6) === 'COMMIT')) out.add(t)
+    for (const [t, units] of byBackend ?? []) if (units.some((u) => u.type === B.CommandComplete && u.body?.length === 7 && u.body.toString('latin1', 0, 6) === 'COMMIT')) out.add(t)
   return [...out]
 }
 
 /** A backend with no answer here because a client-caused error earlier in the batch made it skip. */
-export function skippedAfterClientError(
-  clientFailed: Map<number, Record<string, string>>,
-  targets: number[],
-  units: (Unit | undefined)[],
-): Record<string, string> | null {
+export function skippedAfterClientError(clientFailed: Map<number, Record<string, string>>, targets: number[], units: (Unit | undefined)[]): Record<string, string> | null {
   for (const [k, u] of units.entries()) {
     const f = !u ? clientFailed.get(targets[k]!) : undefined
     if (f) return f

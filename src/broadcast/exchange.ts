@@ -246,7 +246,11 @@ export class Exchange {
       this.consumed++
       if (this.outcome.diverged) continue
       let winner = 0
-      if (msg.perServer) winner = Math.max(0, units.findIndex((u) => !!u))
+      if (msg.perServer)
+        winner = Math.max(
+          0,
+          units.findIndex((u) => !!u),
+        )
       else if (have < targets.length || compareUnits(units as Unit[])) {
         // Only answers that differ are looked at further: the common path compares and moves on.
         const caused = clientCaused(units) ?? skippedAfterClientError(this.clientFailed, targets, units)
@@ -306,8 +310,7 @@ export class Exchange {
       if (!l) a.set(t, (l = []))
       l.push(unit.type)
     }
-    if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow)
-      this.outcome.errorCode = errorFields(unit.body).C ?? null
+    if (unit.type === B.ErrorResponse && unit.body && !this.outcome.errorCode && !msg.swallow) this.outcome.errorCode = errorFields(unit.body).C ?? null
     if (msg.collect) msg.collect.push(...unit.slices)
     if ((msg.swallow && !(msg.surfaceErrors && unit.type === B.ErrorResponse)) || drop) return
     if (unit.slices.length) this.releaseHeld()

@@ -82,4 +82,3 @@ export function compareUnits(units: Unit[]): string | null {
   }
   return null
 }
-

@@ -45,9 +45,11 @@ export async function withConsole(target: ConsoleTarget, appName: string, work: 
   } catch (e) {
     const err = e as Error & { code?: string }
     const hint =
-      err.code === 'ECONNREFUSED' ? '\nhint: is pgraid running there? The address came from ' + target.addressFrom + '; give another with -h HOST -p PORT'
-      : err.code === '42501' ? `\nhint: "${target.user}" is not an admin user: log in as a user with "admin": true (-U USER)`
-      : ''
+      err.code === 'ECONNREFUSED'
+        ? '\nhint: is pgraid running there? The address came from ' + target.addressFrom + '; give another with -h HOST -p PORT'
+        : err.code === '42501'
+          ? `\nhint: "${target.user}" is not an admin user: log in as a user with "admin": true (-U USER)`
+          : ''
     process.stderr.write(`pgraid: could not ask pgraid at ${target.host}:${target.port} as ${target.user}: ${err.message}${hint}\n`)
     await c.end().catch(() => {})
     return EXIT_USAGE
@@ -66,7 +68,12 @@ export async function withConsole(target: ConsoleTarget, appName: string, work: 
 
 /** Prints rows as `key=value ...` lines. */
 export function printRows(rows: Rows): void {
-  for (const row of rows) process.stdout.write(Object.entries(row).map(([k, v]) => `${k}=${v}`).join(' ') + '\n')
+  for (const row of rows)
+    process.stdout.write(
+      Object.entries(row)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') + '\n',
+    )
 }
 
 /**

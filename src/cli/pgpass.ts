@@ -43,7 +43,11 @@ export function lookupPassword(text: string, want: { host: string; port: number;
 }
 
 /** Looks the login up in the password file; warns (stderr) and ignores a file others may read. */
-export function passwordFromFile(want: { host: string; port: number; database: string; user: string }, file = passFilePath(), warn: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): string | undefined {
+export function passwordFromFile(
+  want: { host: string; port: number; database: string; user: string },
+  file = passFilePath(),
+  warn: (m: string) => void = (m) => process.stderr.write(`${m}\n`),
+): string | undefined {
   let text: string
   try {
     const st = statSync(file)

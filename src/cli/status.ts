@@ -22,7 +22,22 @@ export interface StatusReport {
 }
 
 /** Columns of the console's answers that are numbers or booleans (the console sends every value as text). */
-const NUMBERS = new Set(['port', 'weight', 'reads_in_flight', 'max_lsn', 'records', 'lag_transactions', 'lag_bytes', 'sessions', 'commits_total', 'commits_per_s_10s', 'commits_per_s_60s', 'commits_in_flight', 'locks_needed', 'term'])
+const NUMBERS = new Set([
+  'port',
+  'weight',
+  'reads_in_flight',
+  'max_lsn',
+  'records',
+  'lag_transactions',
+  'lag_bytes',
+  'sessions',
+  'commits_total',
+  'commits_per_s_10s',
+  'commits_per_s_60s',
+  'commits_in_flight',
+  'locks_needed',
+  'term',
+])
 const BOOLEANS = new Set(['commits_held'])
 
 /** A console row with its numbers and booleans typed; other columns stay text (or null). */
@@ -57,14 +72,26 @@ export function renderStatus(r: StatusReport): string {
         : `Role: STANDBY (${str(r.ha.instance)}): reads only, writes refused; the writer is ${str(r.ha.writer) || 'unknown'} (writer lock held here on ${str(r.ha.locks_held) || 'no backend'}, ${str(r.ha.locks_needed)} needed).`,
       '',
     )
-  lines.push(table(['backend', 'state', 'cause', 'health', 'activity', 'since', 'reason'], r.backends.map((b) => [b.name, b.state, b.cause, b.health, b.activity, b.since, b.reason].map(str))))
+  lines.push(
+    table(
+      ['backend', 'state', 'cause', 'health', 'activity', 'since', 'reason'],
+      r.backends.map((b) => [b.name, b.state, b.cause, b.health, b.activity, b.since, b.reason].map(str)),
+    ),
+  )
   if (r.log.length) {
     lines.push('')
-    lines.push(table(['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'], r.log.map((l) => [str(l.database), str(l.backend), l.max_lsn ?? logError(l.error), l.records, l.lag_transactions, l.lag_bytes].map(str))))
+    lines.push(
+      table(
+        ['database', 'backend', 'max LSN', 'records', 'lag (transactions)', 'lag (bytes)'],
+        r.log.map((l) => [str(l.database), str(l.backend), l.max_lsn ?? logError(l.error), l.records, l.lag_transactions, l.lag_bytes].map(str)),
+      ),
+    )
   }
   lines.push('')
   const out = r.backends.filter((b) => b.state !== 'enabled' && b.state !== 'removed')
-  lines.push(`${r.sessions} client session(s); writes: ${str(r.stats.commits_per_s_10s)} commits/s (last 10 s), ${str(r.stats.commits_per_s_60s)}/s (last 60 s), ${str(r.stats.commits_total)} since start. ${out.length ? `DEGRADED: ${out.map((b) => `${str(b.name)} is ${str(b.state)}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`)
+  lines.push(
+    `${r.sessions} client session(s); writes: ${str(r.stats.commits_per_s_10s)} commits/s (last 10 s), ${str(r.stats.commits_per_s_60s)}/s (last 60 s), ${str(r.stats.commits_total)} since start. ${out.length ? `DEGRADED: ${out.map((b) => `${str(b.name)} is ${str(b.state)}`).join(', ')} (bring it back with pgraid resync or clone)` : 'All backends in service.'}`,
+  )
   return lines.join('\n') + '\n'
 }
 
@@ -82,6 +109,10 @@ export function statusExit(r: StatusReport): number {
 function table(head: string[], rows: string[][]): string {
   const cells = [head, ...rows]
   const widths = head.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? '').length)))
-  const fmt = (r: string[]) => r.map((c, i) => String(c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => String(c ?? '').padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd()
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n')
 }

@@ -80,13 +80,15 @@ export function consoleKeys(text: string, source: string, tolerant: boolean): Co
   if (errors.length && !tolerant) {
     const e = errors[0]!
     const line = text.slice(0, e.offset).split('\n').length
-    throw new TargetError(`${source}: not valid JSON: ${printParseErrorCode(e.error).replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()} at line ${line} (pgraid check-config -c ${source} lists every problem)`)
+    throw new TargetError(
+      `${source}: not valid JSON: ${printParseErrorCode(e.error)
+        .replace(/([a-z])([A-Z])/g, '$1 $2')
+        .toLowerCase()} at line ${line} (pgraid check-config -c ${source} lists every problem)`,
+    )
   }
   const doc = (raw && typeof raw === 'object' ? raw : {}) as { listen?: { host?: unknown; port?: unknown }; users?: unknown }
   const listen = doc.listen && typeof doc.listen === 'object' ? doc.listen : {}
-  const users = Array.isArray(doc.users)
-    ? doc.users.filter((u): u is FileUser => !!u && typeof u === 'object' && typeof (u as FileUser).name === 'string')
-    : []
+  const users = Array.isArray(doc.users) ? doc.users.filter((u): u is FileUser => !!u && typeof u === 'object' && typeof (u as FileUser).name === 'string') : []
   return {
     host: typeof listen.host === 'string' && listen.host ? listen.host : undefined,
     port: Number.isInteger(listen.port) ? (listen.port as number) : undefined,
@@ -129,10 +131,13 @@ export function resolveTarget(opts: ConsoleOptions, tolerant = false, env: NodeJ
   } else port = record?.port ?? keys.port ?? DEFAULT_PORT
   const host = clientHost(opts.host ?? record?.host ?? keys.host ?? DEFAULT_HOST)
   const addressFrom =
-    opts.host !== undefined && opts.port !== undefined ? '-h/-p'
-    : record ? `the running pgraid's record (pid ${record.pid}, started with ${configPath})`
-    : configPath ? `listen in ${configPath}`
-    : 'the defaults'
+    opts.host !== undefined && opts.port !== undefined
+      ? '-h/-p'
+      : record
+        ? `the running pgraid's record (pid ${record.pid}, started with ${configPath})`
+        : configPath
+          ? `listen in ${configPath}`
+          : 'the defaults'
 
   let user = opts.user
   if (user === undefined) {

@@ -111,10 +111,13 @@ export class Election extends EventEmitter {
   private schedule(s: Slot, ms: number): void {
     if (this.closed) return
     if (s.timer) clearTimeout(s.timer)
-    s.timer = setTimeout(() => {
-      s.timer = null
-      void this.step(s)
-    }, Math.max(ms, s.notBefore - Date.now()))
+    s.timer = setTimeout(
+      () => {
+        s.timer = null
+        void this.step(s)
+      },
+      Math.max(ms, s.notBefore - Date.now()),
+    )
     s.timer.unref()
   }
 
@@ -200,7 +203,13 @@ export class Election extends EventEmitter {
     if (!c) return
     if (graceful) {
       // A Terminate frees the lock at once; a backend that does not answer (hung) gets its socket cut.
-      const ended = await Promise.race([c.end().then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref())])
+      const ended = await Promise.race([
+        c.end().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+      ])
       if (!ended) (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
     } else {
       // Do not wait for a backend that may not answer: cut the socket.

@@ -74,8 +74,7 @@ interface Slot {
   endedByOthers: number
 }
 
-const FULL_QUERY =
-  'SELECT pg_postmaster_start_time()::text AS started, (SELECT system_identifier::text FROM pg_control_system()) AS sysid, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli'
+const FULL_QUERY = 'SELECT pg_postmaster_start_time()::text AS started, (SELECT system_identifier::text FROM pg_control_system()) AS sysid, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli'
 const LIMITED_QUERY = 'SELECT pg_postmaster_start_time()::text AS started, NULL::text AS sysid, NULL::int AS tli'
 
 export class HealthMonitor {
@@ -86,7 +85,22 @@ export class HealthMonitor {
   constructor(private readonly deps: HealthDeps) {}
 
   private slot(i: number): Slot {
-    return (this.slots[i] ??= { client: null, connecting: null, identity: null, full: true, failures: 0, lastError: null, lastOk: null, checking: null, again: false, probe: null, reconciling: null, systemChanged: false, epoch: 0, endedByOthers: 0 })
+    return (this.slots[i] ??= {
+      client: null,
+      connecting: null,
+      identity: null,
+      full: true,
+      failures: 0,
+      lastError: null,
+      lastOk: null,
+      checking: null,
+      again: false,
+      probe: null,
+      reconciling: null,
+      systemChanged: false,
+      epoch: 0,
+      endedByOthers: 0,
+    })
   }
 
   /** First look at every backend (awaited, so start-up knows what answers), then the periodic checks. */
@@ -109,17 +123,14 @@ export class HealthMonitor {
     const ms = this.deps.options().intervalMs
     // 0: no periodic checks (the connection tripwire and session probes still work); the setting is
     // read again every second, as a reload may change it.
-    this.timer = setTimeout(
-      () => {
-        this.timer = null
-        if (!this.deps.options().intervalMs) return this.arm()
-        void Promise.all(this.deps.targets().map((_, i) => this.check(i)))
-          .then(() => this.checkLogs())
-          .catch((e: Error) => this.deps.log.warn({ err: e.message }, 'recovery log check failed'))
-          .finally(() => this.arm())
-      },
-      ms || 1000,
-    )
+    this.timer = setTimeout(() => {
+      this.timer = null
+      if (!this.deps.options().intervalMs) return this.arm()
+      void Promise.all(this.deps.targets().map((_, i) => this.check(i)))
+        .then(() => this.checkLogs())
+        .catch((e: Error) => this.deps.log.warn({ err: e.message }, 'recovery log check failed'))
+        .finally(() => this.arm())
+    }, ms || 1000)
     this.timer.unref()
   }
 
@@ -265,7 +276,11 @@ export class HealthMonitor {
         this.suspects.delete(key)
         if (kind === 'missing') {
           if (this.deps.states.isEnabled(i)) {
-            this.deps.takeOut(i, `database "${l.database}" has no pgraid recovery log any more (${top instanceof Error ? top.message : ''}) while ${holder} has one: dropped or replaced behind pgraid's back`, 'new-system')
+            this.deps.takeOut(
+              i,
+              `database "${l.database}" has no pgraid recovery log any more (${top instanceof Error ? top.message : ''}) while ${holder} has one: dropped or replaced behind pgraid's back`,
+              'new-system',
+            )
             this.deps.markOut(i, 'new', `database "${l.database}" lost its pgraid recovery log while in service (dropped or replaced behind pgraid's back): clone it`, 'new-system')
           }
         } else
@@ -349,7 +364,8 @@ export class HealthMonitor {
       s.lastOk = new Date()
       if (s.lastError) this.deps.log.info({ backend: b.name }, 'backend answers the health monitor again')
       s.lastError = null
-      if (s.epoch !== epoch) s.again = true // put back in service meanwhile: look again
+      if (s.epoch !== epoch)
+        s.again = true // put back in service meanwhile: look again
       else if (s.identity && changed(s.identity, id)) this.restarted(i, s, id)
       else s.identity ??= id
     } catch (e) {

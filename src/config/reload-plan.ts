@@ -37,7 +37,9 @@ export class ReloadRefused extends Error {
     readonly source: string,
     readonly problems: readonly string[],
   ) {
-    super(`configuration in ${source} not reloaded (${problems.length === 1 ? '1 problem' : `${problems.length} problems`}); the running configuration is unchanged:\n${problems.map((p) => `  ${p}`).join('\n')}`)
+    super(
+      `configuration in ${source} not reloaded (${problems.length === 1 ? '1 problem' : `${problems.length} problems`}); the running configuration is unchanged:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    )
   }
 }
 
@@ -118,8 +120,7 @@ export function planReload(cur: Config, next: Config, live: LiveBackends, source
       continue
     }
     if (old.password !== u.password) changes.push(`users[${name}].password: changed`)
-    for (const k of ['auth', 'admin', 'maxConnections'] as const)
-      if (old[k] !== u[k]) changes.push(`users[${name}].${k}: ${String(old[k] ?? 'none')} -> ${String(u[k] ?? 'none')}`)
+    for (const k of ['auth', 'admin', 'maxConnections'] as const) if (old[k] !== u[k]) changes.push(`users[${name}].${k}: ${String(old[k] ?? 'none')} -> ${String(u[k] ?? 'none')}`)
   }
   for (const name of curUsers.keys()) if (!nextUsers.has(name)) changes.push(`users: ${name} removed (new logins refused; sessions already open stay)`)
 
@@ -134,7 +135,9 @@ export function planReload(cur: Config, next: Config, live: LiveBackends, source
     const i = byName.get(nb.name)
     if (i === undefined) {
       if (removedNames.has(nb.name))
-        problems.push(`backends[${k}] (${nb.name}): a backend of that name was removed by an earlier reload and pgraid never reuses a removed backend while it runs; give it another name, or restart pgraid`)
+        problems.push(
+          `backends[${k}] (${nb.name}): a backend of that name was removed by an earlier reload and pgraid never reuses a removed backend while it runs; give it another name, or restart pgraid`,
+        )
       else {
         added.push(nb)
         changes.push(`backends: ${nb.name} added (${nb.host}:${nb.port}), state new: clone it (pgraid clone ${nb.name})`)
@@ -177,7 +180,13 @@ export function planReload(cur: Config, next: Config, live: LiveBackends, source
   const enabledBefore = live_.filter((b) => b.state === 'enabled').length
   const enabledAfter = live_.filter((b) => b.state === 'enabled' && !removed.includes(b.index)).length
   const quorum = next.writeQuorum
-  if (enabledBefore > 0 && enabledAfter === 0) problems.push(`backends: the reload would remove every backend in service (${live_.filter((b) => b.state === 'enabled').map((b) => b.name).join(', ')}); keep at least one`)
+  if (enabledBefore > 0 && enabledAfter === 0)
+    problems.push(
+      `backends: the reload would remove every backend in service (${live_
+        .filter((b) => b.state === 'enabled')
+        .map((b) => b.name)
+        .join(', ')}); keep at least one`,
+    )
   else if (Math.max(0, quorum - enabledAfter) > Math.max(0, live.writeQuorum - enabledBefore))
     problems.push(
       `writeQuorum: the reload would leave ${enabledAfter} backend(s) in service (${next.backends.length} configured) with a write quorum of ${quorum}, so writes would be refused; ` +

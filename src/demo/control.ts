@@ -93,8 +93,10 @@ export async function perform(demo: DemoControl, verb: string, name: string | un
         if (fresh) await b.replaceData(null)
         await b.start()
         demo.log(`${b.name} started on port ${b.port}${fresh ? ' (fresh empty cluster)' : ''}`)
-        return `${b.name} started on 127.0.0.1:${b.port} (pid ${postmasterPid(b.dataDir) ?? '?'})${fresh ? ', a fresh empty cluster' : ''}.\n` +
+        return (
+          `${b.name} started on 127.0.0.1:${b.port} (pid ${postmasterPid(b.dataDir) ?? '?'})${fresh ? ', a fresh empty cluster' : ''}.\n` +
           `pgraid puts it back by itself if nothing was written meanwhile; otherwise: ${demo.pgraid(fresh ? `clone ${b.name}` : `resync ${b.name}`)}\n`
+        )
       }
       case 'wipe': {
         if (before.running) await b.stop()
@@ -104,8 +106,10 @@ export async function perform(demo: DemoControl, verb: string, name: string | un
         await b.replaceData(null)
         await b.start()
         demo.log(`${b.name} started as a fresh empty cluster on port ${b.port}`)
-        return `${b.name} wiped: stopped, ${b.dataDir} deleted, a fresh empty cluster started on 127.0.0.1:${b.port} (as after a disk replacement).\n` +
+        return (
+          `${b.name} wiped: stopped, ${b.dataDir} deleted, a fresh empty cluster started on 127.0.0.1:${b.port} (as after a disk replacement).\n` +
           `pgraid finds it without its data: ${demo.pgraid('status')} shows it out of service; copy it back: ${demo.pgraid(`clone ${b.name}`)}\n`
+        )
       }
     }
     throw new Refused(`unknown verb "${verb}"`, 400)

@@ -91,7 +91,10 @@ ${raw.users.map(line).join(',\n')}
 /** A small object on one line, spaced as a person would write it: { "a": 1, "b": "x" }. */
 function flat(v: unknown): string {
   if (v && typeof v === 'object' && !Array.isArray(v)) {
-    return `{ ${Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).map(([k, x]) => `${JSON.stringify(k)}: ${flat(x)}`).join(', ')} }`
+    return `{ ${Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${flat(x)}`)
+      .join(', ')} }`
   }
   return JSON.stringify(v)
 }

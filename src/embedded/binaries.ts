@@ -35,11 +35,7 @@ export function runAs(): RunAs {
   // a system user without a login shell is the cleaner equivalent.
   let ids = lookupUser('postgres')
   if (!ids) {
-    const add = spawnSync(
-      'useradd',
-      ['--system', '--user-group', '--home-dir', '/var/lib/postgresql', '--shell', '/usr/sbin/nologin', 'postgres'],
-      { encoding: 'utf8' },
-    )
+    const add = spawnSync('useradd', ['--system', '--user-group', '--home-dir', '/var/lib/postgresql', '--shell', '/usr/sbin/nologin', 'postgres'], { encoding: 'utf8' })
     if (add.status !== 0) throw new Error(`running as root and could not create OS user postgres: ${add.stderr}`)
     ids = lookupUser('postgres')
     if (!ids) throw new Error('created OS user postgres but cannot look it up')

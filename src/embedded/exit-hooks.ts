@@ -62,4 +62,3 @@ export function maybeUninstallHooks(): void {
   // Only hold signal handlers while servers exist, so processes without clusters keep default behaviour.
   if (live.size === 0 && ownedDirs.size === 0) uninstallHooks()
 }
-

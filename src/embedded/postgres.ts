@@ -199,9 +199,7 @@ export class Backend implements RunningBackend {
       if (Date.now() > deadline) {
         const tail = await this.logTail(logStart)
         await this.signalAndWait('SIGQUIT')
-        throw new Error(
-          `${this.name}: not ready after ${READY_TIMEOUT_MS} ms on port ${this.port} (last error: ${lastErr})\n--- server log tail ---\n${tail}`,
-        )
+        throw new Error(`${this.name}: not ready after ${READY_TIMEOUT_MS} ms on port ${this.port} (last error: ${lastErr})\n--- server log tail ---\n${tail}`)
       }
       // Connecting before the postmaster says "ready" only earns FATAL lines in the server log;
       // the status line of postmaster.pid is what pg_ctl -w waits for, too.

@@ -41,7 +41,10 @@ export async function writeServerConfig(dataDir: string, c: ServerConf): Promise
   const tlsConf: Record<string, string> = {}
   if (tls) {
     // The server refuses a key readable by others: a private copy owned by the server user, 0600.
-    for (const [from, to] of [[tls.cert, 'server.crt'], [tls.key, 'server.key']] as const) {
+    for (const [from, to] of [
+      [tls.cert, 'server.crt'],
+      [tls.key, 'server.key'],
+    ] as const) {
       const dest = path.join(dataDir, to)
       await fs.copyFile(from, dest)
       await fs.chmod(dest, 0o600)

@@ -43,7 +43,10 @@ export async function templateDir(bins: PgBinaries, user: string): Promise<strin
     }
     // Another process (a parallel test file) is building it; wait, unless its owner died.
     const holder = Number(await fs.readFile(lock, 'utf8').catch(() => '0'))
-    const age = await fs.stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0)
+    const age = await fs.stat(lock).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    )
     if ((holder > 0 && !pidAlive(holder)) || age > 90_000) await fs.rm(lock, { force: true })
     if (Date.now() > deadline) throw new Error(`timed out waiting for template lock ${lock}`)
     await sleep(100)
@@ -58,11 +61,7 @@ async function buildTemplate(bins: PgBinaries, user: string, final: string): Pro
     // C locale: byte-order collation, identical on every backend and fast. --no-sync: the
     // template is only ever copied. Auth here is irrelevant: pg_hba.conf is rewritten per server,
     // and the password is set after start, when password_encryption is known.
-    await run(
-      bins.initdb,
-      ['-D', tmp, '-U', user, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
-      { serverUser: true, cwd: os.tmpdir() },
-    )
+    await run(bins.initdb, ['-D', tmp, '-U', user, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'], { serverUser: true, cwd: os.tmpdir() })
     await fs.appendFile(path.join(tmp, 'postgresql.conf'), `\n# per-server settings written by pgraid\n${INCLUDE_LINE}\n`)
     try {
       await fs.rename(tmp, final)

@@ -41,7 +41,10 @@ export async function admit(host: AdmitHost, plan: Plan, catalog: CatalogData, w
   if (plan.nonDeterministic) return refuse(host, plan.nonDeterministic, plan.endsWithSync)
   const enabled = host.ctx.states.enabled()
   if (plan.everywhere && enabled.length < host.ctx.writeQuorum && (plan.commit || plan.executed.some((s) => changesData(s, catalog)))) {
-    const missing = host.ctx.states.list.filter((b) => b.state !== 'enabled' && b.state !== 'removed').map((b) => `${b.name} (${b.state}: ${b.reason})`).join(', ')
+    const missing = host.ctx.states.list
+      .filter((b) => b.state !== 'enabled' && b.state !== 'removed')
+      .map((b) => `${b.name} (${b.state}: ${b.reason})`)
+      .join(', ')
     return refuse(host, errors.writeQuorum(enabled.length, host.ctx.writeQuorum, missing), plan.endsWithSync)
   }
   if (plan.everywhere && !host.mayWrite() && writesSomething(plan, catalog, host.logCtx.pendingWrites)) return refuse(host, readOnlyError(host, plan, catalog), plan.endsWithSync)
@@ -50,7 +53,8 @@ export async function admit(host: AdmitHost, plan: Plan, catalog: CatalogData, w
     // on another. A read (a new snapshot on one backend) waits until the commits taken so far have
     // landed everywhere, as a read that follows a commit on one PostgreSQL server sees it.
     host.step = 'commits landing'
-    if (!(await host.ctx.recovery(host.database).landed(LANDED_WAIT_MS))) host.log.warn({ ms: LANDED_WAIT_MS, inFlight: host.ctx.describeInFlight() }, 'a read went ahead while commits were still landing')
+    if (!(await host.ctx.recovery(host.database).landed(LANDED_WAIT_MS)))
+      host.log.warn({ ms: LANDED_WAIT_MS, inFlight: host.ctx.describeInFlight() }, 'a read went ahead while commits were still landing')
     if (!host.ready) return
   }
   if (plan.locks.length && plan.nowait && !host.ctx.locks.tryAcquire(host.owner, plan.locks)) {
@@ -60,7 +64,10 @@ export async function admit(host: AdmitHost, plan: Plan, catalog: CatalogData, w
   }
   if (plan.locks.length) {
     // The client's statement_timeout / lock_timeout bound this wait too: no backend's timer runs yet.
-    const limit = host.tx.localTimeouts.size || host.logSettings.has('statement_timeout') || host.logSettings.has('lock_timeout') ? waitLimit(timeoutMs(host, 'statement_timeout'), timeoutMs(host, 'lock_timeout')) : null
+    const limit =
+      host.tx.localTimeouts.size || host.logSettings.has('statement_timeout') || host.logSettings.has('lock_timeout')
+        ? waitLimit(timeoutMs(host, 'statement_timeout'), timeoutMs(host, 'lock_timeout'))
+        : null
     const timer = limit ? setTimeout(() => host.ctx.locks.abortWait(host.owner, new LockWaitAborted(limit.code)), limit.ms) : null
     try {
       host.step = 'pgraid locks'

@@ -129,7 +129,8 @@ export class SessionBackends {
       ex.abort(`backend ${link.name} lost`)
     }
     if (!this.links.length) {
-      if (ex) ex.abort('no backend connection left') // execute() decides, once the checks are done
+      if (ex)
+        ex.abort('no backend connection left') // execute() decides, once the checks are done
       else void host.settleLosses(errors.backendLost(link.name, reason))
     }
   }
@@ -159,19 +160,22 @@ export class SessionBackends {
    */
   watchStall(ex: Exchange, targets: number[], stallMs: number): NodeJS.Timeout {
     let othersDoneAt = 0
-    const timer = setInterval(() => {
-      const pending = ex.pendingBackends()
-      if (!pending.length || pending.length === targets.length) {
-        othersDoneAt = 0
-        return
-      }
-      othersDoneAt ||= Date.now()
-      if (Date.now() - othersDoneAt < stallMs) return
-      clearInterval(timer)
-      const names = pending.map((i) => this.at(i)?.name ?? String(i)).join(', ')
-      this.host.log.error({ backends: names, stallMs }, 'backend stalled: taking it out of service')
-      for (const i of pending) this.host.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`, false, 'stalled')
-    }, Math.min(1000, Math.max(10, Math.floor(stallMs / 4))))
+    const timer = setInterval(
+      () => {
+        const pending = ex.pendingBackends()
+        if (!pending.length || pending.length === targets.length) {
+          othersDoneAt = 0
+          return
+        }
+        othersDoneAt ||= Date.now()
+        if (Date.now() - othersDoneAt < stallMs) return
+        clearInterval(timer)
+        const names = pending.map((i) => this.at(i)?.name ?? String(i)).join(', ')
+        this.host.log.error({ backends: names, stallMs }, 'backend stalled: taking it out of service')
+        for (const i of pending) this.host.ctx.takeOut(i, 'disabled', `stalled: no answer ${stallMs} ms after the other backends answered`, false, 'stalled')
+      },
+      Math.min(1000, Math.max(10, Math.floor(stallMs / 4))),
+    )
     timer.unref()
     return timer
   }

@@ -146,7 +146,8 @@ async function runOnce(host: BatchHost, frames: Frame[], withBegin = false): Pro
   if (host.strayError) {
     const f = host.strayError
     host.strayError = null
-    if (host.tx.status !== 'I' && host.links.some((l) => l.txStatus === 'E')) return refuse(host, new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
+    if (host.tx.status !== 'I' && host.links.some((l) => l.txStatus === 'E'))
+      return refuse(host, new PgError(f.C ?? '57014', f.M ?? 'canceling statement', 'ERROR', f.D, f.H), last.type === F.Sync || last.type === F.Query)
   }
   if (host.tx.between(!!host.copy)) host.backends.dropDrained()
   // PAUSE (admin console): a new transaction or autocommit statement waits until RESUME.

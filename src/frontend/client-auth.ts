@@ -157,8 +157,7 @@ export class ClientAuth {
       return { reply: [authSaslFinal(final), authOk()], done: true }
     } catch (e) {
       if (e instanceof PgError) throw e
-      if ((e as { kind?: string }).kind === 'protocol' || e instanceof RangeError)
-        throw new PgError('08P01', `malformed authentication message: ${(e as Error).message}`, 'FATAL')
+      if ((e as { kind?: string }).kind === 'protocol' || e instanceof RangeError) throw new PgError('08P01', `malformed authentication message: ${(e as Error).message}`, 'FATAL')
       throw this.fail()
     }
   }

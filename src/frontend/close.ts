@@ -37,8 +37,9 @@ export function leaveBackends(host: CloseHost): void {
   // dropped instead, and the server sees the client gone as it would without pgraid.
   const inCopy = !!host.copy?.active
   const finish = () => {
-    for (const l of host.links) if (inCopy) l.conn.destroy()
-    else l.conn.close()
+    for (const l of host.links)
+      if (inCopy) l.conn.destroy()
+      else l.conn.close()
     host.ctx.locks.releaseAll(host.owner)
   }
   // A COPY FROM STDIN still taking data cannot commit: nothing waits for data that will never come.

@@ -64,7 +64,7 @@ export async function openLinks(r: LinkRequest): Promise<Opened> {
   const closeAll = () => {
     for (const x of results) if (x.status === 'fulfilled') x.value.close()
   }
-  if (r.closed()) return closeAll(), null
+  if (r.closed()) return (closeAll(), null)
   // A refusal every backend gives alike, for something the client asked (a database that does not
   // exist, a bad startup option), is what PostgreSQL would say. A refusal of pgraid's own login
   // (credentials, too many connections, a database missing on that backend only) is that backend's
@@ -78,7 +78,7 @@ export async function openLinks(r: LinkRequest): Promise<Opened> {
     const first = refusals[0]!.err
     if (refusals.length === results.length && codes.size === 1 && !BACKEND_FAULT.test(first.fields.C ?? '')) return { asIs: first }
     const names = refusals.map((x) => `${all[enabled[x.k]!]!.name}: ${x.err.fields.C} ${x.err.message}`).join('; ')
-    r.log.warn({ refusals: names }, 'every backend refused pgraid\'s login')
+    r.log.warn({ refusals: names }, "every backend refused pgraid's login")
     if (first.fields.C === '53300') return { error: new PgError('53300', 'sorry, too many clients already', 'FATAL', `every backend refused pgraid's login: ${names}`) }
     return { error: errors.backendUnavailable('any', `every backend refused pgraid's login (${names})`) }
   }
@@ -86,7 +86,7 @@ export async function openLinks(r: LinkRequest): Promise<Opened> {
   // Unreachable backends: the health monitor judges the server (a session's failed connect alone is not enough).
   const unreached = results.flatMap((x, k) => (x.status === 'rejected' && !(x.reason instanceof BackendLoginError && x.reason.body) ? [enabled[k]!] : []))
   if (unreached.length) await Promise.all(unreached.map((i) => ctx.health.probe(i, performance.now())))
-  if (r.closed()) return closeAll(), null
+  if (r.closed()) return (closeAll(), null)
   const up = results.flatMap((x, k) => (x.status === 'fulfilled' ? [k] : []))
   const stillIn = unreached.filter((i) => ctx.states.isEnabled(i))
   if (!up.length || stillIn.length) {

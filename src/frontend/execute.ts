@@ -38,10 +38,12 @@ export async function run(host: ExecuteHost, plan: Plan, snapshotHold: (() => vo
   host.snapshotHold = snapshotHold
   // CREATE / DROP / ALTER DATABASE: pgraid's own connections to those databases go first.
   const names = plan.everywhere ? databasesNamed(plan) : null
-  const releaseDatabases = names ? await host.ctx.holdDatabases(names).catch((e: unknown) => {
-    if (plan.commit?.lsn !== undefined) host.record.settle(plan.commit.lsn)
-    throw e
-  }) : null
+  const releaseDatabases = names
+    ? await host.ctx.holdDatabases(names).catch((e: unknown) => {
+        if (plan.commit?.lsn !== undefined) host.record.settle(plan.commit.lsn)
+        throw e
+      })
+    : null
   host.plan = plan
   if (withBegin) host.pendingBegin = null // on its way to the backends
   try {
@@ -162,7 +164,8 @@ async function execute(host: ExecuteHost, plan: Plan): Promise<'retry' | void> {
   if (outcome.lostRead) {
     // Other backends were sent part of this batch (writes, a COMMIT): running it again would repeat
     // them, and their answers are still on the way. The session ends, as on a lost connection.
-    if (plan.everywhere) return host.closeWith(errors.backendLost(host.backends.lostReadBackend, `${host.backends.lostReadReason}; it was answering a read of a batch that also went to the other backends`))
+    if (plan.everywhere)
+      return host.closeWith(errors.backendLost(host.backends.lostReadBackend, `${host.backends.lostReadReason}; it was answering a read of a batch that also went to the other backends`))
     if (!ex.relayed && host.links.length) return 'retry'
     ex.completeMessage()
     await refuse(host, errors.readLost(host.backends.lostReadReason, 'connection lost'), plan.endsWithSync, true)
@@ -198,7 +201,15 @@ async function execute(host: ExecuteHost, plan: Plan): Promise<'retry' | void> {
       const lacking = host.record.commitSplit(committed, failed, outcome.diverged)
       // The others' answers were held back at the disagreement and cannot be told apart from here:
       // the connection ends, as a server's does when it fails during a COMMIT.
-      return host.closeWith(lacking ?? new PgError('08006', `pgraid: the COMMIT succeeded on ${committed.length} backend(s) and failed on the others (taken out, behind); the transaction is committed, but its answers cannot be relayed`, 'FATAL', outcome.diverged))
+      return host.closeWith(
+        lacking ??
+          new PgError(
+            '08006',
+            `pgraid: the COMMIT succeeded on ${committed.length} backend(s) and failed on the others (taken out, behind); the transaction is committed, but its answers cannot be relayed`,
+            'FATAL',
+            outcome.diverged,
+          ),
+      )
     }
   }
   if (outcome.diverged) {

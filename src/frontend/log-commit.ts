@@ -141,7 +141,12 @@ export class LogCommits {
     while (ctx.held()) await ctx.waitHold()
     // In flight like a COMMIT until settled: a resync's hold waits for the marker, so its tail sees it.
     const lsn = this.take()
-    const r = await this.host.runInternal(message(F.Query, Buffer.from(`${insertText(lsn, at(), json)}\0`, 'utf8')), this.host.links.map((l) => l.index)).finally(() => this.settle(lsn))
+    const r = await this.host
+      .runInternal(
+        message(F.Query, Buffer.from(`${insertText(lsn, at(), json)}\0`, 'utf8')),
+        this.host.links.map((l) => l.index),
+      )
+      .finally(() => this.settle(lsn))
     if (r.diverged || r.errorCode) this.host.log.error({ lsn, diverged: r.diverged }, 'could not write the log marker of an unlogged change')
   }
 }

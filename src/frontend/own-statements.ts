@@ -97,14 +97,19 @@ export function unlinkedOut(host: Pick<OwnHost, 'ctx' | 'backends'>, ex: Exchang
  * BEGIN cut by a timeout or a cancel is sent again (the client's statement must not run outside it).
  */
 export async function beginEverywhere(host: OwnHost & RefuseHost, plan: Plan): Promise<boolean> {
-  const lift = LIFT_IN_TRANSACTION.filter((k) => host.logSettings.has(k)).map((k) => `;SET LOCAL ${k} = 0`).join('')
+  const lift = LIFT_IN_TRANSACTION.filter((k) => host.logSettings.has(k))
+    .map((k) => `;SET LOCAL ${k} = 0`)
+    .join('')
   const text = queryMessage(`BEGIN${lift}`)
   let todo = host.links.map((l) => l.index)
   for (let attempt = 0; attempt < 5 && todo.length; attempt++) {
     // One message per backend: their answers are not compared (a cut on one is expected here).
     const ex = await host.runOwn(todo.map((i) => ({ code: F.Query, bytes: text, targets: [i], swallow: true })))
     const failed = todo.filter((i) => ex.outcome.status.get(i) !== 'T')
-    await rollbackEverywhere(host, failed.filter((i) => ex.outcome.status.get(i) === 'E'))
+    await rollbackEverywhere(
+      host,
+      failed.filter((i) => ex.outcome.status.get(i) === 'E'),
+    )
     todo = failed.filter((i) => host.backends.at(i))
   }
   if (!host.ready) return false
@@ -112,7 +117,10 @@ export async function beginEverywhere(host: OwnHost & RefuseHost, plan: Plan): P
     for (const l of host.links) l.txStatus = 'T'
     return true
   }
-  await rollbackEverywhere(host, host.links.map((l) => l.index))
+  await rollbackEverywhere(
+    host,
+    host.links.map((l) => l.index),
+  )
   await refuse(host, errors.canceled(), plan.endsWithSync)
   return false
 }

@@ -23,7 +23,7 @@ import type { Plan } from '../router/plan.ts'
 import { StatementRegistry } from '../router/statements.ts'
 import type { LogContext } from '../router/log-plan.ts'
 import { ADMIN_DATABASE, type AdminConsoleSession, type ClientSession, type ServerContext, type ServerView } from '../server-context.ts'
-import { serverViews, waitingText } from './views.ts'
+import { applicationName, serverViews, waitingText } from './views.ts'
 import { ClientStartup, startupSetStatements } from './startup.ts'
 import type { BackendLink, LinkHost } from './backend-link.ts'
 import { attachLink, openLinks, startupReport, type LinkRequest } from './connect-backends.ts'
@@ -262,7 +262,7 @@ export class Session implements LinkHost, ClientSession {
   }
 
   get applicationName(): string {
-    return this.logSettings.get('application_name')?.replace(/^SET application_name = '(.*)'$/s, '$1').replace(/''/g, "'") ?? this.startupParams.application_name ?? ''
+    return applicationName(this.logSettings, this.startupParams)
   }
 
   get clientAddress(): string {

@@ -75,7 +75,8 @@ export class ClientStartup {
       }
       host.socket.write('N')
       // PostgreSQL refuses bytes the client sent before reading the answer (it could not have known it).
-      if (framer.pending) return host.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'), 'protocol')
+      if (framer.pending)
+        return host.fatal(new PgError('08P01', kind === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request', 'FATAL'), 'protocol')
       return
     }
     if (code === CANCEL_REQUEST) {

@@ -9,7 +9,11 @@ const UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, 
 
 /** A setting's value text ("'1ms'", "5s", "1000", "DEFAULT") in milliseconds; 0 for none, null when unreadable. */
 export function durationMs(value: string): number | null {
-  const v = value.trim().replace(/^'(.*)'$/s, '$1').trim().toLowerCase()
+  const v = value
+    .trim()
+    .replace(/^'(.*)'$/s, '$1')
+    .trim()
+    .toLowerCase()
   if (v === 'default' || v === '') return 0
   const m = /^(-?\d+(?:\.\d+)?)\s*([a-z]*)$/.exec(v)
   if (!m) return null

@@ -44,3 +44,9 @@ export function serverViews(links: readonly BackendLink[]): ServerView[] {
     }
   })
 }
+
+/** application_name as the session has it now: its last SET, else the startup packet's. */
+export function applicationName(logSettings: ReadonlyMap<string, string>, startupParams: Readonly<Record<string, string>>): string {
+  const set = logSettings.get('application_name')
+  return set ? set.replace(/^SET application_name = '(.*)'$/s, '$1').replace(/''/g, "'") : (startupParams.application_name ?? '')
+}

@@ -70,7 +70,9 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
         const script = await schemaScript(c)
         const rows = script.tables.reduce((n, t) => n + Math.max(0, t.estimatedRows), 0)
         result.databases.push({ name: db, lsn: null, tables: script.tables.length, rows, skipped: script.skipped })
-        opts.notice(`dry run: would drop database "${db}" on ${target.name} and create it again from ${source.name}: ${script.preData.length + script.postData.length} schema statements, ${script.tables.length} tables (about ${rows} rows), then replay the log from the snapshot's position and enable ${target.name}`)
+        opts.notice(
+          `dry run: would drop database "${db}" on ${target.name} and create it again from ${source.name}: ${script.preData.length + script.postData.length} schema statements, ${script.tables.length} tables (about ${rows} rows), then replay the log from the snapshot's position and enable ${target.name}`,
+        )
         for (const s of script.skipped) opts.notice(`dry run: not copied: ${s}`)
       } finally {
         await c.end().catch(() => {})
@@ -107,7 +109,10 @@ export async function clone(ctx: ServerContext, index: number, opts: CloneOption
     return result
   } catch (e) {
     // An interrupted or failed clone leaves the backend out: say so where operators look (and in status).
-    ctx.log.warn({ backend: b.name, state: b.state, error: (e as Error).message }, `clone of ${b.name} stopped before it finished: it stays out of service (${b.state}); run pgraid clone ${b.name} again`)
+    ctx.log.warn(
+      { backend: b.name, state: b.state, error: (e as Error).message },
+      `clone of ${b.name} stopped before it finished: it stays out of service (${b.state}); run pgraid clone ${b.name} again`,
+    )
     throw e
   } finally {
     b.activity = null
@@ -158,7 +163,18 @@ async function copyRoles(source: BackendTarget, target: BackendTarget): Promise<
   await Promise.all([s.connect(), t.connect()])
   try {
     const cols = 'rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolconnlimit'
-    type Role = { rolname: string; rolsuper: boolean; rolinherit: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolcanlogin: boolean; rolreplication: boolean; rolbypassrls: boolean; rolconnlimit: number; rolpassword?: string | null }
+    type Role = {
+      rolname: string
+      rolsuper: boolean
+      rolinherit: boolean
+      rolcreaterole: boolean
+      rolcreatedb: boolean
+      rolcanlogin: boolean
+      rolreplication: boolean
+      rolbypassrls: boolean
+      rolconnlimit: number
+      rolpassword?: string | null
+    }
     const where = "WHERE rolname !~ '^pg_'"
     const rows = await s.query<Role>(`SELECT ${cols}, rolpassword FROM pg_authid ${where}`).then(
       (r) => r.rows,
@@ -168,13 +184,25 @@ async function copyRoles(source: BackendTarget, target: BackendTarget): Promise<
     const created: string[] = []
     for (const r of rows) {
       if (have.has(r.rolname)) continue
-      const attrs = [r.rolsuper ? 'SUPERUSER' : '', r.rolinherit ? '' : 'NOINHERIT', r.rolcreaterole ? 'CREATEROLE' : '', r.rolcreatedb ? 'CREATEDB' : '', r.rolcanlogin ? 'LOGIN' : '', r.rolreplication ? 'REPLICATION' : '', r.rolbypassrls ? 'BYPASSRLS' : '', r.rolconnlimit >= 0 ? `CONNECTION LIMIT ${r.rolconnlimit}` : '']
+      const attrs = [
+        r.rolsuper ? 'SUPERUSER' : '',
+        r.rolinherit ? '' : 'NOINHERIT',
+        r.rolcreaterole ? 'CREATEROLE' : '',
+        r.rolcreatedb ? 'CREATEDB' : '',
+        r.rolcanlogin ? 'LOGIN' : '',
+        r.rolreplication ? 'REPLICATION' : '',
+        r.rolbypassrls ? 'BYPASSRLS' : '',
+        r.rolconnlimit >= 0 ? `CONNECTION LIMIT ${r.rolconnlimit}` : '',
+      ]
       if (r.rolpassword) attrs.push(`PASSWORD '${r.rolpassword.replace(/'/g, "''")}'`)
       await t.query(`CREATE ROLE ${quoteIdent(r.rolname)} ${attrs.filter(Boolean).join(' ')}`)
       created.push(r.rolname)
     }
     if (created.length) {
-      const members = await s.query<{ role: string; member: string }>('SELECT r.rolname AS role, m.rolname AS member FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member WHERE m.rolname = ANY($1)', [created])
+      const members = await s.query<{ role: string; member: string }>(
+        'SELECT r.rolname AS role, m.rolname AS member FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member WHERE m.rolname = ANY($1)',
+        [created],
+      )
       for (const m of members.rows) await t.query(`GRANT ${quoteIdent(m.role)} TO ${quoteIdent(m.member)}`).catch(() => {})
     }
     return created
@@ -189,7 +217,11 @@ async function recreateDatabase(source: BackendTarget, target: BackendTarget, db
   const t = controlClient(target, MAINTENANCE_DB, 'clone')
   await Promise.all([s.connect(), t.connect()])
   try {
-    const d = (await s.query<{ enc: string; collate: string; ctype: string }>('SELECT pg_encoding_to_char(encoding) AS enc, datcollate AS collate, datctype AS ctype FROM pg_database WHERE datname = current_database()')).rows[0]!
+    const d = (
+      await s.query<{ enc: string; collate: string; ctype: string }>(
+        'SELECT pg_encoding_to_char(encoding) AS enc, datcollate AS collate, datctype AS ctype FROM pg_database WHERE datname = current_database()',
+      )
+    ).rows[0]!
     await t.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`)
     await t.query(`CREATE DATABASE ${quoteIdent(db)} TEMPLATE template0 ENCODING '${d.enc}' LC_COLLATE '${d.collate.replace(/'/g, "''")}' LC_CTYPE '${d.ctype.replace(/'/g, "''")}'`)
   } finally {
@@ -201,7 +233,10 @@ async function recreateDatabase(source: BackendTarget, target: BackendTarget, db
 async function copyTables(ctx: ServerContext, source: BackendTarget, target: BackendTarget, db: string, snapshot: string, script: SchemaScript, opts: CloneOptions): Promise<number> {
   // Largest first, so one big table does not start last.
   const queue = [...script.tables].sort((a, b) => b.estimatedRows - a.estimatedRows)
-  const total = Math.max(1, queue.reduce((n, t) => n + Math.max(0, t.estimatedRows), 0))
+  const total = Math.max(
+    1,
+    queue.reduce((n, t) => n + Math.max(0, t.estimatedRows), 0),
+  )
   let done = 0
   let tablesDone = 0
   let lastNotice = 0
@@ -211,7 +246,12 @@ async function copyTables(ctx: ServerContext, source: BackendTarget, target: Bac
     if (!force && Date.now() - lastNotice < 500) return
     lastNotice = Date.now()
     const tables = [...current].map(([name, c]) => `${name} ${c.total ? Math.floor((100 * Math.min(c.done, c.total)) / c.total) : 100}%`).join(', ')
-    opts.notice(`clone ${target.name}: "${db}": ${tablesDone}/${script.tables.length} tables copied${tables ? `; copying ${tables}` : ''}`, { done: Math.min(done, total), total, unit: 'rows', step: `copy ${db}` })
+    opts.notice(`clone ${target.name}: "${db}": ${tablesDone}/${script.tables.length} tables copied${tables ? `; copying ${tables}` : ''}`, {
+      done: Math.min(done, total),
+      total,
+      unit: 'rows',
+      step: `copy ${db}`,
+    })
   }
   const worker = async () => {
     const s = controlClient(source, db, 'clone reader')
@@ -234,7 +274,7 @@ async function copyTables(ctx: ServerContext, source: BackendTarget, target: Bac
         // Rows are counted by line ends: text-format COPY escapes newlines inside values.
         const counter = new Transform({
           transform(chunk: Buffer, _enc, cb) {
-            for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) done++, mine.done++
+            for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) (done++, mine.done++)
             report()
             cb(null, chunk)
           },

@@ -94,5 +94,3 @@ async function fromNothing(ctx: ServerContext, index: number): Promise<void> {
   if (!best) throw new Error('every backend is out and another one holds more of the recovery log: it comes back first')
   ctx.enable(index, `back in service: every backend was out, and its recovery log is the most current in every database (${[...dbs].join(', ') || 'none logged'})`)
 }
-
-

@@ -87,7 +87,8 @@ export async function compareLogs(source: BackendTarget, target: BackendTarget, 
     const theirSet = new Set(theirs)
     if (tmax > 0) {
       const oldest = Number((await s.query<{ m: string | null }>('SELECT min(lsn) AS m FROM pgraid.log')).rows[0]!.m ?? 0)
-      if (oldest > tmax + 1 && !mine.has(oldest)) throw new ResyncRefused(`the log on ${source.name} no longer reaches back to ${target.name}'s position (LSN ${tmax}; oldest kept ${oldest}): clone it`)
+      if (oldest > tmax + 1 && !mine.has(oldest))
+        throw new ResyncRefused(`the log on ${source.name} no longer reaches back to ${target.name}'s position (LSN ${tmax}; oldest kept ${oldest}): clone it`)
     }
     return { missing: theirs.filter((l) => !mine.has(l)), extra: [...mine].filter((l) => !theirSet.has(l)).sort((a, b) => a - b), top: Math.max(tmax, theirs[theirs.length - 1] ?? 0) }
   } finally {
@@ -106,8 +107,16 @@ async function applyMissing(source: BackendTarget, target: BackendTarget, databa
     for (let i = 0; i < lsns.length; i += 500) {
       if (signal?.aborted) throw signal.reason
       const batch = lsns.slice(i, i + 500)
-      const rows = (await s.query<{ lsn: string; at: string; record: string; seqs: string | null }>('SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [batch])).rows
-      done += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
+      const rows = (
+        await s.query<{ lsn: string; at: string; record: string; seqs: string | null }>(
+          'SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn',
+          [batch],
+        )
+      ).rows
+      done += await applyRecords(
+        r,
+        rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })),
+      )
       progress(done)
     }
     return done
@@ -130,7 +139,13 @@ export async function behindReason(ctx: ServerContext, index: number): Promise<s
   return null
 }
 
-export async function resync(ctx: ServerContext, index: number, notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void, holdMs = ctx.config.lifecycle.holdMs, signal?: AbortSignal): Promise<ResyncResult> {
+export async function resync(
+  ctx: ServerContext,
+  index: number,
+  notice: (msg: string, progress?: { done: number; total: number; unit: string }) => void,
+  holdMs = ctx.config.lifecycle.holdMs,
+  signal?: AbortSignal,
+): Promise<ResyncResult> {
   const targets = ctx.backends()
   const b = ctx.states.list[index]
   if (!b) throw new ResyncRefused(`no backend ${index}`)
@@ -249,7 +264,10 @@ export async function catchUpAndEnable(
         if (rows.length < TAIL) return
         if (round >= 200) throw new ResyncRefused(`clients write faster than ${b.name} can replay (still ${rows.length}+ records behind after ${round} rounds); try again when the load is lower`)
         t0 = performance.now()
-        applied += await applyRecords(r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
+        applied += await applyRecords(
+          r,
+          rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })),
+        )
         replayMs += performance.now() - t0
         done += rows.length
         // A full page: more below the mark; else everything below it is replayed.
@@ -402,8 +420,16 @@ class Tail {
     const missing = theirs.rows.filter((x) => !have.has(x.lsn)).map((x) => x.lsn)
     let applied = 0
     if (missing.length) {
-      const rows = (await this.s.query<{ lsn: string; at: string; record: string; seqs: string | null }>('SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn', [missing])).rows
-      applied = await applyRecords(this.r, rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })))
+      const rows = (
+        await this.s.query<{ lsn: string; at: string; record: string; seqs: string | null }>(
+          'SELECT lsn, at::text AS at, record::text AS record, seqs::text AS seqs FROM pgraid.log WHERE lsn = ANY($1::bigint[]) ORDER BY lsn',
+          [missing],
+        )
+      ).rows
+      applied = await applyRecords(
+        this.r,
+        rows.map((row) => ({ lsn: Number(row.lsn), at: row.at, record: JSON.parse(row.record) as LogRecord, json: row.record, seqs: row.seqs })),
+      )
     }
     await this.r.flush()
     return applied

@@ -23,9 +23,16 @@ export interface AlignedSnapshot {
 }
 
 /** Settings that make value text identical on every backend whatever its postgresql.conf says. */
-export const TEXT_SETTINGS = "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'; SET statement_timeout = 0; SET lock_timeout = 0"
+export const TEXT_SETTINGS =
+  "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = 'hex'; SET statement_timeout = 0; SET lock_timeout = 0"
 
-export async function alignedSnapshot(ctx: ServerContext, targets: BackendTarget[], database: string, purpose: string, opts: { holdMs?: number; exportSnapshot?: boolean } = {}): Promise<AlignedSnapshot> {
+export async function alignedSnapshot(
+  ctx: ServerContext,
+  targets: BackendTarget[],
+  database: string,
+  purpose: string,
+  opts: { holdMs?: number; exportSnapshot?: boolean } = {},
+): Promise<AlignedSnapshot> {
   const holdMs = opts.holdMs ?? ctx.config.lifecycle.holdMs
   const clients = targets.map((t) => controlClient(t, database, purpose))
   const close = async () => {
@@ -44,7 +51,9 @@ export async function alignedSnapshot(ctx: ServerContext, targets: BackendTarget
       if (ctx.commitsInFlight() > 0) throw new SnapshotRefused(`commits still in flight after holding new ones for ${holdMs} ms (${ctx.describeInFlight()}); try again`)
       await Promise.all(clients.map((c) => c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')))
       // The first query takes the snapshot.
-      lsns = await Promise.all(clients.map(async (c, i) => (hasLog[i] ? Number((await c.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : (await c.query('SELECT 1'), null))))
+      lsns = await Promise.all(
+        clients.map(async (c, i) => (hasLog[i] ? Number((await c.query<{ m: string }>('SELECT coalesce(max(lsn), 0) AS m FROM pgraid.log')).rows[0]!.m) : (await c.query('SELECT 1'), null))),
+      )
       if (opts.exportSnapshot) exported = await Promise.all(clients.map(async (c) => (await c.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s))
     } finally {
       release()

@@ -98,7 +98,8 @@ export async function verify(ctx: ServerContext, opts: VerifyOptions = {}): Prom
     differences: [],
     identical: true,
   }
-  if (inService.length < 2) throw new VerifyRefused(`only ${inService.length} backend(s) in service: nothing to compare${report.skipped.length ? `; out of service: ${report.skipped.join(', ')}` : ''}`)
+  if (inService.length < 2)
+    throw new VerifyRefused(`only ${inService.length} backend(s) in service: nothing to compare${report.skipped.length ? `; out of service: ${report.skipped.join(', ')}` : ''}`)
   const { loggedDatabases } = await import('./resync.ts')
   let databases = opts.databases
   if (!databases?.length) {
@@ -108,7 +109,15 @@ export async function verify(ctx: ServerContext, opts: VerifyOptions = {}): Prom
     databases = all.filter((db) => each.every((l) => l.includes(db)))
     for (const db of all)
       each.forEach((l, k) => {
-        if (!l.includes(db)) report.differences.push({ database: db, table: '', backend: targets[inService[k]!]!.name, problem: 'missing database', key: null, detail: `database "${db}" (with a pgraid log on other backends in service) is missing there or has no pgraid log` })
+        if (!l.includes(db))
+          report.differences.push({
+            database: db,
+            table: '',
+            backend: targets[inService[k]!]!.name,
+            problem: 'missing database',
+            key: null,
+            detail: `database "${db}" (with a pgraid log on other backends in service) is missing there or has no pgraid log`,
+          })
       })
   }
   for (const db of databases) await verifyDatabase(ctx, inService, db, opts, report)
@@ -142,8 +151,8 @@ async function verifyDatabase(ctx: ServerContext, inService: number[], database:
       }
       let ok = true
       present.forEach((p, i) => {
-        if (!p) (ok = false), diff({ table: name, backend: names[i]!, problem: 'missing table', key: null, detail: `${name} does not exist there` })
-        else if (p.columns !== common) (ok = false), diff({ table: name, backend: names[i]!, problem: 'columns differ', key: null, detail: `(${p.columns}) where the others have (${common})` })
+        if (!p) ((ok = false), diff({ table: name, backend: names[i]!, problem: 'missing table', key: null, detail: `${name} does not exist there` }))
+        else if (p.columns !== common) ((ok = false), diff({ table: name, backend: names[i]!, problem: 'columns differ', key: null, detail: `(${p.columns}) where the others have (${common})` }))
       })
       if (ok) comparable.push(present.find((p) => p)!)
       else report.tables.push({ database, table: name, rows: 0, chunks: 0, identical: false })
@@ -156,7 +165,14 @@ async function verifyDatabase(ctx: ServerContext, inService: number[], database:
       report.tables.push({ database, table: t.name, rows, chunks, identical: report.differences.length === before })
     }
     opts.progress?.(`verify "${database}": ${tables.length} tables compared`, tables.length, tables.length)
-    await compareSequences(snap.clients, names, comparable.filter((t) => t.kind === 'sequence'), diff, report, database)
+    await compareSequences(
+      snap.clients,
+      names,
+      comparable.filter((t) => t.kind === 'sequence'),
+      diff,
+      report,
+      database,
+    )
   } finally {
     await snap.close()
   }
@@ -175,7 +191,9 @@ async function compareByKey(clients: pg.Client[], names: string[], t: TableInfo,
   const keyRow = t.pk.length === 1 ? keyList : `(${keyList})`
   // Chunk boundaries from the first backend: every chunkRows-th key. Keys the others have beyond them fall in the last chunk.
   const bounds = (
-    await clients[0]!.query<{ k: string[] }>(`SELECT k FROM (SELECT ARRAY[${t.pk.map((k) => `${ROW}.${k.name}::text`).join(', ')}] AS k, row_number() OVER (ORDER BY ${keyList}) AS rn FROM ${t.name} AS ${ROW}) s WHERE rn % ${chunkRows} = 0 ORDER BY rn`)
+    await clients[0]!.query<{ k: string[] }>(
+      `SELECT k FROM (SELECT ARRAY[${t.pk.map((k) => `${ROW}.${k.name}::text`).join(', ')}] AS k, row_number() OVER (ORDER BY ${keyList}) AS rn FROM ${t.name} AS ${ROW}) s WHERE rn % ${chunkRows} = 0 ORDER BY rn`,
+    )
   ).rows.map((r) => r.k)
   const literal = (offset: number) => (t.pk.length === 1 ? `$${offset + 1}::${t.pk[0]!.type}` : `(${t.pk.map((k, i) => `$${offset + i + 1}::${k.type}`).join(', ')})`)
   const ranges: { where: string; params: string[] }[] = []
@@ -184,8 +202,8 @@ async function compareByKey(clients: pg.Client[], names: string[], t: TableInfo,
     const hi = bounds[i]
     const conds: string[] = []
     const params: string[] = []
-    if (lo) conds.push(`${keyRow} > ${literal(params.length)}`), params.push(...lo)
-    if (hi) conds.push(`${keyRow} <= ${literal(params.length)}`), params.push(...hi)
+    if (lo) (conds.push(`${keyRow} > ${literal(params.length)}`), params.push(...lo))
+    if (hi) (conds.push(`${keyRow} <= ${literal(params.length)}`), params.push(...hi))
     ranges.push({ where: conds.length ? conds.join(' AND ') : 'true', params })
   }
   let rows = 0
@@ -205,7 +223,17 @@ async function compareByKey(clients: pg.Client[], names: string[], t: TableInfo,
     if (sums.every((s) => s[ci] === sums[0]![ci])) continue
     // Narrow the chunk to its rows: key -> row hash on every backend.
     const maps = await Promise.all(
-      clients.map(async (c) => new Map((await c.query<{ k: string; h: string }>(`SELECT ${t.pk.length === 1 ? `${ROW}.${t.pk[0]!.name}::text` : `ROW(${keyList})::text`} AS k, ${ROW_HASH}::text AS h FROM ${t.name} AS ${ROW} WHERE ${r.where}`, r.params)).rows.map((x) => [x.k, x.h]))),
+      clients.map(
+        async (c) =>
+          new Map(
+            (
+              await c.query<{ k: string; h: string }>(
+                `SELECT ${t.pk.length === 1 ? `${ROW}.${t.pk[0]!.name}::text` : `ROW(${keyList})::text`} AS k, ${ROW_HASH}::text AS h FROM ${t.name} AS ${ROW} WHERE ${r.where}`,
+                r.params,
+              )
+            ).rows.map((x) => [x.k, x.h]),
+          ),
+      ),
     )
     const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort()
     for (const key of keys) {
@@ -214,7 +242,14 @@ async function compareByKey(clients: pg.Client[], names: string[], t: TableInfo,
       values.forEach((v, bi) => {
         if (v === right) return
         const problem = v === undefined ? 'missing row' : right === undefined ? 'extra row' : 'changed row'
-        if (named++ < MAX_NAMED) diff({ table: t.name, backend: names[bi]!, problem, key: `(${t.pk.map((k) => k.name).join(', ')}) = ${key.startsWith('(') ? key : `(${key})`}`, detail: problem === 'missing row' ? 'the others have this row' : problem === 'extra row' ? 'the others do not have this row' : 'its values differ from the others' })
+        if (named++ < MAX_NAMED)
+          diff({
+            table: t.name,
+            backend: names[bi]!,
+            problem,
+            key: `(${t.pk.map((k) => k.name).join(', ')}) = ${key.startsWith('(') ? key : `(${key})`}`,
+            detail: problem === 'missing row' ? 'the others have this row' : problem === 'extra row' ? 'the others do not have this row' : 'its values differ from the others',
+          })
       })
     }
   }
@@ -236,7 +271,14 @@ async function compareAsMultiset(clients: pg.Client[], names: string[], t: Table
     const right = majority(counts)!
     counts.forEach((n, bi) => {
       if (n === right) return
-      if (named++ < MAX_NAMED) diff({ table: t.name, backend: names[bi]!, problem: n < right ? 'missing row' : 'extra row', key: row.length > 200 ? `${row.slice(0, 200)}...` : row, detail: `${n} time(s) there, ${right} on the others (no primary key: compared as a multiset)` })
+      if (named++ < MAX_NAMED)
+        diff({
+          table: t.name,
+          backend: names[bi]!,
+          problem: n < right ? 'missing row' : 'extra row',
+          key: row.length > 200 ? `${row.slice(0, 200)}...` : row,
+          detail: `${n} time(s) there, ${right} on the others (no primary key: compared as a multiset)`,
+        })
     })
   }
   if (named > MAX_NAMED) diff({ table: t.name, backend: '*', problem: 'rows differ', key: null, detail: `${named - MAX_NAMED} more differing row(s) not listed` })
@@ -250,7 +292,17 @@ async function compareAsMultiset(clients: pg.Client[], names: string[], t: Table
  */
 async function compareSequences(clients: pg.Client[], names: string[], seqs: TableInfo[], diff: Diff, report: VerifyReport, database: string): Promise<void> {
   if (!seqs.length) return
-  const read = () => Promise.all(clients.map(async (c) => new Map((await c.query<{ s: string; v: string }>(`SELECT s, v FROM unnest($1::text[]) AS s, LATERAL (SELECT pg_sequence_last_value(s::regclass)::text AS v) x`, [seqs.map((s) => s.name)])).rows.map((r) => [r.s, r.v]))))
+  const read = () =>
+    Promise.all(
+      clients.map(
+        async (c) =>
+          new Map(
+            (
+              await c.query<{ s: string; v: string }>(`SELECT s, v FROM unnest($1::text[]) AS s, LATERAL (SELECT pg_sequence_last_value(s::regclass)::text AS v) x`, [seqs.map((s) => s.name)])
+            ).rows.map((r) => [r.s, r.v]),
+          ),
+      ),
+    )
   let values = await read()
   for (let attempt = 0; attempt < 5 && seqs.some((s) => values.some((m) => m.get(s.name) !== values[0]!.get(s.name))); attempt++) {
     await new Promise((r) => setTimeout(r, 200))
@@ -261,7 +313,8 @@ async function compareSequences(clients: pg.Client[], names: string[], seqs: Tab
     const right = majority(per)
     let same = true
     per.forEach((v, i) => {
-      if (v !== right) (same = false), diff({ table: s.name, backend: names[i]!, problem: 'sequence differs', key: null, detail: `last value ${v ?? 'never used'} where the others have ${right ?? 'never used'}` })
+      if (v !== right)
+        ((same = false), diff({ table: s.name, backend: names[i]!, problem: 'sequence differs', key: null, detail: `last value ${v ?? 'never used'} where the others have ${right ?? 'never used'}` }))
     })
     report.tables.push({ database, table: s.name, rows: 0, chunks: 0, identical: same })
   }

@@ -1,9 +1,9 @@
 // Structured logging: one pino logger per process writing JSON lines to stderr (stdout is kept for the
 // CLI's own output), and per-session child loggers so every line of a session carries who it is.
-import { pino, type DestinationStream, type Logger } from 'pino';
-import type { LogLevel } from '../config/schema.ts';
+import { pino, type DestinationStream, type Logger } from 'pino'
+import type { LogLevel } from '../config/schema.ts'
 
-export type { Logger } from 'pino';
+export type { Logger } from 'pino'
 
 /**
  * Creates the process logger. `destination` defaults to stderr, written synchronously: log volume at
@@ -21,17 +21,17 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       redact: { paths: ['password', '*.password', '*[*].password', 'config.*[*].password'], censor: '[redacted]' },
     },
     destination ?? pino.destination({ dest: 2, sync: true }),
-  );
+  )
 }
 
 /** What identifies a client session in the logs. */
 export interface SessionBindings {
   /** Process-unique session number, assigned at accept time. */
-  session: number;
-  user: string;
-  database: string;
+  session: number
+  user: string
+  database: string
   /** Client address as 'addr:port'. */
-  client: string;
+  client: string
 }
 
 /** A child logger whose every line carries the session's bindings. */
@@ -41,5 +41,5 @@ export function sessionLogger(parent: Logger, bindings: SessionBindings): Logger
     user: bindings.user,
     database: bindings.database,
     client: bindings.client,
-  });
+  })
 }

@@ -91,16 +91,7 @@ export interface ErrorFields {
 
 /** ErrorResponse (or NoticeResponse) with the fields PostgreSQL clients read. */
 export function errorResponse(f: ErrorFields, type: number = B.ErrorResponse): Buffer {
-  const parts: Buffer[] = [
-    Buffer.from('S'),
-    cstr(f.severity),
-    Buffer.from('V'),
-    cstr(f.severity),
-    Buffer.from('C'),
-    cstr(f.code),
-    Buffer.from('M'),
-    cstr(f.message),
-  ]
+  const parts: Buffer[] = [Buffer.from('S'), cstr(f.severity), Buffer.from('V'), cstr(f.severity), Buffer.from('C'), cstr(f.code), Buffer.from('M'), cstr(f.message)]
   if (f.detail) parts.push(Buffer.from('D'), cstr(f.detail))
   if (f.hint) parts.push(Buffer.from('H'), cstr(f.hint))
   if (f.position) parts.push(Buffer.from('P'), cstr(String(f.position)))

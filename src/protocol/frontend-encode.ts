@@ -43,7 +43,6 @@ export function cancelRequest(pid: number, secret: number): Buffer {
 
 export const TERMINATE = message(F.Terminate)
 
-
 function int16(n: number): Buffer {
   const b = Buffer.alloc(2)
   b.writeInt16BE(n)

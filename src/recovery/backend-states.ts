@@ -94,7 +94,12 @@ export function restoreRecorded(found: readonly RecordedView[], targets: readonl
     if (i < 0 || rec.state === 'enabled') continue
     // A reason that was itself restored from a record is not wrapped again at each restart.
     const why = (rec.reason ?? '').replace(/^(recorded as \w+ by [^:]+: )+/, '')
-    takeOut(i, rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled', `recorded as ${rec.state} by ${by}: ${why}`, rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded')
+    takeOut(
+      i,
+      rec.state === 'inconsistent' || rec.state === 'new' ? rec.state : 'disabled',
+      `recorded as ${rec.state} by ${by}: ${why}`,
+      rec.cause && SELF_HEALING.has(rec.cause as OutCause) ? (rec.cause as OutCause) : 'recorded',
+    )
   }
 }
 

@@ -172,7 +172,10 @@ export class LateReplay {
     const source = backends.find((i) => have.get(i) === true)
     const lack = backends.filter((i) => have.get(i) === false)
     if (source === undefined || !lack.length) return
-    this.log.warn({ database: this.database, lsn, from: this.targets[source]!.name, to: lack.map((i) => this.targets[i]!.name) }, 'completing a commit that reached some backends only (their session connections ended)')
+    this.log.warn(
+      { database: this.database, lsn, from: this.targets[source]!.name, to: lack.map((i) => this.targets[i]!.name) },
+      'completing a commit that reached some backends only (their session connections ended)',
+    )
     await this.applyLate(source, lsn, at, json, lack, entries)
   }
 }

@@ -57,7 +57,13 @@ export class RecoveryLog {
   ) {
     const connect = (t: BackendTarget) => this.connect(t)
     this.late = new LateReplay(targets, database, takeOut, log, connect)
-    this.recorder = new StateRecorder(targets, states, connect, () => this.readying !== null, () => this.last)
+    this.recorder = new StateRecorder(
+      targets,
+      states,
+      connect,
+      () => this.readying !== null,
+      () => this.last,
+    )
   }
   /** Commits and sequence states brought to backends a session lacked (late-replay.ts). */
   private readonly late: LateReplay
@@ -92,7 +98,8 @@ export class RecoveryLog {
   describeInFlight(): string[] {
     const late = this.late.describe()
     return [...this.inFlight].map(
-      ([lsn, f]) => `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms${f.waits ? ` (${f.waits()})` : ''}${late.length ? `; late replays: ${late.join(', ')}` : ''}`,
+      ([lsn, f]) =>
+        `LSN ${lsn} of session ${f.session} in "${this.database}" for ${Date.now() - f.since} ms${f.waits ? ` (${f.waits()})` : ''}${late.length ? `; late replays: ${late.join(', ')}` : ''}`,
     )
   }
 
@@ -194,7 +201,12 @@ export class RecoveryLog {
     if (known.length)
       for (const s of found)
         if (s.createdNow && this.states.isEnabled(s.index))
-          this.takeOut(s.index, 'new', `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`, 'new-system')
+          this.takeOut(
+            s.index,
+            'new',
+            `no pgraid recovery log in database "${this.database}" while ${known[0]!.backend} has one (${known[0]!.records} records): a new or replaced database; clone it`,
+            'new-system',
+          )
     await this.complete(found.filter((s) => this.states.isEnabled(s.index)))
     await this.alignSequences(found.filter((s) => this.states.isEnabled(s.index)).map((s) => s.index))
     this.initial = found
@@ -242,7 +254,10 @@ export class RecoveryLog {
       indexes.map(async (i, k) => {
         const behind = Object.fromEntries(Object.entries(high).filter(([name, v]) => v !== null && states[k]![name] !== undefined && states[k]![name] !== v))
         if (!Object.keys(behind).length) return
-        this.log.warn({ database: this.database, backend: this.targets[i]!.name, sequences: behind }, 'sequences behind the other backends (drawn by a transaction a killed pgraid left half-sent): set to the highest state')
+        this.log.warn(
+          { database: this.database, backend: this.targets[i]!.name, sequences: behind },
+          'sequences behind the other backends (drawn by a transaction a killed pgraid left half-sent): set to the highest state',
+        )
         const c = await this.connect(this.targets[i]!)
         try {
           await c.query('SELECT pgraid.seq_set($1::jsonb)', [JSON.stringify(behind)])
@@ -276,7 +291,10 @@ export class RecoveryLog {
             )
             if (!r.rows.length) return true
             if (Date.now() >= deadline) {
-              this.log.warn({ database: this.database, backend: this.targets[i]!.name, pids: r.rows.map((x) => x.pid) }, 'sessions that may still commit outlived the startup wait; the recovery log is checked again later')
+              this.log.warn(
+                { database: this.database, backend: this.targets[i]!.name, pids: r.rows.map((x) => x.pid) },
+                'sessions that may still commit outlived the startup wait; the recovery log is checked again later',
+              )
               return false
             }
             await new Promise((res) => setTimeout(res, 50))
@@ -392,14 +410,17 @@ export class RecoveryLog {
     const below = this.last - retain
     if (below <= 0) return 0
     const counts = await Promise.allSettled(
-      this.states.enabled().map((i) => this.targets[i]!).map(async (t) => {
-        const client = await this.connect(t)
-        try {
-          return (await client.query('DELETE FROM pgraid.log WHERE lsn <= $1', [below])).rowCount ?? 0
-        } finally {
-          await client.end().catch(() => {})
-        }
-      }),
+      this.states
+        .enabled()
+        .map((i) => this.targets[i]!)
+        .map(async (t) => {
+          const client = await this.connect(t)
+          try {
+            return (await client.query('DELETE FROM pgraid.log WHERE lsn <= $1', [below])).rowCount ?? 0
+          } finally {
+            await client.end().catch(() => {})
+          }
+        }),
     )
     return Math.max(0, ...counts.map((c) => (c.status === 'fulfilled' ? c.value : 0)))
   }

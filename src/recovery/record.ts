@@ -72,9 +72,7 @@ export function recordJson(settings: readonly string[], stmts: readonly LogEntry
   let sq: Set<string> | null = null
   for (const e of stmts) if (e.sq) for (const n of e.sq) (sq ??= new Set()).add(n)
   // `sq` first, when there is one: insertText tells from the head whether the row keeps sequence states.
-  const rec: Readonly<Omit<LogRecord, 'settings' | 'stmts'>> & { settings: readonly string[]; stmts: readonly LogEntry[] } = sq
-    ? { v: 1, sq: [...sq], settings, stmts }
-    : { v: 1, settings, stmts }
+  const rec: Readonly<Omit<LogRecord, 'settings' | 'stmts'>> & { settings: readonly string[]; stmts: readonly LogEntry[] } = sq ? { v: 1, sq: [...sq], settings, stmts } : { v: 1, settings, stmts }
   return JSON.stringify(rec)
 }
 

@@ -96,7 +96,7 @@ export class ReplayConnection {
 
   /** Makes every commit of this backend so far durable: a synchronous commit flushes the WAL up to it. */
   async flush(): Promise<void> {
-    await this.must([fe.query("SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT")], 'flushing the replayed records')
+    await this.must([fe.query('SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT')], 'flushing the replayed records')
   }
 
   /** Sends a pipeline producing `readies` ReadyForQuery; resolves with the first error before each (null = none). */
@@ -171,7 +171,12 @@ function recordMessages(r: RecordToApply, settingsBefore: string | null): { msgs
   what.push('log row')
   if (seqs !== null) {
     // The target's states before the statements, for the correction if the check below fails.
-    msgs.push(fe.parse("SELECT set_config('pgraid.seqb', coalesce(pgraid.seq_states(ARRAY(SELECT jsonb_object_keys($1::jsonb))), '{}')::text, true)", [3802]), fe.bind([0], [Buffer.from(seqs)]), fe.execute(), fe.SYNC)
+    msgs.push(
+      fe.parse("SELECT set_config('pgraid.seqb', coalesce(pgraid.seq_states(ARRAY(SELECT jsonb_object_keys($1::jsonb))), '{}')::text, true)", [3802]),
+      fe.bind([0], [Buffer.from(seqs)]),
+      fe.execute(),
+      fe.SYNC,
+    )
     what.push('sequence states before')
   }
   for (const [k, s] of r.record.stmts.entries()) {
@@ -278,7 +283,10 @@ async function applyPipeline(c: ReplayConnection, records: RecordToApply[], mayC
     plans.push(p)
     settings = p.settings
   }
-  const results = await c.runMany(plans.flatMap((p) => p.msgs), plans.reduce((n, p) => n + p.what.length, 0))
+  const results = await c.runMany(
+    plans.flatMap((p) => p.msgs),
+    plans.reduce((n, p) => n + p.what.length, 0),
+  )
   let at = 0
   let applied = 0
   c.settings = null

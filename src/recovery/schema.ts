@@ -82,8 +82,7 @@ export async function ensureSchema(client: pg.Client): Promise<number> {
     }
     if (version > SCHEMA_VERSION) throw new Error(`the pgraid schema is at version ${version}, newer than this pgraid (${SCHEMA_VERSION}); upgrade pgraid`)
     for (let v = version; v < SCHEMA_VERSION; v++) for (const sql of MIGRATIONS[v]!) await client.query(sql)
-    if (version < SCHEMA_VERSION)
-      await client.query(`INSERT INTO pgraid.meta VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(SCHEMA_VERSION)])
+    if (version < SCHEMA_VERSION) await client.query(`INSERT INTO pgraid.meta VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, [String(SCHEMA_VERSION)])
     await client.query('COMMIT')
     return version
   } catch (e) {

@@ -112,7 +112,7 @@ function compute(sql: string, cat: CatalogData, allowed: readonly string[]): Def
     const missing: string[] = []
     for (const [c, d] of vd) {
       const idx = names ? names.indexOf(c) : (cat.columns.get(table) ?? []).indexOf(c)
-      const given = names ? idx >= 0 : idx >= 0 && idx < (rows ? rows[0]?.List.items.length ?? 0 : selectWidth(select))
+      const given = names ? idx >= 0 : idx >= 0 && idx < (rows ? (rows[0]?.List.items.length ?? 0) : selectWidth(select))
       if (!given) {
         missing.push(c)
         continue
@@ -208,7 +208,7 @@ function cannotPlace(table: string, column: string, vd: Map<string, VolatileDefa
 /** Number of columns a positional INSERT ... SELECT supplies; 0 when unknown (SELECT *, set operations). */
 function selectWidth(select: Node): number {
   const targets = select.targetList as { ResTarget?: { val?: { ColumnRef?: { fields?: { A_Star?: unknown }[] } } } }[] | undefined
-  if (!targets || select.op !== 'SETOP_NONE' && select.op !== undefined) return 0
+  if (!targets || (select.op !== 'SETOP_NONE' && select.op !== undefined)) return 0
   if (targets.some((t) => t.ResTarget?.val?.ColumnRef?.fields?.some((f) => 'A_Star' in f))) return 0
   return targets.length
 }

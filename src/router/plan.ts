@@ -165,8 +165,7 @@ function noteExecuted(plan: Plan, ctx: PlanContext, everywhere: boolean, a: Anal
     if (s.kind === 'ddl') plan.ddl = true
     if (s.lockWait === 'nowait') plan.nowait = true
     if (everywhere) locksFor(s, ctx.catalog, plan.locks, params)
-    if (everywhere && !plan.nonDeterministic && s.kind !== 'read' && s.kind !== 'empty' && s.kind !== 'copy-out')
-      plan.nonDeterministic = refusal(s, text, query ? queryRewrite(query, ctx) : rw, ctx)
+    if (everywhere && !plan.nonDeterministic && s.kind !== 'read' && s.kind !== 'empty' && s.kind !== 'copy-out') plan.nonDeterministic = refusal(s, text, query ? queryRewrite(query, ctx) : rw, ctx)
   }
 }
 
@@ -235,7 +234,17 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const a = analyze(p.query)
         const rewrite = rewriteOf(p.query, ctx.catalog, ctx.allowFunctions)
         const rw = rewriteParse(p, rewrite)
-        const st: Statement = { name: p.name, query: p.query, parseBytes: rw?.bytes ?? f.bytes, analysis: a, on: new Set(), time: rw?.time, rewrite, sent: rw?.text ?? p.query, paramTypes: p.paramTypes }
+        const st: Statement = {
+          name: p.name,
+          query: p.query,
+          parseBytes: rw?.bytes ?? f.bytes,
+          analysis: a,
+          on: new Set(),
+          time: rw?.time,
+          rewrite,
+          sent: rw?.text ?? p.query,
+          paramTypes: p.paramTypes,
+        }
         batchStatements.set(p.name, st)
         decoded.push({ kind: 'parse', statement: st })
         break
@@ -254,14 +263,14 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
       }
       case F.Execute: {
         const e = executeMsg(body(f))
-        const st = batchPortals.has(e.portal) ? batchPortals.get(e.portal)! : ctx.registry.portals.get(e.portal)?.statement ?? null
+        const st = batchPortals.has(e.portal) ? batchPortals.get(e.portal)! : (ctx.registry.portals.get(e.portal)?.statement ?? null)
         if (!st) {
           decoded.push({ kind: 'execute', msg: e, statement: null, params: null })
           if (!batchPortals.has(e.portal) && ctx.registry.portals.has(e.portal)) break // bound earlier without a known statement
           everywhere = true // unknown portal or statement: the backends will say; be safe
           break
         }
-        const params = batchParams.has(e.portal) ? batchParams.get(e.portal)! : ctx.registry.portals.get(e.portal)?.params ?? null
+        const params = batchParams.has(e.portal) ? batchParams.get(e.portal)! : (ctx.registry.portals.get(e.portal)?.params ?? null)
         decoded.push({ kind: 'execute', msg: e, statement: st, params })
         if (needsAll(st.analysis, ctx.catalog, ctx.inTransaction) || anyTxOrSession(st.analysis)) everywhere = true
         break
@@ -286,8 +295,14 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
   const log = everywhere ? ctx.log : null
   const batchTx = plan.executed.some(txControl)
   const tieSafe =
-    !!log && !!ctx.tieSafe && !ctx.inTransaction && !batchTx && plan.endsWithSync && !ctx.sinceSync.size &&
-    plan.executed.some((s) => changesData(s, ctx.catalog)) && !plan.executed.some((s) => s.noTransactionBlock || s.kind === 'copy-in')
+    !!log &&
+    !!ctx.tieSafe &&
+    !ctx.inTransaction &&
+    !batchTx &&
+    plan.endsWithSync &&
+    !ctx.sinceSync.size &&
+    plan.executed.some((s) => changesData(s, ctx.catalog)) &&
+    !plan.executed.some((s) => s.noTransactionBlock || s.kind === 'copy-in')
   const bl = new BatchLog(plan, log, ctx.catalog, ctx.inTransaction, route, ctx.sinceSync, tieSafe)
   if (plan.snapshotAt === 'before') bl.push({ code: F.Query, bytes: SNAPSHOT_QUERY, targets: route, swallow: true, surfaceErrors: true })
   if (tieSafe && ctx.beginApart) plan.beginFirst = true
@@ -338,7 +353,8 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
             if (bl.curWrites) bl.injectExtended()
             bl.restart()
           } else if (st.tx?.op === 'begin' || st.tx?.op === 'rollback') bl.restart()
-          else if (logged(st, ctx.catalog)) bl.add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0, [st])
+          else if (logged(st, ctx.catalog))
+            bl.add(plan.msgs.length, entryFromBind(portal.statement.sent, portal.statement.paramTypes, portal.bindBody ?? EMPTY_BIND), changesData(st, ctx.catalog), 0, [st])
         }
         const perServer = targets.length > 1 && !!a && perServerRead(a, ctx.catalog)
         bl.push({ code: F.Execute, bytes: f.bytes, targets, rowsMayDiffer: perServer || (targets.length > 1 && !!a && plainRead(a, ctx.catalog)), perServer })
@@ -369,7 +385,13 @@ export function planBatch(frames: Frame[], ctx: PlanContext): Plan {
         const idx = plan.msgs.length
         const perServer = everywhere && perServerRead(a, ctx.catalog)
         const m: PlannedMsg = { code: F.Query, bytes: sent === text ? f.bytes : queryMessage(sent), targets: route, rowsMayDiffer: perServer || (everywhere && plainRead(a, ctx.catalog)), perServer }
-        if (log && a.ok) bl.query(a.statements.filter((s) => s.kind !== 'empty'), sent, idx, m)
+        if (log && a.ok)
+          bl.query(
+            a.statements.filter((s) => s.kind !== 'empty'),
+            sent,
+            idx,
+            m,
+          )
         bl.push(m)
         break
       }

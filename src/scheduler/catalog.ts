@@ -289,8 +289,7 @@ export function buildCatalog(rows: CatalogRow[]): CatalogData {
     else if (r.k === 'inh' && r.b) {
       addTo(d.family, r.a, r.b)
       addTo(d.family, r.b, r.a)
-    }
-    else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
+    } else if ((r.k === 'uk' || r.k === 'pk') && r.b) {
       const cols = r.b.split('\n').map((l) => l.split('\t'))
       let list = d.uniques.get(r.a)
       if (!list) d.uniques.set(r.a, (list = []))

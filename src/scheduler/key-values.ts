@@ -46,7 +46,11 @@ function fromText(text: string, kind: ColKind): string | null {
     case 'bpchar':
       return text.replace(/ +$/, '')
     case 'uuid': {
-      const hex = text.trim().replace(/^\{|\}$/g, '').replace(/-/g, '').toLowerCase()
+      const hex = text
+        .trim()
+        .replace(/^\{|\}$/g, '')
+        .replace(/-/g, '')
+        .toLowerCase()
       return /^[0-9a-f]{32}$/.test(hex) ? hex : null
     }
     case 'bool': {

@@ -8,18 +8,7 @@ import { initParser, parseStatements } from './parser.ts'
 import { traceConsts, type ConstTrace } from './keys.ts'
 import type { Analysis, StatementInfo } from './types.ts'
 
-export type {
-  Analysis,
-  CopyInfo,
-  Isolation,
-  KeyAccess,
-  KeyValue,
-  Kind,
-  SessionInfo,
-  StatementInfo,
-  TableName,
-  TxInfo,
-} from './types.ts'
+export type { Analysis, CopyInfo, Isolation, KeyAccess, KeyValue, Kind, SessionInfo, StatementInfo, TableName, TxInfo } from './types.ts'
 export { initParser }
 
 const cache = new LruCache<Analysis>()

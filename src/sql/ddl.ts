@@ -23,22 +23,9 @@ import { hasOption } from './maintenance.ts'
 import { alterTag, createTag, dropTag, FIXED_TAGS } from './tags.ts'
 import { walkAny } from './walk.ts'
 
-const RELATION_TYPES = new Set<ObjectType>([
-  'OBJECT_TABLE',
-  'OBJECT_VIEW',
-  'OBJECT_MATVIEW',
-  'OBJECT_SEQUENCE',
-  'OBJECT_FOREIGN_TABLE',
-  'OBJECT_INDEX',
-])
+const RELATION_TYPES = new Set<ObjectType>(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX'])
 // objects named "<table>.<name>" (or "name ON table"): the table is what gets locked
-const TABLE_MEMBER_TYPES = new Set<ObjectType>([
-  'OBJECT_COLUMN',
-  'OBJECT_TABCONSTRAINT',
-  'OBJECT_TRIGGER',
-  'OBJECT_RULE',
-  'OBJECT_POLICY',
-])
+const TABLE_MEMBER_TYPES = new Set<ObjectType>(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_RULE', 'OBJECT_POLICY'])
 
 function ddl(command: string, noTransactionBlock = false): Draft {
   return noTransactionBlock ? { kind: 'ddl', command, noTransactionBlock } : { kind: 'ddl', command }
@@ -64,12 +51,7 @@ function names(n: Node | undefined): string[] | null {
 /** Records the relation behind a DROP/COMMENT/SECURITY LABEL object. */
 function objectTarget(objtype: ObjectType | undefined, object: Node | undefined, c: Collector): void {
   const n = names(object)
-  const t =
-    n && objtype && RELATION_TYPES.has(objtype)
-      ? tableFromNames(n)
-      : n && objtype && TABLE_MEMBER_TYPES.has(objtype)
-        ? tableFromNames(n.slice(0, -1))
-        : null
+  const t = n && objtype && RELATION_TYPES.has(objtype) ? tableFromNames(n) : n && objtype && TABLE_MEMBER_TYPES.has(objtype) ? tableFromNames(n.slice(0, -1)) : null
   if (t) c.addWrite(t)
   // non-relations, and indexes (whose table is unnamed), cannot be fully listed
   if (!t || objtype === 'OBJECT_INDEX') c.unknownWrites = true
@@ -168,10 +150,7 @@ function alterSubscription(s: AlterSubscriptionStmt, c: Collector): Draft {
   // REFRESH, and publication changes with the default refresh = true, refuse a transaction block
   const refreshes =
     s.kind === 'ALTER_SUBSCRIPTION_REFRESH' ||
-    (['ALTER_SUBSCRIPTION_SET_PUBLICATION', 'ALTER_SUBSCRIPTION_ADD_PUBLICATION', 'ALTER_SUBSCRIPTION_DROP_PUBLICATION'].includes(
-      s.kind ?? '',
-    ) &&
-      !isFalse(s.options, 'refresh'))
+    (['ALTER_SUBSCRIPTION_SET_PUBLICATION', 'ALTER_SUBSCRIPTION_ADD_PUBLICATION', 'ALTER_SUBSCRIPTION_DROP_PUBLICATION'].includes(s.kind ?? '') && !isFalse(s.options, 'refresh'))
   return ddl('ALTER SUBSCRIPTION', refreshes)
 }
 
@@ -181,16 +160,52 @@ function isFalse(options: Node[] | undefined, name: string): boolean {
 }
 
 const OPAQUE = [
-  'CreateDomainStmt', 'AlterDomainStmt', 'CompositeTypeStmt', 'CreateEnumStmt', 'CreateRangeStmt',
-  'AlterEnumStmt', 'AlterTypeStmt', 'CreateExtensionStmt', 'AlterExtensionStmt', 'AlterExtensionContentsStmt',
-  'CreateFdwStmt', 'AlterFdwStmt', 'CreateForeignServerStmt', 'AlterForeignServerStmt', 'CreateUserMappingStmt',
-  'AlterUserMappingStmt', 'DropUserMappingStmt', 'ImportForeignSchemaStmt', 'AlterDefaultPrivilegesStmt',
-  'CreateTransformStmt', 'CreateEventTrigStmt', 'AlterEventTrigStmt', 'CreatePLangStmt', 'CreateRoleStmt',
-  'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'DropOwnedStmt', 'ReassignOwnedStmt',
-  'CreateConversionStmt', 'CreateCastStmt', 'CreateOpClassStmt', 'CreateOpFamilyStmt', 'AlterOpFamilyStmt',
-  'AlterOperatorStmt', 'AlterTSDictionaryStmt', 'AlterTSConfigurationStmt', 'CreateAmStmt',
-  'CreatePublicationStmt', 'AlterPublicationStmt', 'AlterCollationStmt', 'AlterStatsStmt',
-  'AlterDatabaseSetStmt', 'AlterDatabaseRefreshCollStmt', 'AlterTableSpaceOptionsStmt', 'CreateSchemaStmt',
+  'CreateDomainStmt',
+  'AlterDomainStmt',
+  'CompositeTypeStmt',
+  'CreateEnumStmt',
+  'CreateRangeStmt',
+  'AlterEnumStmt',
+  'AlterTypeStmt',
+  'CreateExtensionStmt',
+  'AlterExtensionStmt',
+  'AlterExtensionContentsStmt',
+  'CreateFdwStmt',
+  'AlterFdwStmt',
+  'CreateForeignServerStmt',
+  'AlterForeignServerStmt',
+  'CreateUserMappingStmt',
+  'AlterUserMappingStmt',
+  'DropUserMappingStmt',
+  'ImportForeignSchemaStmt',
+  'AlterDefaultPrivilegesStmt',
+  'CreateTransformStmt',
+  'CreateEventTrigStmt',
+  'AlterEventTrigStmt',
+  'CreatePLangStmt',
+  'CreateRoleStmt',
+  'AlterRoleStmt',
+  'AlterRoleSetStmt',
+  'DropRoleStmt',
+  'DropOwnedStmt',
+  'ReassignOwnedStmt',
+  'CreateConversionStmt',
+  'CreateCastStmt',
+  'CreateOpClassStmt',
+  'CreateOpFamilyStmt',
+  'AlterOpFamilyStmt',
+  'AlterOperatorStmt',
+  'AlterTSDictionaryStmt',
+  'AlterTSConfigurationStmt',
+  'CreateAmStmt',
+  'CreatePublicationStmt',
+  'AlterPublicationStmt',
+  'AlterCollationStmt',
+  'AlterStatsStmt',
+  'AlterDatabaseSetStmt',
+  'AlterDatabaseRefreshCollStmt',
+  'AlterTableSpaceOptionsStmt',
+  'CreateSchemaStmt',
 ]
 
 export const DDL_HANDLERS: Record<string, StmtHandler> = {

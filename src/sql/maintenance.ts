@@ -2,18 +2,7 @@
 // schema: TRUNCATE, LOCK, VACUUM/ANALYZE, CLUSTER, REINDEX, REFRESH
 // MATERIALIZED VIEW, CHECKPOINT, DO and CALL. All are kind 'write' so that
 // they reach every backend in the global write order.
-import type {
-  CallStmt,
-  ClusterStmt,
-  DefElem,
-  LockStmt,
-  Node,
-  RangeVar,
-  RefreshMatViewStmt,
-  ReindexStmt,
-  TruncateStmt,
-  VacuumStmt,
-} from '@pgsql/types'
+import type { CallStmt, ClusterStmt, DefElem, LockStmt, Node, RangeVar, RefreshMatViewStmt, ReindexStmt, TruncateStmt, VacuumStmt } from '@pgsql/types'
 import type { Collector } from './collector.ts'
 import type { StmtHandler } from './draft.ts'
 import { walkAny, walkFuncCall } from './walk.ts'

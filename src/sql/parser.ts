@@ -30,9 +30,7 @@ export interface RawStatement {
   text: string
 }
 
-export type ParseOutcome =
-  | { ok: true; statements: RawStatement[] }
-  | { ok: false; error: string; position?: number }
+export type ParseOutcome = { ok: true; statements: RawStatement[] } | { ok: false; error: string; position?: number }
 
 /**
  * Parses a query string into raw statements. Statement locations from the
@@ -69,7 +67,5 @@ function mapError(err: unknown): ParseOutcome {
   const message = e.sqlDetails?.message ?? (typeof e.message === 'string' ? e.message : String(err))
   const cursor = e.sqlDetails?.cursorPosition
   // libpg-query reports a 0-based cursor; PostgreSQL's ErrorResponse uses 1-based
-  return typeof cursor === 'number' && cursor >= 0
-    ? { ok: false, error: message, position: cursor + 1 }
-    : { ok: false, error: message }
+  return typeof cursor === 'number' && cursor >= 0 ? { ok: false, error: message, position: cursor + 1 } : { ok: false, error: message }
 }

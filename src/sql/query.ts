@@ -1,17 +1,6 @@
 // Handlers for plannable statements and their wrappers: SELECT/VALUES/TABLE,
 // INSERT/UPDATE/DELETE/MERGE, COPY, EXPLAIN and CREATE TABLE AS.
-import type {
-  CopyStmt,
-  CreateTableAsStmt,
-  DefElem,
-  DeleteStmt,
-  ExplainStmt,
-  InsertStmt,
-  MergeStmt,
-  Node,
-  SelectStmt,
-  UpdateStmt,
-} from '@pgsql/types'
+import type { CopyStmt, CreateTableAsStmt, DefElem, DeleteStmt, ExplainStmt, InsertStmt, MergeStmt, Node, SelectStmt, UpdateStmt } from '@pgsql/types'
 import { tableName, type Collector } from './collector.ts'
 import { absorb, effectiveKind, type Draft, type Inner, type StmtHandler } from './draft.ts'
 import type { SessionInfo } from './types.ts'
@@ -85,9 +74,7 @@ export function explainAnalyzes(options: Node[] | undefined): boolean {
 }
 
 function defBoolean(d: DefElem): boolean {
-  const a = d.arg as
-    | { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } }
-    | undefined
+  const a = d.arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } | undefined
   if (!a) return true
   if (a.Integer) return (a.Integer.ival ?? 0) !== 0
   if (a.Boolean) return a.Boolean.boolval ?? false

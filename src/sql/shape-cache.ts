@@ -45,10 +45,7 @@ interface Slot {
   neg: boolean
 }
 
-type Entry =
-  | { kind: 'read'; analysis: Analysis }
-  | { kind: 'write'; statement: StatementInfo; slots: Slot[]; head: number; tail: number }
-  | { kind: 'none' }
+type Entry = { kind: 'read'; analysis: Analysis } | { kind: 'write'; statement: StatementInfo; slots: Slot[]; head: number; tail: number } | { kind: 'none' }
 
 const shapes = new Map<string, Entry>()
 const NONE: Entry = { kind: 'none' }

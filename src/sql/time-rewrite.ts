@@ -117,20 +117,24 @@ export function findTimeSites(sql: string): TimeAnalysis | null {
     })
     const replaced = new Map<string, number>()
     if (total.size) {
-      for (const st of ((tree as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? [])) {
+      for (const st of (tree as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? []) {
         const ins = st.stmt?.InsertStmt as { selectStmt?: { SelectStmt?: { valuesLists?: unknown } } } | undefined
         const rows = ins?.selectStmt?.SelectStmt?.valuesLists
         if (!rows) continue
-        walk(rows, (key, node) => {
-          if (key !== 'FuncCall') return
-          const n = funcName(node)
-          if (!n || !(n in RANDOM_FUNCS) || (node.args as unknown[] | undefined)?.length) return
-          const start = Number(node.location)
-          const open = bytes.indexOf(0x28, start)
-          if (open < 0) return
-          sites.push(site(start, parenEnd(bytes, open), RANDOM_FUNCS[n], ''))
-          replaced.set(n, (replaced.get(n) ?? 0) + 1)
-        }, 'SubLink')
+        walk(
+          rows,
+          (key, node) => {
+            if (key !== 'FuncCall') return
+            const n = funcName(node)
+            if (!n || !(n in RANDOM_FUNCS) || (node.args as unknown[] | undefined)?.length) return
+            const start = Number(node.location)
+            const open = bytes.indexOf(0x28, start)
+            if (open < 0) return
+            sites.push(site(start, parenEnd(bytes, open), RANDOM_FUNCS[n], ''))
+            replaced.set(n, (replaced.get(n) ?? 0) + 1)
+          },
+          'SubLink',
+        )
       }
     }
     const covered = new Set([...total].filter(([n, c]) => replaced.get(n) === c).map(([n]) => n))

@@ -2,16 +2,7 @@
 // and the lock manager need to know about one SQL statement.
 
 /** Routing class of a statement. When unsure the analyser answers 'write'. */
-export type Kind =
-  | 'empty'
-  | 'read'
-  | 'write'
-  | 'ddl'
-  | 'transaction'
-  | 'session'
-  | 'copy-out'
-  | 'copy-in'
-  | 'not-replicable'
+export type Kind = 'empty' | 'read' | 'write' | 'ddl' | 'transaction' | 'session' | 'copy-out' | 'copy-in' | 'not-replicable'
 
 /** A relation name folded as PostgreSQL folds identifiers; schema null when unqualified. */
 export interface TableName {
@@ -22,17 +13,7 @@ export interface TableName {
 export type Isolation = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable'
 
 export interface TxInfo {
-  op:
-    | 'begin'
-    | 'commit'
-    | 'rollback'
-    | 'savepoint'
-    | 'release'
-    | 'rollback_to'
-    | 'prepare'
-    | 'commit_prepared'
-    | 'rollback_prepared'
-    | 'set_transaction'
+  op: 'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollback_to' | 'prepare' | 'commit_prepared' | 'rollback_prepared' | 'set_transaction'
   isolation?: Isolation
   readOnly?: boolean
   deferrable?: boolean
@@ -44,21 +25,7 @@ export interface TxInfo {
 
 export interface SessionInfo {
   op:
-    | 'set'
-    | 'set_local'
-    | 'reset'
-    | 'reset_all'
-    | 'discard_all'
-    | 'discard_other'
-    | 'prepare'
-    | 'deallocate'
-    | 'listen'
-    | 'unlisten'
-    | 'notify'
-    | 'declare_cursor'
-    | 'fetch'
-    | 'close_cursor'
-    | 'other'
+    'set' | 'set_local' | 'reset' | 'reset_all' | 'discard_all' | 'discard_other' | 'prepare' | 'deallocate' | 'listen' | 'unlisten' | 'notify' | 'declare_cursor' | 'fetch' | 'close_cursor' | 'other'
   /** GUC name (lowercased), channel, prepared statement or cursor name; absent for ALL / '*' forms */
   name?: string
   /** SET value rendered as text (absent for DEFAULT / FROM CURRENT); NOTIFY payload */
@@ -122,9 +89,7 @@ export interface StatementInfo {
 }
 
 /** One bound value of a key column: a bind parameter, or a literal. */
-export type KeyValue =
-  | { kind: 'param'; index: number }
-  | { kind: 'const'; text: string; type: 'int' | 'string' | 'float' | 'bool' | 'null' }
+export type KeyValue = { kind: 'param'; index: number } | { kind: 'const'; text: string; type: 'int' | 'string' | 'float' | 'bool' | 'null' }
 
 export interface KeyAccess {
   /** same folding as writes[] */

@@ -2,20 +2,7 @@
 // nested data-modifying statements, and function calls. Everything it does not
 // know is walked generically, so new node types still contribute tables and
 // functions (RangeVars found generically count as reads or writes by mode).
-import type {
-  CommonTableExpr,
-  DeleteStmt,
-  FuncCall,
-  InsertStmt,
-  LockingClause,
-  MergeStmt,
-  Node,
-  RangeVar,
-  SelectStmt,
-  SQLValueFunction,
-  UpdateStmt,
-  WithClause,
-} from '@pgsql/types'
+import type { CommonTableExpr, DeleteStmt, FuncCall, InsertStmt, LockingClause, MergeStmt, Node, RangeVar, SelectStmt, SQLValueFunction, UpdateStmt, WithClause } from '@pgsql/types'
 import type { Collector } from './collector.ts'
 import type { TableName } from './types.ts'
 

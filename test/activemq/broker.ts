@@ -84,7 +84,6 @@ function xml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 }
 
-
 function activemqXml(o: BrokerOptions & { name: string; port: number; dataDir: string }): string {
   const locker =
     o.locker === 'lease'
@@ -152,7 +151,10 @@ function parseEntries(log: string): LogEntry[] {
 }
 
 function tail(text: string, lines: number): string {
-  return text.split('\n').slice(-lines - 1).join('\n')
+  return text
+    .split('\n')
+    .slice(-lines - 1)
+    .join('\n')
 }
 
 /**
@@ -346,4 +348,3 @@ export function unexpectedProblems(entries: LogEntry[]): LogEntry[] {
   }
   return out
 }
-

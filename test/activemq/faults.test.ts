@@ -43,7 +43,10 @@ if (await needJava(t)) {
     broker = await startBroker({ jdbcUrl, user: stack.user, password: stack.password, locker: 'database', name: 'restarted', t })
     const c2 = await consume(broker.url, queue, 'transacted', COUNT, 5_000)
     t.equal(c2.run.code, 0, 'the consumer after the restart exits 0')
-    const acc = account(Array.from({ length: p.confirmed }, (_, i) => i), [...c1.got, ...c2.got])
+    const acc = account(
+      Array.from({ length: p.confirmed }, (_, i) => i),
+      [...c1.got, ...c2.got],
+    )
     // A batch whose commit was in flight when the broker died is in doubt (JMS allows it): not
     // redelivered means its commit went through, and the store is checked empty below.
     const lost = acc.lost.filter((id) => !c1.inDoubt.includes(id))
@@ -53,7 +56,11 @@ if (await needJava(t)) {
     t.same(acc.unexpected, [], 'nothing never sent')
     t.comment(`duplicates after the broker crash (allowed by JMS): ${acc.duplicates.length} ${ids(acc.duplicates)}`)
     await broker.stop()
-    t.same((await onEachBackend<{ n: string }>(stack, 'SELECT count(*)::text AS n FROM activemq_msgs')).map((r) => Number(r[0]!.n)), [0, 0, 0], 'the store is empty on every backend')
+    t.same(
+      (await onEachBackend<{ n: string }>(stack, 'SELECT count(*)::text AS n FROM activemq_msgs')).map((r) => Number(r[0]!.n)),
+      [0, 0, 0],
+      'the store is empty on every backend',
+    )
     await assertIdentical(t, stack)
   })
 
@@ -93,7 +100,10 @@ if (await needJava(t)) {
     await stack.cluster.backends[1]!.start()
     const r = await bounded(admin.query('RESYNC pg2'), 120_000, 'RESYNC pg2')
     t.equal(r.rows[0].state, 'enabled', 'pg2 resynced while the broker runs')
-    t.ok(ctx.sessions().some((s) => s.transactionStatus === 'in transaction'), "the broker's locker transaction is still open")
+    t.ok(
+      ctx.sessions().some((s) => s.transactionStatus === 'in transaction'),
+      "the broker's locker transaction is still open",
+    )
     await bounded(producers, 120_000, 'producers')
     await bounded(consumers, 120_000, 'consumers')
     const acc = account(sent, got)
@@ -102,7 +112,11 @@ if (await needJava(t)) {
     t.same(acc.duplicates, [], `duplicated: ${acc.duplicates.length} ${ids(acc.duplicates)}`)
     t.same(acc.corrupt, [], `corrupt: ${acc.corrupt.length}`)
     const problems = unexpectedProblems(broker.entries())
-    t.same(problems.map((e) => e.line), [], 'the broker noticed nothing (no ERROR, no unexpected WARN in its log)')
+    t.same(
+      problems.map((e) => e.line),
+      [],
+      'the broker noticed nothing (no ERROR, no unexpected WARN in its log)',
+    )
     await broker.stop()
     const v = await admin.query<{ table: string; backend: string; problem: string }>('VERIFY')
     // Once a resync replayed a consumer's DELETE before the producer's INSERT it followed (that INSERT's

@@ -38,7 +38,21 @@ export async function jms(args: string[], timeoutMs = 60_000): Promise<Run> {
   const { java } = needTools()
   const dir = await compileClient()
   // Short-lived client JVMs: C1 only and the serial GC start faster and burn less CPU on a 2-core machine.
-  return run(java, ['-Xmx256m', '-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Xshare:auto', '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', [dir, ...CLIENT_JARS].join(path.delimiter), MAIN_CLASS, ...args], timeoutMs)
+  return run(
+    java,
+    [
+      '-Xmx256m',
+      '-XX:TieredStopAtLevel=1',
+      '-XX:+UseSerialGC',
+      '-Xshare:auto',
+      '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
+      '-cp',
+      [dir, ...CLIENT_JARS].join(path.delimiter),
+      MAIN_CLASS,
+      ...args,
+    ],
+    timeoutMs,
+  )
 }
 
 export interface Produced {
@@ -134,7 +148,10 @@ export function account(sent: Iterable<number>, got: Got[]): Accounting {
   const asc = (a: number, b: number) => a - b
   return {
     lost: [...sentSet].filter((id) => !seen.has(id)).sort(asc),
-    duplicates: [...seen].filter(([, n]) => n > 1).map(([id]) => id).sort(asc),
+    duplicates: [...seen]
+      .filter(([, n]) => n > 1)
+      .map(([id]) => id)
+      .sort(asc),
     corrupt: [...corrupt].sort(asc),
     unexpected: [...seen.keys()].filter((id) => !sentSet.has(id)).sort(asc),
   }

@@ -30,14 +30,7 @@ export const BROKER_FILES = {
 export const BROKER_EXTRA_CLASSPATH = [BROKER_FILES.dbcp2, BROKER_FILES.pool2, BROKER_FILES.pgjdbc]
 
 /** The JMS client's classpath (besides the compiled class): all from libactivemq-java's dependencies. */
-export const CLIENT_JARS = [
-  'activemq-client.jar',
-  'geronimo-jms_1.1_spec.jar',
-  'geronimo-j2ee-management-1.1-spec.jar',
-  'hawtbuf.jar',
-  'slf4j-api.jar',
-  'slf4j-simple.jar',
-].map(lib)
+export const CLIENT_JARS = ['activemq-client.jar', 'geronimo-jms_1.1_spec.jar', 'geronimo-j2ee-management-1.1-spec.jar', 'hawtbuf.jar', 'slf4j-api.jar', 'slf4j-simple.jar'].map(lib)
 
 export const READY_TIMEOUT_MS = 60_000
 export const STOP_TIMEOUT_MS = 30_000
@@ -66,10 +59,7 @@ export async function needJava(t: Test): Promise<boolean> {
   const files = [...Object.values(BROKER_FILES), ...CLIENT_JARS]
   for (const f of files) if (!(await readable(f))) missing.push(f)
   if (missing.length > 0) {
-    t.fail(
-      `the ActiveMQ tests need a JDK, ActiveMQ, commons-dbcp2 and pgjdbc; missing:\n  ${missing.join('\n  ')}\n` +
-        `Install them with: apt-get install -y ${DEBIAN_PACKAGES}`,
-    )
+    t.fail(`the ActiveMQ tests need a JDK, ActiveMQ, commons-dbcp2 and pgjdbc; missing:\n  ${missing.join('\n  ')}\n` + `Install them with: apt-get install -y ${DEBIAN_PACKAGES}`)
     return false
   }
   tools = { java: java!, javac: javac! }

@@ -30,7 +30,10 @@ if (await needJava(t)) {
     t.pass('the slave took over after the master was killed')
     const c2 = await consume(slave.url, queue, 'transacted', COUNT, 5_000)
     t.equal(c2.run.code, 0, 'consumer on the slave exits 0')
-    const acc = account(Array.from({ length: p.confirmed }, (_, i) => i), [...c1.got, ...c2.got])
+    const acc = account(
+      Array.from({ length: p.confirmed }, (_, i) => i),
+      [...c1.got, ...c2.got],
+    )
     t.same(acc.lost, [], `lost: ${acc.lost.length} ${ids(acc.lost)}`)
     t.same(acc.corrupt, [], `corrupt: ${acc.corrupt.length}`)
     t.comment(`duplicates after the master was killed (allowed by JMS): ${acc.duplicates.length} ${ids(acc.duplicates)}`)

@@ -41,7 +41,11 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   const r = await request(port, path)
   return { status: r.status, body: JSON.parse(r.text) as { ok: boolean; reason: string } }
 }
-const refuses = (port: number) => request(port, '/health').then(() => false, () => true)
+const refuses = (port: number) =>
+  request(port, '/health').then(
+    () => false,
+    () => true,
+  )
 
 t.test('/health and /health/read', async (t) => {
   const m = new MetricsEndpoint(ctx)

@@ -3,13 +3,9 @@ import t from 'tap'
 import { matchHba, parseHbaRule } from '../../src/auth/hba.ts'
 import { parseConfig } from '../../src/config/schema.ts'
 
-const rules = [
-  'hostssl all certuser all cert',
-  'host all blocked all reject',
-  'hostnossl sales,sameuser bob 10.0.0.0/8 md5',
-  'host all all 127.0.0.1 scram-sha-256',
-  'host all all ::1/128 trust',
-].map(parseHbaRule)
+const rules = ['hostssl all certuser all cert', 'host all blocked all reject', 'hostnossl sales,sameuser bob 10.0.0.0/8 md5', 'host all all 127.0.0.1 scram-sha-256', 'host all all ::1/128 trust'].map(
+  parseHbaRule,
+)
 
 const conn = (over: Partial<{ user: string; database: string; address: string; tls: boolean }>) => ({ user: 'app', database: 'postgres', address: '127.0.0.1', tls: false, ...over })
 

@@ -44,7 +44,7 @@ t.test("clientCaused: differences that are the client's doing, never a divergenc
   for (const code of ['57014', '55P03', '40001', '40P01']) t.equal(clientCaused([done('UPDATE 1'), error(code)])?.C, code, `${code} on one backend only`)
   t.equal(clientCaused([error('57014'), error('57014')]), null, 'every backend failed alike: one outcome already')
   t.equal(clientCaused([done('UPDATE 1'), error('23505')]), null, 'a unique violation on one backend only is a divergence')
-  t.equal(clientCaused([done('UPDATE 1'), done('UPDATE 2')]), null, 'different results are not the client\'s doing')
+  t.equal(clientCaused([done('UPDATE 1'), done('UPDATE 2')]), null, "different results are not the client's doing")
   t.equal(clientCaused([error('57014'), error('40001')])?.C, '57014', 'two different client-caused errors: the first is reported')
 })
 

@@ -101,7 +101,11 @@ async function canary(t: Test): Promise<void> {
   const c = await client(stack)
   t.same((await c.query('SELECT 1 AS one')).rows, [{ one: 1 }], 'a new session through pgraid works')
   await c.end()
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'every backend in service')
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'every backend in service',
+  )
 }
 
 import type { Test } from 'tap'
@@ -129,22 +133,37 @@ const CASES: Case[] = [
     name: 'a Parse with a truncated parameter count, then Sync',
     steps: (u) => loggedIn(u, Buffer.concat([typed('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0])])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
   },
-  { name: 'a Describe of an unknown kind, then Sync', steps: (u) => loggedIn(u, Buffer.concat([typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))) },
+  {
+    name: 'a Describe of an unknown kind, then Sync',
+    steps: (u) => loggedIn(u, Buffer.concat([typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
+  },
   // Behind readable messages: PostgreSQL answers those first, then the error, then skips to the Sync.
   {
     name: 'Parse/Bind/Execute, then a Describe of an unknown kind, then Sync',
-    steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('E', Buffer.concat([cstr(''), int32(0)])), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
+    steps: (u) =>
+      loggedIn(
+        u,
+        Buffer.concat([...extendedSelect(), typed('D', Buffer.concat([Buffer.from('Z'), cstr('')])), typed('E', Buffer.concat([cstr(''), int32(0)])), typed('S', Buffer.alloc(0))]),
+        typed('Q', cstr('SELECT 1')),
+      ),
   },
   { name: 'Parse/Bind/Execute, then a Sync with a 4-byte body', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('S', Buffer.alloc(4))]), typed('Q', cstr('SELECT 1'))) },
   { name: 'Parse/Bind/Execute, then a Query without its NUL', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('Q', Buffer.from('SELECT 1'))]), typed('Q', cstr('SELECT 1'))) },
   // PostgreSQL reads an authentication message up to 65,535 bytes (PG_MAX_AUTH_TOKEN_LENGTH).
   { name: 'a 100 kB password message', steps: (u) => [startup(u), typed('p', Buffer.alloc(100_000, 0x61))], md5: true },
   { name: 'a password message without its NUL', steps: (u) => [startup(u), typed('p', Buffer.from('secret'))], md5: true },
-  { name: 'Parse/Bind/Execute, then a Parse without NULs, then Sync', steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('P', Buffer.alloc(16, 0x78)), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))) },
+  {
+    name: 'Parse/Bind/Execute, then a Parse without NULs, then Sync',
+    steps: (u) => loggedIn(u, Buffer.concat([...extendedSelect(), typed('P', Buffer.alloc(16, 0x78)), typed('S', Buffer.alloc(0))]), typed('Q', cstr('SELECT 1'))),
+  },
 ]
 
 function extendedSelect(): Buffer[] {
-  return [typed('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0, 0])])), typed('B', Buffer.concat([cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])])), typed('E', Buffer.concat([cstr(''), int32(0)]))]
+  return [
+    typed('P', Buffer.concat([cstr(''), cstr('SELECT 1'), Buffer.from([0, 0])])),
+    typed('B', Buffer.concat([cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])])),
+    typed('E', Buffer.concat([cstr(''), int32(0)])),
+  ]
 }
 
 for (const c of CASES) {

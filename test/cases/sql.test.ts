@@ -39,7 +39,9 @@ async function answer(c: pg.Client, sql: string, shapeOnly: boolean): Promise<An
   }
 }
 
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.sql'))
+  .sort()) {
   t.test(file, async (t) => {
     const blocks = readFileSync(join(dir, file), 'utf8')
       .split(/\n\s*\n/)
@@ -51,7 +53,15 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
       for (const block of blocks) {
         const shapeOnly = block.startsWith('-- shape')
         const [a, b] = [await answer(ours, block, shapeOnly), await answer(ref, block, shapeOnly)]
-        t.same(a, b, block.split('\n').filter((l) => !l.startsWith('--')).join(' ').slice(0, 120))
+        t.same(
+          a,
+          b,
+          block
+            .split('\n')
+            .filter((l) => !l.startsWith('--'))
+            .join(' ')
+            .slice(0, 120),
+        )
       }
     } finally {
       await ours.end()

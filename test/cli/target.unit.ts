@@ -34,12 +34,21 @@ t.test('a password file others may read is ignored with a warning (as libpq)', a
   writeFileSync(file, '*:*:pgraid:ops:s3cret\n')
   chmodSync(file, 0o600)
   const want = { host: '127.0.0.1', port: 6432, database: 'pgraid', user: 'ops' }
-  t.equal(passwordFromFile(want, file, () => t.fail('no warning for 0600')), 's3cret')
+  t.equal(
+    passwordFromFile(want, file, () => t.fail('no warning for 0600')),
+    's3cret',
+  )
   chmodSync(file, 0o644)
   const warnings: string[] = []
-  t.equal(passwordFromFile(want, file, (m) => warnings.push(m)), undefined)
+  t.equal(
+    passwordFromFile(want, file, (m) => warnings.push(m)),
+    undefined,
+  )
   t.match(warnings[0], /group or world access/)
-  t.equal(passwordFromFile(want, path.join(scratch, 'none'), () => t.fail('no warning for a missing file')), undefined)
+  t.equal(
+    passwordFromFile(want, path.join(scratch, 'none'), () => t.fail('no warning for a missing file')),
+    undefined,
+  )
 })
 
 t.test('the console keys of a config file, strictly or tolerantly', async (t) => {
@@ -47,14 +56,26 @@ t.test('the console keys of a config file, strictly or tolerantly', async (t) =>
   const k = consoleKeys(text, 'f.jsonc', false)
   t.equal(k.port, 7001)
   t.equal(k.host, undefined)
-  t.same(k.users.map((u) => u.name), ['app', 'ops'])
+  t.same(
+    k.users.map((u) => u.name),
+    ['app', 'ops'],
+  )
   t.throws(() => consoleKeys('{ "listen": { "port": 7001 ', 'f.jsonc', false), /f.jsonc: not valid JSON: close brace expected at line 1/)
   t.equal(consoleKeys('{ "listen": { "port": 7001 }, "users": [{ "name": "ops", "admin": true }] oops', 'f.jsonc', true).port, 7001, 'tolerant: what it can')
 })
 
 t.test('resolveTarget: -h/-p/-U, PGRAID_CONFIG, PGRAID_PASSWORD, the password file', async (t) => {
   const cfg = path.join(scratch, 'a.jsonc')
-  writeFileSync(cfg, JSON.stringify({ listen: { host: '0.0.0.0', port: 7002 }, users: [{ name: 'ops', password: 'SCRAM-SHA-256$4096:x$y:z', admin: true }, { name: 'plain', password: 'plain-pw', admin: true }] }))
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      listen: { host: '0.0.0.0', port: 7002 },
+      users: [
+        { name: 'ops', password: 'SCRAM-SHA-256$4096:x$y:z', admin: true },
+        { name: 'plain', password: 'plain-pw', admin: true },
+      ],
+    }),
+  )
   const pgpass = path.join(scratch, 'pgpass2')
   writeFileSync(pgpass, '127.0.0.1:7002:pgraid:ops:from-file\n', { mode: 0o600 })
   chmodSync(pgpass, 0o600)
@@ -72,7 +93,7 @@ t.test('resolveTarget: -h/-p/-U, PGRAID_CONFIG, PGRAID_PASSWORD, the password fi
   t.equal(configPathFor(undefined, false, {}), null, 'no defaults looked at when -h/-p are given')
 })
 
-t.test('the running pgraid\'s record wins over an edited listen.port', async (t) => {
+t.test("the running pgraid's record wins over an edited listen.port", async (t) => {
   const cfg = path.join(scratch, 'b.jsonc')
   writeFileSync(cfg, JSON.stringify({ listen: { port: 7003 }, users: [{ name: 'ops', password: 'pw', admin: true }] }))
   const env = { PGRAID_CONFIG: cfg, PGRAID_RUNTIME_DIR: path.join(scratch, 'run2') }
@@ -80,7 +101,7 @@ t.test('the running pgraid\'s record wins over an edited listen.port', async (t)
   const remove = writeRecord(cfg, '127.0.0.1', 7004, env)
   t.equal(findRecord(cfg, env)?.port, 7004)
   const r = resolveTarget({}, false, env)
-  t.equal(r.port, 7004, 'the recorded address, not the file\'s')
+  t.equal(r.port, 7004, "the recorded address, not the file's")
   t.match(r.addressFrom, /record/)
   t.equal(resolveTarget({ port: '7005' }, false, env).port, 7005, '-p still wins')
   remove()
@@ -88,7 +109,7 @@ t.test('the running pgraid\'s record wins over an edited listen.port', async (t)
   t.equal(resolveTarget({}, false, env).port, 7003)
   // A record left by a process that is gone (kill -9) is ignored.
   writeFileSync(path.join(scratch, 'run2', recordName(cfg)), JSON.stringify({ pid: 2 ** 22 + 12345, host: '127.0.0.1', port: 7009, config: cfg, started: '' }))
-  t.equal(resolveTarget({}, false, env).port, 7003, 'a dead process\'s record is ignored')
+  t.equal(resolveTarget({}, false, env).port, 7003, "a dead process's record is ignored")
 })
 
 t.test('a dry run that would be refused exits 1, as the command would', async (t) => {
@@ -99,7 +120,14 @@ t.test('a dry run that would be refused exits 1, as the command would', async (t
 
 t.test('status --json: numbers, booleans and nulls typed', async (t) => {
   t.same(typed({ name: 'pg1', port: '5432', weight: '1.5', reads_in_flight: '0', cause: null, commits_held: 'false', max_lsn: null, since: '2026-01-01T00:00:00.000Z' }), {
-    name: 'pg1', port: 5432, weight: 1.5, reads_in_flight: 0, cause: null, commits_held: false, max_lsn: null, since: '2026-01-01T00:00:00.000Z',
+    name: 'pg1',
+    port: 5432,
+    weight: 1.5,
+    reads_in_flight: 0,
+    cause: null,
+    commits_held: false,
+    max_lsn: null,
+    since: '2026-01-01T00:00:00.000Z',
   })
   t.same(typed({ commits_held: 'true', term: '3' }), { commits_held: true, term: 3 })
 })

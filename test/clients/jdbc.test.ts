@@ -55,15 +55,17 @@ const java = await findTool('java')
 const jar = process.env.PGJDBC_JAR ?? '/usr/share/java/postgresql.jar'
 const missing: string[] = []
 if (!javac || !java) missing.push(`a JDK (javac and java not both found in $JAVA_HOME/bin or PATH; Debian package default-jdk-headless)`)
-if (!(await access(jar, constants.R_OK).then(() => true, () => false))) {
+if (
+  !(await access(jar, constants.R_OK).then(
+    () => true,
+    () => false,
+  ))
+) {
   missing.push(`pgjdbc (${jar} not readable; Debian package libpostgresql-jdbc-java, or set PGJDBC_JAR)`)
 }
 
 if (missing.length > 0) {
-  t.fail(
-    `the pgjdbc client test needs ${missing.join(' and ')}.\n` +
-      'Install them with: apt-get install -y default-jdk-headless libpostgresql-jdbc-java',
-  )
+  t.fail(`the pgjdbc client test needs ${missing.join(' and ')}.\n` + 'Install them with: apt-get install -y default-jdk-headless libpostgresql-jdbc-java')
 } else {
   t.test('pgjdbc: every check passes through pgraid and the backends stay identical', async (t) => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgraid-jdbc-'))

@@ -15,14 +15,16 @@ const stack = await stackFor(t, { config: { metrics: { port: 0 } } })
 /** One series' value from GET /metrics. */
 function scrape(series: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: stack.proxy.metricsPort!, path: '/metrics' }, (res) => {
-      let body = ''
-      res.on('data', (c: Buffer) => (body += c.toString()))
-      res.on('end', () => {
-        const line = body.split('\n').find((l) => l.startsWith(`${series} `))
-        resolve(line === undefined ? NaN : Number(line.slice(series.length + 1)))
+    http
+      .get({ host: '127.0.0.1', port: stack.proxy.metricsPort!, path: '/metrics' }, (res) => {
+        let body = ''
+        res.on('data', (c: Buffer) => (body += c.toString()))
+        res.on('end', () => {
+          const line = body.split('\n').find((l) => l.startsWith(`${series} `))
+          resolve(line === undefined ? NaN : Number(line.slice(series.length + 1)))
+        })
       })
-    }).on('error', reject)
+      .on('error', reject)
   })
 }
 const env = { ...process.env, PGPASSWORD: stack.password }
@@ -36,7 +38,10 @@ async function pgbench(args: string[]): Promise<string> {
 t.test('pgbench -i through pgraid loads every backend', async (t) => {
   await pgbench(['-i', '-s', '1', '-q'])
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM pgbench_accounts')
-  t.same(per.map((r) => r[0].n), [100000, 100000, 100000])
+  t.same(
+    per.map((r) => r[0].n),
+    [100000, 100000, 100000],
+  )
   await assertIdentical(t, stack)
 })
 

@@ -31,7 +31,11 @@ t.test('psql -f runs a multi-statement script with transactions and savepoints',
   t.match(stdout, /Ann\|61\.00/)
   t.match(stdout, /Cid\|0/)
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM orders')
-  t.same(per.map((r) => r[0].n), [2, 2, 2], 'cascade and savepoint rollback happened on every backend')
+  t.same(
+    per.map((r) => r[0].n),
+    [2, 2, 2],
+    'cascade and savepoint rollback happened on every backend',
+  )
   await assertIdentical(t, stack)
 })
 

@@ -53,10 +53,7 @@ export async function makeCerts(): Promise<TestCerts> {
   await chmod(dir, 0o755) // the PostgreSQL servers (another OS user) read the server certificate
   await writeFile(path.join(dir, 'README'), 'test certificates made by test/harness/certs.ts\n')
   await Promise.all([makeCa(dir, 'ca'), makeCa(dir, 'rogue')])
-  await Promise.all([
-    signed(dir, 'server', 'localhost', 'ca', 'DNS:localhost,IP:127.0.0.1'),
-    signed(dir, 'rogue-server', 'localhost', 'rogue', 'DNS:localhost,IP:127.0.0.1'),
-  ])
+  await Promise.all([signed(dir, 'server', 'localhost', 'ca', 'DNS:localhost,IP:127.0.0.1'), signed(dir, 'rogue-server', 'localhost', 'rogue', 'DNS:localhost,IP:127.0.0.1')])
   const p = (f: string) => path.join(dir, f)
   return {
     dir,

@@ -55,7 +55,10 @@ t.test('compareBackends sees identical and diverging data', async (t) => {
   }
   const same = await compareBackends(cluster.backends)
   t.ok(same.identical, same.report)
-  t.same(same.digests[0]?.map((d) => [d.table, d.rows]), [['public.items', 3]])
+  t.same(
+    same.digests[0]?.map((d) => [d.table, d.rows]),
+    [['public.items', 3]],
+  )
 
   const c = await md5.client()
   await c.query(`INSERT INTO items VALUES (4, 'extra', now())`)
@@ -81,17 +84,17 @@ t.test('kill() then start() keeps port and data', async (t) => {
 
 t.test('stop() leaves no postgres process behind', async (t) => {
   const postmasters = cluster.backends.map((b) => Number(readFileSync(path.join(b.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]))
-  t.ok(postmasters.every((p) => p > 0), 'all postmasters running before stop')
+  t.ok(
+    postmasters.every((p) => p > 0),
+    'all postmasters running before stop',
+  )
   await cluster.stop()
   await cluster.stop() // idempotent
   const ps = execFileSync('ps', ['-eo', 'pid=,ppid=,args='], { encoding: 'utf8' })
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
     .filter((f) => f.length >= 3)
-  const leftovers = ps.filter(
-    ([pid, ppid, ...args]) =>
-      args.join(' ').includes(baseDir) || postmasters.includes(Number(pid)) || postmasters.includes(Number(ppid)),
-  )
+  const leftovers = ps.filter(([pid, ppid, ...args]) => args.join(' ').includes(baseDir) || postmasters.includes(Number(pid)) || postmasters.includes(Number(ppid)))
   t.same(leftovers, [], 'no process of the cluster survives')
   t.notOk(existsSync(baseDir), 'base dir removed')
 })

@@ -63,10 +63,7 @@ interface Digestible {
   name?: string
 }
 
-export async function compareBackends(
-  backends: Digestible[],
-  database?: string,
-): Promise<{ identical: boolean; report: string; digests: TableDigest[][] }> {
+export async function compareBackends(backends: Digestible[], database?: string): Promise<{ identical: boolean; report: string; digests: TableDigest[][] }> {
   const names = backends.map((b, i) => b.name ?? `backend[${i}]`)
   const digests = await Promise.all(
     backends.map(async (b) => {
@@ -92,14 +89,10 @@ export async function compareBackends(
     for (const d of per) counts.set(key(d), (counts.get(key(d)) ?? 0) + 1)
     const majority = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0]
     const odd = names.filter((_, i) => key(per[i]) !== majority)
-    const detail = per
-      .map((d, i) => `${names[i]}: ${d ? `rows=${d.rows} checksum=${d.checksum.slice(0, 12)}` : 'table missing'}`)
-      .join('; ')
+    const detail = per.map((d, i) => `${names[i]}: ${d ? `rows=${d.rows} checksum=${d.checksum.slice(0, 12)}` : 'table missing'}`).join('; ')
     lines.push(`table ${table} differs on ${odd.join(', ')} (${detail})`)
   }
   const identical = lines.length === 0
-  const report = identical
-    ? `${backends.length} backends identical: ${allTables.length} tables (${allTables.map((t) => `${t}=${byBackend[0]?.get(t)?.rows ?? '?'}`).join(', ')})`
-    : lines.join('\n')
+  const report = identical ? `${backends.length} backends identical: ${allTables.length} tables (${allTables.map((t) => `${t}=${byBackend[0]?.get(t)?.rows ?? '?'}`).join(', ')})` : lines.join('\n')
   return { identical, report, digests }
 }

@@ -61,10 +61,7 @@ export async function hostileStack(t: Test): Promise<Hostile> {
 
   const backendSessions = async (app: string, like?: string): Promise<number[]> => {
     const cond = like === undefined ? '' : ` OR query LIKE '${like.replace(/'/g, "''")}'`
-    const rows = await onEachBackend<{ n: number }>(
-      stack,
-      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (application_name = '${app}'${cond})`,
-    )
+    const rows = await onEachBackend<{ n: number }>(stack, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (application_name = '${app}'${cond})`)
     return rows.map((r) => r[0].n)
   }
   return {
@@ -103,7 +100,10 @@ export async function hostileStack(t: Test): Promise<Hostile> {
 /** PostgreSQL closes without a word on a length it refuses (test/cases/framing.test.ts compares): so must pgraid. */
 export async function expectSilentClose(t: Test, r: Raw, what: string): Promise<void> {
   t.ok(await r.closed().catch((e: Error) => (t.fail(e.message), false)), `${what}: connection closed`)
-  t.notOk(r.seen.some((m) => m.type === 'E'), `${what}: without an ErrorResponse, as PostgreSQL`)
+  t.notOk(
+    r.seen.some((m) => m.type === 'E'),
+    `${what}: without an ErrorResponse, as PostgreSQL`,
+  )
 }
 
 export async function expectFatal(t: Test, r: Raw, code: string, what: string): Promise<Msg | undefined> {

@@ -78,7 +78,13 @@ export async function findTool(name: string): Promise<string | null> {
   dirs.push(...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean))
   for (const d of dirs) {
     const p = path.join(d, name)
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p
   }
   return null
 }

@@ -102,7 +102,6 @@ export class RawClient {
     return out
   }
 
-
   /** Messages up to a ReadyForQuery or until the server closes the connection (then 'closed' is true); bounded wait. */
   async untilReadyOrClosed(ms = 10_000): Promise<RawMessage[]> {
     return (await this.collect('Z', ms)).out
@@ -130,7 +129,6 @@ export class RawClient {
       })
     }
   }
-
 
   end(): void {
     this.socket.end(fe.terminate())

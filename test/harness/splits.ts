@@ -3,11 +3,10 @@
 
 /** The stream whole, split at every offset, at every pair of offsets, and in 1-byte chunks. */
 export function splits(stream: Buffer): { name: string; chunks: Buffer[] }[] {
-  const out: { name: string; chunks: Buffer[] }[] = [{ name: 'whole', chunks: [stream] }];
-  for (let i = 0; i <= stream.length; i++) out.push({ name: `split at ${i}`, chunks: [stream.subarray(0, i), stream.subarray(i)] });
+  const out: { name: string; chunks: Buffer[] }[] = [{ name: 'whole', chunks: [stream] }]
+  for (let i = 0; i <= stream.length; i++) out.push({ name: `split at ${i}`, chunks: [stream.subarray(0, i), stream.subarray(i)] })
   for (let i = 1; i < stream.length; i++)
-    for (let j = i + 1; j < stream.length; j++)
-      out.push({ name: `split at ${i},${j}`, chunks: [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)] });
-  out.push({ name: '1-byte chunks', chunks: [...stream].map((b) => Buffer.from([b])) });
-  return out;
+    for (let j = i + 1; j < stream.length; j++) out.push({ name: `split at ${i},${j}`, chunks: [stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)] })
+  out.push({ name: '1-byte chunks', chunks: [...stream].map((b) => Buffer.from([b])) })
+  return out
 }

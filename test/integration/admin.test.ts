@@ -40,30 +40,64 @@ t.test('SHOW BACKENDS, SESSIONS, LOCKS, CONFIG, HELP; DISABLE; SHOW LOG lag', as
   const app = await client(stack)
   t.teardown(() => Promise.all([a.end(), app.end()]))
   const b = await a.query('SHOW BACKENDS')
-  t.same(b.rows.map((r) => [r.name, r.state]), [['pg1', 'enabled'], ['pg2', 'enabled'], ['pg3', 'enabled']])
+  t.same(
+    b.rows.map((r) => [r.name, r.state]),
+    [
+      ['pg1', 'enabled'],
+      ['pg2', 'enabled'],
+      ['pg3', 'enabled'],
+    ],
+  )
   await app.query('CREATE TABLE adm (id int PRIMARY KEY)')
   await app.query('BEGIN')
   await app.query('INSERT INTO adm VALUES (1)')
   const sessions = await a.query('SHOW SESSIONS')
-  t.ok(sessions.rows.some((r) => r.user === 'app' && r.transaction === 'in transaction' && r.backends === 'pg1,pg2,pg3'), 'the app session, in its transaction')
+  t.ok(
+    sessions.rows.some((r) => r.user === 'app' && r.transaction === 'in transaction' && r.backends === 'pg1,pg2,pg3'),
+    'the app session, in its transaction',
+  )
   const locks = await a.query('SHOW LOCKS')
-  t.ok(locks.rows.some((r) => /adm/.test(r.resource)), 'the open transaction holds a lock on adm')
+  t.ok(
+    locks.rows.some((r) => /adm/.test(r.resource)),
+    'the open transaction holds a lock on adm',
+  )
   await app.query('COMMIT')
   const cfg = await a.query('SHOW CONFIG')
   t.ok(cfg.rows.some((r) => r.key === 'users[1].admin' && r.value === 'true'))
-  t.notOk(cfg.rows.some((r) => /secret/.test(r.value ?? '')), 'no password in SHOW CONFIG')
+  t.notOk(
+    cfg.rows.some((r) => /secret/.test(r.value ?? '')),
+    'no password in SHOW CONFIG',
+  )
   t.ok((await a.query('SHOW HELP')).rows.length >= 6)
   let log = await a.query('SHOW LOG')
-  t.same(log.rows.map((r) => r.lag_transactions), ['0', '0', '0'], 'every backend has every record')
+  t.same(
+    log.rows.map((r) => r.lag_transactions),
+    ['0', '0', '0'],
+    'every backend has every record',
+  )
   t.same((await a.query('DISABLE pg2')).rows, [{ name: 'pg2', state: 'disabled' }])
   await app.query('INSERT INTO adm VALUES (2)')
   await app.query('INSERT INTO adm VALUES (3)')
   log = await a.query('SHOW LOG')
-  t.same(log.rows.map((r) => [r.backend, r.state, r.lag_transactions]), [['pg1', 'enabled', '0'], ['pg2', 'disabled', '2'], ['pg3', 'enabled', '0']], 'pg2 lags by the two commits it missed')
+  t.same(
+    log.rows.map((r) => [r.backend, r.state, r.lag_transactions]),
+    [
+      ['pg1', 'enabled', '0'],
+      ['pg2', 'disabled', '2'],
+      ['pg3', 'enabled', '0'],
+    ],
+    'pg2 lags by the two commits it missed',
+  )
   t.ok(Number(log.rows[1].lag_bytes) > 0)
-  const e = await a.query('FROBNICATE').then(() => null, (err: { code?: string }) => err)
+  const e = await a.query('FROBNICATE').then(
+    () => null,
+    (err: { code?: string }) => err,
+  )
   t.equal(e?.code, '42601')
-  const x = await a.query('SHOW BACKENDS WHERE $1', [1]).then(() => null, (err: { code?: string }) => err)
+  const x = await a.query('SHOW BACKENDS WHERE $1', [1]).then(
+    () => null,
+    (err: { code?: string }) => err,
+  )
   t.equal(x?.code, '0A000', 'the extended protocol gets a clear error')
   t.equal((await a.query('SHOW BACKENDS')).rows.length, 3, 'and the console goes on')
 })
@@ -84,14 +118,24 @@ t.test('psql reads the console; pgraid status reports a degraded cluster with ex
   const json = await exec(process.execPath, ['bin/pgraid.js', 'status', '-c', file, '--json'])
   t.equal(json.code, 1)
   const parsed = JSON.parse(json.out) as { backends: { name: string; state: string }[] }
-  t.same(parsed.backends.map((b) => b.state), ['enabled', 'disabled', 'enabled'])
+  t.same(
+    parsed.backends.map((b) => b.state),
+    ['enabled', 'disabled', 'enabled'],
+  )
   const wrong = await exec(process.execPath, ['bin/pgraid.js', 'status', '-c', file], { env: { PGRAID_PASSWORD: 'wrong' } })
   t.equal(wrong.code, 2, 'could not ask: exit 2')
   t.match(wrong.err, /could not ask pgraid/)
 })
 
 t.test('DISABLE drains: a cursor being fetched from the disabled backend finishes there', async (t) => {
-  const own = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const own = await stackFor(t, {
+    config: {
+      users: [
+        { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+        { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+      ],
+    },
+  })
   const c = await client(own)
   const a = new pg.Client({ host: '127.0.0.1', port: own.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await a.connect()
@@ -113,11 +157,21 @@ t.test('DISABLE drains: a cursor being fetched from the disabled backend finishe
   t.equal(own.proxy.context.states.list[victim]!.state, 'disabled')
   const after = await c.query('SELECT 1 AS one')
   t.equal(after.rows[0].one, 1, 'the session goes on')
-  t.notOk(own.proxy.context.sessions().some((s) => s.backendNames.includes(own.cluster.backends[victim]!.name)), 'no session uses the disabled backend any more')
+  t.notOk(
+    own.proxy.context.sessions().some((s) => s.backendNames.includes(own.cluster.backends[victim]!.name)),
+    'no session uses the disabled backend any more',
+  )
 })
 
 t.test('PAUSE holds new transactions until RESUME and waits for open ones; SHOW CLIENTS; SHUTDOWN', async (t) => {
-  const own = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const own = await stackFor(t, {
+    config: {
+      users: [
+        { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+        { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+      ],
+    },
+  })
   const a = new pg.Client({ host: '127.0.0.1', port: own.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await a.connect()
   const open = await client(own, { application_name: 'the-open-one' })
@@ -127,7 +181,10 @@ t.test('PAUSE holds new transactions until RESUME and waits for open ones; SHOW 
   t.teardown(() => Promise.all([a.end().catch(() => {}), open.end().catch(() => {}), other.end().catch(() => {})]))
   await open.query('CREATE TABLE pz (id int PRIMARY KEY)')
   const clients = await a.query('SHOW CLIENTS')
-  t.ok(clients.rows.some((r) => r.application_name === 'the-open-one'), 'SHOW CLIENTS shows application_name')
+  t.ok(
+    clients.rows.some((r) => r.application_name === 'the-open-one'),
+    'SHOW CLIENTS shows application_name',
+  )
   await open.query('BEGIN')
   await open.query('INSERT INTO pz (id) VALUES (1)')
   let paused = false
@@ -149,14 +206,27 @@ t.test('PAUSE holds new transactions until RESUME and waits for open ones; SHOW 
   t.same([pools.database, pools.cl_active, pools.cl_waiting, pools.pool_mode], ['postgres', '1', '1', 'session'], 'SHOW POOLS: one client active, one waiting on PAUSE')
   const servers = (await a.query('SHOW SERVERS')).rows
   t.equal(servers.length, 6, 'SHOW SERVERS: three backend connections for each of the two client sessions')
-  t.ok(servers.every((s) => s.type === 'S' && Number(s.remote_pid) > 0 && /^pg[123]$/.test(s.backend)), 'each with its backend pid and name')
+  t.ok(
+    servers.every((s) => s.type === 'S' && Number(s.remote_pid) > 0 && /^pg[123]$/.test(s.backend)),
+    'each with its backend pid and name',
+  )
   t.equal((await a.query('SHOW DATABASES')).rows.find((d) => d.name === 'postgres')?.paused, '1', 'SHOW DATABASES: paused')
   await a.query('RESUME')
   await bounded(waiting, 10_000, 'the held statement')
   t.ok(otherDone, 'RESUME lets it run')
   t.equal((await a.query('SHOW POOLS')).rows.find((p) => p.user === 'app')?.cl_waiting, '0', 'nobody waits after RESUME')
   await a.query('SHUTDOWN')
-  const e = await other.query('SELECT 1').then(() => null, (err: { code?: string; message: string }) => err)
+  const e = await other.query('SELECT 1').then(
+    () => null,
+    (err: { code?: string; message: string }) => err,
+  )
   t.ok(e, 'after SHUTDOWN the session is closed')
-  await waitFor('the listener to close', async () => (await client(own).then((c) => (c.end(), false), () => true)))
+  await waitFor(
+    'the listener to close',
+    async () =>
+      await client(own).then(
+        (c) => (c.end(), false),
+        () => true,
+      ),
+  )
 })

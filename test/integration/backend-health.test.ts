@@ -96,7 +96,7 @@ t.test('pg_terminate_backend of every other session, 20 times under 4 writers: n
   await assertIdentical(t, stack)
 })
 
-t.test('pg_terminate_backend of one of a session\'s backend connections: that session gets 57P01 and ends, nothing is taken out', async (t) => {
+t.test("pg_terminate_backend of one of a session's backend connections: that session gets 57P01 and ends, nothing is taken out", async (t) => {
   const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
   const victim = await client(stack, { application_name: 'victim' })
   const errs: string[] = []
@@ -115,7 +115,15 @@ t.test('pg_terminate_backend of one of a session\'s backend connections: that se
   await other.query('INSERT INTO h2 VALUES (3)')
   t.same(states(stack), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
   const per = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM h2 ORDER BY id')
-  t.same(per, [[{ id: 1 }, { id: 3 }], [{ id: 1 }, { id: 3 }], [{ id: 1 }, { id: 3 }]], 'every backend holds rows 1 and 3')
+  t.same(
+    per,
+    [
+      [{ id: 1 }, { id: 3 }],
+      [{ id: 1 }, { id: 3 }],
+      [{ id: 1 }, { id: 3 }],
+    ],
+    'every backend holds rows 1 and 3',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -234,7 +242,11 @@ t.test('a backend wiped while out, RESYNC asked before the health monitor looked
   await waitFor('pg3 out', () => states(stack)[2] !== 'enabled', 30_000)
   await pg3.replaceData(null)
   await pg3.start()
-  await t.rejects(resync(stack.proxy.context, 2, () => {}), /no pgraid recovery log there while pg\d has one: wiped or replaced; clone it/, 'refused, saying to clone it')
+  await t.rejects(
+    resync(stack.proxy.context, 2, () => {}),
+    /no pgraid recovery log there while pg\d has one: wiped or replaced; clone it/,
+    'refused, saying to clone it',
+  )
   t.equal(states(stack)[2], 'new', 'marked new')
   await clone(stack.proxy.context, 2, { notice: () => {} })
   t.ok(allIn(stack), 'back in service after the clone')
@@ -321,18 +333,30 @@ t.test('pgraid restarted with a backend out: its state is known before any clien
   stack.proxy.context.takeOut(2, 'disabled', 'disabled by the test', false, 'operator')
   await c.query('INSERT INTO h8 SELECT generate_series(11, 20)')
   await c.end()
-  await waitFor('the state recorded in pg1', async () => (await onEachBackend<{ state: string }>(stack, "SELECT state FROM pgraid.backend_state WHERE backend = 'pg3'"))[0]!.some((r) => r.state === 'disabled'), 30_000)
+  await waitFor(
+    'the state recorded in pg1',
+    async () => (await onEachBackend<{ state: string }>(stack, "SELECT state FROM pgraid.backend_state WHERE backend = 'pg3'"))[0]!.some((r) => r.state === 'disabled'),
+    30_000,
+  )
   await stack.proxy.close()
   const samePort = { ...stack.config, listen: { ...stack.config.listen, port: stack.port } }
   const proxy = await startPgraid(samePort, createLogger(stack.config.log.level))
   stack.proxy = proxy
   t.equal(proxy.context.states.list[2]!.state, 'disabled', 'pg3 is disabled as soon as pgraid is up, before any client')
   await resync(proxy.context, 2, () => {})
-  t.same(proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'resync as the first thing after a start')
+  t.same(
+    proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'resync as the first thing after a start',
+  )
   await assertIdentical(t, stack)
   // And clone as the first thing after another start.
   proxy.context.takeOut(1, 'disabled', 'disabled by the test', false, 'operator')
-  await waitFor('the state recorded', async () => (await onEachBackend<{ state: string }>(stack, "SELECT state FROM pgraid.backend_state WHERE backend = 'pg2'"))[0]!.some((r) => r.state === 'disabled'), 30_000)
+  await waitFor(
+    'the state recorded',
+    async () => (await onEachBackend<{ state: string }>(stack, "SELECT state FROM pgraid.backend_state WHERE backend = 'pg2'"))[0]!.some((r) => r.state === 'disabled'),
+    30_000,
+  )
   await proxy.close()
   const third = await startPgraid(samePort, createLogger(stack.config.log.level))
   stack.proxy = third
@@ -383,7 +407,11 @@ t.test('a backend added by a reload to a freshly started pgraid: clone works as 
   await proxy.reload({ config: added })
   t.equal(proxy.context.states.list[3]?.state, 'new', 'pg4 is new after the reload')
   await clone(proxy.context, 3, { notice: () => {} })
-  t.same(proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled', 'enabled'], 'pg4 cloned and in service, before any client used this pgraid')
+  t.same(
+    proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled', 'enabled'],
+    'pg4 cloned and in service, before any client used this pgraid',
+  )
   const d = await client(stack)
   await d.query("INSERT INTO h10 (v) VALUES ('after')")
   await d.end()
@@ -391,7 +419,7 @@ t.test('a backend added by a reload to a freshly started pgraid: clone works as 
   t.ok(r.identical, r.identical ? 'all four backends identical' : `backends differ:\n${r.report}`)
 })
 
-t.test('a database restored behind pgraid\'s back on one server, without a restart: found by the monitor, out until resynced', async (t) => {
+t.test("a database restored behind pgraid's back on one server, without a restart: found by the monitor, out until resynced", async (t) => {
   const stack = await stackFor(t, { config: { users: USERS, health: HEALTH } })
   const c = await client(stack)
   await c.query('CREATE TABLE h11 (id int PRIMARY KEY)')

@@ -90,7 +90,10 @@ async function expectErrorThenUsable(t: Test, r: Raw, what: string): Promise<voi
   t.equal(err?.fields?.S, 'ERROR', `${what}: severity ERROR, as PostgreSQL`)
   r.write(Buffer.concat([Buffer.from('Q'), int32(4 + 9), cstr('SELECT 1')]))
   const after = await r.until('Z')
-  t.ok(after.some((m) => m.type === 'D'), `${what}: the session goes on`)
+  t.ok(
+    after.some((m) => m.type === 'D'),
+    `${what}: the session goes on`,
+  )
 }
 
 t.test('(e) truncated Parse body', async (t) => {
@@ -113,7 +116,11 @@ t.test('(h) FunctionCall is refused, the session stays usable', async (t) => {
   const fcall = typed('F', Buffer.concat([int32(1598), int16(0), int16(0), int16(0)]))
   r.write(fcall)
   const ans = await r.until('Z')
-  t.same(ans.map((m) => m.type), ['E', 'Z'], `ErrorResponse then ReadyForQuery (${ans.map(describe).join(', ')})`)
+  t.same(
+    ans.map((m) => m.type),
+    ['E', 'Z'],
+    `ErrorResponse then ReadyForQuery (${ans.map(describe).join(', ')})`,
+  )
   t.equal(ans[0].fields?.C, '0A000', 'SQLSTATE 0A000')
   t.equal(ans[0].fields?.S, 'ERROR', 'severity ERROR, not FATAL')
   t.equal(ans[1].body.toString(), 'I', 'idle afterwards')
@@ -169,7 +176,8 @@ t.test('(j) CancelRequest with a wrong key is ignored', async (t) => {
     (e: Error & { code?: string }) => ({ ok: false as const, code: e.code, message: e.message }),
   )
   await waitUntil(
-    async () => (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(1) AS slept%'")).some((r) => r[0].n > 0),
+    async () =>
+      (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(1) AS slept%'")).some((r) => r[0].n > 0),
     5000,
     'the statement runs on a backend',
   )
@@ -205,8 +213,14 @@ t.test('(k) protocol versions', async (t) => {
     t.equal(msgs[0].body.readInt32BE(0), PROTO(3, 0), 'offers 3.0')
     t.equal(msgs[0].body.readInt32BE(4), 0, 'no unrecognised options')
   }
-  t.ok(msgs.some((m) => m.type === 'R' && m.body.readInt32BE(0) === 0), 'AuthenticationOk')
-  t.ok(msgs.some((m) => m.type === 'K'), 'BackendKeyData')
+  t.ok(
+    msgs.some((m) => m.type === 'R' && m.body.readInt32BE(0) === 0),
+    'AuthenticationOk',
+  )
+  t.ok(
+    msgs.some((m) => m.type === 'K'),
+    'BackendKeyData',
+  )
   const one = await r.query('SELECT 1')
   t.same(dataRow(one.find((m) => m.type === 'D')!.body), ['1'], 'the session works after negotiation')
   r.destroy()
@@ -236,8 +250,7 @@ t.test('(l) wrong password and unknown user look the same', async (t) => {
   const noUser = await failure('no_such_user', 'whatever')
   t.equal(wrongPw?.code, '28P01', 'wrong password: 28P01')
   t.equal(noUser?.code, '28P01', 'unknown user: 28P01')
-  const shape = (e: pg.DatabaseError | null, user: string) =>
-    e && { severity: e.severity, code: e.code, message: e.message.split(user).join('<user>'), detail: e.detail, hint: e.hint }
+  const shape = (e: pg.DatabaseError | null, user: string) => e && { severity: e.severity, code: e.code, message: e.message.split(user).join('<user>'), detail: e.detail, hint: e.hint }
   t.same(shape(noUser, 'no_such_user'), shape(wrongPw, 'app'), 'same severity, code, message (but the name), no detail or hint')
 
   // SCRAM's server-first-message must not tell either: a stable salt and the same iteration count per user.
@@ -251,7 +264,12 @@ t.test('(l) wrong password and unknown user look the same', async (t) => {
     const cont = await r.next('AuthenticationSASLContinue')
     r.destroy()
     if (cont.type !== 'R' || cont.body.readInt32BE(0) !== 11) throw new Error(`scram ${user}: expected SASLContinue, got ${describe(cont)}`)
-    const attrs = Object.fromEntries(cont.body.toString('utf8', 4).split(',').map((a) => [a[0], a.slice(2)]))
+    const attrs = Object.fromEntries(
+      cont.body
+        .toString('utf8', 4)
+        .split(',')
+        .map((a) => [a[0], a.slice(2)]),
+    )
     return { salt: attrs.s, iterations: attrs.i }
   }
   const app1 = await serverFirst('app')

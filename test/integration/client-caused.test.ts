@@ -30,7 +30,11 @@ t.test('a lock_timeout on one backend only: an autocommit write is completed the
   await c.query("SET lock_timeout = '300ms'")
   const update = c.query('UPDATE cc SET v = 1 WHERE id = 1')
   // The replay of the commit on pg2 waits for the row too (a replay runs without the session's timeouts).
-  await waitFor('the update to have timed out on pg2 and its replay to wait there', async () => (await onEachBackend<{ v: number }>(stack, 'SELECT v FROM cc'))[0]![0]!.v === 1 && (await waitingOnPg2()), 30_000)
+  await waitFor(
+    'the update to have timed out on pg2 and its replay to wait there',
+    async () => (await onEachBackend<{ v: number }>(stack, 'SELECT v FROM cc'))[0]![0]!.v === 1 && (await waitingOnPg2()),
+    30_000,
+  )
   await pg2.query('ROLLBACK')
   const r = await bounded(update, 30_000, 'the autocommit update')
   t.equal(r.rowCount, 1, 'the client got the answer of the backends that committed')

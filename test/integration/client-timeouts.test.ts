@@ -16,7 +16,11 @@ await setup.query('INSERT INTO ct VALUES (1, 0), (2, 0)')
 await setup.end()
 
 const inService = () => stack.proxy.context.states.list.map((b) => b.state)
-const codeOf = async (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? 'none')
+const codeOf = async (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? 'none',
+  )
 
 /** Holds row 1 (pgraid's key lock and the backends' row lock) in an open transaction. */
 async function holder(): Promise<pg.Client> {
@@ -26,7 +30,7 @@ async function holder(): Promise<pg.Client> {
   return h
 }
 
-t.test('a wait for a pgraid lock ends at the client\'s lock_timeout or statement_timeout', async (t) => {
+t.test("a wait for a pgraid lock ends at the client's lock_timeout or statement_timeout", async (t) => {
   const h = await holder()
   const c = await client(stack)
   t.teardown(async () => {
@@ -54,7 +58,11 @@ t.test('a wait for a pgraid lock ends at the client\'s lock_timeout or statement
   t.equal(await codeOf(waiting), 'ok', 'after the transaction, the wait is unbounded again')
   t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
   const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM ct WHERE id = 1')
-  t.same(v.map((r) => r[0]!.v), [12, 12, 12], 'the two holders\' increments and the last update, everywhere')
+  t.same(
+    v.map((r) => r[0]!.v),
+    [12, 12, 12],
+    "the two holders' increments and the last update, everywhere",
+  )
   await assertIdentical(t, stack)
 })
 
@@ -66,11 +74,15 @@ t.test('idle_in_transaction_session_timeout set by the client ends the session e
   await c.query('BEGIN')
   await c.query('UPDATE ct SET v = 1000 WHERE id = 2')
   for (let i = 0; i < 100 && !seen.length; i++) await new Promise((r) => setTimeout(r, 50))
-  t.equal(seen[0], '25P03', 'the client got PostgreSQL\'s idle-in-transaction error')
+  t.equal(seen[0], '25P03', "the client got PostgreSQL's idle-in-transaction error")
   await c.end().catch(() => {})
   t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
   const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM ct WHERE id = 2')
-  t.same(v.map((r) => r[0]!.v), [0, 0, 0], 'nothing committed')
+  t.same(
+    v.map((r) => r[0]!.v),
+    [0, 0, 0],
+    'nothing committed',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -98,7 +110,11 @@ t.test('a timeout stopping a query before its ROLLBACK on one backend only: one 
   t.equal(await codeOf(c.query(sleepThen('COMMIT'))), 'ok', 'a COMMIT the others ran is completed where it was cut')
   await c.query('RESET statement_timeout')
   const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM ct WHERE id = 3')
-  t.same(v.map((r) => r[0]!.v), [1, 1, 1], 'the rolled-back update nowhere, the committed one everywhere')
+  t.same(
+    v.map((r) => r[0]!.v),
+    [1, 1, 1],
+    'the rolled-back update nowhere, the committed one everywhere',
+  )
   t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
   await assertIdentical(t, stack)
 })
@@ -114,10 +130,14 @@ t.test('transaction_timeout set by the client ends the session everywhere', { sk
   await c.query("SET transaction_timeout = '300ms'")
   await c.query('BEGIN')
   await c.query('UPDATE ct SET v = 2000 WHERE id = 2')
-  t.equal(await codeOf(c.query('SELECT pg_sleep(2)')), '25P04', 'the client got PostgreSQL\'s transaction timeout')
+  t.equal(await codeOf(c.query('SELECT pg_sleep(2)')), '25P04', "the client got PostgreSQL's transaction timeout")
   await c.end().catch(() => {})
   t.same(inService(), ['enabled', 'enabled', 'enabled'], 'no backend out')
   const v = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM ct WHERE id = 2')
-  t.same(v.map((r) => r[0]!.v), [0, 0, 0], 'nothing committed')
+  t.same(
+    v.map((r) => r[0]!.v),
+    [0, 0, 0],
+    'nothing committed',
+  )
   await assertIdentical(t, stack)
 })

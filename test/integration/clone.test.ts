@@ -125,7 +125,7 @@ t.test('an inconsistent backend is cloned back; an interrupted clone is run agai
   await waitFor('first commits', () => w.commits() > 5)
   const run = await cliFor(t, stack)
   // Interrupt: kill the CLI (-9) once the copy is under way.
-  t.ok(await killWhen(run.spawn(["clone", "pg2"]), /tables copied; copying /), 'the CLI was killed while the clone was copying')
+  t.ok(await killWhen(run.spawn(['clone', 'pg2']), /tables copied; copying /), 'the CLI was killed while the clone was copying')
   await waitFor('the interrupted clone to stop', () => stack.proxy.context.states.list[1]!.activity === null)
   t.equal(stack.proxy.context.states.list[1]!.state, 'new', 'an interrupted clone leaves the backend out, to be cloned again')
   const r = await run(['clone', 'pg2'])
@@ -134,11 +134,13 @@ t.test('an inconsistent backend is cloned back; an interrupted clone is run agai
   const acked = await w.stop()
   const v = await run(['verify'])
   t.equal(v.code, 0, `verify after the clone: ${v.out}${v.err}`)
-  const per = await Promise.all(stack.cluster.backends.map(async (b) => {
-    const x = await b.client()
-    const n = (await x.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE id = ANY($1::bigint[])', [acked])).rows[0]!.n
-    await x.end()
-    return Number(n)
-  }))
+  const per = await Promise.all(
+    stack.cluster.backends.map(async (b) => {
+      const x = await b.client()
+      const n = (await x.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE id = ANY($1::bigint[])', [acked])).rows[0]!.n
+      await x.end()
+      return Number(n)
+    }),
+  )
   t.same(per, [acked.length, acked.length, acked.length], 'every acknowledged write is on every backend')
 })

@@ -14,7 +14,6 @@ import { stackFor, client, assertIdentical, onEachBackend, bounded } from '../ha
 const run = promisify(execFile)
 const stack = await stackFor(t)
 
-
 t.test('two clients updating the same rows in opposite order both finish', async (t) => {
   const setup = await client(stack)
   await setup.query('CREATE TABLE acct (id int PRIMARY KEY, bal int NOT NULL)')
@@ -47,7 +46,11 @@ t.test('two clients updating the same rows in opposite order both finish', async
     await b.query('ROLLBACK').catch(() => {})
   }
   const per = await onEachBackend<{ s: number }>(stack, 'SELECT sum(bal)::int AS s FROM acct')
-  t.same(per.map((r) => r[0].s), [1000, 1000, 1000], 'money is conserved on every backend')
+  t.same(
+    per.map((r) => r[0].s),
+    [1000, 1000, 1000],
+    'money is conserved on every backend',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -100,7 +103,11 @@ t.test('a pipeline of 1,000 statements before one Sync', async (t) => {
     const { stdout, stderr } = await run('pgbench', ['-n', '-t', '1', '-M', mode, '-f', script, '-h', stack.host, '-p', String(stack.port), '-U', stack.user, 'postgres'], { env, timeout: 60_000 })
     t.match(stdout + stderr, /number of failed transactions: 0/, `pgbench pipeline -M ${mode} ran`)
     const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM pipe')
-    t.same(per.map((r) => r[0].n), [500, 500, 500], `-M ${mode}: every insert of the pipeline on every backend`)
+    t.same(
+      per.map((r) => r[0].n),
+      [500, 500, 500],
+      `-M ${mode}: every insert of the pipeline on every backend`,
+    )
   }
   await assertIdentical(t, stack)
 })

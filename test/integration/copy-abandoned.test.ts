@@ -56,9 +56,16 @@ t.test('a Query in the middle of COPY FROM STDIN is answered as PostgreSQL answe
   }
   const direct = await answer(await startCopy(stack.cluster.backends[2]!.port, 'postgres'))
   const proxied = await answer(await startCopy(stack.port, 'trusted'))
-  t.ok(direct.some((x) => x.startsWith('E:08P01')), `PostgreSQL answers 08P01 (${direct.join(' ')})`)
+  t.ok(
+    direct.some((x) => x.startsWith('E:08P01')),
+    `PostgreSQL answers 08P01 (${direct.join(' ')})`,
+  )
   t.same(proxied, direct, 'pgraid answers the same messages')
   await afterwards(t, 'a Query during COPY')
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'no backend taken out',
+  )
   await assertIdentical(t, stack)
 })

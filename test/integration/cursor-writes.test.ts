@@ -33,7 +33,11 @@ t.test('INSERT ... RETURNING through pg-cursor, read in pieces, autocommit and i
   await c.query('COMMIT')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM cw')
   t.same(per, [[{ n: 20 }], [{ n: 20 }], [{ n: 20 }]], 'every backend has all 20 rows')
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'no backend taken out',
+  )
   await assertIdentical(t, stack)
 })
 

@@ -14,7 +14,11 @@ const USERS = [
 const stack = await stackFor(t, { config: { users: USERS } })
 const inService = () => stack.proxy.context.states.list.map((b) => `${b.name}:${b.state}`)
 const ALL_IN = ['pg1:enabled', 'pg2:enabled', 'pg3:enabled']
-const codeOf = async (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? 'none')
+const codeOf = async (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? 'none',
+  )
 
 /** Log rows of `database` on each backend, read directly. */
 const logRows = async (database: string) => (await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM pgraid.log', database)).map((r) => r[0]!.n)
@@ -88,12 +92,15 @@ t.test('ALTER DATABASE ... RENAME with a client on another database: the renamed
   await d.query('INSERT INTO r VALUES (2)')
   await d.end()
   const rows = await logRows('after_name')
-  t.ok(rows.every((n) => n === rows[0] && n >= 3), `the renamed database's log goes on everywhere (${rows})`)
+  t.ok(
+    rows.every((n) => n === rows[0] && n >= 3),
+    `the renamed database's log goes on everywhere (${rows})`,
+  )
   t.same(inService(), ALL_IN, 'no backend out')
   await assertIdentical(t, stack, 'after_name')
 })
 
-t.test('CREATE DATABASE ... TEMPLATE of a logged database: the copy is logged from the template\'s log on', async (t) => {
+t.test("CREATE DATABASE ... TEMPLATE of a logged database: the copy is logged from the template's log on", async (t) => {
   const ctl = await client(stack)
   t.teardown(() => ctl.end())
   await ctl.query('CREATE DATABASE tmpl_src')
@@ -106,7 +113,10 @@ t.test('CREATE DATABASE ... TEMPLATE of a logged database: the copy is logged fr
   await d.query('INSERT INTO tt VALUES (2)')
   await d.end()
   const rows = await logRows('tmpl_copy')
-  t.ok(rows.every((n) => n === rows[0] && n >= 3), `the copy's log holds the template's records and its own (${rows})`)
+  t.ok(
+    rows.every((n) => n === rows[0] && n >= 3),
+    `the copy's log holds the template's records and its own (${rows})`,
+  )
   t.same(inService(), ALL_IN, 'no backend out')
   await assertIdentical(t, stack, 'tmpl_copy')
 })
@@ -118,7 +128,11 @@ t.test('pgraid.backend_state agrees on every backend in service after a takeout 
   await admin.query('DISABLE pg2')
   await admin.query('RESYNC pg2')
   const views = await onEachBackend<{ v: string }>(stack, "SELECT string_agg(backend || ':' || state, ',' ORDER BY backend) AS v FROM pgraid.backend_state")
-  t.same(views.map((r) => r[0]!.v), Array(3).fill('pg1:enabled,pg2:enabled,pg3:enabled'), 'one view everywhere')
+  t.same(
+    views.map((r) => r[0]!.v),
+    Array(3).fill('pg1:enabled,pg2:enabled,pg3:enabled'),
+    'one view everywhere',
+  )
   t.same(inService(), ALL_IN)
 })
 
@@ -146,11 +160,18 @@ t.test('databases created, dropped and re-created while a backend was out: a res
     for (let i = 0; i < 5; i++) await c.query('INSERT INTO new_t DEFAULT VALUES')
     await c.end()
   }
-  const r = await admin.query('RESYNC pg2').then(() => null, (e: Error) => e.message)
+  const r = await admin.query('RESYNC pg2').then(
+    () => null,
+    (e: Error) => e.message,
+  )
   t.equal(r, null, 'RESYNC pg2 succeeded')
   t.same(inService(), ALL_IN, 'pg2 back in service')
   const dbs = await onEachBackend<{ d: string }>(stack, "SELECT string_agg(datname, ',' ORDER BY datname) AS d FROM pg_database WHERE datname LIKE '%while_out'")
-  t.same(dbs.map((x) => x[0]!.d), Array(3).fill('again_while_out,made_while_out'), 'the same databases everywhere')
+  t.same(
+    dbs.map((x) => x[0]!.d),
+    Array(3).fill('again_while_out,made_while_out'),
+    'the same databases everywhere',
+  )
   await assertIdentical(t, stack, 'made_while_out')
   await assertIdentical(t, stack, 'again_while_out')
   const tables = await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'old_t'", 'again_while_out')

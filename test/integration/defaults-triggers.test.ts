@@ -26,7 +26,11 @@ await setup.query(`
 await setup.end()
 
 type PgErr = { code?: string; message: string; hint?: string; position?: string }
-const failure = (p: Promise<unknown>) => p.then(() => null, (e: PgErr) => e)
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e: PgErr) => e,
+  )
 
 t.test('INSERTs relying on volatile defaults: every shape gets the same values everywhere', async (t) => {
   const c = await client(stack)
@@ -72,7 +76,7 @@ t.test('where pgraid cannot place the default, the write is refused with 0A000 n
   t.match(e?.hint ?? '', /name the column/)
   t.equal(Number(e?.position), text.indexOf('ev') + 1, 'the position points at the table')
   await c.query("INSERT INTO ev (body, created, token, due) SELECT 'from select, all given', now(), '00000000-0000-0000-0000-000000000001', now()")
-  const copy = await failure(c.query("COPY ev (body) FROM STDIN"))
+  const copy = await failure(c.query('COPY ev (body) FROM STDIN'))
   t.equal(copy?.code, '0A000', 'COPY leaving a volatile default to the backends is refused')
   const clock = await failure(c.query('INSERT INTO stamped (id) VALUES (1)'))
   t.equal(clock?.code, '0A000')
@@ -106,10 +110,17 @@ t.test('triggers: deterministic ones run, per-backend ones are refused unless al
   t.match(e?.message ?? '', /"volatile_trg".*"stamp_refused".*stamp\(\).*now\(\)/)
   t.match(e?.hint ?? '', /determinism\.allowTriggers/)
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM volatile_trg')
-  t.same(per.map((r) => r[0].n), [0, 0, 0], 'nothing was written')
+  t.same(
+    per.map((r) => r[0].n),
+    [0, 0, 0],
+    'nothing was written',
+  )
   await c.query("INSERT INTO allowed_trg VALUES (1, 'x')")
   const bodies = await onEachBackend<{ body: string }>(stack, 'SELECT body FROM allowed_trg')
-  t.ok(bodies.every((b) => b[0].body.startsWith('x at ')), 'an allowed trigger runs (its values are the backends\' own, as configured)')
+  t.ok(
+    bodies.every((b) => b[0].body.startsWith('x at ')),
+    "an allowed trigger runs (its values are the backends' own, as configured)",
+  )
   await c.query('DROP TABLE allowed_trg') // its rows differ per backend, as the setting accepts
 })
 
@@ -118,11 +129,14 @@ t.test('DDL keeps its expressions: a column default stays now(), not the time of
   t.teardown(() => c.end())
   await c.query('CREATE TABLE later (id int PRIMARY KEY, at timestamptz DEFAULT now())')
   const def = await onEachBackend<{ d: string }>(stack, "SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'later'::regclass")
-  t.same(def.map((r) => r[0].d), ['now()', 'now()', 'now()'])
+  t.same(
+    def.map((r) => r[0].d),
+    ['now()', 'now()', 'now()'],
+  )
   const add = await failure(c.query('ALTER TABLE later ADD COLUMN tok uuid DEFAULT gen_random_uuid()'))
   t.equal(add?.code, '0A000', 'ADD COLUMN with a volatile default would fill existing rows per backend')
   t.match(add?.hint ?? '', /without a default/)
-  await c.query("ALTER TABLE later ADD COLUMN tok uuid, ALTER COLUMN tok SET DEFAULT gen_random_uuid()")
+  await c.query('ALTER TABLE later ADD COLUMN tok uuid, ALTER COLUMN tok SET DEFAULT gen_random_uuid()')
   await c.query('INSERT INTO later (id) VALUES (1)')
   const mv = await failure(c.query('CREATE MATERIALIZED VIEW mv AS SELECT id, now() AS seen FROM later'))
   t.equal(mv?.code, '0A000', 'a materialized view calling now() would differ at every REFRESH')
@@ -145,7 +159,6 @@ t.test('a table created inside a transaction: its volatile defaults are known on
   t.same(per[1], per[0], 'pg2 has the same defaults as pg1')
   t.same(per[2], per[0], 'pg3 too')
 })
-
 
 t.test('a migration creating a table and filling it in one transaction: its volatile defaults are made explicit', async (t) => {
   const c = await client(stack)
@@ -175,7 +188,7 @@ t.test('a migration creating a table and filling it in one transaction: its vola
   await assertIdentical(t, stack)
 })
 
-t.test('RETURNING rows are compared: a backend changed behind pgraid\'s back is caught and taken out', async (t) => {
+t.test("RETURNING rows are compared: a backend changed behind pgraid's back is caught and taken out", async (t) => {
   const c = await client(stack)
   t.teardown(() => c.end())
   await c.query('CREATE TABLE ret (id int PRIMARY KEY, v int)')
@@ -185,7 +198,10 @@ t.test('RETURNING rows are compared: a backend changed behind pgraid\'s back is 
   await direct.end()
   // Same row count, different RETURNING rows: the majority (pg1, pg2) answers, pg3 is out.
   const r = await c.query('UPDATE ret SET v = v + 1 RETURNING v')
-  t.same(r.rows.map((x) => x.v).sort((a, b) => a - b), [11, 21])
+  t.same(
+    r.rows.map((x) => x.v).sort((a, b) => a - b),
+    [11, 21],
+  )
   t.equal(stack.proxy.context.states.list[2]!.state, 'inconsistent')
   t.match(stack.proxy.context.states.list[2]!.reason ?? '', /pg3 answered/)
 })

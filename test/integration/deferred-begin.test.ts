@@ -46,7 +46,11 @@ t.test('the transaction clock starts at BEGIN, not at the statement that carries
   await c.query('COMMIT')
   t.ok(rows[0]!.now.getTime() <= afterBegin + 200, `now() ${rows[0]!.now.toISOString()} is the time of BEGIN (answered at ${new Date(afterBegin).toISOString()}), not 400 ms later`)
   const per = await onEachBackend<{ at: Date }>(stack, 'SELECT at FROM db_t WHERE id = 2')
-  t.same(per.map((r) => r[0]!.at.getTime()), [0, 1, 2].map(() => rows[0]!.now.getTime()), 'every backend stored that value')
+  t.same(
+    per.map((r) => r[0]!.at.getTime()),
+    [0, 1, 2].map(() => rows[0]!.now.getTime()),
+    'every backend stored that value',
+  )
 })
 
 t.test('a refused statement right after BEGIN leaves the transaction failed, as PostgreSQL would', async (t) => {
@@ -103,6 +107,10 @@ t.test('BEGIN; COMMIT with nothing in between, and BEGIN then ROLLBACK', async (
   await c.query('UPDATE db_t SET v = 99 WHERE id = 4')
   await c.query('ROLLBACK')
   const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM db_t WHERE id = 4')
-  t.same(per.map((r) => r[0]!.v), [0, 0, 0], 'rolled back everywhere')
+  t.same(
+    per.map((r) => r[0]!.v),
+    [0, 0, 0],
+    'rolled back everywhere',
+  )
   t.same(await backendStates('db_empty'), ['idle', 'idle', 'idle'])
 })

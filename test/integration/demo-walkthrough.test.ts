@@ -81,10 +81,14 @@ async function startDemo(dir: string, port: number | null): Promise<Demo> {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   let gone = false
   void exited.then(() => (gone = true))
-  await waitFor(`the demo to print its instructions (stdout so far:\n${out}\nstderr tail:\n${err.slice(-2000)})`, () => {
-    if (gone) throw new Error(`the demo exited before it was ready:\n${out}\n${err.slice(-3000)}`)
-    return out.includes('Press Ctrl-C to stop.')
-  }, 180_000)
+  await waitFor(
+    `the demo to print its instructions (stdout so far:\n${out}\nstderr tail:\n${err.slice(-2000)})`,
+    () => {
+      if (gone) throw new Error(`the demo exited before it was ready:\n${out}\n${err.slice(-3000)}`)
+      return out.includes('Press Ctrl-C to stop.')
+    },
+    180_000,
+  )
   return { child, out: () => out, err: () => err, exited }
 }
 
@@ -96,7 +100,10 @@ async function stopDemo(demo: Demo): Promise<number | null> {
 
 /** The indented line of the demo's output that starts with `prefix` (trimmed). */
 function printed(out: string, re: RegExp, what: string): string {
-  const line = out.split('\n').map((l) => l.trim()).find((l) => re.test(l))
+  const line = out
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => re.test(l))
   if (!line) throw new Error(`the demo printed no ${what} line (${re}):\n${out}`)
   return line
 }
@@ -149,7 +156,7 @@ t.test('the printed lines', async (t) => {
   t.match(out, /Admin console \(user admin, password \S+;/, 'the admin user is printed with its password')
   const cfg = await readFile(path.join(dir, 'pgraid.jsonc'), 'utf8')
   t.match(cfg, /"admin": true/, 'the config file in the demo folder names an admin user')
-  t.ok(statusLine.includes(path.join(dir, 'pgraid.jsonc')), 'pgraid status is pointed at the demo\'s config file')
+  t.ok(statusLine.includes(path.join(dir, 'pgraid.jsonc')), "pgraid status is pointed at the demo's config file")
 })
 
 t.test('psql, the admin console, pgbench -i', async (t) => {
@@ -243,17 +250,27 @@ t.test('the backends, compared directly, are identical', async (t) => {
   }))
   const r = await compareBackends(backends, 'postgres')
   t.ok(r.identical, r.identical ? `identical (${r.digests[0]?.length ?? 0} tables and sequences)` : r.report)
-  t.ok(r.digests[0]!.some((d) => d.table === 'public.pgbench_accounts' && d.rows === 100_000), 'pgbench_accounts has its 100000 rows')
+  t.ok(
+    r.digests[0]!.some((d) => d.table === 'public.pgbench_accounts' && d.rows === 100_000),
+    'pgbench_accounts has its 100000 rows',
+  )
 })
 
 t.test('a restart keeps the ports (no PGRAID_PORT the second time)', async (t) => {
-  const first = out.split('\n').filter((l) => /^ {2}pg\d +127\.0\.0\.1:\d+/.test(l)).map((l) => l.trim().split(/\s+/).slice(0, 2).join(' '))
+  const first = out
+    .split('\n')
+    .filter((l) => /^ {2}pg\d +127\.0\.0\.1:\d+/.test(l))
+    .map((l) => l.trim().split(/\s+/).slice(0, 2).join(' '))
   t.equal(first.length, 3)
   t.equal(await stopDemo(demo), 0, 'the demo stops on SIGINT with exit 0')
   t.match(demo.out(), /stopped\.\n$/)
   const again = await startDemo(dir, null)
   try {
-    const second = again.out().split('\n').filter((l) => /^ {2}pg\d +127\.0\.0\.1:\d+/.test(l)).map((l) => l.trim().split(/\s+/).slice(0, 2).join(' '))
+    const second = again
+      .out()
+      .split('\n')
+      .filter((l) => /^ {2}pg\d +127\.0\.0\.1:\d+/.test(l))
+      .map((l) => l.trim().split(/\s+/).slice(0, 2).join(' '))
     t.same(second, first, 'the backends on the same ports')
     t.match(again.out(), `pgraid is running on 127.0.0.1:${port}`, 'pgraid on the same port')
     const st = await sh(statusLine)

@@ -26,7 +26,11 @@ t.test('a write calling gen_random_uuid() or pg_backend_pid() where pgraid canno
   await t.rejects(c.query('SELECT 1'), { code: '25P02' }, 'the refusal fails the transaction like any error')
   await c.query('ROLLBACK')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM det')
-  t.same(per.map((r) => r[0].n), [0, 0, 0], 'nothing was written anywhere')
+  t.same(
+    per.map((r) => r[0].n),
+    [0, 0, 0],
+    'nothing was written anywhere',
+  )
 })
 
 t.test('reads may call them: they run on one backend', async (t) => {
@@ -51,11 +55,12 @@ t.test('random() and gen_random_uuid() in INSERT ... VALUES get one pgraid value
   t.teardown(() => c.end())
   await c.query('CREATE TABLE rnd (id int PRIMARY KEY, u uuid NOT NULL, f float8 NOT NULL)')
   await c.query('INSERT INTO rnd VALUES (1, gen_random_uuid(), random()), (2, gen_random_uuid(), random())')
-  for (let i = 3; i < 8; i++) await c.query({ name: 'ins_rnd', text: 'INSERT INTO rnd VALUES ($1, uuid_generate_v4(), random())', values: [i] }).catch(async (e: { code?: string }) => {
-    // uuid_generate_v4 needs the uuid-ossp extension; without it PostgreSQL itself says 42883.
-    t.equal(e.code, '42883')
-    await c.query({ name: `ins_rnd_${i}`, text: 'INSERT INTO rnd VALUES ($1, gen_random_uuid(), random())', values: [i] })
-  })
+  for (let i = 3; i < 8; i++)
+    await c.query({ name: 'ins_rnd', text: 'INSERT INTO rnd VALUES ($1, uuid_generate_v4(), random())', values: [i] }).catch(async (e: { code?: string }) => {
+      // uuid_generate_v4 needs the uuid-ossp extension; without it PostgreSQL itself says 42883.
+      t.equal(e.code, '42883')
+      await c.query({ name: `ins_rnd_${i}`, text: 'INSERT INTO rnd VALUES ($1, gen_random_uuid(), random())', values: [i] })
+    })
   const rows = (await c.query('SELECT count(DISTINCT u)::int AS us, count(DISTINCT f)::int AS fs, min(f) >= 0 AND max(f) < 1 AS range FROM rnd')).rows[0]
   t.same(rows, { us: 7, fs: 7, range: true }, 'a fresh value for every row and execution')
   await t.rejects(c.query('INSERT INTO rnd SELECT 100, gen_random_uuid(), 0'), { code: '0A000' }, 'INSERT ... SELECT: row count unknown, refused')

@@ -102,7 +102,10 @@ t.test('two backends in service: an autocommit write they disagree on is rolled 
   t.equal(ok.rowCount, 1)
   const prepared = await c.query('UPDATE d SET v = v + $1 WHERE id = $2', [10, 3])
   t.equal(prepared.rowCount, 1)
-  const dup = await c.query('INSERT INTO d VALUES (1, 1)').then(() => null, (e: { code?: string }) => e)
+  const dup = await c.query('INSERT INTO d VALUES (1, 1)').then(
+    () => null,
+    (e: { code?: string }) => e,
+  )
   t.equal(dup?.code, '23505', 'an error both agree on reaches the client as usual')
   t.equal((await c.query('SELECT v FROM d WHERE id = 1')).rows[0].v, 11, 'and the session goes on')
   await direct(stack, 1, 'DELETE FROM d WHERE id = 2')
@@ -148,7 +151,10 @@ t.test('a statement prepared in the batch that took a backend out is prepared th
   t.equal((await insert(12)).rowCount, 1)
   t.equal(stack.proxy.context.states.list[1]!.state, 'enabled', 'pg2 got the Parse again and stays in service')
   const fresh = await client(stack)
-  t.same((await fresh.query('SELECT id FROM d WHERE id >= 10 ORDER BY id')).rows.map((r) => r.id), [10, 11, 12])
+  t.same(
+    (await fresh.query('SELECT id FROM d WHERE id >= 10 ORDER BY id')).rows.map((r) => r.id),
+    [10, 11, 12],
+  )
   await fresh.end()
   await assertIdentical(t, stack)
 })

@@ -38,35 +38,38 @@ t.test('an error mid-pipeline skips to Sync, on every backend', async (t) => {
   t.equal(msgs[6].body.toString(), 'I')
   // The implicit transaction of the pipeline rolled back as a whole.
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM ext')
-  t.same(per.map((r) => r[0].n), [0, 0, 0])
+  t.same(
+    per.map((r) => r[0].n),
+    [0, 0, 0],
+  )
   // The next pipeline works.
   c.send(fe.parse('', "INSERT INTO ext VALUES (3, 'c')"), fe.bind('', ''), fe.execute(''), fe.sync())
-  t.same((await c.until('Z')).map((m) => m.type), ['1', '2', 'C', 'Z'])
+  t.same(
+    (await c.until('Z')).map((m) => m.type),
+    ['1', '2', 'C', 'Z'],
+  )
   await assertIdentical(t, stack)
 })
 
 t.test('BEGIN pipelined with the next unnamed Parse, as pgjdbc sends it (regression)', async (t) => {
   const c = await RawClient.login(stack.port)
   t.teardown(() => c.end())
-  c.send(
-    fe.parse('', 'BEGIN'),
-    fe.bind('', ''),
-    fe.execute(''),
-    fe.parse('', 'INSERT INTO ext VALUES ($1, $2)'),
-    fe.bind('', '', ['50', 'fifty']),
-    fe.describe('P', ''),
-    fe.execute('', 1),
-    fe.sync(),
-  )
+  c.send(fe.parse('', 'BEGIN'), fe.bind('', ''), fe.execute(''), fe.parse('', 'INSERT INTO ext VALUES ($1, $2)'), fe.bind('', '', ['50', 'fifty']), fe.describe('P', ''), fe.execute('', 1), fe.sync())
   const msgs = await c.until('Z')
-  t.same(msgs.map((m) => m.type), ['1', '2', 'C', '1', '2', 'n', 'C', 'Z'])
+  t.same(
+    msgs.map((m) => m.type),
+    ['1', '2', 'C', '1', '2', 'n', 'C', 'Z'],
+  )
   t.equal(msgs[2].body.toString('utf8', 0, msgs[2].body.length - 1), 'BEGIN')
   t.equal(msgs[6].body.toString('utf8', 0, msgs[6].body.length - 1), 'INSERT 0 1')
   t.equal(msgs[7].body.toString(), 'T')
   c.send(fe.query('COMMIT'))
   await c.until('Z')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM ext WHERE id = 50')
-  t.same(per.map((r) => r[0].n), [1, 1, 1])
+  t.same(
+    per.map((r) => r[0].n),
+    [1, 1, 1],
+  )
 })
 
 t.test('Flush answers at once; row-limited portals suspend and resume', async (t) => {
@@ -76,13 +79,26 @@ t.test('Flush answers at once; row-limited portals suspend and resume', async (t
   await c.until('Z')
   c.send(fe.parse('s1', 'SELECT g FROM generate_series(1, 10) g'), fe.bind('p1', 's1'), fe.describe('P', 'p1'), fe.execute('p1', 4), fe.flush())
   const first = await c.until('s')
-  t.same(first.map((m) => m.type), ['1', '2', 'T', 'D', 'D', 'D', 'D', 's'], 'answered without a Sync')
+  t.same(
+    first.map((m) => m.type),
+    ['1', '2', 'T', 'D', 'D', 'D', 'D', 's'],
+    'answered without a Sync',
+  )
   c.send(fe.execute('p1', 4), fe.flush())
-  t.same((await c.until('s')).map((m) => m.type), ['D', 'D', 'D', 'D', 's'])
+  t.same(
+    (await c.until('s')).map((m) => m.type),
+    ['D', 'D', 'D', 'D', 's'],
+  )
   c.send(fe.execute('p1', 4), fe.close('P', 'p1'), fe.sync())
-  t.same((await c.until('Z')).map((m) => m.type), ['D', 'D', 'C', '3', 'Z'])
+  t.same(
+    (await c.until('Z')).map((m) => m.type),
+    ['D', 'D', 'C', '3', 'Z'],
+  )
   c.send(fe.describe('S', 's1'), fe.close('S', 's1'), fe.sync())
-  t.same((await c.until('Z')).map((m) => m.type), ['t', 'T', '3', 'Z'])
+  t.same(
+    (await c.until('Z')).map((m) => m.type),
+    ['t', 'T', '3', 'Z'],
+  )
   c.send(fe.query('COMMIT'))
   await c.until('Z')
 })
@@ -94,9 +110,16 @@ t.test('an error after Flush leaves the session skipping until Sync', async (t) 
   const got = await c.until('E')
   t.equal(errorCode(got[got.length - 1]), '22012')
   c.send(fe.parse('', "INSERT INTO ext VALUES (99, 'must be skipped')"), fe.bind('', ''), fe.execute(''), fe.sync())
-  t.same((await c.until('Z')).map((m) => m.type), ['Z'], 'messages before Sync were skipped')
+  t.same(
+    (await c.until('Z')).map((m) => m.type),
+    ['Z'],
+    'messages before Sync were skipped',
+  )
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM ext WHERE id = 99')
-  t.same(per.map((r) => r[0].n), [0, 0, 0])
+  t.same(
+    per.map((r) => r[0].n),
+    [0, 0, 0],
+  )
 })
 
 t.test('a notice is relayed once', async (t) => {

@@ -22,7 +22,10 @@ async function identicalOn(t: Test, stack: Stack, indexes: number[], sql: string
       }
     }),
   )
-  t.ok(rows.every((r) => r === rows[0]), `same answer on ${indexes.map((i) => stack.cluster.backends[i]!.name).join(', ')}: ${sql}`)
+  t.ok(
+    rows.every((r) => r === rows[0]),
+    `same answer on ${indexes.map((i) => stack.cluster.backends[i]!.name).join(', ')}: ${sql}`,
+  )
 }
 
 t.test('a backend killed mid-transaction: the session and its transaction continue', async (t) => {
@@ -81,7 +84,11 @@ t.test('a backend killed mid-transaction: the session and its transaction contin
   await fc.connect()
   t.equal((await fc.query('SELECT count(*)::int AS n FROM f1')).rows[0].n, 5)
   await fc.end()
-  t.same(fresh.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'disabled'], 'the fresh pgraid has the same view: pg3 stays out')
+  t.same(
+    fresh.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'disabled'],
+    'the fresh pgraid has the same view: pg3 stays out',
+  )
   t.match(fresh.context.states.list[2]!.reason ?? '', /recorded as disabled by pg1/)
 })
 
@@ -129,7 +136,10 @@ t.test('a read whose backend dies is retried on another one', async (t) => {
   t.ok(running > 0, `pg1 was answering ${running} of the reads when it was killed`)
   await stack.cluster.backends[0]!.kill()
   const results = await bounded(Promise.all(reads), 30_000, 'reads during the kill')
-  t.ok(results.every((r) => r.rows[0].n === 10_000_000), 'every read answered, the ones on the killed backend after a retry elsewhere')
+  t.ok(
+    results.every((r) => r.rows[0].n === 10_000_000),
+    'every read answered, the ones on the killed backend after a retry elsewhere',
+  )
   const after = await c.query('SELECT count(*)::int AS n FROM f3')
   t.equal(after.rows[0].n, 100, 'the session that saw the kill goes on')
 })
@@ -151,8 +161,7 @@ t.test('pgbench -c 8 while a backend is killed: no client aborted, the others id
   t.notMatch(res.out, /aborted|terminated/i, 'no client aborted')
   const done = Number(/number of transactions actually processed: (\d+)/.exec(res.out)?.[1] ?? 0)
   t.ok(done > 0, `${done} transactions`)
-  for (const tbl of ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'])
-    await identicalOn(t, stack, [0, 2], `SELECT count(*), sum(hashtext(x::text)) FROM ${tbl} x`)
+  for (const tbl of ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history']) await identicalOn(t, stack, [0, 2], `SELECT count(*), sum(hashtext(x::text)) FROM ${tbl} x`)
   const hist = await client(stack)
   const n = (await hist.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n
   await hist.end()
@@ -221,7 +230,11 @@ t.test('a backend killed while COMMITs are in flight: every acknowledged commit 
     const d = await stack.cluster.backends[i]!.client()
     const have = new Set((await d.query('SELECT id FROM f5')).rows.map((r) => r.id))
     await d.end()
-    t.same(acked.filter((id) => !have.has(id)), [], `${stack.cluster.backends[i]!.name} has every acknowledged commit`)
+    t.same(
+      acked.filter((id) => !have.has(id)),
+      [],
+      `${stack.cluster.backends[i]!.name} has every acknowledged commit`,
+    )
   }
   await identicalOn(t, stack, [1, 2], 'SELECT * FROM f5 ORDER BY id')
 })

@@ -59,11 +59,18 @@ t.test('SELECT pg_sleep is a read: one backend, no pgraid lock', async (t) => {
   const a = await client(stack, { application_name: 'sleeper' })
   t.teardown(() => a.end())
   const sleeping = a.query('SELECT pg_sleep(1)')
-  const running = async () =>
-    (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'sleeper' AND state = 'active'")).map((r) => r[0]!.n)
+  const running = async () => (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'sleeper' AND state = 'active'")).map((r) => r[0]!.n)
   await waitFor('the sleep to run', async () => (await running()).some((n) => n > 0), 10_000)
-  t.equal((await running()).reduce((x, y) => x + y, 0), 1, 'on one backend only')
-  t.same(stack.proxy.context.locks.snapshot().filter((l) => l.holders.length && l.resource.includes('pg_sleep')), [], 'no pgraid lock held for it')
+  t.equal(
+    (await running()).reduce((x, y) => x + y, 0),
+    1,
+    'on one backend only',
+  )
+  t.same(
+    stack.proxy.context.locks.snapshot().filter((l) => l.holders.length && l.resource.includes('pg_sleep')),
+    [],
+    'no pgraid lock held for it',
+  )
   await sleeping
 })
 
@@ -76,13 +83,23 @@ t.test('a write followed by an unreadable message in its batch: answered, then r
   for (const bad of [fe.raw('D', Buffer.from('Z\0')), fe.raw('S', Buffer.alloc(4)), fe.raw('Q', Buffer.from('SELECT 1'))]) {
     c.send(fe.parse('', 'INSERT INTO ur VALUES (1)'), fe.bind('', ''), fe.execute(''), bad, ...(bad[0] === 0x44 ? [fe.sync()] : []))
     const got = await c.until('Z')
-    t.same(got.map((m) => (m.type === 'E' ? `E:${errorCode(m)}` : m.type)), ['1', '2', 'C', 'E:08P01', 'Z'], `answers for a batch ending in '${String.fromCharCode(bad[0]!)}'`)
+    t.same(
+      got.map((m) => (m.type === 'E' ? `E:${errorCode(m)}` : m.type)),
+      ['1', '2', 'C', 'E:08P01', 'Z'],
+      `answers for a batch ending in '${String.fromCharCode(bad[0]!)}'`,
+    )
     t.equal(got[got.length - 1]!.body.toString('latin1'), 'I', 'idle after it')
   }
   c.send(fe.query('SELECT count(*) FROM ur'))
   const rows = await c.until('Z')
-  t.ok(rows.some((m) => m.type === 'C'), 'the session goes on')
+  t.ok(
+    rows.some((m) => m.type === 'C'),
+    'the session goes on',
+  )
   t.same(await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM ur'), [[{ n: 0 }], [{ n: 0 }], [{ n: 0 }]], 'nothing committed anywhere')
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'])
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+  )
   await assertIdentical(t, stack)
 })

@@ -82,7 +82,11 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   // A standby session ends once its pgraid becomes the writer (it has read-only backend connections).
   let standbyClosed = false
   s.c.on('end', () => (standbyClosed = true))
-  t.same((await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'ha_nope'")).map((r) => r[0]!.n), [0, 0, 0], 'nothing written by the standby')
+  t.same(
+    (await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_class WHERE relname = 'ha_nope'")).map((r) => r[0]!.n),
+    [0, 0, 0],
+    'nothing written by the standby',
+  )
 
   // libpq with both hosts finds the writer, whichever comes first.
   const multi = `host=127.0.0.1,127.0.0.1 port=${portB},${portA} user=app dbname=postgres target_session_attrs=read-write connect_timeout=5`
@@ -164,10 +168,17 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   t.comment(`${acked.length} writes acknowledged, ${errorsSeen} failed around the takeover; ${processed} pgbench transactions in ${runs} clean runs`)
   for (const [i, rows] of (await onEachBackend<{ id: number }>(stack, 'SELECT id FROM ha_acked')).entries()) {
     const have = new Set(rows.map((r) => r.id))
-    t.same(acked.filter((id) => !have.has(id)), [], `${stack.cluster.backends[i]!.name} has every acknowledged write`)
+    t.same(
+      acked.filter((id) => !have.has(id)),
+      [],
+      `${stack.cluster.backends[i]!.name} has every acknowledged write`,
+    )
   }
   const history = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM pgbench_history')
-  t.ok(history.every((h) => h[0]!.n >= processed), `every transaction pgbench saw committed is there (${processed} reported, history ${history.map((h) => h[0]!.n).join('/')})`)
+  t.ok(
+    history.every((h) => h[0]!.n >= processed),
+    `every transaction pgbench saw committed is there (${processed} reported, history ${history.map((h) => h[0]!.n).join('/')})`,
+  )
   await assertIdentical(t, stack)
 
   // Fencing: b cut from two of the three backends (they hang: SIGSTOP) stops writing at once;
@@ -196,11 +207,19 @@ t.test('two pgraid instances: one writer, one standby; the writer killed -9 unde
   t.pass('it writes again once it holds the majority again')
   await fc.end()
   const rows = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM ha_acked WHERE id <= -10 ORDER BY id')
-  for (const r of rows) t.same(r.map((x) => x.id), [-12, -10], 'the write refused while fenced is nowhere')
+  for (const r of rows)
+    t.same(
+      r.map((x) => x.id),
+      [-12, -10],
+      'the write refused while fenced is nowhere',
+    )
   // Issue 21, item 6: nothing but JSON lines in pgraid's log, through kills, failover and fencing (a
   // plain-text DeprecationWarning from node-postgres once landed there).
   for (const p of procs) {
-    const plain = p.log().split('\n').filter((l) => l.trim() && !isJson(l))
+    const plain = p
+      .log()
+      .split('\n')
+      .filter((l) => l.trim() && !isJson(l))
     t.same(plain.slice(0, 5), [], `pgraid on port ${p.port} logged only JSON lines`)
   }
   await assertIdentical(t, stack)

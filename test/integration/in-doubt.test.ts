@@ -19,7 +19,11 @@ t.test('a fresh pgraid completes commits that reached only some backends', async
   const max = Number((await onEachBackend<{ m: string }>(stack, 'SELECT max(lsn) AS m FROM pgraid.log'))[0]![0]!.m)
   // What a pgraid killed mid-COMMIT leaves: record max+1 committed on pg1 only, max+2 on pg1 and pg2.
   const rec1 = { v: 1, settings: ["SET TimeZone = 'UTC'"], stmts: [{ q: "INSERT INTO doubt VALUES (2, 'simple', NULL)" }] }
-  const rec2 = { v: 1, settings: [], stmts: [{ q: 'INSERT INTO doubt VALUES ($1, $2, $3)', t: [23, 0, 17], f: [0, 0, 1], p: ['3', 'prepared, binary bytea', Buffer.from([0, 1, 2, 255]).toString('base64')] }] }
+  const rec2 = {
+    v: 1,
+    settings: [],
+    stmts: [{ q: 'INSERT INTO doubt VALUES ($1, $2, $3)', t: [23, 0, 17], f: [0, 0, 1], p: ['3', 'prepared, binary bytea', Buffer.from([0, 1, 2, 255]).toString('base64')] }],
+  }
   const commitOn = async (i: number, lsn: number, rec: typeof rec1 | typeof rec2, apply: (c: pg.Client) => Promise<unknown>) => {
     const d = await stack.cluster.backends[i]!.client()
     await d.query('BEGIN')
@@ -38,7 +42,11 @@ t.test('a fresh pgraid completes commits that reached only some backends', async
   await cc.connect()
   const rows = (await cc.query('SELECT id FROM doubt ORDER BY id')).rows.map((r) => r.id)
   t.same(rows, [1, 2, 3], 'the in-doubt transactions are there')
-  t.same(fresh.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend had to be taken out')
+  t.same(
+    fresh.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'no backend had to be taken out',
+  )
   await assertIdentical(t, stack)
   const logs = await onEachBackend<{ lsn: string; record: unknown }>(stack, 'SELECT lsn, record FROM pgraid.log ORDER BY lsn')
   t.same(logs[1], logs[0], 'pg2 has the same log as pg1')
@@ -81,10 +89,20 @@ t.test('a COMMIT still landing when pgraid starts is waited for, then completed 
   await landing
   await late.end()
   const per = await onEachBackend<{ id: number; v: string }>(stack, 'SELECT id, v FROM late_t ORDER BY id')
-  t.same(per, [0, 1, 2].map(() => [{ id: 7, v: 'late commit' }, { id: 8, v: 'new' }]), 'every backend has the late commit, before the new write')
+  t.same(
+    per,
+    [0, 1, 2].map(() => [
+      { id: 7, v: 'late commit' },
+      { id: 8, v: 'new' },
+    ]),
+    'every backend has the late commit, before the new write',
+  )
   const lsns = await onEachBackend<{ lsn: string }>(stack, `SELECT lsn FROM pgraid.log WHERE lsn > ${max} ORDER BY lsn`)
   t.same(lsns[1], lsns[0], 'pg2 holds the same records as pg1')
   t.same(lsns[2], lsns[0], 'pg3 holds the same records as pg1')
-  t.same(fresh.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'])
+  t.same(
+    fresh.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+  )
   await cc.end()
 })

@@ -14,7 +14,6 @@ await setup.end()
 
 const locks = () => stack.proxy.context.locks.snapshot()
 
-
 t.test('different rows of one table do not wait for each other', async (t) => {
   const a = await client(stack)
   const b = await client(stack)
@@ -22,8 +21,14 @@ t.test('different rows of one table do not wait for each other', async (t) => {
   await a.query('BEGIN')
   await a.query('UPDATE kl SET v = v + 1 WHERE id = $1', [1])
   const held = locks().filter((l) => l.holders.length)
-  t.ok(held.some((l) => l.resource === 'rel:kl' && l.holders.some((h) => h.endsWith(':IX'))), 'table held in IX, not X')
-  t.ok(held.some((l) => l.resource.startsWith('key:kl:id=1')), 'the row key is locked')
+  t.ok(
+    held.some((l) => l.resource === 'rel:kl' && l.holders.some((h) => h.endsWith(':IX'))),
+    'table held in IX, not X',
+  )
+  t.ok(
+    held.some((l) => l.resource.startsWith('key:kl:id=1')),
+    'the row key is locked',
+  )
   // b's update of another row completes while a's transaction is still open.
   await bounded(b.query('UPDATE kl SET v = v + 1 WHERE id = 2'), 10_000, 'update of another row')
   await a.query('COMMIT')
@@ -40,12 +45,19 @@ t.test('the same row is ordered: the second writer waits for the first', async (
   const pb = b.query('UPDATE kl SET v = v * 2 WHERE id = $1', ['3']).then(() => (bDone = true))
   // b must be waiting on the proxy lock of key id=3 (text parameter, same key as the constant).
   for (let i = 0; i < 100 && !locks().some((l) => l.resource.startsWith('key:kl:id=3') && l.waiters.length); i++) await new Promise((r) => setTimeout(r, 20))
-  t.ok(locks().some((l) => l.resource.startsWith('key:kl:id=3') && l.waiters.length), 'b waits on the row key')
+  t.ok(
+    locks().some((l) => l.resource.startsWith('key:kl:id=3') && l.waiters.length),
+    'b waits on the row key',
+  )
   t.notOk(bDone, 'b has not run yet')
   await a.query('COMMIT')
   await bounded(pb, 10_000, 'second writer')
   const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM kl WHERE id = 3')
-  t.same(per.map((r) => r[0].v), [200, 200, 200], 'same order everywhere')
+  t.same(
+    per.map((r) => r[0].v),
+    [200, 200, 200],
+    'same order everywhere',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -72,10 +84,16 @@ t.test('a write without a provable key still locks the whole table', async (t) =
   t.teardown(() => Promise.all([a.end(), b.end()]))
   await a.query('BEGIN')
   await a.query('UPDATE kl SET v = v + 1 WHERE v >= 0')
-  t.ok(locks().some((l) => l.resource === 'rel:kl' && l.holders.some((h) => h.endsWith(':X'))), 'table held in X')
+  t.ok(
+    locks().some((l) => l.resource === 'rel:kl' && l.holders.some((h) => h.endsWith(':X'))),
+    'table held in X',
+  )
   const pb = b.query('UPDATE kl SET v = 0 WHERE id = 4')
   for (let i = 0; i < 100 && !locks().some((l) => l.resource === 'rel:kl' && l.waiters.length); i++) await new Promise((r) => setTimeout(r, 20))
-  t.ok(locks().some((l) => l.resource === 'rel:kl' && l.waiters.length), 'the keyed update waits for the table lock')
+  t.ok(
+    locks().some((l) => l.resource === 'rel:kl' && l.waiters.length),
+    'the keyed update waits for the table lock',
+  )
   await a.query('COMMIT')
   await bounded(pb, 10_000, 'keyed update after table lock')
   await assertIdentical(t, stack)
@@ -104,6 +122,9 @@ t.test('a partition and its parent, a view and its table, meet on one lock', asy
   await waitsOn('UPDATE parted_1 SET v = v + 1 WHERE id = 1', 'UPDATE parted SET v = v * 10 WHERE id = 1', 'partition then parent')
   await waitsOn('UPDATE kl SET v = 7 WHERE id = 5', 'UPDATE kl_view SET v = v + 1 WHERE id = 5', 'table then view')
   const per = await onEachBackend<{ a: number; b: number }>(stack, 'SELECT (SELECT v FROM parted WHERE id = 1) AS a, (SELECT v FROM kl WHERE id = 5) AS b')
-  t.same(per.map((r) => `${r[0].a}/${r[0].b}`), ['10/8', '10/8', '10/8'])
+  t.same(
+    per.map((r) => `${r[0].a}/${r[0].b}`),
+    ['10/8', '10/8', '10/8'],
+  )
   await assertIdentical(t, stack)
 })

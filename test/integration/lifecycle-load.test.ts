@@ -78,11 +78,17 @@ t.test('kill a backend under pgbench, restart, resync while pgbench runs and a S
   await locker.query('COMMIT')
   const v = await run(['verify'])
   t.equal(v.code, 0, `verify after the held transaction committed: ${v.out}${v.err}`)
-  const rows = await Promise.all(stack.cluster.backends.map(async (b) => {
-    const x = await b.client()
-    const r = (await x.query('SELECT time, broker_name FROM activemq_lock')).rows
-    await x.end()
-    return r
-  }))
-  t.same(rows, [0, 1, 2].map(() => [{ time: '2', broker_name: 'broker-a' }]), "the locker's commit reached every backend, including the resynced one")
+  const rows = await Promise.all(
+    stack.cluster.backends.map(async (b) => {
+      const x = await b.client()
+      const r = (await x.query('SELECT time, broker_name FROM activemq_lock')).rows
+      await x.end()
+      return r
+    }),
+  )
+  t.same(
+    rows,
+    [0, 1, 2].map(() => [{ time: '2', broker_name: 'broker-a' }]),
+    "the locker's commit reached every backend, including the resynced one",
+  )
 })

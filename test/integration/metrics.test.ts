@@ -101,7 +101,10 @@ t.test('metrics and health: turned on by RELOAD, every series after traffic, /he
   await c.query('INSERT INTO m (id, v) VALUES (1, 1)').catch(() => {})
   // Refused logins, one per reason a client can cause here.
   const refused = async (user: string, password: string, database: string) => {
-    const e = await connect(user, password, database).then((x) => x.end().then(() => null), (err: Error) => err)
+    const e = await connect(user, password, database).then(
+      (x) => x.end().then(() => null),
+      (err: Error) => err,
+    )
     t.ok(e, `login as ${user} to ${database} refused`)
   }
   await refused('app', 'wrong', 'postgres')
@@ -145,15 +148,37 @@ t.test('metrics and health: turned on by RELOAD, every series after traffic, /he
     const { exprs, names } = dashboardMetrics(dashboard)
     t.ok(exprs.length >= 20, `${exprs.length} expressions`)
     for (const e of exprs) t.match(e, /\bpgraid_/, `uses a pgraid metric: ${e.slice(0, 60)}`)
-    const scraped = new Set(r.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]!))
+    const scraped = new Set(
+      r
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => l.split(/[{ ]/)[0]!),
+    )
     const histograms = new Set([...r.matchAll(/^# TYPE (\S+) (?:histogram|summary)$/gm)].map((m) => m[1]!))
     for (const n of [...names].sort()) {
       const base = n.replace(/_(bucket|sum|count)$/, '')
       t.ok(scraped.has(n) || histograms.has(base), `${n} is in the scrape`)
     }
-    for (const n of ['pgraid_backend_up', 'pgraid_backend_reads_total', 'pgraid_backend_writes_total', 'pgraid_backend_errors_total', 'pgraid_batch_duration_seconds_bucket', 'pgraid_commits_total', 'pgraid_commits_in_flight', 'pgraid_recovery_lag_transactions', 'pgraid_recovery_lag_bytes', 'pgraid_sessions', 'pgraid_clients_waiting', 'pgraid_login_failures_total', 'pgraid_backend_takeouts_total'])
+    for (const n of [
+      'pgraid_backend_up',
+      'pgraid_backend_reads_total',
+      'pgraid_backend_writes_total',
+      'pgraid_backend_errors_total',
+      'pgraid_batch_duration_seconds_bucket',
+      'pgraid_commits_total',
+      'pgraid_commits_in_flight',
+      'pgraid_recovery_lag_transactions',
+      'pgraid_recovery_lag_bytes',
+      'pgraid_sessions',
+      'pgraid_clients_waiting',
+      'pgraid_login_failures_total',
+      'pgraid_backend_takeouts_total',
+    ])
       t.ok(names.has(n), `the dashboard shows ${n}`)
-    t.ok(exprs.some((e) => /histogram_quantile\(0\.99, .*pgraid_batch_duration_seconds_bucket/.test(e)), 'latency quantiles from the histogram')
+    t.ok(
+      exprs.some((e) => /histogram_quantile\(0\.99, .*pgraid_batch_duration_seconds_bucket/.test(e)),
+      'latency quantiles from the histogram',
+    )
   })
 
   await t.test('login failures: hba, too-many, protocol, timeout', async (t) => {
@@ -245,7 +270,10 @@ t.test('metrics and health: turned on by RELOAD, every series after traffic, /he
     await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve))
     t.teardown(() => squatter.close())
     const taken = (squatter.address() as { port: number }).port
-    const e = await reload({ metrics: { port: taken } }).then(() => null, (err: Error & { code?: string; detail?: string }) => err)
+    const e = await reload({ metrics: { port: taken } }).then(
+      () => null,
+      (err: Error & { code?: string; detail?: string }) => err,
+    )
     t.equal(e?.code, 'F0000', 'refused')
     t.match(e?.detail ?? '', new RegExp(`metrics\\.port: cannot listen on 127\\.0\\.0\\.1:${taken}`), 'naming metrics.port')
     t.equal(stack.proxy.metricsPort, next, 'the endpoint did not move')
@@ -264,7 +292,15 @@ t.test('slow batch log: statements, backends and duration of a batch over log.sl
   const c = await cluster({ count: 2 })
   t.teardown(() => c.stop())
   const lines: string[] = []
-  const config = parseConfig({ listen: { host: '127.0.0.1', port: 0 }, backends: c.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })), users: [{ name: 'app', password: 'app-secret' }], log: { level: 'warn', slowMs: 100 } }, 'slow')
+  const config = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      backends: c.backends.map((b) => ({ name: b.name, host: b.host, port: b.port, user: b.user, password: b.password })),
+      users: [{ name: 'app', password: 'app-secret' }],
+      log: { level: 'warn', slowMs: 100 },
+    },
+    'slow',
+  )
   const proxy = await startPgraid(config, createLogger('warn', { write: (s: string) => void lines.push(s) }))
   t.teardown(() => proxy.close())
   const p = new pg.Client({ host: '127.0.0.1', port: proxy.port, user: 'app', password: 'app-secret', database: 'postgres' })

@@ -28,7 +28,11 @@ t.test('simple and extended queries replicate every write', async (t) => {
     { id: 3, qty: 3 },
   ])
   const per = await onEachBackend<{ n: string }>(stack, 'SELECT sum(qty)::text AS n FROM items')
-  t.same(per.map((r) => r[0].n), ['26', '26', '26'], 'every backend has every write')
+  t.same(
+    per.map((r) => r[0].n),
+    ['26', '26', '26'],
+    'every backend has every write',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -72,7 +76,11 @@ t.test('transactions: commit, rollback, savepoints, failed state', async (t) => 
   const r2 = await c.query('COMMIT')
   t.equal(r2.command, 'ROLLBACK')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM tx')
-  t.same(per.map((x) => x[0].n), [2, 2, 2], 'no backend committed the failed transaction')
+  t.same(
+    per.map((x) => x[0].n),
+    [2, 2, 2],
+    'no backend committed the failed transaction',
+  )
   await assertIdentical(t, stack)
 })
 

@@ -110,5 +110,8 @@ t.test(`pgraid killed -9 ${KILLS} times under concurrent commits: nothing acknow
     t.same(lost, [], `${stack.cluster.backends[i]!.name}: no acknowledged commit missing`)
   }
   const logs = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM pgraid.log')
-  t.ok(logs.every((l) => l[0]!.n === logs[0]![0]!.n), 'the same number of log records everywhere')
+  t.ok(
+    logs.every((l) => l[0]!.n === logs[0]![0]!.n),
+    'the same number of log records everywhere',
+  )
 })

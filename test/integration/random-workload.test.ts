@@ -123,19 +123,17 @@ async function worker(w: number, deadline: number): Promise<void> {
         // One simple-protocol batch holding the whole transaction.
         const sql = `BEGIN; UPDATE accounts SET balance = balance - ${amt} WHERE id = ${a}; UPDATE accounts SET balance = balance + ${amt} WHERE id = ${b}; COMMIT`
         const res = (await run(sql)) as unknown as pg.QueryResult[]
-        expect(Array.isArray(res) && res.length === 4 && res[1]!.rowCount === 1 && res[2]!.rowCount === 1 && res[3]!.command === 'COMMIT', sql, `unexpected results: ${JSON.stringify(Array.isArray(res) ? res.map((r) => [r.command, r.rowCount]) : res)}`)
+        expect(
+          Array.isArray(res) && res.length === 4 && res[1]!.rowCount === 1 && res[2]!.rowCount === 1 && res[3]!.command === 'COMMIT',
+          sql,
+          `unexpected results: ${JSON.stringify(Array.isArray(res) ? res.map((r) => [r.command, r.rowCount]) : res)}`,
+        )
       } else {
         await run('BEGIN')
         const debit = 'UPDATE accounts SET balance = balance - $1 WHERE id = $2'
         const credit = 'UPDATE accounts SET balance = balance + $1 WHERE id = $2'
-        const r1 =
-          form === 0
-            ? await run(`UPDATE accounts SET balance = balance - ${amt} WHERE id = ${a}`)
-            : await run(debit, [amt, a], form === 2 ? 'xfer_debit' : undefined)
-        const r2 =
-          form === 0
-            ? await run(`UPDATE accounts SET balance = balance + ${amt} WHERE id = ${b}`)
-            : await run(credit, [amt, b], form === 2 ? 'xfer_credit' : undefined)
+        const r1 = form === 0 ? await run(`UPDATE accounts SET balance = balance - ${amt} WHERE id = ${a}`) : await run(debit, [amt, a], form === 2 ? 'xfer_debit' : undefined)
+        const r2 = form === 0 ? await run(`UPDATE accounts SET balance = balance + ${amt} WHERE id = ${b}`) : await run(credit, [amt, b], form === 2 ? 'xfer_credit' : undefined)
         expect(r1.rowCount === 1 && r2.rowCount === 1, 'transfer UPDATEs', `row counts ${r1.rowCount}, ${r2.rowCount} (expected 1, 1)`)
         const r3 = await run('COMMIT')
         expect(r3.command === 'COMMIT', 'COMMIT', `command tag ${r3.command}`)
@@ -222,14 +220,14 @@ async function worker(w: number, deadline: number): Promise<void> {
 
 t.test('random concurrent workload', async (t) => {
   const deadline = Date.now() + SECONDS * 1000
-  await bounded(
-    Promise.all(Array.from({ length: CLIENTS }, (_, w) => worker(w, deadline))),
-    SECONDS * 1000 + 20_000,
-    `random workload (seed ${SEED}): ${CLIENTS} clients running for ${SECONDS} s`,
-  )
+  await bounded(Promise.all(Array.from({ length: CLIENTS }, (_, w) => worker(w, deadline))), SECONDS * 1000 + 20_000, `random workload (seed ${SEED}): ${CLIENTS} clients running for ${SECONDS} s`)
   t.comment(`stats: ${JSON.stringify(stats)}`)
 
-  t.same(failures, [], `no unexpected errors (seed ${SEED})${failures.length ? ':\n' + failures.map((f) => `client ${f.client} op ${f.op}: ${f.statement} ${f.params ? JSON.stringify(f.params) : ''} -> ${f.code ?? ''} ${f.message}${f.detail ? ` (${f.detail})` : ''}`).join('\n') : ''}`)
+  t.same(
+    failures,
+    [],
+    `no unexpected errors (seed ${SEED})${failures.length ? ':\n' + failures.map((f) => `client ${f.client} op ${f.op}: ${f.statement} ${f.params ? JSON.stringify(f.params) : ''} -> ${f.code ?? ''} ${f.message}${f.detail ? ` (${f.detail})` : ''}`).join('\n') : ''}`,
+  )
   t.ok(stats.committed > 0, `transfers committed: ${stats.committed} (retried after ${JSON.stringify(stats.retryCodes)})`)
   t.same(badSums, [], 'every read saw the total balance')
 
@@ -239,14 +237,22 @@ t.test('random concurrent workload', async (t) => {
   const total = (await c.query('SELECT sum(balance)::text AS s FROM accounts')).rows[0].s
   t.equal(total, String(ACCOUNTS * INITIAL), 'the sum of balances through pgraid is unchanged')
   const sums = await onEachBackend<{ s: string }>(stack, 'SELECT sum(balance)::text AS s FROM accounts')
-  t.same(sums.map((r) => r[0]!.s), sums.map(() => String(ACCOUNTS * INITIAL)), 'the sum of balances on every backend is unchanged')
+  t.same(
+    sums.map((r) => r[0]!.s),
+    sums.map(() => String(ACCOUNTS * INITIAL)),
+    'the sum of balances on every backend is unchanged',
+  )
 
   await assertIdentical(t, stack)
 
   // Queue: what the clients saw against what each backend holds.
   t.same(insertedTwice, [], 'no queue id was returned by two inserts')
   t.same(deletedTwice, [], 'no queue id was returned by two deletes')
-  t.same([...deleted].filter((id) => !inserted.has(id)), [], 'every deleted id was one a client inserted')
+  t.same(
+    [...deleted].filter((id) => !inserted.has(id)),
+    [],
+    'every deleted id was one a client inserted',
+  )
   const live = [...inserted.keys()].filter((id) => !deleted.has(id)).sort((a, b) => a - b)
   const perBackend = await onEachBackend<{ id: number; token: string; created: string }>(stack, 'SELECT id, token::text AS token, created::text AS created FROM queue ORDER BY id')
   perBackend.forEach((rows, i) => {
@@ -276,5 +282,9 @@ t.test('random concurrent workload', async (t) => {
   // Every session is gone: pgraid holds no lock any more.
   const held = () => stack.proxy.context.locks.snapshot().filter((l) => l.holders.length || l.waiters.length)
   for (let i = 0; i < 100 && held().length; i++) await new Promise((r) => setTimeout(r, 50))
-  t.same(held().map((l) => l.resource), [], 'no pgraid lock is held or waited for after all clients ended')
+  t.same(
+    held().map((l) => l.resource),
+    [],
+    'no pgraid lock is held or waited for after all clients ended',
+  )
 })

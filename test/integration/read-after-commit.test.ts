@@ -31,10 +31,12 @@ t.test('a read that starts after a commit became visible on one backend sees it,
   const readers = await Promise.all(Array.from({ length: 4 }, () => client(stack)))
   t.teardown(() => Promise.all(readers.map((r) => r.end())))
   const values: number[] = []
-  const reads = readers.map((r, k) => r.query(k % 2 ? 'SELECT v FROM rt WHERE id = 1' : 'BEGIN; SELECT v FROM rt WHERE id = 1; COMMIT').then((x) => {
-    const rows = Array.isArray(x) ? x[1]!.rows : x.rows
-    values.push(rows[0].v as number)
-  }))
+  const reads = readers.map((r, k) =>
+    r.query(k % 2 ? 'SELECT v FROM rt WHERE id = 1' : 'BEGIN; SELECT v FROM rt WHERE id = 1; COMMIT').then((x) => {
+      const rows = Array.isArray(x) ? x[1]!.rows : x.rows
+      values.push(rows[0].v as number)
+    }),
+  )
   // Each read either has answered (it did not wait) or waits in pgraid for the commit to land.
   const landing = () => ctx.sessions().filter((s) => / step commits landing/.test(s.waiting)).length
   await waitFor('every read to answer or wait for the commit', () => values.length + landing() === readers.length, 30_000)
@@ -44,6 +46,10 @@ t.test('a read that starts after a commit became visible on one backend sees it,
   t.same(values, [1, 1, 1, 1], 'every read saw the commit')
   ctx.stats[0]!.weight = 1
   ctx.stats[2]!.weight = 1
-  t.same(ctx.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend out')
+  t.same(
+    ctx.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'no backend out',
+  )
   await assertIdentical(t, stack)
 })

@@ -25,7 +25,10 @@ const maxLsn = async () => Number((await onEachBackend<{ m: string }>(stack, 'SE
 
 t.test('the schema exists on every backend, with its version', async (t) => {
   const v = await onEachBackend<{ value: string }>(stack, "SELECT value FROM pgraid.meta WHERE key = 'schema_version'")
-  t.same(v.map((r) => r[0]?.value), ['2', '2', '2'])
+  t.same(
+    v.map((r) => r[0]?.value),
+    ['2', '2', '2'],
+  )
 })
 
 t.test('one record per committed write transaction, identical everywhere; none for reads and rollbacks', async (t) => {
@@ -50,25 +53,40 @@ t.test('one record per committed write transaction, identical everywhere; none f
   await c.query('SELECT 1/0').catch(() => {})
   await c.query('COMMIT') // failed transaction: rolls back, no record
   const multi = (await c.query('BEGIN; UPDATE acct SET bal = bal + 7 WHERE id = 7; COMMIT')) as unknown as { command: string }[]
-  t.same(multi.map((r) => r.command), ['BEGIN', 'UPDATE', 'COMMIT'], 'the INSERT spliced before COMMIT is not relayed')
+  t.same(
+    multi.map((r) => r.command),
+    ['BEGIN', 'UPDATE', 'COMMIT'],
+    'the INSERT spliced before COMMIT is not relayed',
+  )
   const auto = (await c.query('UPDATE acct SET bal = bal + 8 WHERE id = 8; UPDATE acct SET bal = bal - 8 WHERE id = 9')) as unknown as { command: string }[]
-  t.same(auto.map((r) => r.command), ['UPDATE', 'UPDATE'], 'the INSERT appended to an autocommit text is not relayed')
+  t.same(
+    auto.map((r) => r.command),
+    ['UPDATE', 'UPDATE'],
+    'the INSERT appended to an autocommit text is not relayed',
+  )
   const per = await logs()
   t.same(per[1], per[0], 'pg2 has the same log as pg1')
   t.same(per[2], per[0], 'pg3 has the same log as pg1')
   const mine = per[0]!.filter((r) => Number(r.lsn) > before)
   t.equal(mine.length, 5, 'five committed write transactions, five records')
-  t.same(mine.map((r) => r.record.stmts.map((s) => s.q)), [
-    ['UPDATE acct SET bal = bal - 1 WHERE id = 1'],
-    ['UPDATE acct SET bal = bal + $1 WHERE id = $2'],
-    ['UPDATE acct SET bal = bal - 5 WHERE id = 3', 'UPDATE acct SET bal = bal + $1 WHERE id = $2'],
-    ['UPDATE acct SET bal = bal + 7 WHERE id = 7'],
-    ['UPDATE acct SET bal = bal + 8 WHERE id = 8; UPDATE acct SET bal = bal - 8 WHERE id = 9'],
-  ])
+  t.same(
+    mine.map((r) => r.record.stmts.map((s) => s.q)),
+    [
+      ['UPDATE acct SET bal = bal - 1 WHERE id = 1'],
+      ['UPDATE acct SET bal = bal + $1 WHERE id = $2'],
+      ['UPDATE acct SET bal = bal - 5 WHERE id = 3', 'UPDATE acct SET bal = bal + $1 WHERE id = $2'],
+      ['UPDATE acct SET bal = bal + 7 WHERE id = 7'],
+      ['UPDATE acct SET bal = bal + 8 WHERE id = 8; UPDATE acct SET bal = bal - 8 WHERE id = 9'],
+    ],
+  )
   t.same(mine[1]!.record.stmts[0]!.p, ['1', '2'], 'bind parameters as sent')
   t.same(mine[2]!.record.stmts[1]!.p, ['5', '4'])
   const lsns = mine.map((r) => Number(r.lsn))
-  t.same(lsns, [...lsns].sort((a, b) => a - b), 'LSNs increase in commit order')
+  t.same(
+    lsns,
+    [...lsns].sort((a, b) => a - b),
+    'LSNs increase in commit order',
+  )
   await assertIdentical(t, stack)
 })
 
@@ -106,7 +124,10 @@ t.test('conflicting transactions get LSNs in the order they commit', async (t) =
   await pb
   const per = await logs()
   const rows = per[0]!.filter((r) => r.record.stmts.some((s) => /id = 10/.test(s.q)))
-  t.same(rows.map((r) => r.record.stmts[0]!.q), ['UPDATE acct SET bal = 1000 WHERE id = 10', 'UPDATE acct SET bal = 2000 WHERE id = 10'])
+  t.same(
+    rows.map((r) => r.record.stmts[0]!.q),
+    ['UPDATE acct SET bal = 1000 WHERE id = 10', 'UPDATE acct SET bal = 2000 WHERE id = 10'],
+  )
   t.ok(Number(rows[0]!.lsn) < Number(rows[1]!.lsn))
 })
 
@@ -159,18 +180,26 @@ t.test('retention: old records are purged everywhere, but not while a backend is
     if (n.every((x) => x <= 6)) break
     await new Promise((r) => setTimeout(r, 100))
   }
-  t.ok(n.every((x) => x <= 6), `at most retainRecords + 1 records left on each backend (${n.join(', ')})`)
+  t.ok(
+    n.every((x) => x <= 6),
+    `at most retainRecords + 1 records left on each backend (${n.join(', ')})`,
+  )
   await s2.cluster.backends[2]!.kill()
   await c.query('SELECT 1').catch(() => {})
   for (let i = 20; i < 40; i++) await c.query('INSERT INTO ret VALUES ($1)', [i])
   await new Promise((r) => setTimeout(r, 600))
-  const left = await Promise.all([0, 1].map(async (i) => {
-    const d = await s2.cluster.backends[i]!.client()
-    const r = (await d.query('SELECT count(*)::int AS n FROM pgraid.log')).rows[0].n
-    await d.end()
-    return r
-  }))
-  t.ok(left.every((x) => x >= 20), `nothing purged while pg3 is out: it will need them (${left.join(', ')})`)
+  const left = await Promise.all(
+    [0, 1].map(async (i) => {
+      const d = await s2.cluster.backends[i]!.client()
+      const r = (await d.query('SELECT count(*)::int AS n FROM pgraid.log')).rows[0].n
+      await d.end()
+      return r
+    }),
+  )
+  t.ok(
+    left.every((x) => x >= 20),
+    `nothing purged while pg3 is out: it will need them (${left.join(', ')})`,
+  )
 })
 
 t.test('autocommit COPY and CREATE INDEX CONCURRENTLY leave a marker record a resync must refuse', async (t) => {
@@ -191,7 +220,16 @@ t.test('autocommit COPY and CREATE INDEX CONCURRENTLY leave a marker record a re
   t.same(per[1], per[0])
   t.same(per[2], per[0])
   const stmts = per[0]!.map((r) => r.record.stmts[0] as { q: string; copy?: boolean; noTx?: boolean })
-  t.ok(stmts.some((x) => x.q === 'COPY copied FROM STDIN' && x.copy), 'COPY marked: its data is not in the log')
-  t.ok(stmts.some((x) => x.q === 'CREATE INDEX CONCURRENTLY copied_idx ON copied (id)' && x.noTx), 'CREATE INDEX CONCURRENTLY marked')
-  t.notOk(stmts.some((x) => /^VACUUM/.test(x.q)), 'VACUUM changes nothing a replica holds: no record')
+  t.ok(
+    stmts.some((x) => x.q === 'COPY copied FROM STDIN' && x.copy),
+    'COPY marked: its data is not in the log',
+  )
+  t.ok(
+    stmts.some((x) => x.q === 'CREATE INDEX CONCURRENTLY copied_idx ON copied (id)' && x.noTx),
+    'CREATE INDEX CONCURRENTLY marked',
+  )
+  t.notOk(
+    stmts.some((x) => /^VACUUM/.test(x.q)),
+    'VACUUM changes nothing a replica holds: no record',
+  )
 })

@@ -17,7 +17,6 @@ import { exec } from '../harness/proc.ts'
 import { parseConfig } from '../../src/config/schema.ts'
 import { ReloadRefused } from '../../src/config/reload-plan.ts'
 
-
 t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no session dropped', async (t) => {
   const stack = await stackFor(t)
 
@@ -29,14 +28,25 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     await app.query('INSERT INTO dr VALUES (1)')
     const next = parseConfig({ ...stack.config, backends: stack.config.backends.slice(0, 2), writeQuorum: undefined }, 'test')
     const r = await stack.proxy.reload({ config: next })
-    t.ok(r.changes.some((c) => /^backends: pg3 removed/.test(c)), 'pg3 removed')
+    t.ok(
+      r.changes.some((c) => /^backends: pg3 removed/.test(c)),
+      'pg3 removed',
+    )
     t.equal(stack.proxy.context.states.list[2]!.state, 'removed')
     t.equal(stack.proxy.context.writeQuorum, 2, 'a majority of the two backends left')
     await app.query('INSERT INTO dr VALUES (2)')
     await app.query('COMMIT')
     await app.query('INSERT INTO dr VALUES (3)')
-    t.same((await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM dr')).map((rows) => rows[0]!.n), [3, 3, 2], 'the transaction finished on pg3, the next write no longer went there')
-    t.same(stack.proxy.context.sessions().map((s) => s.backendNames.join(',')), ['pg1,pg2'], 'the session left pg3')
+    t.same(
+      (await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM dr')).map((rows) => rows[0]!.n),
+      [3, 3, 2],
+      'the transaction finished on pg3, the next write no longer went there',
+    )
+    t.same(
+      stack.proxy.context.sessions().map((s) => s.backendNames.join(',')),
+      ['pg1,pg2'],
+      'the session left pg3',
+    )
     const e = await stack.proxy.reload().catch((err: unknown) => err)
     t.ok(e instanceof ReloadRefused && /without a config file/.test(e.problems[0]!), 'no file to re-read: refused')
     await app.end()
@@ -61,8 +71,19 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
   await bounded(new Promise<void>((r) => child.stdout!.on('data', (b: Buffer) => /listening/.test(b.toString()) && r())), 30_000, 'pgraid to listen')
   /** The log lines written since `from` that match `re` (waits for one). */
   const logLine = async (re: RegExp, from: number) => {
-    await waitFor(`a log line matching ${re}`, () => logs.slice(from).split('\n').some((l) => re.test(l)), 20_000)
-    return logs.slice(from).split('\n').find((l) => re.test(l))!
+    await waitFor(
+      `a log line matching ${re}`,
+      () =>
+        logs
+          .slice(from)
+          .split('\n')
+          .some((l) => re.test(l)),
+      20_000,
+    )
+    return logs
+      .slice(from)
+      .split('\n')
+      .find((l) => re.test(l))!
   }
 
   const connect = async (user = 'app', password = 'app-secret', database = 'postgres') => {
@@ -75,7 +96,8 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
   t.teardown(() => admin.end().catch(() => {}))
   const backends = async () => (await admin.query<{ name: string; state: string; weight: string }>('SHOW BACKENDS')).rows
   const setting = async (key: string) => (await admin.query<{ key: string; value: string }>('SHOW CONFIG')).rows.find((r) => r.key === key)?.value
-  const psql = (sql: string) => exec('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-h', '127.0.0.1', '-p', String(port), '-U', 'ops', '-d', 'pgraid', '-c', sql], { env: { PGPASSWORD: 'ops-secret' } })
+  const psql = (sql: string) =>
+    exec('psql', ['-X', '-At', '-v', 'VERBOSITY=verbose', '-h', '127.0.0.1', '-p', String(port), '-U', 'ops', '-d', 'pgraid', '-c', sql], { env: { PGPASSWORD: 'ops-secret' } })
 
   // The load: four sessions writing (autocommit and transactions) and reading, opened before any reload.
   const setup = await connect()
@@ -131,14 +153,23 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     child.kill('SIGHUP')
     const line = await logLine(/configuration reloaded/, from)
     t.match(line, /"level":"info"/)
-    for (const c of ['users: app2 added', 'backends[pg2].weight: 1 -> 3', 'timeouts.connectMs: 10000 -> 5000', 'log.level: \\"info\\" -> \\"debug\\"', 'backends: pg3 added']) t.ok(line.includes(c), `the log names the change ${c}`)
+    for (const c of ['users: app2 added', 'backends[pg2].weight: 1 -> 3', 'timeouts.connectMs: 10000 -> 5000', 'log.level: \\"info\\" -> \\"debug\\"', 'backends: pg3 added'])
+      t.ok(line.includes(c), `the log names the change ${c}`)
     const app2 = await connect('app2', 'app2-secret')
     t.same((await app2.query('SELECT 1 AS one')).rows, [{ one: 1 }], 'the new user logs in')
     await app2.end()
     await logLine(/"level":"debug"/, from)
     t.pass('the new log level applies')
     const b = await backends()
-    t.same(b.map((r) => [r.name, r.state, r.weight]), [['pg1', 'enabled', '1'], ['pg2', 'enabled', '3'], ['pg3', 'new', '1']], 'pg3 is new (to be cloned); pg2 weighs 3')
+    t.same(
+      b.map((r) => [r.name, r.state, r.weight]),
+      [
+        ['pg1', 'enabled', '1'],
+        ['pg2', 'enabled', '3'],
+        ['pg3', 'new', '1'],
+      ],
+      'pg3 is new (to be cloned); pg2 weighs 3',
+    )
     t.equal(await setting('timeouts.connectMs'), '5000')
     t.equal(await setting('writeQuorum'), '2', 'majority of three configured backends')
     t.same((await idle.query('SELECT 2 AS two')).rows, [{ two: 2 }], 'a session opened before the reload goes on')
@@ -170,7 +201,11 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     t.match(r.err, /ERROR:\s+F0000: configuration in .* not reloaded/)
     t.match(r.err, /listen\.port: \d+ -> \d+: cannot change while pgraid runs/)
     t.match(r.err, /writeQuorum: the reload would leave 1 backend\(s\) in service/)
-    t.same((await backends()).map((b) => b.state), ['enabled', 'enabled', 'new'], 'backends unchanged')
+    t.same(
+      (await backends()).map((b) => b.state),
+      ['enabled', 'enabled', 'new'],
+      'backends unchanged',
+    )
   })
 
   await t.test('CLONE brings the new backend in; RELOAD in psql removes pg2, drained under load', async (t) => {
@@ -180,7 +215,11 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     hold = new Promise<void>((r) => (resume = r))
     try {
       const cloned = await admin.query<{ state: string }>('CLONE pg3')
-      t.same(cloned.rows.map((r) => r.state), ['enabled'], 'CLONE pg3 in the console')
+      t.same(
+        cloned.rows.map((r) => r.state),
+        ['enabled'],
+        'CLONE pg3 in the console',
+      )
     } finally {
       hold = null
       resume()
@@ -198,10 +237,16 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     t.match(r.out, /backends: pg2 removed \(enabled: sessions finish their work there, then leave it\)/)
     t.match(r.out, /log\.level: "debug" -> "info"/)
     await waitFor('pg2 to be drained and gone from SHOW BACKENDS', async () => !(await backends()).some((b) => b.name === 'pg2'), 20_000)
-    t.same((await backends()).map((b) => b.name), ['pg1', 'pg3'])
+    t.same(
+      (await backends()).map((b) => b.name),
+      ['pg1', 'pg3'],
+    )
     const sessions = (await admin.query<{ user: string; backends: string }>('SHOW SESSIONS')).rows.filter((s) => s.user === 'app')
     t.ok(sessions.length >= 5, 'the load sessions and the idle one are still there')
-    t.notOk(sessions.some((s) => s.backends.split(',').includes('pg2')), 'no session uses pg2 any more')
+    t.notOk(
+      sessions.some((s) => s.backends.split(',').includes('pg2')),
+      'no session uses pg2 any more',
+    )
     t.same((await idle.query('SELECT 3 AS three')).rows, [{ three: 3 }], 'the session opened at the start goes on')
     await progressed('after pg2 was removed')
   })
@@ -221,7 +266,14 @@ t.test('SIGHUP and RELOAD under load: applied live, invalid configs refused, no 
     }),
   )
   const total = done.reduce((a, b) => a + b, 0)
-  t.same(sums, [{ n: total, v: total }, { n: total, v: total }], 'pg1 and pg3 hold every acknowledged write')
+  t.same(
+    sums,
+    [
+      { n: total, v: total },
+      { n: total, v: total },
+    ],
+    'pg1 and pg3 hold every acknowledged write',
+  )
   await idle.end()
   await admin.end()
   child.kill('SIGTERM')

@@ -36,7 +36,10 @@ t.test('resync while clients write, with a transaction open across it', async (t
   await a.query('BEGIN')
   await a.query("UPDATE rs SET note = 'updated while out' WHERE id = 1")
   await a.query('COMMIT')
-  const behind = await admin.query('ENABLE pg2').then(() => null, (e: { code?: string; message: string }) => e)
+  const behind = await admin.query('ENABLE pg2').then(
+    () => null,
+    (e: { code?: string; message: string }) => e,
+  )
   t.equal(behind?.code, '55000', 'ENABLE refuses a backend that is behind')
   t.match(behind?.message ?? '', /resync/)
   // Open across the resync: began without pg2.
@@ -62,7 +65,10 @@ t.test('resync while clients write, with a transaction open across it', async (t
   await bounded(Promise.all(writers), 20_000, 'writers')
   t.equal(r.rows[0].state, 'enabled')
   t.ok(Number(r.rows[0].records_applied) >= 29, `${r.rows[0].records_applied} records replayed`)
-  t.ok(notices.some((n) => /records/.test(n)), 'progress notices')
+  t.ok(
+    notices.some((n) => /records/.test(n)),
+    'progress notices',
+  )
   t.equal(stack.proxy.context.states.list[1]!.state, 'enabled')
   await b.query('COMMIT') // reaches pg2 by replay, under its locks
   await a.query("INSERT INTO rs VALUES (3000, 'after, from an idle session that attaches pg2')")
@@ -70,7 +76,11 @@ t.test('resync while clients write, with a transaction open across it', async (t
   await assertIdentical(t, stack)
   const per = await onEachBackend<{ id: number }>(stack, 'SELECT id FROM rs')
   const have = new Set(per[1]!.map((x) => x.id))
-  t.same(acked.filter((id) => !have.has(id)), [], 'every write acknowledged during the resync is on pg2')
+  t.same(
+    acked.filter((id) => !have.has(id)),
+    [],
+    'every write acknowledged during the resync is on pg2',
+  )
   t.ok(have.has(1000) && have.has(3000) && have.has(3001))
 })
 
@@ -104,12 +114,14 @@ t.test('an inconsistent backend cannot be resynced; the CLI says so and resyncs 
   t.match(ok.out, /name=pg3 state=enabled/)
   t.match(ok.err, /resync pg3/)
   await c.query('INSERT INTO rs2 VALUES (5, 5)')
-  const rows = await Promise.all([1, 2].map(async (i) => {
-    const x = await stack.cluster.backends[i]!.client()
-    const r = (await x.query('SELECT * FROM rs2 ORDER BY id')).rows
-    await x.end()
-    return JSON.stringify(r)
-  }))
+  const rows = await Promise.all(
+    [1, 2].map(async (i) => {
+      const x = await stack.cluster.backends[i]!.client()
+      const r = (await x.query('SELECT * FROM rs2 ORDER BY id')).rows
+      await x.end()
+      return JSON.stringify(r)
+    }),
+  )
   t.equal(rows[0], rows[1], 'pg2 and pg3 identical')
 })
 
@@ -129,7 +141,10 @@ t.test('a COPY while the backend was out: resync refuses (clone it) instead of m
     for (let i = 0; i < 50; i++) stream.write(`${i}\n`)
     stream.end()
   })
-  const e = await admin.query('RESYNC pg3').then(() => null, (err: { code?: string; message: string }) => err)
+  const e = await admin.query('RESYNC pg3').then(
+    () => null,
+    (err: { code?: string; message: string }) => err,
+  )
   t.equal(e?.code, '55000')
   t.match(e?.message ?? '', /COPY.*clone it/)
   t.equal(stack.proxy.context.states.list[2]!.state, 'disabled', 'it stays out')
@@ -194,7 +209,10 @@ t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy 
     const committing = a.query('COMMIT')
     await waitFor('the commit on pg3', async () => (await pg3.query('SELECT 1 FROM slow WHERE id = 7')).rows.length === 1)
     await b.query('INSERT INTO later VALUES (1)') // the next LSN, committed everywhere
-    const e = await admin.query('RESYNC pg2').then(() => null, (err: Error) => err)
+    const e = await admin.query('RESYNC pg2').then(
+      () => null,
+      (err: Error) => err,
+    )
     t.match(e?.message ?? '', /commits still in flight/, 'the resync cannot finish while the commit is in flight')
     t.same((await pg2.query('SELECT id FROM later')).rows, [], 'the later record was not replayed ahead of the one in flight')
     await pg1.query('ROLLBACK')
@@ -224,7 +242,10 @@ t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy 
     const pid = (await pg2.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'victim'")).rows[0]!.pid
     await pg2.end()
     process.kill(pid, 'SIGSTOP') // pg2 receives the COMMIT batch and answers nothing
-    const commit = c.query({ name: 'commit', text: 'COMMIT' }).then(() => null, (e: Error) => e)
+    const commit = c.query({ name: 'commit', text: 'COMMIT' }).then(
+      () => null,
+      (e: Error) => e,
+    )
     await waitFor('the commit on pg1', async () => (await pg1.query('SELECT 1 FROM lazy WHERE id = 2')).rows.length === 1)
     process.kill(pid, 'SIGKILL') // its connection closes with the Parse unanswered
     t.equal(await bounded(commit, 30_000, 'COMMIT'), null, 'the COMMIT succeeds on the backends left')
@@ -232,11 +253,15 @@ t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy 
     t.equal(logged.rows[0]!.n, 1, 'one record for the transaction (a retried batch wrote it twice)')
     t.same((await c.query('SELECT id FROM lazy ORDER BY id')).rows, [{ id: 1 }, { id: 2 }])
     // The killed process made pg2's postmaster restart; the next part resyncs it.
-    await waitFor('pg2 back from its crash restart', async () => {
-      const x = await stack.cluster.backends[1]!.client().catch(() => null)
-      await x?.end()
-      return !!x
-    }, 60_000)
+    await waitFor(
+      'pg2 back from its crash restart',
+      async () => {
+        const x = await stack.cluster.backends[1]!.client().catch(() => null)
+        await x?.end()
+        return !!x
+      },
+      60_000,
+    )
   })
 
   await t.test('a replayed statement that changes other rows than it first did: the backend is inconsistent, never silently different', async (t) => {
@@ -253,7 +278,7 @@ t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy 
         await d.end()
       }
     }
-  
+
     // Resync: the records written while pg3 was out carry their tags ("DELETE 1", "UPDATE 1").
     await admin.query('DISABLE pg3')
     await c.query('DELETE FROM rc WHERE id = 2') // autocommit (tie-safe with two backends)
@@ -261,12 +286,15 @@ t.test('replay order and row counts (one stack: a COMMIT in flight, a lost lazy 
     await c.query('UPDATE rc SET v = 10 WHERE id = 1')
     await c.query('COMMIT')
     await direct(2, 'DELETE FROM rc WHERE id = 2') // pg3's data differs behind pgraid's back
-    const e = await admin.query('RESYNC pg3').then(() => null, (err: { code?: string; message: string; hint?: string }) => err)
+    const e = await admin.query('RESYNC pg3').then(
+      () => null,
+      (err: { code?: string; message: string; hint?: string }) => err,
+    )
     t.equal(e?.code, 'XX001', 'RESYNC fails with data_corrupted')
     t.match(e?.message ?? '', /first executed as "DELETE 1", replayed as "DELETE 0"/)
     t.match(e?.hint ?? '', /inconsistent: clone it/)
     t.equal(stack.proxy.context.states.list[2]!.state, 'inconsistent', 'pg3 is inconsistent, not enabled')
-  
+
     // A transaction that began before pg2 came back: its commit is replayed there by the session.
     await admin.query('DISABLE pg2')
     await c.query('BEGIN')

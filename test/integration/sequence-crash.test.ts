@@ -80,6 +80,10 @@ t.test('serial, identity and nextval writes while a backend is killed -9, restar
   stop = true
   await bounded(Promise.all(workers), 60_000, 'workers')
   t.ok(rolledBack > 10, `${committed} transactions committed, ${rolledBack} rolled back`)
-  t.same(ctx().states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'every backend in service')
+  t.same(
+    ctx().states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'every backend in service',
+  )
   await assertIdentical(t, stack)
 })

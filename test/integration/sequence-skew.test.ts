@@ -60,7 +60,11 @@ t.test('sequences left uneven by a killed pgraid are aligned before the next one
     }
   })
   t.same(states, ['pg1:enabled', 'pg2:enabled', 'pg3:enabled'], 'no backend voted out')
-  const last = await onEachBackend<{ v: string }>(stack, "SELECT last_value::text AS v FROM sk_id_seq")
-  t.same(last.map((x) => x[0]!.v), ['4', '4', '4'], 'the sequence is the same everywhere')
+  const last = await onEachBackend<{ v: string }>(stack, 'SELECT last_value::text AS v FROM sk_id_seq')
+  t.same(
+    last.map((x) => x[0]!.v),
+    ['4', '4', '4'],
+    'the sequence is the same everywhere',
+  )
   await assertIdentical(t, stack)
 })

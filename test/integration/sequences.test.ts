@@ -19,7 +19,10 @@ t.test('different sequences: no waiting; same sequence: ordered', async (t) => {
   t.teardown(() => Promise.all([a.end(), b.end(), c.end()]))
   await a.query('BEGIN')
   await a.query("INSERT INTO s1 (v) VALUES ('a')")
-  t.ok(locks().some((l) => l.resource.startsWith('seq:s1_id_seq') && l.holders.length), 'the serial sequence is locked by name')
+  t.ok(
+    locks().some((l) => l.resource.startsWith('seq:s1_id_seq') && l.holders.length),
+    'the serial sequence is locked by name',
+  )
   await bounded(b.query("INSERT INTO s2 (v) VALUES ('b')"), 10_000, 'insert drawing from another sequence')
   let done = false
   const pc = c.query("INSERT INTO s1 (v) VALUES ('c')").then(() => (done = true))
@@ -49,7 +52,9 @@ t.test('concurrent inserts into a serial table get the same ids everywhere', asy
 
 t.test('two tables drawing from one sequence meet on it', async (t) => {
   const c = await client(stack)
-  await c.query("CREATE SEQUENCE shared_seq; CREATE TABLE sa (id bigint PRIMARY KEY DEFAULT nextval('shared_seq'), v text); CREATE TABLE sb (id bigint PRIMARY KEY DEFAULT nextval('shared_seq'), v text)")
+  await c.query(
+    "CREATE SEQUENCE shared_seq; CREATE TABLE sa (id bigint PRIMARY KEY DEFAULT nextval('shared_seq'), v text); CREATE TABLE sb (id bigint PRIMARY KEY DEFAULT nextval('shared_seq'), v text)",
+  )
   await c.end()
   const a = await client(stack)
   const b = await client(stack)
@@ -65,14 +70,17 @@ t.test('two tables drawing from one sequence meet on it', async (t) => {
   await assertIdentical(t, stack)
 })
 
-t.test('explicit nextval(\'name\') / setval() lock that sequence only', async (t) => {
+t.test("explicit nextval('name') / setval() lock that sequence only", async (t) => {
   const a = await client(stack)
   const b = await client(stack)
   const c = await client(stack)
   t.teardown(() => Promise.all([a.end(), b.end(), c.end()]))
   await a.query('BEGIN')
   await a.query("SELECT nextval('s1_id_seq')")
-  t.ok(locks().some((l) => l.resource === 'seq:s1_id_seq' && l.holders.length), 'nextval() names its sequence in the lock')
+  t.ok(
+    locks().some((l) => l.resource === 'seq:s1_id_seq' && l.holders.length),
+    'nextval() names its sequence in the lock',
+  )
   await bounded(b.query("SELECT nextval('shared_seq'), setval('shared_seq', 500)"), 10_000, 'nextval on another sequence while s1_id_seq is held')
   let done = false
   const pc = c.query("INSERT INTO s1 (v) VALUES ('waits for the explicit nextval')").then(() => (done = true))
@@ -85,7 +93,7 @@ t.test('explicit nextval(\'name\') / setval() lock that sequence only', async (t
   await assertIdentical(t, stack)
 })
 
-t.test('currval() and lastval() answer the session\'s own values, the same on every backend', async (t) => {
+t.test("currval() and lastval() answer the session's own values, the same on every backend", async (t) => {
   const a = await client(stack)
   t.teardown(() => a.end())
   const ins = await a.query("INSERT INTO s1 (v) VALUES ('cur') RETURNING id")
@@ -95,7 +103,10 @@ t.test('currval() and lastval() answer the session\'s own values, the same on ev
   // In a write, each backend evaluates currval() itself: equal values, so the rows agree.
   await a.query("INSERT INTO s2 (v) SELECT 'copy of ' || currval('s1_id_seq')")
   await assertIdentical(t, stack)
-  t.notOk(locks().some((l) => l.resource === 'fn:currval' || l.resource === 'fn:lastval'), 'currval/lastval take no lock')
+  t.notOk(
+    locks().some((l) => l.resource === 'fn:currval' || l.resource === 'fn:lastval'),
+    'currval/lastval take no lock',
+  )
 })
 
 t.test('ALTER SEQUENCE ... RESTART is ordered with the inserts drawing from it', async (t) => {

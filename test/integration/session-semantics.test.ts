@@ -60,7 +60,11 @@ t.test('VACUUM and CREATE INDEX CONCURRENTLY run outside transaction blocks', as
   await c.query('VACUUM ANALYZE maint')
   await c.query('CREATE INDEX CONCURRENTLY maint_v ON maint (v)')
   const per = await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'maint_v'")
-  t.same(per.map((r) => r[0].n), [1, 1, 1], 'index built on every backend')
+  t.same(
+    per.map((r) => r[0].n),
+    [1, 1, 1],
+    'index built on every backend',
+  )
   await c.query('BEGIN')
   await t.rejects(c.query('VACUUM maint'), { code: '25001' }, 'VACUUM inside a transaction block fails as in PostgreSQL')
   await c.query('ROLLBACK')
@@ -91,7 +95,11 @@ t.test('bytea of 8 MiB and more both ways', async (t) => {
   t.ok(Buffer.compare(back.rows[0].data, big) === 0, '8 MiB value read back intact')
   const sha = createHash('sha256').update(big).digest('hex')
   const per = await onEachBackend<{ h: string }>(stack, "SELECT encode(sha256(data), 'hex') AS h FROM blobs WHERE id = 1")
-  t.same(per.map((r) => r[0].h), [sha, sha, sha], 'every backend stored the same bytes')
+  t.same(
+    per.map((r) => r[0].h),
+    [sha, sha, sha],
+    'every backend stored the same bytes',
+  )
   // The simple protocol carries it as hex text: twice the size.
   const hex = big.subarray(0, 2 * 1024 * 1024).toString('hex')
   await c.query(`INSERT INTO blobs VALUES (2, '\\x${hex}')`)
@@ -127,7 +135,7 @@ t.test('a clock or random call keeps the output column name PostgreSQL gives it'
   t.teardown(() => c.end())
   const sql =
     'SELECT now(), CURRENT_TIMESTAMP, current_date, localtimestamp(2), now()::date, CASE WHEN true THEN 1 ELSE random() END, ' +
-    'statement_timestamp() AS st, gen_random_uuid(), transaction_timestamp() + interval \'1 day\''
+    "statement_timestamp() AS st, gen_random_uuid(), transaction_timestamp() + interval '1 day'"
   const b = stack.cluster.backends[0]!
   const raw = new pg.Client({ host: b.host, port: b.port, user: b.user, password: b.password, database: 'postgres' })
   await raw.connect()
@@ -143,6 +151,10 @@ t.test('a clock or random call keeps the output column name PostgreSQL gives it'
   t.ok(rows[0]!.now instanceof Date && rows[0]!.current_date instanceof Date, 'and the values arrive under those names')
   await c.query('CREATE TABLE named_ret (id int PRIMARY KEY, at timestamptz)')
   const ret = await c.query('INSERT INTO named_ret VALUES (1, now()) RETURNING now(), at')
-  t.same(ret.fields.map((f) => f.name), ['now', 'at'], 'RETURNING too')
+  t.same(
+    ret.fields.map((f) => f.name),
+    ['now', 'at'],
+    'RETURNING too',
+  )
   await assertIdentical(t, stack)
 })

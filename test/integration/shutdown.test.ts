@@ -17,7 +17,16 @@ t.test('SIGTERM: no new clients, open transactions finish, sessions closed with 
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const port = await freePort()
   const file = join(dir, 'pgraid.json')
-  await writeFile(file, JSON.stringify({ listen: { host: '127.0.0.1', port }, backends: stack.config.backends, users: [{ name: 'app', password: 'app-secret' }], log: { level: 'error' }, timeouts: { shutdownMs: 30_000 } }))
+  await writeFile(
+    file,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port },
+      backends: stack.config.backends,
+      users: [{ name: 'app', password: 'app-secret' }],
+      log: { level: 'error' },
+      timeouts: { shutdownMs: 30_000 },
+    }),
+  )
   const child = spawn(process.execPath, ['bin/pgraid.js', 'start', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => void child.kill('SIGKILL'))
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
@@ -37,14 +46,21 @@ t.test('SIGTERM: no new clients, open transactions finish, sessions closed with 
   child.kill('SIGTERM')
   const e = await bounded(idleGone, 20_000, 'the idle session to be closed')
   t.equal(e.code, '57P01', 'the idle session got FATAL 57P01')
-  const refused = await connect().then(() => null, (err: Error) => err)
+  const refused = await connect().then(
+    () => null,
+    (err: Error) => err,
+  )
   t.ok(refused, 'new clients are refused while shutting down')
   await busy.query('INSERT INTO sd (id) VALUES (2)')
   await busy.query('COMMIT')
   t.pass('the open transaction finished')
   t.equal(await bounded(exited, 20_000, 'pgraid to exit'), 0, 'exit 0 once every session is closed')
   const rows = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM sd')
-  t.same(rows.map((r) => r[0]!.n), [2, 2, 2], 'the commit is on every backend')
+  t.same(
+    rows.map((r) => r[0]!.n),
+    [2, 2, 2],
+    'the commit is on every backend',
+  )
   await busy.end().catch(() => {})
   await idle.end().catch(() => {})
 })

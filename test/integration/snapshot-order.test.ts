@@ -63,9 +63,17 @@ for (const level of ['REPEATABLE READ', 'SERIALIZABLE']) {
 
     const other = [...failures].filter(([code]) => code !== '40001' && code !== '40P01')
     t.same(other, [], `only serialization failures and deadlocks (${failures.get('40001') ?? 0} and ${failures.get('40P01') ?? 0}, retried by clients as on PostgreSQL)`)
-    t.same(stack.proxy.context.states.list.map((b) => `${b.name}:${b.state}`), ['pg1:enabled', 'pg2:enabled', 'pg3:enabled'], 'no backend taken out')
+    t.same(
+      stack.proxy.context.states.list.map((b) => `${b.name}:${b.state}`),
+      ['pg1:enabled', 'pg2:enabled', 'pg3:enabled'],
+      'no backend taken out',
+    )
     const sums = await onEachBackend<{ s: string }>(stack, 'SELECT sum(v)::text AS s FROM acct')
-    t.same(sums.map((r) => Number(r[0]!.s)), [acknowledged, acknowledged, acknowledged], `every backend counts the ${acknowledged} acknowledged increments once`)
+    t.same(
+      sums.map((r) => Number(r[0]!.s)),
+      [acknowledged, acknowledged, acknowledged],
+      `every backend counts the ${acknowledged} acknowledged increments once`,
+    )
     await assertIdentical(t, stack)
   })
 }

@@ -21,7 +21,14 @@ interface Told {
   each: Map<string, string>
 }
 
-async function writers(stack: Stack, base: number, count: number, perWriter: number, prepare: (c: pg.Client) => Promise<void>, during?: (clients: pg.Client[], finished: () => boolean) => Promise<void>): Promise<Told> {
+async function writers(
+  stack: Stack,
+  base: number,
+  count: number,
+  perWriter: number,
+  prepare: (c: pg.Client) => Promise<void>,
+  during?: (clients: pg.Client[], finished: () => boolean) => Promise<void>,
+): Promise<Told> {
   const clients = await Promise.all(Array.from({ length: count }, () => client(stack)))
   for (const c of clients) c.on('error', () => {})
   for (const c of clients) await prepare(c)
@@ -32,7 +39,7 @@ async function writers(stack: Stack, base: number, count: number, perWriter: num
       const key = `${base + w}/${n}`
       try {
         // A statement with some work in it, so a 1 ms timeout or a cancel can land inside it.
-        await c.query('INSERT INTO ts SELECT $1, $2, string_agg(md5(g::text), \'\') FROM generate_series(1, 200) g', [base + w, n])
+        await c.query("INSERT INTO ts SELECT $1, $2, string_agg(md5(g::text), '') FROM generate_series(1, 200) g", [base + w, n])
         told.ok++
         told.each.set(key, 'ok')
       } catch (e) {
@@ -74,21 +81,36 @@ t.test('three backends: cut statements are completed where they were cut', async
     const o = await writers(stack, 100, 4, 150, (c) => c.query("SET statement_timeout = '1ms'").then(() => undefined))
     t.ok(o.ok + o.cancelled > 0, `${o.ok} inserts succeeded, ${o.cancelled} timed out (57014)`)
     t.same([...o.other], [], 'no other error')
-    t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
+    t.same(
+      stack.proxy.context.states.list.map((b) => b.state),
+      ['enabled', 'enabled', 'enabled'],
+      'no backend taken out',
+    )
     await assertTold(t, stack, o)
     await assertIdentical(t, stack)
   })
 
   t.test('a CancelRequest every few milliseconds against 4 writers: one outcome everywhere, no backend out', async (t) => {
-    const o = await writers(stack, 200, 4, 150, async () => {}, async (clients, finished) => {
-      for (let k = 0; !finished() && k < 5000; k++) {
-        await cancel(stack, clients[k % clients.length]!)
-        await new Promise((r) => setTimeout(r, 5))
-      }
-    })
+    const o = await writers(
+      stack,
+      200,
+      4,
+      150,
+      async () => {},
+      async (clients, finished) => {
+        for (let k = 0; !finished() && k < 5000; k++) {
+          await cancel(stack, clients[k % clients.length]!)
+          await new Promise((r) => setTimeout(r, 5))
+        }
+      },
+    )
     t.ok(o.ok + o.cancelled > 0, `${o.ok} inserts succeeded, ${o.cancelled} cancelled (57014)`)
     t.same([...o.other], [], 'no other error')
-    t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
+    t.same(
+      stack.proxy.context.states.list.map((b) => b.state),
+      ['enabled', 'enabled', 'enabled'],
+      'no backend taken out',
+    )
     await assertTold(t, stack, o)
     await assertIdentical(t, stack)
   })
@@ -99,15 +121,26 @@ t.test('two backends: a cut write is rolled back everywhere and the client gets 
   const setup = await client(stack)
   await setup.query('CREATE TABLE ts (w int, n int, pad text, PRIMARY KEY (w, n))')
   await setup.end()
-  const o = await writers(stack, 300, 4, 100, (c) => c.query("SET statement_timeout = '1ms'").then(() => undefined), async (clients, finished) => {
-    for (let k = 0; !finished() && k < 5000; k++) {
-      await cancel(stack, clients[k % clients.length]!)
-      await new Promise((r) => setTimeout(r, 7))
-    }
-  })
+  const o = await writers(
+    stack,
+    300,
+    4,
+    100,
+    (c) => c.query("SET statement_timeout = '1ms'").then(() => undefined),
+    async (clients, finished) => {
+      for (let k = 0; !finished() && k < 5000; k++) {
+        await cancel(stack, clients[k % clients.length]!)
+        await new Promise((r) => setTimeout(r, 7))
+      }
+    },
+  )
   t.ok(o.ok + o.cancelled > 0, `${o.ok} inserts succeeded, ${o.cancelled} cut (57014)`)
   t.same([...o.other], [], 'no other error')
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled'], 'no backend taken out')
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled'],
+    'no backend taken out',
+  )
   await assertTold(t, stack, o)
   await assertIdentical(t, stack)
 })

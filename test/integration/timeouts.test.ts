@@ -18,7 +18,10 @@ t.test('a statement that is long everywhere is not a stall', async (t) => {
   t.teardown(() => c.end())
   await c.query('UPDATE slow SET v = v + 1 WHERE id = 2 AND pg_sleep(3) IS NOT NULL')
   const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 2')
-  t.same(per.map((r) => r[0].v), [1, 1, 1])
+  t.same(
+    per.map((r) => r[0].v),
+    [1, 1, 1],
+  )
 })
 
 t.test('idle in transaction too long: disconnected, rolled back everywhere', async (t) => {
@@ -34,7 +37,10 @@ t.test('idle in transaction too long: disconnected, rolled back everywhere', asy
   await other.query('UPDATE slow SET v = v + 1 WHERE id = 2')
   await other.end()
   const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM slow WHERE id = 2')
-  t.same(per.map((r) => r[0].v), [2, 2, 2])
+  t.same(
+    per.map((r) => r[0].v),
+    [2, 2, 2],
+  )
   await assertIdentical(t, stack)
 })
 
@@ -75,7 +81,10 @@ t.test('idle session timeout (57P05) and a per-user connection limit (53300)', a
   t.equal(e.code, '57P05', 'an idle session is closed with 57P05')
   const b = await client(own)
   const c = await client(own)
-  const third = await client(own).then(() => null, (err: { code?: string; message: string }) => err)
+  const third = await client(own).then(
+    () => null,
+    (err: { code?: string; message: string }) => err,
+  )
   t.equal(third?.code, '53300', 'a third session of the same user is refused')
   t.match(third?.message ?? '', /too many connections for role "app"/)
   const o = await client(own, { user: 'other', password: 'other-secret' })

@@ -26,7 +26,7 @@ interface Run {
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: 60_000, env: { ...process.env, ...env }, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0
       resolve({ code, out: `${stdout}${stderr}` })
     })
   })
@@ -83,7 +83,9 @@ t.test('client side: TLS, SCRAM-SHA-256-PLUS, hba rules, cert auth, authQuery', 
   })
 
   t.test('psql verify-full refuses a host name the certificate does not carry', async (t) => {
-    const r = await run('psql', [`host=not-the-server.invalid hostaddr=127.0.0.1 port=${port} dbname=postgres user=app sslmode=verify-full sslrootcert=${certs.ca}`, '-XAtc', 'SELECT 1'], { PGPASSWORD: 'app-secret' })
+    const r = await run('psql', [`host=not-the-server.invalid hostaddr=127.0.0.1 port=${port} dbname=postgres user=app sslmode=verify-full sslrootcert=${certs.ca}`, '-XAtc', 'SELECT 1'], {
+      PGPASSWORD: 'app-secret',
+    })
     t.not(r.code, 0)
     t.match(r.out, /does not match host name|server certificate for "localhost"/)
   })
@@ -206,7 +208,11 @@ t.test('server side: backends over TLS (verify-full), listen.tls.mode require', 
   await c.end()
   // Every backend saw pgraid's sessions encrypted.
   const ssl = await onEachBackend<{ n: number }>(stack, "SELECT count(*)::int AS n FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'pgraid%' AND NOT s.ssl")
-  t.same(ssl.map((r) => r[0]!.n), [0, 0, 0], 'no pgraid control connection in plain text')
+  t.same(
+    ssl.map((r) => r[0]!.n),
+    [0, 0, 0],
+    'no pgraid control connection in plain text',
+  )
   await assertIdentical(t, stack)
 
   // A pgraid that trusts another CA refuses the backends' certificates and says why.

@@ -42,7 +42,11 @@ t.test('all backends lost, one of them behind: the most current comes back, the 
   await writer
   await w.end().catch(() => {})
   t.not(stack.proxy.context.states.list[0]!.state, 'enabled', `pg1, behind, is not put back (${states()})`)
-  t.same(stack.proxy.context.states.list.filter((b) => b.state === 'inconsistent').map((b) => b.name), [], 'no current backend judged against the behind one')
+  t.same(
+    stack.proxy.context.states.list.filter((b) => b.state === 'inconsistent').map((b) => b.name),
+    [],
+    'no current backend judged against the behind one',
+  )
   const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await admin.connect()
   t.teardown(() => admin.end())

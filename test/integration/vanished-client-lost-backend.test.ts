@@ -50,7 +50,14 @@ t.test('a client vanishes while its UPDATE waits on one backend, then that backe
 })
 
 t.test("a client vanishes while its tie-safe write waits for pgraid's own COMMIT: the COMMIT lands on every backend or none (it landed on one: seed 30)", async (t) => {
-  const stack = await stackFor(t, { config: { users: [{ name: 'app', auth: 'scram-sha-256', password: 'app-secret' }, { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true }] } })
+  const stack = await stackFor(t, {
+    config: {
+      users: [
+        { name: 'app', auth: 'scram-sha-256', password: 'app-secret' },
+        { name: 'ops', auth: 'scram-sha-256', password: 'ops-secret', admin: true },
+      ],
+    },
+  })
   const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
   await admin.connect()
   t.teardown(() => admin.end())
@@ -65,10 +72,14 @@ t.test("a client vanishes while its tie-safe write waits for pgraid's own COMMIT
     const y = await client(stack)
     y.on('error', () => {})
     void y.query('INSERT INTO vt VALUES ($1)', [n]).catch(() => {})
-    await waitFor('the write waiting for its COMMIT', async () => {
-      const rows = await onBackendsInService(stack, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%INSERT INTO vt%'`)
-      return rows.every((r) => r === 1)
-    }, 20_000)
+    await waitFor(
+      'the write waiting for its COMMIT',
+      async () => {
+        const rows = await onBackendsInService(stack, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%INSERT INTO vt%'`)
+        return rows.every((r) => r === 1)
+      },
+      20_000,
+    )
     ;(y as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
     // The client is gone before pgraid's COMMIT goes out.
     await new Promise((r) => setTimeout(r, 100))

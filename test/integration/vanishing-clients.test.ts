@@ -19,24 +19,27 @@ t.test('(f) client vanishes inside a transaction after a write', async (t) => {
   const begin = await r.query('BEGIN')
   t.equal(begin.at(-1)?.body.toString(), 'T', 'BEGIN: in a transaction')
   const ins = await r.query("INSERT INTO guard VALUES (100, 'uncommitted')")
-  t.notOk(ins.some((m) => m.type === 'E'), `INSERT accepted (${ins.map(describe).join(', ')})`)
+  t.notOk(
+    ins.some((m) => m.type === 'E'),
+    `INSERT accepted (${ins.map(describe).join(', ')})`,
+  )
   t.equal(ins.at(-1)?.body.toString(), 'T', 'INSERT: still in the transaction')
   r.destroy()
 
   await waitBackendSessionsGone(app)
   t.pass('the backend sessions of the vanished client ended')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM guard WHERE id = 100')
-  t.same(per.map((x) => x[0].n), [0, 0, 0], 'the insert is rolled back on every backend')
+  t.same(
+    per.map((x) => x[0].n),
+    [0, 0, 0],
+    'the insert is rolled back on every backend',
+  )
 
   // The proxy lock on guard (X, held to the end of the transaction) must be gone.
   const c = await client(stack)
   c.on('error', () => {})
   try {
-    const upd = await within(
-      c.query('UPDATE guard SET v = v WHERE id = 1'),
-      5000,
-      'UPDATE guard in a new session hung: the vanished client\'s lock on guard was not released',
-    )
+    const upd = await within(c.query('UPDATE guard SET v = v WHERE id = 1'), 5000, "UPDATE guard in a new session hung: the vanished client's lock on guard was not released")
     t.equal(upd.rowCount, 1, 'a new session can UPDATE guard')
   } finally {
     await within(c.end(), 5000, 'closing').catch(() => (c as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy())
@@ -55,7 +58,11 @@ t.test('(g) client vanishes with an unsynced pipeline', async (t) => {
     await waitBackendSessionsGone(app, sleepLike)
     t.pass('no backend session of the client is left')
     const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM guard WHERE id = 200')
-    t.same(per.map((x) => x[0].n), [0, 0, 0], 'nothing committed on any backend')
+    t.same(
+      per.map((x) => x[0].n),
+      [0, 0, 0],
+      'nothing committed on any backend',
+    )
   })
   t.test('Flush, statement running when the client vanishes', async (t) => {
     const app = 'bad-input-g2'
@@ -76,7 +83,11 @@ t.test('(g) client vanishes with an unsynced pipeline', async (t) => {
     await waitBackendSessionsGone(app, sleepLike)
     t.pass('no backend session of the client (and no pg_sleep) is left')
     const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM guard WHERE id = 201')
-    t.same(per.map((x) => x[0].n), [0, 0, 0], 'nothing committed on any backend')
+    t.same(
+      per.map((x) => x[0].n),
+      [0, 0, 0],
+      'nothing committed on any backend',
+    )
   })
   await t.test('check', async (t) => healthy(t, 'unsynced pipeline'))
 })
@@ -144,7 +155,11 @@ t.test('(m) 50 aborted connections during a write load', async (t) => {
   await waitBackendSessionsGone(app)
   t.pass('every backend session of the aborted clients ended')
   const per = await onEachBackend<{ n: number }>(stack, 'SELECT count(*)::int AS n FROM bad_load')
-  t.same(per.map((x) => x[0].n), [res.inserted, res.inserted, res.inserted], 'every backend has every load insert')
+  t.same(
+    per.map((x) => x[0].n),
+    [res.inserted, res.inserted, res.inserted],
+    'every backend has every load insert',
+  )
   await assertIdentical(t, stack)
   await healthy(t, 'aborted connections')
 })

@@ -45,14 +45,18 @@ t.test('verify names every kind of difference', async (t) => {
   const report = JSON.parse(bad.out) as VerifyReport
   t.notOk(report.identical)
   const found = report.differences.map((d) => `${d.table} ${d.backend} ${d.problem} ${d.key ?? ''}`)
-  t.same(found.sort(), [
-    'acct pg2 changed row (id) = (42)',
-    'acct pg3 missing row (id) = (77)',
-    'gone pg3 missing table ',
-    'nokey pg1 extra row (2,b)',
-    'pair pg2 extra row (a, "B") = (9,extra)',
-    'tick pg1 sequence differs ',
-  ].sort(), 'each difference named with its backend and key')
+  t.same(
+    found.sort(),
+    [
+      'acct pg2 changed row (id) = (42)',
+      'acct pg3 missing row (id) = (77)',
+      'gone pg3 missing table ',
+      'nokey pg1 extra row (2,b)',
+      'pair pg2 extra row (a, "B") = (9,extra)',
+      'tick pg1 sequence differs ',
+    ].sort(),
+    'each difference named with its backend and key',
+  )
   t.equal(report.tables.find((x) => x.table === 'acct')?.chunks, 10, 'acct compared in 10 chunks')
 
   const human = await run(['verify', '--tables', 'acct'])
@@ -88,7 +92,13 @@ t.test('verify while clients write: aligned snapshots, identical', async (t) => 
   await admin.connect()
   t.teardown(() => admin.end())
   // Wait for commits to flow before verifying, so verify really runs under writes.
-  await bounded((async () => { while (commits < 20) await new Promise((r) => setTimeout(r, 10)) })(), 30_000, 'first commits')
+  await bounded(
+    (async () => {
+      while (commits < 20) await new Promise((r) => setTimeout(r, 10))
+    })(),
+    30_000,
+    'first commits',
+  )
   const before = commits
   const r = await bounded(admin.query('VERIFY'), 60_000, 'VERIFY')
   const during = commits - before

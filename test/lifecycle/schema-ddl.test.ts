@@ -327,22 +327,21 @@ t.test('a rich schema is recreated with identical catalog and rows', async (t) =
   t.equal(script.preData[0], 'SET check_function_bodies = off', 'function bodies are not validated while the schema is incomplete')
   t.same(script.skipped, [], 'nothing in this schema is left out')
   const names = script.tables.map((x) => x.name)
-  t.same(names, [
-    '"Mixed Case"."Order Items"',
-    'app.base',
-    'app.child',
-    'app.customers',
-    'app.event_notes',
-    'app.events_2024',
-    'app.events_2025_h1',
-    'app.events_2025_rest',
-    'app.pairs',
-    'app.scratch',
-  ], 'leaf tables only: no partitioned parents, views or excluded schemas')
+  t.same(
+    names,
+    ['"Mixed Case"."Order Items"', 'app.base', 'app.child', 'app.customers', 'app.event_notes', 'app.events_2024', 'app.events_2025_h1', 'app.events_2025_rest', 'app.pairs', 'app.scratch'],
+    'leaf tables only: no partitioned parents, views or excluded schemas',
+  )
   t.same(script.tables.find((x) => x.name === '"Mixed Case"."Order Items"')?.columns, ['"Order"', 'line', 'customer', 'qty', 'price', 'during'], 'generated columns are not copied')
   t.equal(script.tables.find((x) => x.name === 'app.customers')?.estimatedRows, 3)
-  t.notOk([...script.preData, ...script.postData].some((s) => /pgraid/.test(s)), 'the excluded schema is not in the script')
-  t.ok(script.postData.some((s) => /^CREATE VIEW app\.v_first/.test(s)), 'views are post-data')
+  t.notOk(
+    [...script.preData, ...script.postData].some((s) => /pgraid/.test(s)),
+    'the excluded schema is not in the script',
+  )
+  t.ok(
+    script.postData.some((s) => /^CREATE VIEW app\.v_first/.test(s)),
+    'views are post-data',
+  )
   const fn = script.postData.findIndex((s) => /^CREATE OR REPLACE FUNCTION app\.good_customers/.test(s))
   t.ok(fn > script.postData.findIndex((s) => /^CREATE VIEW app\.v_second/.test(s)), 'a function returning a view row type follows that view')
 
@@ -426,7 +425,10 @@ t.test('objects it cannot recreate are listed, and the rest still runs', async (
   t.match(skipped, /privilege SELECT on TABLE public\.t for reader2, granted by reader/)
   t.match(skipped, /default privileges on new relations belonging to role postgres: not recreated/)
   t.notMatch(skipped, /function public\.int_eq|file_fdw/, 'functions are recreated; extension members come with their extension')
-  t.same(script.tables.map((x) => x.name), ['public.t'])
+  t.same(
+    script.tables.map((x) => x.name),
+    ['public.t'],
+  )
   t.equal((await to.query('SELECT sum(a)::int AS s FROM public.t')).rows[0].s, 3)
   t.equal((await to.query(`SELECT has_table_privilege('reader', 'public.t', 'SELECT WITH GRANT OPTION') AS ok`)).rows[0].ok, true, "the owner's grant is copied")
 })

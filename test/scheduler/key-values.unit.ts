@@ -57,7 +57,15 @@ t.test('bindParams decodes formats and values, NULLs and truncation', async (t) 
 
 const catalog = (over: Partial<CatalogData> = {}): CatalogData => ({
   ...emptyCatalog(),
-  uniques: new Map([['t', [{ columns: ['id'], types: ['int4'], primary: true }, { columns: ['email'], types: ['text'], primary: false }]]]),
+  uniques: new Map([
+    [
+      't',
+      [
+        { columns: ['id'], types: ['int4'], primary: true },
+        { columns: ['email'], types: ['text'], primary: false },
+      ],
+    ],
+  ]),
   ...over,
 })
 
@@ -69,16 +77,26 @@ function locks(sql: string, cat = catalog(), params: Parameters<typeof keyLocks>
 }
 
 t.test('keyLocks: which statements are keyed, and by what', async (t) => {
-  t.same(locks('UPDATE t SET v = 1 WHERE id = 5')?.map((l) => `${l.resource}:${l.mode}`), ['rel:t:IX', 'key:t:id=5:X'])
+  t.same(
+    locks('UPDATE t SET v = 1 WHERE id = 5')?.map((l) => `${l.resource}:${l.mode}`),
+    ['rel:t:IX', 'key:t:id=5:X'],
+  )
   t.same(locks('DELETE FROM t WHERE id IN (1, 2)'), null, 'a delete frees unique keys pgraid cannot name (email): table lock')
   t.same(
     locks('DELETE FROM t WHERE id IN (1, 2)', catalog({ uniques: new Map([['t', [{ columns: ['id'], types: ['int4'], primary: true }]]]) }))?.map((l) => l.resource),
     ['rel:t', 'key:t:id=1', 'key:t:id=2'],
   )
-  t.same(locks("INSERT INTO t (id, email) VALUES (1, 'a@x')")?.map((l) => l.resource), ['rel:t', 'key:t:id=1', 'key:t:email=a@x'], 'an insert locks every unique key')
+  t.same(
+    locks("INSERT INTO t (id, email) VALUES (1, 'a@x')")?.map((l) => l.resource),
+    ['rel:t', 'key:t:id=1', 'key:t:email=a@x'],
+    'an insert locks every unique key',
+  )
   t.same(locks('INSERT INTO t (id) VALUES (1)'), null, 'a unique column left to its default: table lock')
   t.same(locks("UPDATE t SET email = 'b' WHERE id = 1"), null, 'moving a unique key: table lock')
   t.same(locks("UPDATE t SET v = 0 WHERE email = 'a'"), null, 'only the primary key names a row for updates')
   t.same(locks('UPDATE t SET v = 1 WHERE id = 5', catalog({ family: new Map([['t', new Set(['t_child'])]]) })), null, 'inheritance: table lock')
-  t.same(locks('UPDATE t SET v = 1 WHERE id = $1', catalog(), { formats: [], values: [Buffer.from('9')] })?.map((l) => l.resource), ['rel:t', 'key:t:id=9'])
+  t.same(
+    locks('UPDATE t SET v = 1 WHERE id = $1', catalog(), { formats: [], values: [Buffer.from('9')] })?.map((l) => l.resource),
+    ['rel:t', 'key:t:id=9'],
+  )
 })

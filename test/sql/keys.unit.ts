@@ -34,18 +34,9 @@ function run(t: Test, cases: Case[]): void {
 
 t.test('pgbench TPC-B', async (t) => {
   run(t, [
-    [
-      'UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;',
-      { table: tbl('pgbench_accounts'), op: 'update', rows: [{ aid: p(2) }], setColumns: ['abalance'] },
-    ],
-    [
-      'UPDATE pgbench_tellers SET tbalance = tbalance + 5 WHERE tid = 3',
-      { table: tbl('pgbench_tellers'), op: 'update', rows: [{ tid: int('3') }], setColumns: ['tbalance'] },
-    ],
-    [
-      'UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2',
-      { table: tbl('pgbench_branches'), op: 'update', rows: [{ bid: p(2) }], setColumns: ['bbalance'] },
-    ],
+    ['UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;', { table: tbl('pgbench_accounts'), op: 'update', rows: [{ aid: p(2) }], setColumns: ['abalance'] }],
+    ['UPDATE pgbench_tellers SET tbalance = tbalance + 5 WHERE tid = 3', { table: tbl('pgbench_tellers'), op: 'update', rows: [{ tid: int('3') }], setColumns: ['tbalance'] }],
+    ['UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2', { table: tbl('pgbench_branches'), op: 'update', rows: [{ bid: p(2) }], setColumns: ['bbalance'] }],
     [
       'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);',
       { table: tbl('pgbench_history'), op: 'insert', rows: [{ tid: p(1), bid: p(2), aid: p(3), delta: p(4) }] },
@@ -62,16 +53,11 @@ t.test('ActiveMQ JDBC store', async (t) => {
       {
         table: tbl('activemq_msgs'),
         op: 'insert',
-        rows: [
-          { id: p(1), msgid_prod: p(2), msgid_seq: p(3), container: p(4), expiration: p(5), priority: p(6), msg: p(7), xid: p(8) },
-        ],
+        rows: [{ id: p(1), msgid_prod: p(2), msgid_seq: p(3), container: p(4), expiration: p(5), priority: p(6), msg: p(7), xid: p(8) }],
       },
     ],
     ['DELETE FROM ACTIVEMQ_MSGS WHERE ID=$1', { table: tbl('activemq_msgs'), op: 'delete', rows: [{ id: p(1) }] }],
-    [
-      'UPDATE ACTIVEMQ_LOCK SET TIME=$1 WHERE ID=1',
-      { table: tbl('activemq_lock'), op: 'update', rows: [{ id: int('1') }], setColumns: ['time'] },
-    ],
+    ['UPDATE ACTIVEMQ_LOCK SET TIME=$1 WHERE ID=1', { table: tbl('activemq_lock'), op: 'update', rows: [{ id: int('1') }], setColumns: ['time'] }],
     [
       'UPDATE ACTIVEMQ_LOCK SET BROKER_NAME=$1, TIME=$2 WHERE (TIME IS NULL OR TIME < $3) AND ID = 1',
       { table: tbl('activemq_lock'), op: 'update', rows: [{ id: int('1') }], setColumns: ['broker_name', 'time'] },
@@ -95,11 +81,18 @@ t.test('WHERE shapes', async (t) => {
   run(t, [
     [
       'DELETE FROM t WHERE a = 1 AND b IN (2, 3)',
-      { table: tbl('t'), op: 'delete', rows: [{ a: int('1'), b: int('2') }, { a: int('1'), b: int('3') }] },
+      {
+        table: tbl('t'),
+        op: 'delete',
+        rows: [
+          { a: int('1'), b: int('2') },
+          { a: int('1'), b: int('3') },
+        ],
+      },
     ],
     ['DELETE FROM t WHERE id = 1 OR id = 2', { table: tbl('t'), op: 'delete', rows: [{ id: int('1') }, { id: int('2') }] }],
     ['DELETE FROM t WHERE (id = 1 OR id = 2) AND x > 0', { table: tbl('t'), op: 'delete', rows: [{ id: int('1') }, { id: int('2') }] }],
-    ['DELETE FROM t WHERE id = 1 OR name = \'x\'', undefined],
+    ["DELETE FROM t WHERE id = 1 OR name = 'x'", undefined],
     ['DELETE FROM t WHERE id = 1 OR x > 2', undefined],
     ['DELETE FROM t WHERE id > 5', undefined],
     ['DELETE FROM t WHERE id <> 5', undefined],
@@ -108,16 +101,13 @@ t.test('WHERE shapes', async (t) => {
     ['DELETE FROM t WHERE id IS NOT DISTINCT FROM 1', undefined],
     ['DELETE FROM t WHERE id = other_col', undefined],
     ['DELETE FROM t WHERE id = 1 + 1', undefined],
-    ['DELETE FROM t WHERE lower(name) = \'x\'', undefined],
+    ["DELETE FROM t WHERE lower(name) = 'x'", undefined],
     ['UPDATE t SET x = 1', undefined],
     ['DELETE FROM t', undefined],
     ['DELETE FROM t WHERE 5 = id', { table: tbl('t'), op: 'delete', rows: [{ id: int('5') }] }],
     ['DELETE FROM t WHERE id OPERATOR(pg_catalog.=) 5', { table: tbl('t'), op: 'delete', rows: [{ id: int('5') }] }],
     ['DELETE FROM t WHERE id OPERATOR(myschema.=) 5', undefined],
-    [
-      'DELETE FROM t WHERE id = ANY(ARRAY[$1, $2, 3])',
-      { table: tbl('t'), op: 'delete', rows: [{ id: p(1) }, { id: p(2) }, { id: int('3') }] },
-    ],
+    ['DELETE FROM t WHERE id = ANY(ARRAY[$1, $2, 3])', { table: tbl('t'), op: 'delete', rows: [{ id: p(1) }, { id: p(2) }, { id: int('3') }] }],
     ['DELETE FROM t WHERE id = ANY(ARRAY[1, 2]::int8[])', { table: tbl('t'), op: 'delete', rows: [{ id: int('1') }, { id: int('2') }] }],
     ['DELETE FROM t WHERE id = ANY($1)', undefined],
     ['DELETE FROM t WHERE id = ALL(ARRAY[1])', undefined],
@@ -125,12 +115,26 @@ t.test('WHERE shapes', async (t) => {
     // row-wise comparisons, also for composite keys
     ['DELETE FROM t WHERE (a, b) = ($1, $2)', { table: tbl('t'), op: 'delete', rows: [{ a: p(1), b: p(2) }] }],
     [
-      'DELETE FROM t WHERE (a, b) IN ((1, \'x\'), (2, \'y\'))',
-      { table: tbl('t'), op: 'delete', rows: [{ a: int('1'), b: str('x') }, { a: int('2'), b: str('y') }] },
+      "DELETE FROM t WHERE (a, b) IN ((1, 'x'), (2, 'y'))",
+      {
+        table: tbl('t'),
+        op: 'delete',
+        rows: [
+          { a: int('1'), b: str('x') },
+          { a: int('2'), b: str('y') },
+        ],
+      },
     ],
     [
       'DELETE FROM t WHERE (a = 1 AND b = 2) OR (a = 3 AND b = 4)',
-      { table: tbl('t'), op: 'delete', rows: [{ a: int('1'), b: int('2') }, { a: int('3'), b: int('4') }] },
+      {
+        table: tbl('t'),
+        op: 'delete',
+        rows: [
+          { a: int('1'), b: int('2') },
+          { a: int('3'), b: int('4') },
+        ],
+      },
     ],
     // OR branches binding different columns keep only the shared ones
     ['DELETE FROM t WHERE (a = 1 AND b = 2) OR (a = 3)', { table: tbl('t'), op: 'delete', rows: [{ a: int('1') }, { a: int('3') }] }],
@@ -194,21 +198,15 @@ t.test('values: constants, params, casts, signs', async (t) => {
     ['DELETE FROM t WHERE x = $1::mydomain', undefined],
     ["DELETE FROM t WHERE x = '5'::text::int", undefined],
     ['DELETE FROM t WHERE x = 1.50::text', undefined],
-    ["DELETE FROM t WHERE name = 'x' COLLATE \"C\"", undefined],
+    ['DELETE FROM t WHERE name = \'x\' COLLATE "C"', undefined],
     ["DELETE FROM t WHERE bits = B'101'", undefined],
   ])
 })
 
 t.test('names: folding, quoting, aliases, qualification', async (t) => {
   run(t, [
-    [
-      'UPDATE accounts a SET bal = 0 WHERE a.id = 7',
-      { table: tbl('accounts'), op: 'update', rows: [{ id: int('7') }], setColumns: ['bal'] },
-    ],
-    [
-      'UPDATE accounts AS a SET bal = 0 WHERE id = 7',
-      { table: tbl('accounts'), op: 'update', rows: [{ id: int('7') }], setColumns: ['bal'] },
-    ],
+    ['UPDATE accounts a SET bal = 0 WHERE a.id = 7', { table: tbl('accounts'), op: 'update', rows: [{ id: int('7') }], setColumns: ['bal'] }],
+    ['UPDATE accounts AS a SET bal = 0 WHERE id = 7', { table: tbl('accounts'), op: 'update', rows: [{ id: int('7') }], setColumns: ['bal'] }],
     // with an alias the table name no longer qualifies columns
     ['UPDATE accounts a SET bal = 0 WHERE accounts.id = 7', undefined],
     ['DELETE FROM t WHERE other.id = 1', undefined],
@@ -216,14 +214,8 @@ t.test('names: folding, quoting, aliases, qualification', async (t) => {
     ['DELETE FROM s.t WHERE s.t.id = 1', { table: tbl('t', 's'), op: 'delete', rows: [{ id: int('1') }] }],
     ['DELETE FROM s.t WHERE t.id = 1', { table: tbl('t', 's'), op: 'delete', rows: [{ id: int('1') }] }],
     ['DELETE FROM t WHERE public.t.id = 1', undefined],
-    [
-      'UPDATE "Accounts" SET "Bal" = 0 WHERE "Id" = 1 AND "Accounts"."Region" = \'EU\'',
-      { table: tbl('Accounts'), op: 'update', rows: [{ Id: int('1'), Region: str('EU') }], setColumns: ['Bal'] },
-    ],
-    [
-      'UPDATE Sch.Tbl SET (a, b) = (1, 2), c[1] = 3, a = 4 WHERE ID = $1',
-      { table: tbl('tbl', 'sch'), op: 'update', rows: [{ id: p(1) }], setColumns: ['a', 'b', 'c'] },
-    ],
+    ['UPDATE "Accounts" SET "Bal" = 0 WHERE "Id" = 1 AND "Accounts"."Region" = \'EU\'', { table: tbl('Accounts'), op: 'update', rows: [{ Id: int('1'), Region: str('EU') }], setColumns: ['Bal'] }],
+    ['UPDATE Sch.Tbl SET (a, b) = (1, 2), c[1] = 3, a = 4 WHERE ID = $1', { table: tbl('tbl', 'sch'), op: 'update', rows: [{ id: p(1) }], setColumns: ['a', 'b', 'c'] }],
     // joins: an unqualified column may belong to the other table
     ['DELETE FROM t USING u WHERE t.id = u.id', undefined],
     ['DELETE FROM t USING u WHERE t.id = 1', undefined],
@@ -254,7 +246,15 @@ t.test('INSERT', async (t) => {
     // pgjdbc's reWriteBatchedInserts
     [
       'INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)',
-      { table: tbl('t'), op: 'insert', rows: [{ a: p(1), b: p(2) }, { a: p(3), b: p(4) }, { a: p(5), b: p(6) }] },
+      {
+        table: tbl('t'),
+        op: 'insert',
+        rows: [
+          { a: p(1), b: p(2) },
+          { a: p(3), b: p(4) },
+          { a: p(5), b: p(6) },
+        ],
+      },
     ],
     [
       "INSERT INTO t (a, b, c) VALUES (1, DEFAULT, 'x'), (-2, now(), (SELECT 1)), (1, 2, 3)",
@@ -275,29 +275,14 @@ t.test('INSERT', async (t) => {
         setColumns: ['v', 'n'],
       },
     ],
-    [
-      'INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING',
-      { table: tbl('t'), op: 'insert', rows: [{ id: int('1') }], onConflict: 'nothing' },
-    ],
-    [
-      'INSERT INTO t (id) VALUES (1) ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING',
-      { table: tbl('t'), op: 'insert', rows: [{ id: int('1') }], onConflict: 'nothing' },
-    ],
-    [
-      'INSERT INTO t (id, e) VALUES (1, 2) ON CONFLICT ((lower(e))) DO NOTHING',
-      { table: tbl('t'), op: 'insert', rows: [{ id: int('1'), e: int('2') }], onConflict: 'nothing' },
-    ],
-    [
-      'INSERT INTO "S"."T" ("Id", a[1]) VALUES (1, 2) RETURNING *',
-      { table: tbl('T', 'S'), op: 'insert', rows: [{ Id: int('1') }] },
-    ],
+    ['INSERT INTO t (id) VALUES (1) ON CONFLICT DO NOTHING', { table: tbl('t'), op: 'insert', rows: [{ id: int('1') }], onConflict: 'nothing' }],
+    ['INSERT INTO t (id) VALUES (1) ON CONFLICT ON CONSTRAINT t_pkey DO NOTHING', { table: tbl('t'), op: 'insert', rows: [{ id: int('1') }], onConflict: 'nothing' }],
+    ['INSERT INTO t (id, e) VALUES (1, 2) ON CONFLICT ((lower(e))) DO NOTHING', { table: tbl('t'), op: 'insert', rows: [{ id: int('1'), e: int('2') }], onConflict: 'nothing' }],
+    ['INSERT INTO "S"."T" ("Id", a[1]) VALUES (1, 2) RETURNING *', { table: tbl('T', 'S'), op: 'insert', rows: [{ Id: int('1') }] }],
     // a value computed from the table itself depends on the order of other writes
     ['INSERT INTO t (id, x) VALUES (1, (SELECT max(x) FROM t))', undefined],
     ['INSERT INTO t (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET x = (SELECT max(x) FROM t)', undefined],
-    [
-      'INSERT INTO t (id, x) OVERRIDING SYSTEM VALUE VALUES (1, 2)',
-      { table: tbl('t'), op: 'insert', rows: [{ id: int('1'), x: int('2') }] },
-    ],
+    ['INSERT INTO t (id, x) OVERRIDING SYSTEM VALUE VALUES (1, 2)', { table: tbl('t'), op: 'insert', rows: [{ id: int('1'), x: int('2') }] }],
     // identity columns get their default instead of the given value
     ['INSERT INTO t (id, x) OVERRIDING USER VALUE VALUES (1, 2)', undefined],
     ['INSERT INTO t VALUES (1, 2)', undefined],
@@ -330,13 +315,7 @@ t.test('multi-statement strings, nested statements and the cache', async (t) => 
   if (!a.ok) return t.fail(a.error)
   t.same(
     a.statements.map((s) => s.keys),
-    [
-      undefined,
-      [{ table: tbl('a'), op: 'update', rows: [{ id: int('1') }], setColumns: ['x'] }],
-      undefined,
-      [{ table: tbl('c'), op: 'delete', rows: [{ id: p(1) }] }],
-      undefined,
-    ],
+    [undefined, [{ table: tbl('a'), op: 'update', rows: [{ id: int('1') }], setColumns: ['x'] }], undefined, [{ table: tbl('c'), op: 'delete', rows: [{ id: p(1) }] }], undefined],
   )
   // cached with the analysis: the same frozen object on a hit
   const b = analyze(sql)
@@ -345,9 +324,7 @@ t.test('multi-statement strings, nested statements and the cache', async (t) => 
     t.ok(Object.isFrozen(b.statements[1]!.keys![0]!.rows[0]!.id))
   }
   const prep = analyze('PREPARE up (int) AS UPDATE t SET x = 0 WHERE id = $1')
-  t.same(prep.ok && prep.statements[0]!.session?.prepared?.keys, [
-    { table: tbl('t'), op: 'update', rows: [{ id: p(1) }], setColumns: ['x'] },
-  ])
+  t.same(prep.ok && prep.statements[0]!.session?.prepared?.keys, [{ table: tbl('t'), op: 'update', rows: [{ id: p(1) }], setColumns: ['x'] }])
   t.equal(prep.ok && prep.statements[0]!.keys, undefined, 'PREPARE itself touches nothing')
   const cur = analyze('DECLARE c CURSOR FOR SELECT * FROM t WHERE id = 3 FOR UPDATE')
   t.same(cur.ok && cur.statements[0]!.session?.cursorQuery?.keys, [{ table: tbl('t'), op: 'lock', rows: [{ id: int('3') }] }])

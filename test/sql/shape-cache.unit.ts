@@ -122,9 +122,9 @@ t.test('every answer from the cache equals a fresh analysis of the same text', a
 const CLOCK_TEMPLATES = [
   'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, -4, CURRENT_TIMESTAMP);',
   "UPDATE t SET at = now(), note = 'x' WHERE id = 5 AND at < now() - interval '1 day'",
-  "INSERT INTO t (id, u, r, at) VALUES (1, gen_random_uuid(), random(), CURRENT_TIMESTAMP(3)), (2, gen_random_uuid(), 0.5, LOCALTIMESTAMP)",
+  'INSERT INTO t (id, u, r, at) VALUES (1, gen_random_uuid(), random(), CURRENT_TIMESTAMP(3)), (2, gen_random_uuid(), 0.5, LOCALTIMESTAMP)',
   "SELECT now(), 'now', 42, statement_timestamp() FROM t WHERE id = 7",
-  "INSERT INTO t (id, d) VALUES (12, CURRENT_DATE + 3)",
+  'INSERT INTO t (id, d) VALUES (12, CURRENT_DATE + 3)',
 ]
 
 t.test('clock and random calls found on the shape equal those found on the text', async (t) => {

@@ -31,8 +31,13 @@ if (await needJava(t)) {
     const forensics = async (lsn: number) => {
       const logs = await onEachBackend<{ lsn: string; xmin: string; at: string; record: string }>(stack, 'SELECT lsn::text, xmin::text, at::text, record::text FROM pgraid.log ORDER BY lsn')
       const rec = logs[0]!.find((x) => x.lsn === String(lsn))!
-      const dec = (r: string) => (JSON.parse(r) as { stmts: { q: string; p?: (string | null)[]; n?: string }[] }).stmts.map((s) => `${s.q.slice(0, 6)}:${s.p?.[0] && s.p[0].length === 12 ? Buffer.from(s.p[0], 'base64').readBigInt64BE(0) : s.p?.[0]}:${s.n ?? '-'}`).join(' ')
-      for (const l of logs[0]!) if (Number(l.lsn) >= lsn - 40 && Number(l.lsn) <= lsn + 5) t.comment(`  ${l.lsn} at ${l.at} xmin ${l.xmin} on pg2 ${logs[1]!.find((x) => x.lsn === l.lsn)?.xmin ?? 'MISSING'}: ${dec(l.record)}`)
+      const dec = (r: string) =>
+        (JSON.parse(r) as { stmts: { q: string; p?: (string | null)[]; n?: string }[] }).stmts
+          .map((s) => `${s.q.slice(0, 6)}:${s.p?.[0] && s.p[0].length === 12 ? Buffer.from(s.p[0], 'base64').readBigInt64BE(0) : s.p?.[0]}:${s.n ?? '-'}`)
+          .join(' ')
+      for (const l of logs[0]!)
+        if (Number(l.lsn) >= lsn - 40 && Number(l.lsn) <= lsn + 5)
+          t.comment(`  ${l.lsn} at ${l.at} xmin ${l.xmin} on pg2 ${logs[1]!.find((x) => x.lsn === l.lsn)?.xmin ?? 'MISSING'}: ${dec(l.record)}`)
       const j = JSON.parse(rec.record) as { stmts: { q: string; p?: (string | null)[] }[] }
       const keys = new Set(j.stmts.flatMap((s) => (s.p ?? []).slice(0, 1)).filter((v): v is string => v !== null))
       for (const k of keys) {
@@ -54,21 +59,25 @@ if (await needJava(t)) {
     const got: Got[] = []
     let producing = true
     const total = PER * 2 * CYCLES
-    const consumers = [0, 1].map((w) => (async () => {
-      while (producing || got.length < total) {
-        const c = await consume(broker.url, queue, (got.length + w) % 2 ? 'transacted' : 'client-ack', 100, 3_000)
-        got.push(...c.got)
-        if (!producing && c.got.length === 0) break
-      }
-    })())
+    const consumers = [0, 1].map((w) =>
+      (async () => {
+        while (producing || got.length < total) {
+          const c = await consume(broker.url, queue, (got.length + w) % 2 ? 'transacted' : 'client-ack', 100, 3_000)
+          got.push(...c.got)
+          if (!producing && c.got.length === 0) break
+        }
+      })(),
+    )
     const sent: number[] = []
-    const producers = [0, 1].map((w) => (async () => {
-      for (let k = 0; k < CYCLES; k++) {
-        const first = (k * 2 + w) * PER
-        const p = await produce(broker.url, queue, PER, 100 + k * 2 + w, { firstId: first })
-        for (let i = 0; i < p.confirmed; i++) sent.push(first + i)
-      }
-    })())
+    const producers = [0, 1].map((w) =>
+      (async () => {
+        for (let k = 0; k < CYCLES; k++) {
+          const first = (k * 2 + w) * PER
+          const p = await produce(broker.url, queue, PER, 100 + k * 2 + w, { firstId: first })
+          for (let i = 0; i < p.confirmed; i++) sent.push(first + i)
+        }
+      })(),
+    )
     void Promise.all(producers).then(() => (producing = false))
     for (let c = 0; c < CYCLES && producing; c++) {
       const base = got.length

@@ -70,8 +70,27 @@ function cycles(graph: Map<string, string[]>): string[][] {
 }
 
 t.test('the cycle finder finds a cycle, and none where there is none', async (t) => {
-  t.same(cycles(new Map([['a', ['b']], ['b', ['c']], ['c', []]])), [])
-  t.same(cycles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]])).map((c) => c.sort()), [['a', 'b', 'c']])
+  t.same(
+    cycles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', []],
+      ]),
+    ),
+    [],
+  )
+  t.same(
+    cycles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+        ['d', ['a']],
+      ]),
+    ).map((c) => c.sort()),
+    [['a', 'b', 'c']],
+  )
   t.same(cycles(new Map([['a', ['a']]])), [['a']])
 })
 

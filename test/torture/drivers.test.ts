@@ -49,10 +49,16 @@ async function failure(t: Test, p: Promise<unknown>, what: string): Promise<{ co
 const lostCode = (code: string | undefined) => code === undefined || code.startsWith('08')
 
 t.test('psql CSV parsing: quotes, separators, newlines, empty fields', async (t) => {
-  t.same(parseCsv('a,"b, ""c"""\n,"x\ny\r"\n'), [['a', 'b, "c"'], ['', 'x\ny\r']])
+  t.same(parseCsv('a,"b, ""c"""\n,"x\ny\r"\n'), [
+    ['a', 'b, "c"'],
+    ['', 'x\ny\r'],
+  ])
 })
 
-const drivers: Array<[string, Connect]> = [['jdbc', connectJdbc], ['psql', connectPsql]]
+const drivers: Array<[string, Connect]> = [
+  ['jdbc', connectJdbc],
+  ['psql', connectPsql],
+]
 
 for (const [name, connect] of drivers) {
   t.test(name, async (t) => {
@@ -134,10 +140,7 @@ for (const [name, connect] of drivers) {
       const v = `it's "quoted", :USER\n\tline 2\r\nback\\slash; semi $x ? end`
       const ins = await s.query(`INSERT INTO ${table} (v)\n  VALUES ($1) -- a comment; with a semicolon\n  RETURNING v;`, [v])
       t.same(ins.rows, [{ v }], 'value round-trips')
-      const r = await s.query(
-        `/* leading comment */ SELECT v, 'lit''s "x"' AS lit, E'a\\nb' AS esc\nFROM ${table}\nWHERE v = $1 -- trailing comment`,
-        [v],
-      )
+      const r = await s.query(`/* leading comment */ SELECT v, 'lit''s "x"' AS lit, E'a\\nb' AS esc\nFROM ${table}\nWHERE v = $1 -- trailing comment`, [v])
       t.same(r.rows, [{ v, lit: `lit's "x"`, esc: 'a\nb' }])
     })
 
@@ -198,7 +201,10 @@ for (const [name, connect] of drivers) {
 }
 
 t.test('closeJdbc() stops the JVM; the next session starts another', { skip: missing ?? false }, async (t) => {
-  const jvms = () => execFileSync('ps', ['--ppid', String(process.pid), '-o', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('TortureJdbc'))
+  const jvms = () =>
+    execFileSync('ps', ['--ppid', String(process.pid), '-o', 'args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes('TortureJdbc'))
   const s = await connectJdbc(ep)
   t.equal(jvms().length, 1, 'one JVM for every session')
   const pending = failure(t, s.query('SELECT pg_sleep(10)'), 'statement while the JVM stopped')

@@ -78,7 +78,11 @@ t.test('a read that is not a prefix of the final list', async (t) => {
 
 t.test('internal inconsistencies', async (t) => {
   t.same(checkListAppend([txn(1, [ap(1, 10), rd(1, [])])], lists({ 1: [10] })).anomalies, ['internal (read your writes): op 1 (rc) read key 1 = [], after appending [10] to it'], 'read your writes')
-  t.same(checkListAppend([txn(1, [ap(1, 10), ap(1, 11), rd(1, [11, 10])])], lists({ 1: [10, 11] })).anomalies, ['internal (read your writes): op 1 (rc) read key 1 = [11,10], after appending [10,11] to it'], 'own appends out of order')
+  t.same(
+    checkListAppend([txn(1, [ap(1, 10), ap(1, 11), rd(1, [11, 10])])], lists({ 1: [10, 11] })).anomalies,
+    ['internal (read your writes): op 1 (rc) read key 1 = [11,10], after appending [10,11] to it'],
+    'own appends out of order',
+  )
   // A value committed by another between two reads: fine at READ COMMITTED, not at REPEATABLE READ.
   const ops = (iso: 'rc' | 'rr') => [txn(1, [rd(1, []), ap(2, 21), rd(1, [10])], { iso, at: [0, 50] }), txn(2, [ap(1, 10)], { at: [10, 20] })]
   t.same(checkListAppend(ops('rc'), lists({ 1: [10], 2: [21] })), nothing, 'non-repeatable read at RC')
@@ -111,7 +115,11 @@ t.test('G-single (read skew): an anomaly at RR; at RC only when the later read s
   const final = lists({ 1: [20], 2: [21] })
   t.same(checkListAppend(ops('rr', [rd(1, []), rd(2, [21])]), final).anomalies, ['G-single: op 1 (rr) -[rw k1: read [], missing 20]-> op 2 (rc) -[wr k2: read …21]-> op 1'], 'RR: reported')
   t.same(checkListAppend(ops('rc', [rd(1, []), rd(2, [21])]), final), nothing, 'RC: each statement its own snapshot: allowed')
-  t.same(checkListAppend(ops('rc', [rd(2, [21]), rd(1, [])]), final).anomalies, ['G-single: op 1 (rc) -[rw k1: read [], missing 20]-> op 2 (rc) -[wr k2: read …21]-> op 1'], 'RC, the other way round: the second read must see what the first saw committed')
+  t.same(
+    checkListAppend(ops('rc', [rd(2, [21]), rd(1, [])]), final).anomalies,
+    ['G-single: op 1 (rc) -[rw k1: read [], missing 20]-> op 2 (rc) -[wr k2: read …21]-> op 1'],
+    'RC, the other way round: the second read must see what the first saw committed',
+  )
 })
 
 t.test('lost update: an anomaly at RR, allowed at RC', async (t) => {

@@ -15,10 +15,15 @@ t.setTimeout(900_000)
 
 function torture(args: string[], env: Record<string, string> = {}): Promise<{ code: number; last: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'tools/torture/main.ts', '--quiet', ...args], { env: { ...process.env, ...env }, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const lines = stdout.trim().split('\n')
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, last: lines[lines.length - 1] ?? '', stderr })
-    })
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'tools/torture/main.ts', '--quiet', ...args],
+      { env: { ...process.env, ...env }, timeout: 600_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const lines = stdout.trim().split('\n')
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, last: lines[lines.length - 1] ?? '', stderr })
+      },
+    )
   })
 }
 
@@ -27,11 +32,25 @@ const counts = (line: string) => Object.fromEntries([...line.matchAll(/(\w+)=(\d
 t.test('90 s of every fault kind of one pgraid and every client library, seed 1: nothing lost, no phantom, no anomaly, no divergence', async (t) => {
   const r = await torture(['--duration', '90', '--seed', '1', '--pgraid-process'])
   // Which kinds ran is printed on stderr (netcut needs root: said so when skipped).
-  t.comment(r.stderr.split('\n').filter((l) => /skipped/.test(l)).join('\n') || 'every fault kind and driver applies here')
+  t.comment(
+    r.stderr
+      .split('\n')
+      .filter((l) => /skipped/.test(l))
+      .join('\n') || 'every fault kind and driver applies here',
+  )
   t.match(r.last, /^torture: ops=\d+ ok=\d+ failed=\d+ indeterminate=\d+ lost=\d+ phantom=\d+ anomalies=\d+ divergences=\d+ seed=1$/, `the summary line (${r.last})`)
   const c = counts(r.last)
   t.ok((c.ok ?? 0) > 100, `${c.ok} operations acknowledged`)
-  t.same([c.lost, c.phantom, c.anomalies, c.divergences], [0, 0, 0, 0], r.code ? r.stderr.split('\n').filter((l) => l.startsWith('torture:')).join('\n') : 'clean')
+  t.same(
+    [c.lost, c.phantom, c.anomalies, c.divergences],
+    [0, 0, 0, 0],
+    r.code
+      ? r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('torture:'))
+          .join('\n')
+      : 'clean',
+  )
   t.equal(r.code, 0, 'exit 0')
 })
 
@@ -40,7 +59,16 @@ t.test('60 s with two pgraid instances (the writer killed -9, the standby taking
   t.match(r.last, /^torture: ops=\d+ ok=\d+ failed=\d+ indeterminate=\d+ lost=\d+ phantom=\d+ anomalies=\d+ divergences=\d+ seed=1$/, `the summary line (${r.last})`)
   const c = counts(r.last)
   t.ok((c.ok ?? 0) > 100, `${c.ok} operations acknowledged`)
-  t.same([c.lost, c.phantom, c.anomalies, c.divergences], [0, 0, 0, 0], r.code ? r.stderr.split('\n').filter((l) => l.startsWith('torture:')).join('\n') : 'clean')
+  t.same(
+    [c.lost, c.phantom, c.anomalies, c.divergences],
+    [0, 0, 0, 0],
+    r.code
+      ? r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('torture:'))
+          .join('\n')
+      : 'clean',
+  )
   t.equal(r.code, 0, 'exit 0')
 })
 

@@ -15,9 +15,23 @@ import { VANISH_SETUP, VANISH_HOWS, vanishOp, checkVanish, type VanishArgs, type
 const RUNS = 4
 
 t.test('checkVanish: partial indeterminate, committed failed, lost ok, phantom', async (t) => {
-  const op = (id: number, how: VanishHow, rows: number, outcome: Op['outcome']): Op =>
-    ({ id, client: 0, kind: 'vanish' as Op['kind'], args: { how, rows } satisfies VanishArgs, invokedAt: 0, completedAt: 1, outcome })
-  const ops = [op(1, 'after-commit', 3, 'indeterminate'), op(2, 'mid-tx', 2, 'failed'), op(3, 'pipeline', 2, 'ok'), op(4, 'after-commit', 2, 'indeterminate'), op(5, 'pipeline', 1, 'ok'), op(6, 'mid-copy', 2, 'failed')]
+  const op = (id: number, how: VanishHow, rows: number, outcome: Op['outcome']): Op => ({
+    id,
+    client: 0,
+    kind: 'vanish' as Op['kind'],
+    args: { how, rows } satisfies VanishArgs,
+    invokedAt: 0,
+    completedAt: 1,
+    outcome,
+  })
+  const ops = [
+    op(1, 'after-commit', 3, 'indeterminate'),
+    op(2, 'mid-tx', 2, 'failed'),
+    op(3, 'pipeline', 2, 'ok'),
+    op(4, 'after-commit', 2, 'indeterminate'),
+    op(5, 'pipeline', 1, 'ok'),
+    op(6, 'mid-copy', 2, 'failed'),
+  ]
   const rows = [
     { op: 1, n: 1 }, // half of op 1
     { op: 2, n: 2 }, // a failed op's row
@@ -37,14 +51,26 @@ t.test('checkVanish: partial indeterminate, committed failed, lost ok, phantom',
   t.equal(r.phantom.length, 2)
   t.match(r.phantom.join('\n'), /op 9, which never ran/)
   t.match(r.phantom.join('\n'), /op 5 wrote 1 rows, yet rows n=7/)
-  t.same(checkVanish(ops.slice(3, 5), [{ op: 4, n: 1 }, { op: 4, n: 2 }, { op: 5, n: 1 }]), { lost: [], phantom: [], anomalies: [] }, 'a consistent history: nothing')
+  t.same(
+    checkVanish(ops.slice(3, 5), [
+      { op: 4, n: 1 },
+      { op: 4, n: 2 },
+      { op: 5, n: 1 },
+    ]),
+    { lost: [], phantom: [], anomalies: [] },
+    'a consistent history: nothing',
+  )
   t.same(checkVanish([op(4, 'after-commit', 2, 'indeterminate')], []), { lost: [], phantom: [], anomalies: [] }, 'an indeterminate op with none of its rows: fine')
 })
 
 /** Nothing of a vanished session is left: pgraid serves, every backend in service, no open transaction or lock anywhere. */
 async function afterwards(t: Test, stack: Stack, op: Op): Promise<void> {
   const { rows: k } = op.args as VanishArgs
-  t.same(stack.proxy.context.states.list.map((b) => b.state), ['enabled', 'enabled', 'enabled'], 'no backend taken out')
+  t.same(
+    stack.proxy.context.states.list.map((b) => b.state),
+    ['enabled', 'enabled', 'enabled'],
+    'no backend taken out',
+  )
   const c = await client(stack)
   try {
     // Writing the same keys waits on any row lock the vanished session still holds.
@@ -55,14 +81,18 @@ async function afterwards(t: Test, stack: Stack, op: Op): Promise<void> {
     await c.end()
   }
   await waitFor('pgraid to have closed every client session', () => stack.proxy.context.sessions().length === 0, 10_000)
-  await waitFor('no open transaction or lock on vanish on any backend', async () => {
-    const busy = await onEachBackend<{ n: number }>(
-      stack,
-      "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle')::int" +
-        " + (SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation WHERE r.relname LIKE 'vanish%' AND l.pid <> pg_backend_pid())::int AS n",
-    )
-    return busy.every((rows) => rows[0]!.n === 0)
-  }, 10_000)
+  await waitFor(
+    'no open transaction or lock on vanish on any backend',
+    async () => {
+      const busy = await onEachBackend<{ n: number }>(
+        stack,
+        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle')::int" +
+          " + (SELECT count(*) FROM pg_locks l JOIN pg_class r ON r.oid = l.relation WHERE r.relname LIKE 'vanish%' AND l.pid <> pg_backend_pid())::int AS n",
+      )
+      return busy.every((rows) => rows[0]!.n === 0)
+    },
+    10_000,
+  )
 }
 
 t.test('clients that vanish, against pgraid', async (t) => {

@@ -54,7 +54,8 @@ export async function check(history: History, backends: { name: string; client: 
     if (JSON.stringify(s.lists) !== JSON.stringify(first.lists)) v.divergences.push(`lists differ between ${first.name} and ${s.name}`)
     if (JSON.stringify(s.vanish) !== JSON.stringify(first.vanish)) v.divergences.push(`vanish differs between ${first.name} (${first.vanish.length} rows) and ${s.name} (${s.vanish.length} rows)`)
     for (const how of REGISTERS)
-      if (JSON.stringify(s.reg[how]) !== JSON.stringify(first.reg[how])) v.divergences.push(`${REGISTER_TABLES[how]} differs between ${first.name} (${first.reg[how].length} rows) and ${s.name} (${s.reg[how].length} rows)`)
+      if (JSON.stringify(s.reg[how]) !== JSON.stringify(first.reg[how]))
+        v.divergences.push(`${REGISTER_TABLES[how]} differs between ${first.name} (${first.reg[how].length} rows) and ${s.name} (${s.reg[how].length} rows)`)
   }
   for (const s of states) {
     // Bank: the total never changes, no balance below zero, every account there.

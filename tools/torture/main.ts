@@ -42,7 +42,19 @@ const program = new Command('torture')
   .option('--log-dir <dir>', "append each pgraid process's log to DIR/<name>.log as it runs")
   .option('--quiet', 'only the summary line')
   .parse()
-const opts = program.opts<{ duration: string; seed?: string; clients: string; drivers?: string; nemesis?: string; pgraidProcess?: boolean; instances: string; network: boolean; overlap?: boolean; quiet?: boolean; logDir?: string }>()
+const opts = program.opts<{
+  duration: string
+  seed?: string
+  clients: string
+  drivers?: string
+  nemesis?: string
+  pgraidProcess?: boolean
+  instances: string
+  network: boolean
+  overlap?: boolean
+  quiet?: boolean
+  logDir?: string
+}>()
 const seed = opts.seed ? Number(opts.seed) : Date.now() % 1_000_000_007
 const log = (msg: string) => {
   if (!opts.quiet) console.error(`[${new Date().toISOString().slice(11, 23)}] ${msg}`)
@@ -60,7 +72,13 @@ const network: Network | null = (() => {
   return n
 })()
 const applies = (k: NemesisKind): string | null =>
-  (k === 'crash' || k === 'failover') && !opts.pgraidProcess ? 'needs --pgraid-process' : k === 'failover' && instances < 2 ? 'needs --instances 2' : k === 'netcut' && !network ? 'needs --pgraid-process, root and iproute2' : null
+  (k === 'crash' || k === 'failover') && !opts.pgraidProcess
+    ? 'needs --pgraid-process'
+    : k === 'failover' && instances < 2
+      ? 'needs --instances 2'
+      : k === 'netcut' && !network
+        ? 'needs --pgraid-process, root and iproute2'
+        : null
 const kinds = (opts.nemesis?.split(',') ?? KINDS.filter((k) => !applies(k))).filter(Boolean) as NemesisKind[]
 for (const k of kinds) {
   if (!KINDS.includes(k)) throw new Error(`unknown nemesis kind "${k}" (${KINDS.join(', ')})`)
@@ -70,11 +88,18 @@ for (const k of kinds) {
 // Every driver by default; pgjdbc only where a JDK and the jar are installed (said so when not).
 const noJdbc = opts.drivers ? null : await jdbcMissing()
 if (noJdbc) console.error(`torture: the jdbc driver is skipped: ${noJdbc}`)
-const drivers = (opts.drivers ?? Object.keys(DRIVERS).filter((d) => d !== 'jdbc' || !noJdbc).join(',')).split(',').map((name) => {
-  const connect = DRIVERS[name]
-  if (!connect) throw new Error(`unknown driver "${name}" (${Object.keys(DRIVERS).join(', ')})`)
-  return { name, connect }
-})
+const drivers = (
+  opts.drivers ??
+  Object.keys(DRIVERS)
+    .filter((d) => d !== 'jdbc' || !noJdbc)
+    .join(',')
+)
+  .split(',')
+  .map((name) => {
+    const connect = DRIVERS[name]
+    if (!connect) throw new Error(`unknown driver "${name}" (${Object.keys(DRIVERS).join(', ')})`)
+    return { name, connect }
+  })
 
 if (opts.logDir) mkdirSync(opts.logDir, { recursive: true })
 const target = await startTarget({ process: !!opts.pgraidProcess, instances, network, logLevel: process.env.PGRAID_LOG_LEVEL ?? 'error', logDir: opts.logDir })
@@ -102,7 +127,9 @@ try {
   const rng = new Rng(seed)
   const stopAt = Date.now() + Number(opts.duration) * 1000
   const until = () => Date.now() >= stopAt
-  log(`torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients (${drivers.map((d) => d.name).join(', ')}), nemesis ${kinds.join(',')}${opts.pgraidProcess ? `, pgraid as ${instances} process(es)` : ''}${network ? ' in a network namespace' : ''}`)
+  log(
+    `torture: seed ${seed}, ${opts.duration} s, ${opts.clients} clients (${drivers.map((d) => d.name).join(', ')}), nemesis ${kinds.join(',')}${opts.pgraidProcess ? `, pgraid as ${instances} process(es)` : ''}${network ? ' in a network namespace' : ''}`,
+  )
   const heal = (budgetMs: number) => healAll(target, budgetMs, log)
   const stuck: string[] = []
   const eps = target.endpoints.map((e) => ({ ...e, ...target.client }))
@@ -149,9 +176,11 @@ try {
   )
   const verify = (await target.admin('VERIFY').catch((e: Error) => [{ verify: `failed: ${e.message}` }])).map((r) => JSON.stringify(r))
   // A backend that cannot be read (its tables gone: a wipe never cloned back) is a finding too.
-  const v = await check(history, target.backends.map((b) => ({ name: b.name, client: () => b.client() })), verify).catch(
-    (e: Error): Verdict => ({ lost: [], phantom: [], anomalies: [], divergences: [`the backends could not be read for the check: ${e.message}`], rows: {} }),
-  )
+  const v = await check(
+    history,
+    target.backends.map((b) => ({ name: b.name, client: () => b.client() })),
+    verify,
+  ).catch((e: Error): Verdict => ({ lost: [], phantom: [], anomalies: [], divergences: [`the backends could not be read for the check: ${e.message}`], rows: {} }))
   v.anomalies.push(...hung)
   if (healFailed) v.anomalies.push(healFailed)
   v.anomalies.push(...stuck)
@@ -172,7 +201,12 @@ try {
   }
   const byKind = new Map<string, number>()
   for (const op of history.ops) byKind.set(`${op.kind}/${op.outcome}`, (byKind.get(`${op.kind}/${op.outcome}`) ?? 0) + 1)
-  log(`operations: ${[...byKind].sort().map(([k, n]) => `${k}=${n}`).join(' ')}`)
+  log(
+    `operations: ${[...byKind]
+      .sort()
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ')}`,
+  )
   log(`faults: ${faults.map((f) => `${f.kind}${f.target === '-' ? '' : ` ${f.target}`}`).join(', ')}`)
   console.log(
     `torture: ops=${history.count()} ok=${history.count('ok')} failed=${history.count('failed')} indeterminate=${history.count('indeterminate')} lost=${v.lost.length} phantom=${v.phantom.length} anomalies=${v.anomalies.length} divergences=${v.divergences.length} seed=${seed}`,
@@ -192,7 +226,11 @@ async function healAll(target: Target, budgetMs: number, log: (msg: string) => v
     b.resume()
     target.network?.heal(i)
   }
-  for (const b of target.backends) await b.client().then((c) => c.end()).catch(() => b.start())
+  for (const b of target.backends)
+    await b
+      .client()
+      .then((c) => c.end())
+      .catch(() => b.start())
   const deadline = Date.now() + budgetMs
   for (;;) {
     const out = (await target.admin('SHOW BACKENDS').catch(() => null))?.filter((b) => b.state !== 'enabled')
@@ -210,10 +248,13 @@ async function healAll(target: Target, budgetMs: number, log: (msg: string) => v
       const how = b.state === 'inconsistent' || b.state === 'new' ? 'CLONE' : 'RESYNC'
       log(`heal: ${how} ${String(b.name)} (${String(b.state)}: ${String(b.reason)})`)
       const t0 = Date.now()
-      await target.admin(`${how} ${String(b.name)}`).then(() => log(`heal: ${how} ${String(b.name)} done in ${Date.now() - t0} ms`)).catch(async (e: Error) => {
-        log(`heal: ${how} ${String(b.name)} refused: ${e.message}`)
-        if (how === 'RESYNC' && /clone/i.test(e.message)) await target.admin(`CLONE ${String(b.name)}`).catch((e2: Error) => log(`heal: CLONE ${String(b.name)} failed: ${e2.message}`))
-      })
+      await target
+        .admin(`${how} ${String(b.name)}`)
+        .then(() => log(`heal: ${how} ${String(b.name)} done in ${Date.now() - t0} ms`))
+        .catch(async (e: Error) => {
+          log(`heal: ${how} ${String(b.name)} refused: ${e.message}`)
+          if (how === 'RESYNC' && /clone/i.test(e.message)) await target.admin(`CLONE ${String(b.name)}`).catch((e2: Error) => log(`heal: CLONE ${String(b.name)} failed: ${e2.message}`))
+        })
     }
     await new Promise((r) => setTimeout(r, 300))
   }

@@ -43,7 +43,7 @@ class WireError extends Error {
 
 function fields(body: Buffer): Record<string, string> {
   const out: Record<string, string> = {}
-  for (let i = 0; i < body.length && body[i] !== 0; ) {
+  for (let i = 0; i < body.length && body[i] !== 0;) {
     const end = body.indexOf(0, i + 1)
     out[String.fromCharCode(body[i]!)] = body.toString('utf8', i + 1, end)
     i = end + 1
@@ -147,7 +147,7 @@ class Wire {
 
   /** Messages up to the `count`-th of type `type`. */
   async until(type: string, count = 1): Promise<void> {
-    for (let seen = 0; seen < count; ) if ((await this.next()).type === type) seen++
+    for (let seen = 0; seen < count;) if ((await this.next()).type === type) seen++
   }
 
   /** A simple-protocol statement, read to its ReadyForQuery (an error is thrown after the ReadyForQuery that follows it). */

@@ -187,11 +187,15 @@ async function dequeue(conn: Conn, k: number, history: History, n: number): Prom
   const op = history.begin(k, 'dequeue', n)
   const c = await connect(conn, op, history)
   try {
-    const r = await c.query<{ id: string }>(
-      'UPDATE queue SET taken_by = $1 WHERE id IN (SELECT id FROM queue WHERE taken_by IS NULL ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id',
-      [op.id, n],
+    const r = await c.query<{ id: string }>('UPDATE queue SET taken_by = $1 WHERE id IN (SELECT id FROM queue WHERE taken_by IS NULL ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id', [
+      op.id,
+      n,
+    ])
+    history.end(
+      op,
+      'ok',
+      r.rows.map((x) => Number(x.id)).sort((a, b) => a - b),
     )
-    history.end(op, 'ok', r.rows.map((x) => Number(x.id)).sort((a, b) => a - b))
   } catch (e) {
     const why = classify(e)
     history.end(op, why.outcome, undefined, why.error)

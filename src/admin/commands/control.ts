@@ -17,7 +17,11 @@ export async function pause({ ctx, signal, notice }: Call): Promise<Result> {
   while (busy().length && !signal.aborted) {
     if (Date.now() - last >= 1000) {
       last = Date.now()
-      notice(`paused: new transactions wait; waiting for ${busy().length} open transaction(s) to end (sessions ${busy().map((s) => s.id).join(', ')})`)
+      notice(
+        `paused: new transactions wait; waiting for ${busy().length} open transaction(s) to end (sessions ${busy()
+          .map((s) => s.id)
+          .join(', ')})`,
+      )
     }
     await new Promise((r) => setTimeout(r, 20))
   }

@@ -41,7 +41,12 @@ export async function resync({ ctx, args, dry, signal, notice }: Call): Promise<
     if (b.state === 'enabled') return dryRun(name, `${name} is in service: nothing to do`)
     if (b.state !== 'disabled') return dryRun(name, `would refuse: ${name} is ${b.state}: clone it`)
     const why = await behindReason(ctx, idx).catch((e: Error) => `would refuse: ${e.message}`)
-    return dryRun(name, why ? `${why.startsWith('would') ? why : `${why.replace(/: resync it$/, '')}: would replay them from ${targets[ctx.states.enabled()[0]!]!.name}, hold new commits up to ${ctx.config.lifecycle.holdMs} ms and enable it`}` : `has every record: would enable it`)
+    return dryRun(
+      name,
+      why
+        ? `${why.startsWith('would') ? why : `${why.replace(/: resync it$/, '')}: would replay them from ${targets[ctx.states.enabled()[0]!]!.name}, hold new commits up to ${ctx.config.lifecycle.holdMs} ms and enable it`}`
+        : `has every record: would enable it`,
+    )
   }
   try {
     const r = await runResync(ctx, idx, (m, p) => notice(m, p), undefined, signal)
@@ -94,7 +99,9 @@ export async function verify({ ctx, text, notice }: Call): Promise<Result> {
   }
   if (m[1]) return { columns: ['report'], rows: [[JSON.stringify(report)]], tag: 'VERIFY' }
   const compared = report.tables.filter((t) => t.rows || t.chunks).length
-  notice(`verify: ${report.identical ? 'identical' : `${report.differences.length} difference(s)`}: ${report.backends.join(', ')} compared at ${report.databases.map((d) => `"${d.name}" LSN ${d.lsn ?? '-'}`).join(', ')}; ${compared} tables, ${report.tables.reduce((n, t) => n + t.rows, 0)} rows${report.skipped.length ? `; not compared (out of service): ${report.skipped.join(', ')}` : ''}`)
+  notice(
+    `verify: ${report.identical ? 'identical' : `${report.differences.length} difference(s)`}: ${report.backends.join(', ')} compared at ${report.databases.map((d) => `"${d.name}" LSN ${d.lsn ?? '-'}`).join(', ')}; ${compared} tables, ${report.tables.reduce((n, t) => n + t.rows, 0)} rows${report.skipped.length ? `; not compared (out of service): ${report.skipped.join(', ')}` : ''}`,
+  )
   return { columns: ['database', 'table', 'backend', 'problem', 'key', 'detail'], rows: report.differences.map((d) => [d.database, d.table, d.backend, d.problem, d.key, d.detail]), tag: 'VERIFY' }
 }
 
@@ -102,13 +109,21 @@ export async function verify({ ctx, text, notice }: Call): Promise<Result> {
 function backendArg(ctx: ServerContext, targets: Targets, word: string | undefined): { name: string; idx: number } {
   const name = unquote(word ?? '')
   const idx = targets.findIndex((t, i) => t.name === name && ctx.states.list[i]!.state !== 'removed')
-  if (idx < 0) throw errors.unknownBackend(name, targets.some((t) => t.name === name), configured(ctx, targets))
+  if (idx < 0)
+    throw errors.unknownBackend(
+      name,
+      targets.some((t) => t.name === name),
+      configured(ctx, targets),
+    )
   return { name, idx }
 }
 
 /** The backends an unknown name could have meant: those still configured. */
 function configured(ctx: ServerContext, targets: Targets): string {
-  return targets.filter((_, i) => ctx.states.list[i]!.state !== 'removed').map((t) => t.name).join(', ')
+  return targets
+    .filter((_, i) => ctx.states.list[i]!.state !== 'removed')
+    .map((t) => t.name)
+    .join(', ')
 }
 
 function unquote(word: string): string {

@@ -47,7 +47,22 @@ export function servers(call: Call): Result {
     const active = s.transactionStatus !== 'idle'
     for (const v of s.servers()) {
       const t = targets[v.index]
-      rows.push(['S', s.user, s.database, active ? 'active' : 'idle', t?.host ?? null, t?.port ?? null, v.localAddress, v.localPort, v.connectedAt.toISOString(), v.pid, v.tls, s.applicationName, v.backend, s.id])
+      rows.push([
+        'S',
+        s.user,
+        s.database,
+        active ? 'active' : 'idle',
+        t?.host ?? null,
+        t?.port ?? null,
+        v.localAddress,
+        v.localPort,
+        v.connectedAt.toISOString(),
+        v.pid,
+        v.tls,
+        s.applicationName,
+        v.backend,
+        s.id,
+      ])
     }
   }
   return {
@@ -62,7 +77,10 @@ export function databases(call: Call): Result {
   const { ctx } = call
   const sessions = clientSessions(call.ctx)
   const names = [...new Set([...ctx.databases(), ...sessions.map((s) => s.database)])].sort()
-  const inService = ctx.states.list.filter((b) => b.state === 'enabled').map((b) => b.name).join(',')
+  const inService = ctx.states.list
+    .filter((b) => b.state === 'enabled')
+    .map((b) => b.name)
+    .join(',')
   const rows: Row[] = names.map((name) => [
     name,
     name,
@@ -88,7 +106,21 @@ export function poolNodes({ ctx }: Call): Result {
     const status = b.state === 'enabled' ? 'up' : b.state === 'new' ? 'waiting' : 'down'
     const pgStatus = h.lastError ? 'down' : h.lastOk ? 'up' : 'unknown'
     const share = total > 0 && b.state === 'enabled' ? weight / total : 0
-    return [b.index, targets[b.index]!.host, targets[b.index]!.port, status, pgStatus, share.toFixed(6), 'replica', 'replica', ctx.counters.backend(b.index).reads, b.state === 'enabled' && weight > 0, b.name, b.state, b.since.toISOString()]
+    return [
+      b.index,
+      targets[b.index]!.host,
+      targets[b.index]!.port,
+      status,
+      pgStatus,
+      share.toFixed(6),
+      'replica',
+      'replica',
+      ctx.counters.backend(b.index).reads,
+      b.state === 'enabled' && weight > 0,
+      b.name,
+      b.state,
+      b.since.toISOString(),
+    ]
   })
   return {
     columns: ['node_id', 'hostname', 'port', 'status', 'pg_status', 'lb_weight', 'role', 'pg_role', 'select_cnt', 'load_balance_node', 'name', 'state', 'last_status_change'],

@@ -14,7 +14,20 @@ export function backends({ ctx }: Call): Result {
       .filter((b) => b.state !== 'removed' || ctx.sessions().some((s) => s.links.some((l) => l.index === b.index)))
       .map((b) => {
         const h = ctx.health.view(b.index)
-        return [b.name, targets[b.index]!.host, targets[b.index]!.port, b.state, b.cause, b.activity, b.reason, b.since.toISOString(), ctx.stats[b.index]!.weight, ctx.stats[b.index]!.outstanding, h.lastError ?? (h.lastOk ? 'ok' : 'not checked yet'), h.lastOk?.toISOString() ?? null]
+        return [
+          b.name,
+          targets[b.index]!.host,
+          targets[b.index]!.port,
+          b.state,
+          b.cause,
+          b.activity,
+          b.reason,
+          b.since.toISOString(),
+          ctx.stats[b.index]!.weight,
+          ctx.stats[b.index]!.outstanding,
+          h.lastError ?? (h.lastOk ? 'ok' : 'not checked yet'),
+          h.lastOk?.toISOString() ?? null,
+        ]
       }),
     tag: 'SHOW',
   }
@@ -39,7 +52,10 @@ export function clients({ ctx }: Call): Result {
 export function locks({ ctx }: Call): Result {
   return {
     columns: ['resource', 'holders', 'waiters'],
-    rows: ctx.locks.snapshot().filter((l) => l.holders.length || l.waiters.length).map((l) => [l.resource, l.holders.join(' '), l.waiters.join(' ')]),
+    rows: ctx.locks
+      .snapshot()
+      .filter((l) => l.holders.length || l.waiters.length)
+      .map((l) => [l.resource, l.holders.join(' '), l.waiters.join(' ')]),
     tag: 'SHOW',
   }
 }
@@ -63,7 +79,19 @@ export function stats({ ctx }: Call): Result {
   return {
     columns: ['sessions', 'commits_total', 'commits_per_s_10s', 'commits_per_s_60s', 'commits_in_flight', 'commits_held', 'backend', 'reads', 'writes', 'errors', 'connections'],
     rows: [
-      [sessions.length, ctx.commits.total, round(ctx.commits.perSecond(10)), round(ctx.commits.perSecond(60)), ctx.commitsInFlight(), ctx.held(), 'all', sum('reads'), sum('writes'), sum('errors'), sum('connections')],
+      [
+        sessions.length,
+        ctx.commits.total,
+        round(ctx.commits.perSecond(10)),
+        round(ctx.commits.perSecond(60)),
+        ctx.commitsInFlight(),
+        ctx.held(),
+        'all',
+        sum('reads'),
+        sum('writes'),
+        sum('errors'),
+        sum('connections'),
+      ],
       ...per.map(({ b, c }): Row => [sessions.filter((s) => s.links.some((l) => l.index === b.index)).length, null, null, null, null, null, b.name, c.reads, c.writes, c.errors, c.connections]),
     ],
     tag: 'SHOW',

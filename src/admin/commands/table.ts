@@ -18,7 +18,11 @@ const showCommand = (usage: string, help: string, run: Command['run']): Command 
 const controlCommand = (usage: string, help: string, dryRun: boolean, run: Command['run']): Command => ({ usage, help, dryRun, writerOnly: false, accepts: noWords, run })
 
 export const COMMANDS: readonly (Command | HelpLine)[] = [
-  showCommand('SHOW BACKENDS', 'each backend: state (enabled, disabled, inconsistent, new, removed while draining), cause, why, since when, reads in flight, what the health monitor last found', show.backends),
+  showCommand(
+    'SHOW BACKENDS',
+    'each backend: state (enabled, disabled, inconsistent, new, removed while draining), cause, why, since when, reads in flight, what the health monitor last found',
+    show.backends,
+  ),
   showCommand('SHOW LOG', 'per database and backend: highest LSN in its recovery log, records, lag behind the most advanced backend', show.log),
   showCommand('SHOW SESSIONS', 'client sessions: user, database, client address, transaction status, backends in use', show.sessions),
   showCommand('SHOW LOCKS', "pgraid's lock manager: each resource with its holders and waiters", show.locks),
@@ -33,16 +37,49 @@ export const COMMANDS: readonly (Command | HelpLine)[] = [
   controlCommand('PAUSE', 'new transactions wait (open ones finish); answers when none is open', false, control.pause),
   controlCommand('RESUME', 'ends PAUSE', false, control.resume),
   controlCommand('SHUTDOWN', 'stop accepting clients, close sessions as their transactions end (as SIGTERM)', false, control.shutdown),
-  controlCommand('RELOAD', 're-read the config file and apply it without dropping sessions (as SIGHUP): one row per change; refused with the reasons (F0000) if invalid or needing a restart', true, control.reload),
+  controlCommand(
+    'RELOAD',
+    're-read the config file and apply it without dropping sessions (as SIGHUP): one row per change; refused with the reasons (F0000) if invalid or needing a restart',
+    true,
+    control.reload,
+  ),
   showCommand('SHOW CONFIG', 'the running configuration (passwords hidden)', show.config),
   // These write to the backends (VERIFY holds the writer's commits): the writer's job.
   { usage: 'DISABLE <backend>', help: 'take a backend out of service (it stays out until resynced)', dryRun: true, writerOnly: true, accepts: backend, run: lifecycle.disable },
-  { usage: 'RESYNC <backend>', help: 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)', dryRun: true, writerOnly: true, accepts: backend, run: lifecycle.resync },
-  { usage: 'CLONE <backend> [FROM <backend>]', help: 'make a new, empty or inconsistent backend a full copy of one in service, online, then put it back', dryRun: true, writerOnly: true, accepts: (a) => a.length === 1 || (a.length === 3 && a[1]!.toUpperCase() === 'FROM'), run: lifecycle.clone },
+  {
+    usage: 'RESYNC <backend>',
+    help: 'replay what a disabled backend missed from one in service, then put it back (progress as NOTICEs)',
+    dryRun: true,
+    writerOnly: true,
+    accepts: backend,
+    run: lifecycle.resync,
+  },
+  {
+    usage: 'CLONE <backend> [FROM <backend>]',
+    help: 'make a new, empty or inconsistent backend a full copy of one in service, online, then put it back',
+    dryRun: true,
+    writerOnly: true,
+    accepts: (a) => a.length === 1 || (a.length === 3 && a[1]!.toUpperCase() === 'FROM'),
+    run: lifecycle.clone,
+  },
   { usage: '... DRY RUN', help: 'after CLONE, RESYNC, ENABLE, DISABLE or RELOAD: say what it would do, change nothing' },
-  { usage: 'ENABLE <backend> [FORCE]', help: 'put a backend back that has every record (else: resync or clone); FORCE skips the check', dryRun: true, writerOnly: true, accepts: (a) => a.length === 1 || (a.length === 2 && a[1]!.toUpperCase() === 'FORCE'), run: lifecycle.enable },
+  {
+    usage: 'ENABLE <backend> [FORCE]',
+    help: 'put a backend back that has every record (else: resync or clone); FORCE skips the check',
+    dryRun: true,
+    writerOnly: true,
+    accepts: (a) => a.length === 1 || (a.length === 2 && a[1]!.toUpperCase() === 'FORCE'),
+    run: lifecycle.enable,
+  },
   // VERIFY takes any words and parses them itself: a malformed one gets its usage, not "unknown command".
-  { usage: 'VERIFY [JSON] [TABLES t1, t2 ...]', help: 'compare the backends in service at one log position: each difference as a row (JSON: one row with the whole report)', dryRun: false, writerOnly: true, accepts: anyWords, run: lifecycle.verify },
+  {
+    usage: 'VERIFY [JSON] [TABLES t1, t2 ...]',
+    help: 'compare the backends in service at one log position: each difference as a row (JSON: one row with the whole report)',
+    dryRun: false,
+    writerOnly: true,
+    accepts: anyWords,
+    run: lifecycle.verify,
+  },
   showCommand('SHOW HELP', 'this list', () => ({ columns: ['command', 'what'], rows: COMMANDS.map((c) => [c.usage, c.help]), tag: 'SHOW' })),
 ]
 
@@ -79,6 +116,12 @@ export async function runCommand(text: string, session: Session): Promise<Result
   const args = words.slice(verb.split(' ').length)
   if (!command || !command.accepts(args)) throw errors.unknownAdminCommand(text, COMMANDS.map((c) => c.usage).join(', '))
   // A dry run of a command that has none must not run it (SHUTDOWN DRY RUN used to shut down).
-  if (dry && !command.dryRun) throw errors.noDryRun(verb, COMMANDS.filter((c) => 'run' in c && c.dryRun).map((c) => c.usage.split(' ')[0]).join(', '))
+  if (dry && !command.dryRun)
+    throw errors.noDryRun(
+      verb,
+      COMMANDS.filter((c) => 'run' in c && c.dryRun)
+        .map((c) => c.usage.split(' ')[0])
+        .join(', '),
+    )
   return await command.run({ ...session, args, text, dry: dry && command.dryRun })
 }

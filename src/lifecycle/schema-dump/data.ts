@@ -22,7 +22,12 @@ export function copyList(dump: Dump): CopyTable[] {
 }
 
 export async function setvals(dump: Dump): Promise<string[]> {
-  const identity = new Set([...dump.cols.values()].flat().filter((c) => dump.rels.get(c.rel)?.kind !== 'c').map((c) => c.identity_seq))
+  const identity = new Set(
+    [...dump.cols.values()]
+      .flat()
+      .filter((c) => dump.rels.get(c.rel)?.kind !== 'c')
+      .map((c) => c.identity_seq),
+  )
   const seqs = [...dump.seqs.values()].filter((s) => (s.identity ? identity.has(s.oid) : dump.nodes.has(`c${s.oid}`)))
   const out: string[] = []
   // Sequences are not transactional: this is their current position, at or after the snapshot's.

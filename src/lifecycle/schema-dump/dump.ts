@@ -75,17 +75,7 @@ async function build(dump: Dump): Promise<SchemaScript> {
   await inventory(dump)
   return {
     preData: pre,
-    postData: [
-      ...dump.keys,
-      ...viewsEtc,
-      ...dump.matviewIndexes,
-      ...ordered.flatMap((n) => dump.refresh.get(n.key) ?? []),
-      ...dump.late,
-      ...dump.fks,
-      ...dump.objects,
-      ...commentSql,
-      ...grantSql,
-    ],
+    postData: [...dump.keys, ...viewsEtc, ...dump.matviewIndexes, ...ordered.flatMap((n) => dump.refresh.get(n.key) ?? []), ...dump.late, ...dump.fks, ...dump.objects, ...commentSql, ...grantSql],
     tables: copyList(dump),
     sequences: await setvals(dump),
     skipped: dump.skipped,

@@ -34,10 +34,7 @@ export async function inventory(dump: Dump): Promise<void> {
      ORDER BY 1`,
   )
   for (const r of rows) dump.skipped.push(`${r.what}: not recreated`)
-  const [counts] = await dump.q<{ lo: string; labels: string }>(
-    `SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS lo, (SELECT count(*) FROM pg_seclabel) AS labels`,
-    [],
-  )
+  const [counts] = await dump.q<{ lo: string; labels: string }>(`SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS lo, (SELECT count(*) FROM pg_seclabel) AS labels`, [])
   if (Number(counts!.lo)) dump.skipped.push(`${counts!.lo} large object(s): not copied`)
   if (Number(counts!.labels)) dump.skipped.push(`${counts!.labels} security label(s): not copied`)
 }

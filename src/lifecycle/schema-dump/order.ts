@@ -67,7 +67,11 @@ export function order(dump: Dump): Node[] {
   const sorted = topoSort(
     [...dump.nodes.values()].sort(byRank),
     (n) => n.key,
-    (n) => [...n.deps].map((d) => dump.nodes.get(d)!).sort(byRank).map((d) => d.key),
+    (n) =>
+      [...n.deps]
+        .map((d) => dump.nodes.get(d)!)
+        .sort(byRank)
+        .map((d) => d.key),
     (n) => dump.skipped.push(`${n.label}: part of a dependency cycle; created in catalog order, the script may fail there`),
   )
   // Views come after the keys (a GROUP BY may rely on a primary key); what needs a view follows it.

@@ -6,7 +6,18 @@ import { USER_NS, notExt } from './sql.ts'
 import type { Dump } from './state.ts'
 
 export async function indexes(dump: Dump): Promise<void> {
-  const rows = await dump.q<{ oid: number; rel: number; name: string; qname: string; def: string; clustered: boolean; replident: boolean; parent: number | null; for_constraint: boolean; tablespace: string | null }>(
+  const rows = await dump.q<{
+    oid: number
+    rel: number
+    name: string
+    qname: string
+    def: string
+    clustered: boolean
+    replident: boolean
+    parent: number | null
+    for_constraint: boolean
+    tablespace: string | null
+  }>(
     `SELECT i.indexrelid AS oid, i.indrelid AS rel, quote_ident(ic.relname) AS name, format('%I.%I', n.nspname, ic.relname) AS qname,
             pg_get_indexdef(i.indexrelid) AS def,
             i.indisclustered AS clustered, i.indisreplident AS replident,
@@ -54,8 +65,7 @@ export function constraintsAfterData(dump: Dump): void {
 export async function triggersRulesPolicies(dump: Dump): Promise<void> {
   // tgenabled / ev_enabled: O (the default) needs nothing.
   const modes: Record<string, string> = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }
-  const state = (what: string, qname: string, name: string, enabled: string) =>
-    modes[enabled] ? [`ALTER TABLE ${qname} ${modes[enabled]} ${what} ${name}`] : []
+  const state = (what: string, qname: string, name: string, enabled: string) => (modes[enabled] ? [`ALTER TABLE ${qname} ${modes[enabled]} ${what} ${name}`] : [])
   const triggers = await dump.q<{ oid: number; rel: number; name: string; def: string; enabled: string }>(
     `SELECT t.oid, t.tgrelid AS rel, quote_ident(t.tgname) AS name, pg_get_triggerdef(t.oid) AS def, t.tgenabled AS enabled
      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid

@@ -34,7 +34,12 @@ export async function extensions(dump: Dump): Promise<void> {
     dump.skipped.push(`extension ${r.name}: lives in excluded schema ${r.schema}, not created`)
     return false
   })
-  const sorted = topoSort(kept, (r) => String(r.oid), (r) => r.requires.map(String), (r) => dump.skipped.push(`extension ${r.name}: dependency cycle`))
+  const sorted = topoSort(
+    kept,
+    (r) => String(r.oid),
+    (r) => r.requires.map(String),
+    (r) => dump.skipped.push(`extension ${r.name}: dependency cycle`),
+  )
   for (const r of sorted) {
     dump.head.push(`CREATE EXTENSION IF NOT EXISTS ${r.name} WITH SCHEMA ${r.schema} VERSION ${lit(r.version)}`)
     dump.target('pg_extension', r.oid, { comment: `EXTENSION ${r.name}` })
@@ -72,9 +77,21 @@ export async function collations(dump: Dump): Promise<void> {
 
 export async function types(dump: Dump): Promise<void> {
   const rows = await dump.q<{
-    oid: number; kind: string; qname: string; rel: number; labels: string | null; base: string | null; collate: string | null
-    notnull: boolean; def: string | null; subtype: string | null; subopclass: string | null; rngcollate: string | null
-    canonical: boolean; subdiff: string | null; multirange: string | null
+    oid: number
+    kind: string
+    qname: string
+    rel: number
+    labels: string | null
+    base: string | null
+    collate: string | null
+    notnull: boolean
+    def: string | null
+    subtype: string | null
+    subopclass: string | null
+    rngcollate: string | null
+    canonical: boolean
+    subdiff: string | null
+    multirange: string | null
   }>(
     `SELECT t.oid, t.typtype AS kind, format('%I.%I', n.nspname, t.typname) AS qname, t.typrelid AS rel,
             (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) AS labels,

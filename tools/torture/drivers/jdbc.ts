@@ -27,7 +27,13 @@ async function findTool(name: string): Promise<string | null> {
   const dirs = [...(process.env.JAVA_HOME ? [path.join(process.env.JAVA_HOME, 'bin')] : []), ...(process.env.PATH ?? '').split(path.delimiter)]
   for (const d of dirs.filter(Boolean)) {
     const p = path.join(d, name)
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p
   }
   return null
 }
@@ -36,7 +42,13 @@ async function findTool(name: string): Promise<string | null> {
 export async function jdbcMissing(): Promise<string | null> {
   const missing: string[] = []
   if (!(await findTool('javac')) || !(await findTool('java'))) missing.push('a JDK (java and javac, in $JAVA_HOME/bin or PATH)')
-  if (!(await access(JAR, constants.R_OK).then(() => true, () => false))) missing.push(`pgjdbc (${JAR}; or set PGJDBC_JAR)`)
+  if (
+    !(await access(JAR, constants.R_OK).then(
+      () => true,
+      () => false,
+    ))
+  )
+    missing.push(`pgjdbc (${JAR}; or set PGJDBC_JAR)`)
   return missing.length ? `the jdbc torture driver needs ${missing.join(' and ')}: ${INSTALL}` : null
 }
 
@@ -45,9 +57,19 @@ async function compile(): Promise<string> {
   const why = await jdbcMissing()
   if (why) throw new Error(why)
   const jar = await stat(JAR)
-  const hash = createHash('sha256').update(await readFile(SOURCE)).update(`${JAR} ${jar.size} ${jar.mtimeMs}`).digest('hex').slice(0, 16)
+  const hash = createHash('sha256')
+    .update(await readFile(SOURCE))
+    .update(`${JAR} ${jar.size} ${jar.mtimeMs}`)
+    .digest('hex')
+    .slice(0, 16)
   const dir = path.join(os.tmpdir(), `pgraid-torture-jdbc-${hash}`)
-  if (await access(path.join(dir, 'TortureJdbc.class')).then(() => true, () => false)) return dir
+  if (
+    await access(path.join(dir, 'TortureJdbc.class')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return dir
   const tmp = await mkdtemp(`${dir}-build-`)
   const javac = (await findTool('javac'))!
   await new Promise<void>((resolve, reject) =>

@@ -40,11 +40,11 @@ export function parseCsv(text: string): string[][] {
     const c = text[i]
     if (quoted) {
       if (c !== '"') field += c
-      else if (text[i + 1] === '"') (field += '"'), i++
+      else if (text[i + 1] === '"') ((field += '"'), i++)
       else quoted = false
     } else if (c === '"') quoted = true
-    else if (c === ',') rec.push(field), (field = '')
-    else if (c === '\n') rec.push(field), records.push(rec), (rec = []), (field = '')
+    else if (c === ',') (rec.push(field), (field = ''))
+    else if (c === '\n') (rec.push(field), records.push(rec), (rec = []), (field = ''))
     else field += c
   }
   return records
