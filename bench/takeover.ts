@@ -53,7 +53,11 @@ export async function runTakeover(ctx: TakeoverContext, rounds: number = TAKEOVE
       procs[i] = await startPgraidProcess({ dir, name: `p${i}`, port: ports[i]!, backends, logLevel: 'warn', repoRoot: ctx.repoRoot })
       return procs[i]!
     }
-    await until('the first pgraid to become the writer', async () => (await (await start(0)).ha()).role === 'writer', 20_000)
+    // Started once, then waited for: a start inside the check ran a second process on the same port
+    // whenever the first check came before the election (it failed, the first one ran on untracked and
+    // was never killed, so no takeover could happen: the bench's "timed out" of session 11).
+    const first = await start(0)
+    await until('the first pgraid to become the writer', async () => (await first.ha()).role === 'writer', 20_000)
     await start(1)
     await until('the second pgraid to be the standby', async () => (await procs[1]!.ha()).role === 'standby', 20_000)
     const connect = async (port: number) => {
