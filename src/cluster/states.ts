@@ -50,6 +50,11 @@ export interface BackendStatus {
   activity: string | null
   /** Why it is out (null while enabled). */
   cause: OutCause | null
+  /**
+   * A resync's tail is aligning its sequences (commits held): a transaction that drew without it and
+   * ends now aligns it too, as it would once it is enabled. Cleared if such an alignment fails.
+   */
+  joining: boolean
 }
 
 export class BackendStates extends EventEmitter {
@@ -57,11 +62,16 @@ export class BackendStates extends EventEmitter {
 
   constructor(names: string[]) {
     super()
-    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date(), activity: null, drain: false, cause: null }))
+    this.list = names.map((name, index) => ({ index, name, state: 'enabled', reason: null, since: new Date(), activity: null, drain: false, cause: null, joining: false }))
   }
 
   enabled(): number[] {
     return this.list.filter((b) => b.state === 'enabled').map((b) => b.index)
+  }
+
+  /** Backends whose sequences a transaction that drew without them must align when it ends: in service, or joining. */
+  sequenceTargets(): number[] {
+    return this.list.filter((b) => b.state === 'enabled' || b.joining).map((b) => b.index)
   }
 
   isEnabled(index: number): boolean {
@@ -71,6 +81,7 @@ export class BackendStates extends EventEmitter {
   /** Takes a backend out of service; the first reason wins. Returns false if it already was out. */
   takeOut(index: number, state: Exclude<BackendStateName, 'enabled'>, reason: string, drain: boolean, cause: OutCause): boolean {
     const b = this.list[index]
+    if (b?.joining) b.joining = false
     if (!b || b.state !== 'enabled') return false
     b.drain = drain
     b.cause = cause
@@ -83,7 +94,7 @@ export class BackendStates extends EventEmitter {
 
   /** Appends a backend added by a reload (at the next index; nothing is renumbered). */
   add(name: string, state: Exclude<BackendStateName, 'enabled'>, reason: string): BackendStatus {
-    const b: BackendStatus = { index: this.list.length, name, state, reason, since: new Date(), activity: null, drain: false, cause: 'new-system' }
+    const b: BackendStatus = { index: this.list.length, name, state, reason, since: new Date(), activity: null, drain: false, cause: 'new-system', joining: false }
     this.list.push(b)
     return b
   }

@@ -56,6 +56,11 @@ export class SessionBackends {
     return this.host.ctx.states.enabled().filter((i) => !this.at(i))
   }
 
+  /** Like late(), plus a backend whose resync is aligning its sequences (BackendStatus.joining). */
+  lateForSequences(): number[] {
+    return this.host.ctx.states.sequenceTargets().filter((i) => !this.at(i))
+  }
+
   /**
    * Another session (or this one) took a backend out: stop using it here too.
    * DISABLE drains: a session busy on that backend (a batch in flight, an

@@ -32,6 +32,8 @@ export interface CommitHost {
   runInternal(msg: Buffer, targets: number[]): Promise<{ diverged: string | null; errorCode: string | null }>
   /** Backends in service the session has no connection to. */
   lateBackends(): number[]
+  /** lateBackends() and any backend a resync is aligning the sequences of. */
+  lateForSequences(): number[]
   /** This pgraid is the writer in the session's term. */
   mayWrite(): boolean
 }
@@ -112,7 +114,7 @@ export class LogCommits {
     if (!this.txSeqs.size || ex.outcome.status.get(links[0]?.index ?? -1) !== 'I') return
     const names = [...this.txSeqs]
     this.txSeqs.clear()
-    const late = this.host.lateBackends()
+    const late = this.host.lateForSequences()
     const source = links.find((l) => !l.conn.closed)
     if (!late.length || !source) return
     await this.host.ctx.recovery(this.host.database).alignLate(source.index, late, names)

@@ -254,6 +254,10 @@ export class Session implements LinkHost, ClientSession {
     return this.backends.late()
   }
 
+  lateForSequences(): number[] {
+    return this.backends.lateForSequences()
+  }
+
   // ---- what the admin console and the shared state see (ClientSession) -----
 
   /** TLS protocol of the client connection ('' when plain), for SHOW CLIENTS. */

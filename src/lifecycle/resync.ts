@@ -291,12 +291,18 @@ export async function catchUpAndEnable(
     if (ctx.commitsInFlight() > 0) throw new ResyncRefused(`commits still in flight after holding ${holdMs} ms (${ctx.describeInFlight()}); try again`)
     const now = await loggedDatabases(source)
     if (now.join('\0') !== databases.join('\0')) throw new ResyncRefused(`databases were created or dropped during the resync (${databases.join(', ')} -> ${now.join(', ')}); run it again`)
+    for (const tail of tails) applied += await tail.run(b.name, source.name)
+    // From here a transaction that drew without it and ends before the enable aligns it too (it would
+    // miss the draw otherwise: rolled back, so no record); each alignment is one task in its late chain.
+    b.joining = true
     for (const tail of tails) {
-      applied += await tail.run(b.name, source.name)
-      await tail.alignSequences()
+      const align = () => tail.alignSequences()
+      await (ctx.databases().includes(tail.db) ? ctx.recovery(tail.db).serialOn(index, align) : align())
     }
+    if (!b.joining) throw new ResyncRefused(`a session could not set ${b.name}'s sequences during the resync's last step; run it again`)
     ctx.enable(index, enableReason ? (applied ? `${enableReason}; ${applied} records replayed` : enableReason) : `resynced from ${source.name} (${applied} records)`)
   } finally {
+    b.joining = false
     release()
     await Promise.all(tails.map((tail) => tail.close()))
   }
@@ -389,7 +395,7 @@ class Tail {
     private readonly s: pg.Client,
     private readonly t: pg.Client,
     private readonly r: ReplayConnection,
-    private readonly db: string,
+    readonly db: string,
     private readonly floor: number,
   ) {}
 

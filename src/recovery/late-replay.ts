@@ -107,19 +107,21 @@ export class LateReplay {
    * set to the source's state, under the transaction's locks (no one else draws from them now).
    */
   async alignLate(source: number, late: number[], names: string[]): Promise<void> {
-    const s = await this.connect(this.targets[source]!)
-    let st: string | null
-    try {
-      st = (await s.query<{ st: string | null }>('SELECT pgraid.seq_states($1::text[])::text AS st', [names])).rows[0]!.st
-    } finally {
-      await s.end().catch(() => {})
-    }
-    if (!st) return
     await Promise.all(
       late.map((i) =>
         this.onLate(
           i,
+          // Read inside the chain: a resync's tail aligning the same backend (serialOn) runs its read and
+          // set as one task too, so whichever comes last sets the later state (a sequence only grows).
           async () => {
+            const s = await this.connect(this.targets[source]!)
+            let st: string | null
+            try {
+              st = (await s.query<{ st: string | null }>('SELECT pgraid.seq_states($1::text[])::text AS st', [names])).rows[0]!.st
+            } finally {
+              await s.end().catch(() => {})
+            }
+            if (!st) return
             const c = await this.connect(this.targets[i]!)
             try {
               await c.query('SELECT pgraid.seq_set($1::jsonb)', [st])
@@ -131,6 +133,16 @@ export class LateReplay {
         ),
       ),
     )
+  }
+
+  /** Runs `task` in backend `i`'s chain, after what sessions queued there (its errors are the caller's). */
+  serialOn(i: number, task: () => Promise<void>): Promise<void> {
+    const next = (this.lateChains.get(i) ?? Promise.resolve()).then(task)
+    this.lateChains.set(
+      i,
+      next.catch(() => {}),
+    )
+    return next
   }
 
   /**

@@ -435,6 +435,11 @@ export class RecoveryLog {
     return this.late.alignLate(source, late, names)
   }
 
+  /** Runs `task` in backend `index`'s late chain, ordered with the sessions' late work there (a resync's sequence alignment). */
+  serialOn(index: number, task: () => Promise<void>): Promise<void> {
+    return this.late.serialOn(index, task)
+  }
+
   /** A COMMIT that reached some backends only is replayed on the others in `backends` (LateReplay.completeCommit). */
   completeCommit(lsn: number, at: string, json: string, backends: number[], entries?: readonly LogEntry[], ended?: ReadonlyMap<number, number>): Promise<void> {
     return this.late.completeCommit(lsn, at, json, backends, entries, ended)
