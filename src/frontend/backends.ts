@@ -53,12 +53,17 @@ export class SessionBackends {
 
   /** Backends in service this session has no connection to (they came back after it started, or it is pinned). */
   late(): number[] {
-    return this.host.ctx.states.enabled().filter((i) => !this.at(i))
+    // Asked before every batch: a loop, no intermediate arrays or closures.
+    let out: number[] | null = null
+    for (const b of this.host.ctx.states.list) if (b.state === 'enabled' && !this.at(b.index)) (out ??= []).push(b.index)
+    return out ?? []
   }
 
   /** Like late(), plus a backend whose resync is aligning its sequences (BackendStatus.joining). */
   lateForSequences(): number[] {
-    return this.host.ctx.states.sequenceTargets().filter((i) => !this.at(i))
+    let out: number[] | null = null
+    for (const b of this.host.ctx.states.list) if ((b.state === 'enabled' || b.joining) && !this.at(b.index)) (out ??= []).push(b.index)
+    return out ?? []
   }
 
   /**

@@ -26,8 +26,21 @@ function textOf(f: Frame): string | null {
   return queryText(f.bytes.subarray(f.bodyOffset))
 }
 
+/** The first byte after leading whitespace is b/B/s/S (BEGIN, START TRANSACTION). */
+function beginsWithBOrS(bytes: Buffer, from: number): boolean {
+  for (let i = from; i < bytes.length; i++) {
+    const c = bytes[i]!
+    if (c === 0x20 || (c >= 0x09 && c <= 0x0d)) continue
+    const lower = c | 0x20
+    return lower === 0x62 || lower === 0x73
+  }
+  return false
+}
+
 /** A simple Query holding exactly one BEGIN / START TRANSACTION without options. */
 export function isPlainBegin(f: Frame): boolean {
+  // Asked of every single-message batch: its first letter says no to most without decoding the text.
+  if (f.type !== F.Query || !beginsWithBOrS(f.bytes, f.bodyOffset)) return false
   const text = textOf(f)
   // Asked of every autocommit simple Query: most are not a BEGIN, and need no analysis to say so.
   if (text === null || !BEGIN_TEXT.test(text)) return false
