@@ -15,6 +15,7 @@ import type { BackendLink } from './backend-link.ts'
 import type { SessionBackends } from './backends.ts'
 import type { TxState } from './tx-state.ts'
 import { trackLog } from './log-commit.ts'
+import { learnSettings } from './known-settings.ts'
 
 /** What the bookkeeping after a batch needs from its session. */
 export interface AfterBatchHost {
@@ -39,6 +40,7 @@ export interface AfterBatchHost {
 /** Bookkeeping after the answers: statements, portals, status, locks. */
 export function afterBatch(host: AfterBatchHost, plan: Plan, ex: Exchange): void {
   const { registry, tx } = host
+  const idleBefore = tx.status === 'I' && !tx.sinceSync.size
   for (const [i, st] of plan.parses) {
     for (const t of plan.msgs[i].targets) if (!ex.answered(i, t, B.ParseComplete)) st.on.delete(t)
     // A backend dropped during the batch (or before it was sent) never got the Parse: a connection made
@@ -92,4 +94,5 @@ export function afterBatch(host: AfterBatchHost, plan: Plan, ex: Exchange): void
     for (const m of plan.msgs) for (const t of m.targets) tx.sinceSync.add(t)
     if (ex.outcome.errored.size) tx.clientSkipping = true
   }
+  learnSettings(tx, plan, ex, idleBefore)
 }

@@ -18,6 +18,7 @@ import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
 import { catalogInTx } from './own-statements.ts'
 import { refuse, refuseFrom } from './refuse.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
+import { alreadySet, answerAlreadySet } from './known-settings.ts'
 
 /** Every message type a client may send after login; anything else is a protocol violation. */
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
@@ -215,6 +216,15 @@ async function runOnce(host: BatchHost, frames: Frame[], withBegin = false): Pro
     throw e
   }
   if (!host.ready) return
+  // A pool's SET of transaction defaults this session already holds everywhere: answered here (known-settings.ts).
+  if (between && !withBegin && !host.tx.clientSkipping && alreadySet(host.tx, plan, host.registry))
+    return answerAlreadySet(
+      plan,
+      host.registry,
+      host.tx,
+      (b) => host.out(b),
+      () => host.beforeReady(),
+    )
   if (withBegin) {
     const begin = plan.msgs[0]
     if (begin?.code !== F.Query) throw new Error('pgraid: the deferred BEGIN is not the first message of its batch')

@@ -232,6 +232,7 @@ export class Session implements LinkHost, ClientSession {
       const link = await attachLink(this.linkRequest(), idx, this.logSettings.values())
       if (!link) continue
       this.backends.links = [...this.links, link].sort((a, b) => a.index - b.index)
+      this.tx.knownSettings.clear() // a new connection: what the others hold is not known of it
       this.log.info({ backend: link.name }, 'attached a backend that came back into service')
     }
   }

@@ -30,6 +30,8 @@ export class TxState {
   startedAt = 0
   /** The backend reads of this transaction go to (one snapshot, read-your-writes). */
   sticky: number | null = null
+  /** Transaction defaults this session set on every backend and nothing can have changed since (known-settings.ts). */
+  readonly knownSettings = new Map<string, string>()
 
   /** Between transactions: nothing open on any backend, nothing of a batch pending (a COPY in progress counts). */
   between(copying: boolean): boolean {

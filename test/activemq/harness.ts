@@ -35,12 +35,18 @@ function compileClient(): Promise<string> {
 
 /** Runs the JMS client (compiled on first use) with `args`; killed after `timeoutMs`. */
 export async function jms(args: string[], timeoutMs = 60_000): Promise<Run> {
+  const c = await jmsCommand(args)
+  return run(c.cmd, c.args, timeoutMs)
+}
+
+/** The command line of the JMS client with `args` (compiled on first use), for callers that read its output as it comes. */
+export async function jmsCommand(args: string[]): Promise<{ cmd: string; args: string[] }> {
   const { java } = needTools()
   const dir = await compileClient()
   // Short-lived client JVMs: C1 only and the serial GC start faster and burn less CPU on a 2-core machine.
-  return run(
-    java,
-    [
+  return {
+    cmd: java,
+    args: [
       '-Xmx256m',
       '-XX:TieredStopAtLevel=1',
       '-XX:+UseSerialGC',
@@ -51,8 +57,7 @@ export async function jms(args: string[], timeoutMs = 60_000): Promise<Run> {
       MAIN_CLASS,
       ...args,
     ],
-    timeoutMs,
-  )
+  }
 }
 
 export interface Produced {
