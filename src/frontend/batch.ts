@@ -14,7 +14,7 @@ import type { CatalogData } from '../scheduler/catalog.ts'
 import { planBatch, type Plan } from '../router/plan.ts'
 import { admit, type AdmitHost } from './admit.ts'
 import { batchClock } from './clock.ts'
-import { carriesBegin, isPlainBegin } from './deferred-begin.ts'
+import { BEGIN_FRAME, carriesBegin, extendedCarriesBegin, extendedPlainBegin, isPlainBegin } from './deferred-begin.ts'
 import { catalogInTx } from './own-statements.ts'
 import { refuse, refuseFrom } from './refuse.ts'
 import { firstUnreadable, malformedTerminator } from './unreadable.ts'
@@ -23,6 +23,7 @@ import { alreadySet, answerAlreadySet } from './known-settings.ts'
 /** Every message type a client may send after login; anything else is a protocol violation. */
 const KNOWN = new Set<number>([F.Bind, F.Close, F.Describe, F.Execute, F.Flush, F.Parse, F.Query, F.Sync, F.Terminate, F.CopyData, F.CopyDone, F.CopyFail, F.FunctionCall])
 const SNAPSHOT_LEVELS = new Set(['repeatable read', 'serializable'])
+const BEGIN_COMPLETE = commandComplete('BEGIN')
 
 /** What the batch loop needs from its session. */
 export interface BatchHost extends AdmitHost {
@@ -166,19 +167,27 @@ async function runOnce(host: BatchHost, frames: Frame[], withBegin = false): Pro
   let catalog: CatalogData
   const between = host.tx.between(!!host.copy)
   if (between) host.term = host.ctx.ha.term
+  let extendedBegin: Buffer[] | null = null
   if (!withBegin && host.pendingBegin) {
-    if (frames.length === 1 && carriesBegin(frames[0]!, await host.ctx.catalog(host.database).get())) {
+    const cat = await host.ctx.catalog(host.database).get()
+    if (frames.length === 1 ? carriesBegin(frames[0]!, cat) : extendedCarriesBegin(frames, cat, host.registry)) {
       frames = [host.pendingBegin, ...frames]
       withBegin = true
     } else {
       await flushBegin(host)
       if (!host.ready) return
     }
-  } else if (between && !withBegin && !host.tx.clientSkipping && frames.length === 1 && !SNAPSHOT_LEVELS.has(host.tx.defaultIsolation) && isPlainBegin(frames[0]!)) {
-    host.pendingBegin = frames[0]!
+  } else if (
+    between &&
+    !withBegin &&
+    !host.tx.clientSkipping &&
+    !SNAPSHOT_LEVELS.has(host.tx.defaultIsolation) &&
+    (frames.length === 1 ? isPlainBegin(frames[0]!) : (extendedBegin = extendedPlainBegin(frames, host.registry)))
+  ) {
+    host.pendingBegin = extendedBegin ? BEGIN_FRAME : frames[0]!
     host.tx.startedAt = performance.timeOrigin + performance.now()
     host.setStatus('T')
-    host.out(commandComplete('BEGIN'))
+    for (const b of extendedBegin ?? [BEGIN_COMPLETE]) host.out(b)
     host.beforeReady()
     host.out(readyForQuery('T'))
     return

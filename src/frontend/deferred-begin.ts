@@ -14,7 +14,10 @@
 
 import type { Frame } from '../protocol/framer.ts'
 import { F } from '../protocol/codes.ts'
-import { queryText } from '../protocol/decode.ts'
+import { bindHead, parseBind, queryText } from '../protocol/decode.ts'
+import { B } from '../protocol/codes.ts'
+import { commandComplete, message } from '../protocol/encode.ts'
+import type { StatementRegistry } from '../router/statements.ts'
 import { analyzeForRouting } from '../sql/shape-cache.ts'
 import type { CatalogData } from '../scheduler/catalog.ts'
 import { anyTxOrSession, needsAll } from '../router/read-kinds.ts'
@@ -42,20 +45,90 @@ export function isPlainBegin(f: Frame): boolean {
   // Asked of every single-message batch: its first letter says no to most without decoding the text.
   if (f.type !== F.Query || !beginsWithBOrS(f.bytes, f.bodyOffset)) return false
   const text = textOf(f)
+  return text !== null && plainBeginText(text)
+}
+
+function plainBeginText(text: string): boolean {
   // Asked of every autocommit simple Query: most are not a BEGIN, and need no analysis to say so.
-  if (text === null || !BEGIN_TEXT.test(text)) return false
+  if (!BEGIN_TEXT.test(text)) return false
   const a = analyzeForRouting(text)
   if (!a.ok || a.statements.length !== 1) return false
   const tx = a.statements[0]!.tx
   return tx?.op === 'begin' && tx.isolation === undefined && tx.readOnly === undefined && tx.deferrable === undefined
 }
 
+/**
+ * What a deferred extended-protocol BEGIN becomes on its way to the backends: the same plain BEGIN
+ * as a simple Query (its answers are swallowed either way; the client's portal was answered here).
+ */
+export const BEGIN_FRAME: Frame = { type: F.Query, bytes: message(F.Query, Buffer.from('BEGIN\0', 'utf8')), bodyOffset: 5 }
+
+const BIND_COMPLETE = message(B.BindComplete)
+const NO_DATA = message(B.NoData)
+const BEGIN_COMPLETE = commandComplete('BEGIN')
+
+/**
+ * Bind of a prepared plain BEGIN without parameters, a Describe of its portal (libpq's
+ * PQsendQueryPrepared sends one), Execute, Sync: pgbench -M prepared, and any client preparing its
+ * BEGIN. Returns the answers PostgreSQL gives them (ReadyForQuery aside), or null.
+ */
+export function extendedPlainBegin(frames: Frame[], registry: StatementRegistry): Buffer[] | null {
+  if (frames.length < 3 || frames.length > 4 || frames[0]!.type !== F.Bind || frames[frames.length - 1]!.type !== F.Sync) return null
+  let bind
+  try {
+    bind = parseBind(frames[0]!.bytes.subarray(frames[0]!.bodyOffset))
+  } catch {
+    return null // unreadable: the usual path answers it as PostgreSQL does
+  }
+  const st = registry.statements.get(bind.statement)
+  if (bind.values.length || !st || !plainBeginText(st.query)) return null
+  const out = [BIND_COMPLETE]
+  for (const f of frames.slice(1, -1)) {
+    const body = f.bytes.subarray(f.bodyOffset)
+    const name = body.toString('utf8', f.type === F.Describe ? 1 : 0, body.indexOf(0, f.type === F.Describe ? 1 : 0))
+    if (f.type === F.Describe && body[0] === 0x50 && name === bind.portal && out.length === 1) out.push(NO_DATA)
+    else if (f.type === F.Execute && name === bind.portal && f === frames[frames.length - 2]) out.push(BEGIN_COMPLETE)
+    else return null
+  }
+  return out[out.length - 1] === BEGIN_COMPLETE ? out : null
+}
+
 /** Would this simple Query, inside a transaction, go to every backend (and is it no COPY)? */
 export function carriesBegin(f: Frame, cat: CatalogData): boolean {
   const text = textOf(f)
-  if (text === null) return false
+  return text !== null && goesEverywhere(text, cat)
+}
+
+function goesEverywhere(text: string, cat: CatalogData): boolean {
   const a = analyzeForRouting(text)
   if (!a.ok) return false
   if (a.statements.some((s) => s.kind === 'copy-in' || s.kind === 'copy-out')) return false
   return needsAll(a, cat, true) || anyTxOrSession(a)
+}
+
+const EXTENDED = new Set<number>([F.Parse, F.Bind, F.Describe, F.Execute, F.Sync])
+
+/** The same for an extended-protocol batch ending with Sync: every statement it binds goes to every backend. */
+export function extendedCarriesBegin(frames: Frame[], cat: CatalogData, registry: StatementRegistry): boolean {
+  if (frames.length < 2 || frames[frames.length - 1]!.type !== F.Sync) return false
+  const parsed = new Map<string, string>()
+  let binds = 0
+  try {
+    for (const f of frames) {
+      if (!EXTENDED.has(f.type)) return false
+      const body = f.bytes.subarray(f.bodyOffset)
+      if (f.type === F.Parse) {
+        const nameEnd = body.indexOf(0)
+        parsed.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, body.indexOf(0, nameEnd + 1)))
+      } else if (f.type === F.Bind) {
+        const { statement } = bindHead(body)
+        const text = parsed.get(statement) ?? registry.statements.get(statement)?.query
+        if (text === undefined || !goesEverywhere(text, cat)) return false
+        binds++
+      }
+    }
+  } catch {
+    return false
+  }
+  return binds > 0
 }

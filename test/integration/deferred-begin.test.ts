@@ -7,6 +7,7 @@
 import t from 'tap'
 import type pg from 'pg'
 import { stackFor, client, assertIdentical, onEachBackend } from '../harness/stack.ts'
+import { RawClient, errorCode, fe } from '../harness/raw-client.ts'
 
 const stack = await stackFor(t)
 const setup = await client(stack)
@@ -113,4 +114,54 @@ t.test('BEGIN; COMMIT with nothing in between, and BEGIN then ROLLBACK', async (
     'rolled back everywhere',
   )
   t.same(await backendStates('db_empty'), ['idle', 'idle', 'idle'])
+})
+
+t.test('a prepared BEGIN (pgbench -M prepared, PQsendQueryPrepared) is deferred the same way', async (t) => {
+  const c = await RawClient.login(stack.port)
+  t.teardown(() => c.end())
+  c.send(fe.query("SET application_name = 'db_prepared'"))
+  await c.until('Z')
+  c.send(fe.parse('b', 'BEGIN'), fe.parse('u', 'UPDATE db_t SET v = v + 1 WHERE id = $1'), fe.parse('e', 'END'), fe.sync())
+  await c.until('Z')
+  const run = (stmt: string, params: string[] = []) => {
+    c.send(fe.bind('', stmt, params), fe.describe('P', ''), fe.execute(''), fe.sync())
+    return c.until('Z')
+  }
+  const begin = await run('b')
+  t.same(
+    begin.map((m) => m.type),
+    ['2', 'n', 'C', 'Z'],
+    "PostgreSQL's answers: BindComplete, NoData, CommandComplete, ReadyForQuery",
+  )
+  t.equal(begin[2]!.body.toString('utf8', 0, 5), 'BEGIN')
+  t.equal(begin[3]!.body.toString(), 'T', 'in a transaction')
+  t.same(await backendStates('db_prepared'), ['idle', 'idle', 'idle'], 'no backend has the transaction yet')
+  const upd = await run('u', ['5'])
+  t.same(
+    upd.map((m) => m.type),
+    ['2', 'n', 'C', 'Z'],
+  )
+  t.same(await backendStates('db_prepared'), ['idle in transaction', 'idle in transaction', 'idle in transaction'], 'the prepared write carried it everywhere')
+  const end = await run('e')
+  t.equal(end[3]!.body.toString(), 'I', 'committed')
+  // A read right after a prepared BEGIN sends the BEGIN alone first; the transaction still sees one snapshot.
+  await run('b')
+  c.send(fe.parse('', 'SELECT v FROM db_t WHERE id = 5'), fe.bind('', ''), fe.execute(''), fe.sync())
+  const read = await c.until('Z')
+  t.equal(read.find((m) => m.type === 'D')?.body.toString('utf8', 6), '1', 'the read sees the committed update')
+  await run('e')
+  // A BEGIN bound with a parameter is PostgreSQL's error, not deferred.
+  const bad = await run('b', ['x'])
+  t.same(
+    bad.map((m) => m.type),
+    ['E', 'Z'],
+    'bind message supplies 1 parameters: the error comes from the backends',
+  )
+  t.equal(errorCode(bad[0]!), '08P01')
+  const per = await onEachBackend<{ v: number }>(stack, 'SELECT v FROM db_t WHERE id = 5')
+  t.same(
+    per.map((r) => r[0]!.v),
+    [1, 1, 1],
+  )
+  await assertIdentical(t, stack)
 })
