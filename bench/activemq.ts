@@ -258,6 +258,7 @@ export function renderActivemq(a: ActivemqOutcome | undefined): { targets: strin
       `Every process here shares this machine's ${cpus} cores, so the send rate is capped by the CPU all of them spend per message: at most ${f((cpus * 1e6) / all('direct'))} msg/s direct and ${f((cpus * 1e6) / all('pgraid'))} through pgraid (${(all('direct') / all('pgraid')).toFixed(2)}x). Without any CPU of pgraid's, the three backends' work alone would cap it at ${(all('direct') / (all('pgraid') - a.median.pgraid.proxyUs)).toFixed(2)}x of direct: the ${ACTIVEMQ.goal}x goal is for hosts where the backends have machines of their own.`,
       '',
       `Per round (send/drain msg/s): ${a.samples.map((s) => `${s.round} ${s.target} ${f(s.sendPerS)}/${f(s.drainPerS)}`).join('; ')}.`,
+      '',
     ],
   }
 }
