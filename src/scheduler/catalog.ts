@@ -162,22 +162,27 @@ export class Catalog {
 
   async get(): Promise<CatalogData> {
     if (this.data) return this.data
-    if (!this.loading) {
+    // A load started before the last invalidate() may not see the change that caused it (a column's
+    // volatile default added by the DDL that just committed): it is not handed out; a new one starts.
+    if (!this.loading || this.loadingGen !== this.generation) {
       const gen = this.generation
-      this.loading = this.load().then(
+      const p: Promise<CatalogData> = this.load().then(
         (d) => {
-          this.loading = null
+          if (this.loading === p) this.loading = null
           if (gen === this.generation) this.data = d
           return d
         },
         (e) => {
-          this.loading = null
+          if (this.loading === p) this.loading = null
           throw e
         },
       )
+      this.loading = p
+      this.loadingGen = gen
     }
     return this.loading
   }
+  private loadingGen = -1
 
   /** Kept open between reloads: after each DDL a reload must not cost a new login. */
   private client: pg.Client | null = null
