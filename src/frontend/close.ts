@@ -25,7 +25,7 @@ export interface CloseHost {
   readonly batch: Promise<void> | null
   readonly plan: Plan | null
   readonly tx: Pick<TxState, 'status'>
-  readonly record: Pick<LogCommits, 'pendingLate'>
+  readonly record: Pick<LogCommits, 'pendingLate' | 'sequencesOnClose'>
   /** Where the session is (SHOW SESSIONS). */
   step: string
 }
@@ -40,7 +40,9 @@ export function leaveBackends(host: CloseHost): void {
     for (const l of host.links)
       if (inCopy) l.conn.destroy()
       else l.conn.close()
-    host.ctx.locks.releaseAll(host.owner)
+    // Its open transaction ends with the connections; what it drew from sequences is brought to the
+    // backends it lacked before its locks let anyone else draw (a rollback leaves no record).
+    void host.record.sequencesOnClose(host.plan).finally(() => host.ctx.locks.releaseAll(host.owner))
   }
   // A COPY FROM STDIN still taking data cannot commit: nothing waits for data that will never come.
   // A tie-safe write's own COMMIT comes after its exchange (finishDeferred): the batch is waited for too.

@@ -121,6 +121,25 @@ export class LogCommits {
   }
 
   /**
+   * The session is closing: an open transaction (or a batch cut short) ends on its backends without
+   * passing sequencesToLate. The backends it lacks get the sequences it may have drawn from, from a
+   * backend in service it was connected to. Never rejects (the close goes on).
+   */
+  async sequencesOnClose(plan: Plan | null): Promise<void> {
+    if (plan) for (const e of plan.logEntries) if (e.entry.sq) for (const n of e.entry.sq) this.txSeqs.add(n)
+    if (!this.txSeqs.size) return
+    const names = [...this.txSeqs]
+    this.txSeqs.clear()
+    const late = this.host.lateForSequences()
+    const source = this.host.links.find((l) => this.host.ctx.states.isEnabled(l.index))
+    if (!late.length || !source) return
+    await this.host.ctx
+      .recovery(this.host.database)
+      .alignLate(source.index, late, names)
+      .catch((e: Error) => this.host.log.error({ err: e.message, sequences: names }, 'could not align the sequences of a closing session on the backends it lacked'))
+  }
+
+  /**
    * An autocommit change the log cannot hold atomically (COPY FROM STDIN,
    * whose data is not recorded, or a statement that refuses a transaction
    * block) still gets a record, right after it and before the locks go: a

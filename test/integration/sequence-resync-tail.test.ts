@@ -67,3 +67,40 @@ t.test('a transaction that draws and rolls back during a resync tail leaves no s
   )
   await assertIdentical(t, stack)
 })
+
+t.test('a client that vanishes in a transaction that drew leaves no sequence behind on a backend it lacked', async (t) => {
+  // Found by the torture harness (two instances, seed 2, vanishing clients): the session's transaction
+  // ended with its connections, nothing aligned the backend that came back meanwhile, and the next
+  // INSERT got another id there.
+  const stack = await stackFor(t, { config: { users: USERS } })
+  const admin = new pg.Client({ host: '127.0.0.1', port: stack.port, user: 'ops', password: 'ops-secret', database: 'pgraid' })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const setup = await client(stack)
+  await setup.query('CREATE TABLE sv (id bigserial PRIMARY KEY, note text)')
+  await setup.query("INSERT INTO sv (note) VALUES ('before')")
+  await setup.end()
+  await admin.query('DISABLE pg3')
+  const gone = await client(stack)
+  gone.on('error', () => {})
+  await gone.query('BEGIN')
+  await gone.query("INSERT INTO sv (note) VALUES ('drawn, never committed')")
+  await bounded(admin.query('RESYNC pg3'), 60_000, 'the resync')
+  // Drawn after the resync aligned pg3, by a transaction that began without it.
+  await gone.query("INSERT INTO sv (note) VALUES ('drawn after the resync, never committed')")
+  // The client vanishes: no ROLLBACK, no Terminate.
+  ;(gone as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+  const b = await client(stack)
+  t.teardown(() => b.end())
+  const r = await bounded(b.query<{ id: string }>("INSERT INTO sv (note) VALUES ('after') RETURNING id"), 30_000, 'the INSERT after the vanished client')
+  t.equal(r.rows[0]!.id, '4', "the next id is past the vanished transaction's draws")
+  const states = (await admin.query<{ name: string; state: string }>('SHOW BACKENDS')).rows.map((x) => `${x.name}:${x.state}`)
+  t.same(states, ['pg1:enabled', 'pg2:enabled', 'pg3:enabled'], 'no backend voted out')
+  const last = await onEachBackend<{ v: string }>(stack, 'SELECT last_value::text AS v FROM sv_id_seq')
+  t.same(
+    last.map((x) => x[0]!.v),
+    ['4', '4', '4'],
+    'the sequence is the same everywhere',
+  )
+  await assertIdentical(t, stack)
+})
