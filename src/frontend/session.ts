@@ -255,9 +255,7 @@ export class Session implements LinkHost, ClientSession {
     return this.backends.late()
   }
 
-  lateForSequences(): number[] {
-    return this.backends.lateForSequences()
-  }
+  readonly lateForSequences = (): number[] => this.backends.lateForSequences()
 
   // ---- what the admin console and the shared state see (ClientSession) -----
 
