@@ -14,7 +14,7 @@
 
 import type { Frame } from '../protocol/framer.ts'
 import { F } from '../protocol/codes.ts'
-import { bindHead, parseBind, queryText } from '../protocol/decode.ts'
+import { bindHead, describeOrClose, executeMsg, parseBind, parseMsg, queryText } from '../protocol/decode.ts'
 import { B } from '../protocol/codes.ts'
 import { commandComplete, message } from '../protocol/encode.ts'
 import type { StatementRegistry } from '../router/statements.ts'
@@ -74,23 +74,26 @@ const BEGIN_COMPLETE = commandComplete('BEGIN')
  */
 export function extendedPlainBegin(frames: Frame[], registry: StatementRegistry): Buffer[] | null {
   if (frames.length < 3 || frames.length > 4 || frames[0]!.type !== F.Bind || frames[frames.length - 1]!.type !== F.Sync) return null
-  let bind
+  const body = (f: Frame) => f.bytes.subarray(f.bodyOffset)
   try {
-    bind = parseBind(frames[0]!.bytes.subarray(frames[0]!.bodyOffset))
+    // Asked of every short extended batch between transactions (a prepared autocommit write): the
+    // statement's text says no to most before the Bind's values are read.
+    const head = bindHead(body(frames[0]!))
+    const st = registry.statements.get(head.statement)
+    if (!st || !plainBeginText(st.query) || parseBind(body(frames[0]!)).values.length) return null
+    const out = [BIND_COMPLETE]
+    for (const f of frames.slice(1, -1)) {
+      if (f.type === F.Describe && out.length === 1) {
+        const d = describeOrClose(body(f))
+        if (d.kind !== 'P' || d.name !== head.portal) return null
+        out.push(NO_DATA)
+      } else if (f.type === F.Execute && f === frames[frames.length - 2] && executeMsg(body(f)).portal === head.portal) out.push(BEGIN_COMPLETE)
+      else return null
+    }
+    return out[out.length - 1] === BEGIN_COMPLETE ? out : null
   } catch {
     return null // unreadable: the usual path answers it as PostgreSQL does
   }
-  const st = registry.statements.get(bind.statement)
-  if (bind.values.length || !st || !plainBeginText(st.query)) return null
-  const out = [BIND_COMPLETE]
-  for (const f of frames.slice(1, -1)) {
-    const body = f.bytes.subarray(f.bodyOffset)
-    const name = body.toString('utf8', f.type === F.Describe ? 1 : 0, body.indexOf(0, f.type === F.Describe ? 1 : 0))
-    if (f.type === F.Describe && body[0] === 0x50 && name === bind.portal && out.length === 1) out.push(NO_DATA)
-    else if (f.type === F.Execute && name === bind.portal && f === frames[frames.length - 2]) out.push(BEGIN_COMPLETE)
-    else return null
-  }
-  return out[out.length - 1] === BEGIN_COMPLETE ? out : null
 }
 
 /** Would this simple Query, inside a transaction, go to every backend (and is it no COPY)? */
@@ -118,8 +121,8 @@ export function extendedCarriesBegin(frames: Frame[], cat: CatalogData, registry
       if (!EXTENDED.has(f.type)) return false
       const body = f.bytes.subarray(f.bodyOffset)
       if (f.type === F.Parse) {
-        const nameEnd = body.indexOf(0)
-        parsed.set(body.toString('utf8', 0, nameEnd), body.toString('utf8', nameEnd + 1, body.indexOf(0, nameEnd + 1)))
+        const p = parseMsg(body)
+        parsed.set(p.name, p.query)
       } else if (f.type === F.Bind) {
         const { statement } = bindHead(body)
         const text = parsed.get(statement) ?? registry.statements.get(statement)?.query

@@ -11,6 +11,7 @@
 
 import { B, F } from '../protocol/codes.ts'
 import { commandComplete, message, parseComplete, readyForQuery } from '../protocol/encode.ts'
+import { describeOrClose, type Target } from '../protocol/decode.ts'
 import type { Plan } from '../router/plan.ts'
 import type { StatementRegistry } from '../router/statements.ts'
 import type { StatementInfo } from '../sql/types.ts'
@@ -59,10 +60,9 @@ export function learnSettings(tx: TxState, plan: Plan, ex: Exchange, idleBefore:
   }
 }
 
-/** Body bytes after a Describe's kind byte, as a name (up to its terminator). */
-function describeTarget(m: { bytes: Buffer }): { kind: number; name: string } {
-  const end = m.bytes.indexOf(0, 6)
-  return { kind: m.bytes[5]!, name: m.bytes.toString('utf8', 6, end < 0 ? m.bytes.length : end) }
+/** A Describe's kind and name (protocol/decode.ts). */
+function describeTarget(m: { bytes: Buffer }): Target {
+  return describeOrClose(m.bytes.subarray(5))
 }
 
 /** The batch is one SET of values this session already holds everywhere, between transactions. */
@@ -82,7 +82,7 @@ export function alreadySet(tx: TxState, plan: Plan, registry: StatementRegistry)
     if (m.swallow || !ANSWERABLE.has(m.code)) return false
     if (m.code === F.Describe) {
       const d = describeTarget(m)
-      if (!(d.kind === 0x53 ? statements : portals).has(d.name)) return false
+      if (!(d.kind === 'S' ? statements : portals).has(d.name)) return false
     }
   }
   return true
@@ -107,7 +107,7 @@ export function answerAlreadySet(plan: Plan, registry: StatementRegistry, tx: Tx
         out(BIND_COMPLETE)
         break
       case F.Describe:
-        if (describeTarget(m).kind === 0x53) out(NO_PARAMETERS)
+        if (describeTarget(m).kind === 'S') out(NO_PARAMETERS)
         out(NO_DATA)
         break
       case F.Execute:
